@@ -1,0 +1,1 @@
+//! The Joint-Feldman DKG (being written).
