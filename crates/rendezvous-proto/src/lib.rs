@@ -1,1 +1,32 @@
-//! (filled in by a later issue)
+//! rdht's rendezvous protocol as data.
+//!
+//! - [`records`]: the self-certifying [`NamespaceRecord`] and [`PeerRecord`],
+//!   their canonical encodings and signing bytes.
+//! - [`validate`]: one validation function per record, cheap checks before
+//!   pairings, each failure a [`StatusCode`].
+//! - [`error`]: decode errors and the stable wire status codes.
+//! - [`limits`]: the protocol's bounds and defaults.
+//! - [`wire`]: the primitive canonical reader/writer every codec uses.
+//!
+//! PROTOCOL.md at the repository root specifies all of it byte for byte.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod limits;
+pub mod messages;
+pub mod records;
+pub mod testkit;
+pub mod validate;
+pub mod wire;
+
+pub use error::{DecodeError, Rejection, StatusCode};
+pub use libp2p_identity::PeerId;
+pub use limits::Limits;
+pub use multiaddr::Multiaddr;
+pub use records::{NamespaceRecord, PeerRecord, QuorumKey};
+pub use validate::{
+    check_namespace_update, verify_batch, verify_namespace, verify_peer, PendingPeer,
+    VerifiedNamespace,
+};

@@ -1,0 +1,124 @@
+//! Ready-made quorums and records for tests, benchmarks, fuzz seeds, test
+//! vectors and the simulator's fixtures.
+//!
+//! A [`TestQuorum`] is dealt by a trusted dealer from a seed, which the
+//! real system never does (it runs the DKG): it exists so that code above
+//! the DKG can be exercised cheaply and reproducibly.
+
+use dkg::{KeyShare, Polynomial, SecretKeyShare, SignatureShare};
+use libp2p_identity::{Keypair, PeerId};
+use multiaddr::Multiaddr;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, G2_BYTES};
+
+/// A quorum dealt from an RNG: key shares and member identities.
+pub struct TestQuorum {
+    /// Every member's key share, index order (entry `i - 1` is member `i`).
+    pub shares: Vec<KeyShare>,
+    /// Every member's libp2p identity, index order.
+    pub identities: Vec<Keypair>,
+}
+
+impl TestQuorum {
+    /// Deals a quorum of `n` members with the given threshold.
+    pub fn deal<R: RngCore + CryptoRng>(n: u32, threshold: u32, rng: &mut R) -> Self {
+        let poly = Polynomial::random(threshold, rng);
+        let Some(set) = poly.commitments() else {
+            unreachable!("random polynomials have non-zero coefficients")
+        };
+        let shares = (1..=n)
+            .filter_map(|i| {
+                let secret = SecretKeyShare::new(i, poly.evaluate(i)).ok()?;
+                KeyShare::new(n, set.clone(), secret).ok()
+            })
+            .collect();
+        let identities = (0..n)
+            .map(|_| {
+                let mut seed = [0u8; 32];
+                rng.fill_bytes(&mut seed);
+                Keypair::ed25519_from_bytes(seed).unwrap_or_else(|_| Keypair::generate_ed25519())
+            })
+            .collect();
+        Self { shares, identities }
+    }
+
+    /// Quorum size.
+    pub fn n(&self) -> u32 {
+        self.shares.len() as u32
+    }
+
+    /// The namespace's name.
+    pub fn quorum_key(&self) -> QuorumKey {
+        match self.shares.first() {
+            Some(s) => QuorumKey::from(s.quorum_key()),
+            None => QuorumKey([0; 48]),
+        }
+    }
+
+    /// Member `index`'s PeerId.
+    pub fn peer_id(&self, index: u32) -> PeerId {
+        self.identities[index as usize - 1].public().to_peer_id()
+    }
+
+    /// An unsigned namespace record for this quorum (signature all zero).
+    pub fn namespace_unsigned(
+        &self,
+        epoch: u64,
+        kind: Option<&str>,
+        with_members: bool,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> NamespaceRecord {
+        let set = &self.shares[0].public_key_set;
+        NamespaceRecord {
+            commitments: set.commitments().iter().map(|c| c.to_bytes()).collect(),
+            n: self.n(),
+            epoch,
+            kind: kind.map(str::to_owned),
+            members: with_members.then(|| (1..=self.n()).map(|i| self.peer_id(i)).collect()),
+            issued_at_ms,
+            expires_at_ms,
+            signature: [0; G2_BYTES],
+        }
+    }
+
+    /// A namespace record signed by the first `threshold` members.
+    pub fn namespace(
+        &self,
+        epoch: u64,
+        kind: Option<&str>,
+        with_members: bool,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> NamespaceRecord {
+        let mut record =
+            self.namespace_unsigned(epoch, kind, with_members, issued_at_ms, expires_at_ms);
+        let threshold = self.shares[0].threshold();
+        let message = record.signing_bytes();
+        let shares: Vec<SignatureShare> = self.shares[..threshold as usize]
+            .iter()
+            .map(|s| s.secret.sign(&message))
+            .collect();
+        if let Ok(sig) = dkg::combine_signatures(threshold, self.n(), &shares) {
+            record.signature = sig.to_bytes();
+        }
+        record
+    }
+
+    /// Member `index`'s signed peer record.
+    pub fn peer(&self, index: u32, epoch: u64, seq: u64, expires_at_ms: u64) -> PeerRecord {
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + index)
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty());
+        PeerRecord::sign(
+            self.quorum_key(),
+            epoch,
+            self.peer_id(index),
+            vec![addr],
+            seq,
+            expires_at_ms,
+            &self.shares[index as usize - 1].secret,
+        )
+    }
+}
