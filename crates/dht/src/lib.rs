@@ -1,1 +1,32 @@
-//! (filled in by a later issue)
+//! rdht's rendezvous state, sans-IO.
+//!
+//! - [`store`]: the [`NamespaceStore`], the one place where accepted
+//!   records live: validated registration (batch-verified), CRDT merge of
+//!   replicated values, expiry, quotas, discover paging.
+//! - [`liveness`]: ping scheduling and unreachable bookkeeping.
+//! - [`cookie`]: stateless discover cookies.
+//! - [`value`]: the DHT value of a namespace and its encoding.
+//! - [`keys`]: DHT key derivation.
+//! - [`kad_store`]: libp2p-kad's `RecordStore` over the namespace store.
+//! - [`config`]: quotas, liveness and admission settings.
+//!
+//! Nothing here reads a clock or the OS RNG: callers pass `now` and a
+//! seed, which is what lets the simulator run this exact code.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cookie;
+pub mod kad_store;
+pub mod keys;
+pub mod liveness;
+pub mod store;
+pub mod value;
+
+pub use config::{Admission, LivenessConfig, Quotas, StoreConfig};
+pub use kad_store::KadStore;
+pub use keys::{kind_key, namespace_key, DhtKey};
+pub use liveness::PingTarget;
+pub use store::{MergeReport, NamespaceStore, PeerRegistration, StoreStats};
+pub use value::NamespaceValue;

@@ -1,0 +1,88 @@
+//! Configuration of a rendezvous node's store: limits, quotas, liveness,
+//! admission.
+
+use std::collections::BTreeSet;
+
+use rendezvous_proto::{Limits, QuorumKey};
+
+/// Quotas that keep a node's memory bounded under flooding. Over a quota
+/// the node answers `QuotaExceeded` instead of growing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    /// Namespaces stored in total. When full, a namespace with no live
+    /// peer is dropped to make room before a new one is refused.
+    pub max_namespaces: usize,
+    /// Peer records stored in total.
+    pub max_peer_records: usize,
+    /// Registrations (namespaces + peer records) that one remote peer may
+    /// hold at once; libp2p rendezvous uses 32.
+    pub max_registrations_per_source: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            max_namespaces: 100_000,
+            max_peer_records: 1_000_000,
+            max_registrations_per_source: 64,
+        }
+    }
+}
+
+/// An optional admission policy for operators who need one: a valid
+/// namespace is cheap to make (anyone can run a DKG alone), so a node may
+/// choose to serve only some kinds or some quorum keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// If set, only namespaces of these kinds are accepted.
+    pub allowed_kinds: Option<BTreeSet<String>>,
+    /// If set, only these quorum keys are accepted.
+    pub allowed_quorum_keys: Option<BTreeSet<QuorumKey>>,
+}
+
+impl Admission {
+    /// Whether the policy admits a namespace.
+    pub fn admits(&self, quorum_key: &QuorumKey, kind: Option<&str>) -> bool {
+        let kind_ok = match &self.allowed_kinds {
+            None => true,
+            Some(kinds) => kind.is_some_and(|k| kinds.contains(k)),
+        };
+        let key_ok = match &self.allowed_quorum_keys {
+            None => true,
+            Some(keys) => keys.contains(quorum_key),
+        };
+        kind_ok && key_ok
+    }
+}
+
+/// Liveness parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Mean time between pings of one peer (each interval is jittered by
+    /// +-10% so that pings of many peers spread out).
+    pub ping_interval_ms: u64,
+    /// Consecutive misses after which a peer is unreachable.
+    pub max_misses: u32,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval_ms: 5_000,
+            max_misses: 3,
+        }
+    }
+}
+
+/// Everything a [`crate::NamespaceStore`] is configured with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Protocol limits (n, TTL, addresses, message size).
+    pub limits: Limits,
+    /// Quotas.
+    pub quotas: Quotas,
+    /// Liveness.
+    pub liveness: LivenessConfig,
+    /// Admission policy.
+    pub admission: Admission,
+}

@@ -1,0 +1,226 @@
+//! Liveness bookkeeping, sans-IO: which peer is due a ping, what a pong or a
+//! miss does, when a peer becomes unreachable.
+//!
+//! Tracked per PeerId (one ping answers for every namespace the peer is
+//! registered in). Each node decides on its own: nothing another node says
+//! can mark a peer unreachable here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use libp2p_identity::PeerId;
+use rand_core::RngCore;
+use rendezvous_proto::{Multiaddr, QuorumKey};
+
+use crate::config::LivenessConfig;
+
+/// A ping the driver should send now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingTarget {
+    /// Who to ping (over a connection authenticated as this PeerId).
+    pub peer_id: PeerId,
+    /// Where it said it listens (from its latest record).
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// What a ping outcome changed, so the store can update what it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing visible changed.
+    None,
+    /// The peer answered again after being unreachable.
+    BackAlive,
+    /// The peer missed its last allowed ping.
+    BecameUnreachable,
+}
+
+#[derive(Debug, Clone)]
+struct PeerState {
+    registrations: BTreeSet<(QuorumKey, u32)>,
+    addrs: Vec<Multiaddr>,
+    last_seen_ms: Option<u64>,
+    misses: u32,
+    unreachable: bool,
+    next_ping_ms: u64,
+}
+
+/// Per-peer liveness state and the ping schedule.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    config: LivenessConfig,
+    peers: BTreeMap<PeerId, PeerState>,
+    schedule: BTreeSet<(u64, PeerId)>,
+}
+
+impl Liveness {
+    /// Empty bookkeeping.
+    pub fn new(config: LivenessConfig) -> Self {
+        Self {
+            config,
+            peers: BTreeMap::new(),
+            schedule: BTreeSet::new(),
+        }
+    }
+
+    /// The interval with +-10% jitter.
+    fn jittered<R: RngCore>(&self, rng: &mut R) -> u64 {
+        let base = self.config.ping_interval_ms.max(1);
+        let spread = base / 5;
+        let offset = if spread == 0 {
+            0
+        } else {
+            rng.next_u64() % (spread + 1)
+        };
+        base - base / 10 + offset
+    }
+
+    fn reschedule(&mut self, peer_id: &PeerId, at: u64) {
+        if let Some(state) = self.peers.get_mut(peer_id) {
+            self.schedule.remove(&(state.next_ping_ms, *peer_id));
+            state.next_ping_ms = at;
+            self.schedule.insert((at, *peer_id));
+        }
+    }
+
+    /// Records that `peer_id` holds the registration `(quorum_key, index)`
+    /// with these addresses. A peer seen for the first time, or one that
+    /// registered anew after being unreachable, is pinged at once (after a
+    /// jittered fraction of the interval) and counts as reachable until
+    /// it misses.
+    pub fn add<R: RngCore>(
+        &mut self,
+        peer_id: PeerId,
+        registration: (QuorumKey, u32),
+        addrs: Vec<Multiaddr>,
+        now_ms: u64,
+        rng: &mut R,
+    ) {
+        let first_ping = now_ms + self.jittered(rng) / 10;
+        match self.peers.get_mut(&peer_id) {
+            Some(state) => {
+                state.registrations.insert(registration);
+                state.addrs = addrs;
+                if state.unreachable {
+                    state.unreachable = false;
+                    state.misses = 0;
+                    self.reschedule(&peer_id, first_ping);
+                }
+            }
+            None => {
+                let mut registrations = BTreeSet::new();
+                registrations.insert(registration);
+                self.peers.insert(
+                    peer_id,
+                    PeerState {
+                        registrations,
+                        addrs,
+                        last_seen_ms: None,
+                        misses: 0,
+                        unreachable: false,
+                        next_ping_ms: first_ping,
+                    },
+                );
+                self.schedule.insert((first_ping, peer_id));
+            }
+        }
+    }
+
+    /// Forgets one registration; a peer with none left is no longer pinged.
+    pub fn remove(&mut self, peer_id: &PeerId, registration: &(QuorumKey, u32)) {
+        let empty = match self.peers.get_mut(peer_id) {
+            Some(state) => {
+                state.registrations.remove(registration);
+                state.registrations.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            if let Some(state) = self.peers.remove(peer_id) {
+                self.schedule.remove(&(state.next_ping_ms, *peer_id));
+            }
+        }
+    }
+
+    /// Peers due a ping at `now`; each is rescheduled one jittered interval
+    /// later (its outcome arrives through [`Liveness::handle_pong`] or
+    /// [`Liveness::handle_miss`]).
+    pub fn due_pings<R: RngCore>(&mut self, now_ms: u64, rng: &mut R) -> Vec<PingTarget> {
+        let mut due = Vec::new();
+        while let Some(&(at, peer_id)) = self.schedule.first() {
+            if at > now_ms {
+                break;
+            }
+            let next = now_ms + self.jittered(rng);
+            self.reschedule(&peer_id, next);
+            if let Some(state) = self.peers.get(&peer_id) {
+                due.push(PingTarget {
+                    peer_id,
+                    addrs: state.addrs.clone(),
+                });
+            }
+        }
+        due
+    }
+
+    /// When the next ping is due.
+    pub fn next_ping_ms(&self) -> Option<u64> {
+        self.schedule.first().map(|(at, _)| *at)
+    }
+
+    /// The peer answered a ping over an authenticated connection.
+    pub fn handle_pong(&mut self, peer_id: &PeerId, now_ms: u64) -> Transition {
+        let Some(state) = self.peers.get_mut(peer_id) else {
+            return Transition::None;
+        };
+        state.last_seen_ms = Some(now_ms);
+        state.misses = 0;
+        if state.unreachable {
+            state.unreachable = false;
+            Transition::BackAlive
+        } else {
+            Transition::None
+        }
+    }
+
+    /// A ping failed (timeout, refused, or answered by another identity).
+    pub fn handle_miss(&mut self, peer_id: &PeerId) -> Transition {
+        let max = self.config.max_misses.max(1);
+        let Some(state) = self.peers.get_mut(peer_id) else {
+            return Transition::None;
+        };
+        state.misses = state.misses.saturating_add(1);
+        if !state.unreachable && state.misses >= max {
+            state.unreachable = true;
+            Transition::BecameUnreachable
+        } else {
+            Transition::None
+        }
+    }
+
+    /// Whether the peer is currently considered unreachable.
+    pub fn is_unreachable(&self, peer_id: &PeerId) -> bool {
+        self.peers.get(peer_id).is_some_and(|s| s.unreachable)
+    }
+
+    /// When the peer last answered a ping.
+    pub fn last_seen_ms(&self, peer_id: &PeerId) -> Option<u64> {
+        self.peers.get(peer_id).and_then(|s| s.last_seen_ms)
+    }
+
+    /// The registrations a peer holds.
+    pub fn registrations(&self, peer_id: &PeerId) -> Vec<(QuorumKey, u32)> {
+        self.peers
+            .get(peer_id)
+            .map(|s| s.registrations.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Peers tracked.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}

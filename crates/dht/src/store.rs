@@ -1,0 +1,952 @@
+//! The namespace store: the one place where accepted records live.
+//!
+//! Sans-IO: every method takes `now` (ms since the Unix epoch); randomness
+//! (batch coefficients, ping jitter, the cookie node tag) comes from a
+//! ChaCha RNG seeded by the caller; iteration is over `BTreeMap`s. Every
+//! operation is `O(log n)` in the number of stored records (plus the size
+//! of what it returns), so a node stays flat from zero to a million
+//! registrations.
+//!
+//! Invariants, checked by the tests:
+//! - only records that validate are stored, and a rejected request
+//!   changes nothing;
+//! - per (namespace, index) at most one peer record, the one with the
+//!   highest seq (ties broken by encoding, so merging is commutative);
+//! - expired records are never served and are dropped by [`NamespaceStore::expire`];
+//! - quotas are never exceeded.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use libp2p_identity::PeerId;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use rendezvous_proto::messages::{Cookie, DiscoverAnswer, DiscoveredPeer, MAX_DISCOVER_LIMIT};
+use rendezvous_proto::validate::{check_expiry, check_peer_fields};
+use rendezvous_proto::{
+    verify_batch, verify_namespace, NamespaceRecord, PeerRecord, PendingPeer, QuorumKey,
+    StatusCode, VerifiedNamespace,
+};
+
+use crate::config::StoreConfig;
+use crate::cookie;
+use crate::keys::{kind_key, namespace_key, DhtKey};
+use crate::liveness::{Liveness, PingTarget, Transition};
+use crate::value::NamespaceValue;
+
+/// A peer registration as it arrives: the record and, when it came over a
+/// direct connection, the connection's authenticated PeerId.
+#[derive(Debug, Clone)]
+pub struct PeerRegistration {
+    /// The record.
+    pub record: PeerRecord,
+    /// The authenticated remote, or `None` for a replicated record.
+    pub remote: Option<PeerId>,
+}
+
+/// What a merge of a replicated value did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// The namespace record was new or newer and is now stored.
+    pub namespace_updated: bool,
+    /// Peer records stored (new, or newer than what was held).
+    pub peers_stored: usize,
+    /// Peer records already held (same or newer here).
+    pub peers_unchanged: usize,
+    /// Why the namespace record was refused, if it was.
+    pub namespace_rejected: Option<StatusCode>,
+    /// Peer records rejected (by index), with their codes.
+    pub peers_rejected: Vec<(u32, StatusCode)>,
+}
+
+/// Counts of what the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Namespaces stored.
+    pub namespaces: usize,
+    /// Peer records stored (reachable or not).
+    pub peer_records: usize,
+    /// Peer records currently served (not unreachable).
+    pub reachable_peer_records: usize,
+    /// Distinct peers tracked for liveness.
+    pub tracked_peers: usize,
+}
+
+#[derive(Debug, Clone)]
+struct PeerEntry {
+    record: PeerRecord,
+    version: u64,
+    source: Option<PeerId>,
+}
+
+#[derive(Debug, Clone)]
+struct NamespaceEntry {
+    verified: VerifiedNamespace,
+    dht_key: DhtKey,
+    source: Option<PeerId>,
+    peers: BTreeMap<u32, PeerEntry>,
+    /// version -> index, for cookie paging.
+    by_version: BTreeMap<u64, u32>,
+    /// index -> seq of a withdrawn record: replication of that seq or older
+    /// must not bring it back here.
+    withdrawn: BTreeMap<u32, (u64, u64)>,
+}
+
+/// Where an expiry belongs: the namespace itself (`index` 0) or a peer.
+type ExpiryKey = (u64, QuorumKey, u32);
+
+/// The rendezvous state of one node.
+#[derive(Debug)]
+pub struct NamespaceStore {
+    config: StoreConfig,
+    rng: ChaCha20Rng,
+    node_tag: [u8; 8],
+    namespaces: BTreeMap<QuorumKey, NamespaceEntry>,
+    by_dht_key: BTreeMap<DhtKey, QuorumKey>,
+    by_kind: BTreeMap<String, BTreeSet<QuorumKey>>,
+    kind_keys: BTreeMap<DhtKey, String>,
+    expiry: BTreeSet<ExpiryKey>,
+    sources: BTreeMap<PeerId, usize>,
+    liveness: Liveness,
+    next_version: u64,
+    peer_records: usize,
+}
+
+impl NamespaceStore {
+    /// An empty store. `seed` drives every random choice the store makes.
+    pub fn new(config: StoreConfig, seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut node_tag = [0u8; 8];
+        rng.fill_bytes(&mut node_tag);
+        Self {
+            liveness: Liveness::new(config.liveness),
+            config,
+            rng,
+            node_tag,
+            namespaces: BTreeMap::new(),
+            by_dht_key: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
+            kind_keys: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            sources: BTreeMap::new(),
+            next_version: 1,
+            peer_records: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Counts of what is stored.
+    pub fn stats(&self) -> StoreStats {
+        let reachable = self
+            .namespaces
+            .values()
+            .flat_map(|ns| ns.peers.values())
+            .filter(|p| !self.liveness.is_unreachable(&p.record.peer_id))
+            .count();
+        StoreStats {
+            namespaces: self.namespaces.len(),
+            peer_records: self.peer_records,
+            reachable_peer_records: reachable,
+            tracked_peers: self.liveness.len(),
+        }
+    }
+
+    /// The verified namespace stored under a quorum key.
+    pub fn namespace(&self, quorum_key: &QuorumKey) -> Option<&VerifiedNamespace> {
+        self.namespaces.get(quorum_key).map(|e| &e.verified)
+    }
+
+    /// The quorum key whose namespace lives under a DHT key.
+    pub fn quorum_key_for(&self, dht_key: &DhtKey) -> Option<QuorumKey> {
+        self.by_dht_key.get(dht_key).copied()
+    }
+
+    /// The kind whose index lives under a DHT key.
+    pub fn kind_for_key(&self, dht_key: &DhtKey) -> Option<String> {
+        self.kind_keys.get(dht_key).cloned()
+    }
+
+    /// Every kind with at least one stored namespace.
+    pub fn kinds(&self) -> Vec<String> {
+        self.by_kind.keys().cloned().collect()
+    }
+
+    /// Registrations a source currently holds.
+    pub fn source_count(&self, source: &PeerId) -> usize {
+        self.sources.get(source).copied().unwrap_or(0)
+    }
+
+    fn bump_version(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+
+    fn add_source(&mut self, source: Option<PeerId>) {
+        if let Some(s) = source {
+            *self.sources.entry(s).or_insert(0) += 1;
+        }
+    }
+
+    fn remove_source(&mut self, source: Option<PeerId>) {
+        if let Some(s) = source {
+            if let Some(count) = self.sources.get_mut(&s) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.sources.remove(&s);
+                }
+            }
+        }
+    }
+
+    fn source_has_room(&self, source: Option<&PeerId>) -> bool {
+        source
+            .is_none_or(|s| self.source_count(s) < self.config.quotas.max_registrations_per_source)
+    }
+
+    /// Whether a namespace has a peer that is served.
+    fn has_live_peer(&self, entry: &NamespaceEntry) -> bool {
+        entry
+            .peers
+            .values()
+            .any(|p| !self.liveness.is_unreachable(&p.record.peer_id))
+    }
+
+    /// A namespace that may be dropped to make room: one with no live
+    /// peer, the soonest to expire first.
+    fn eviction_candidate(&self) -> Option<QuorumKey> {
+        self.expiry
+            .iter()
+            .filter(|(_, _, index)| *index == 0)
+            .map(|(_, qk, _)| qk)
+            .find(|qk| {
+                self.namespaces
+                    .get(*qk)
+                    .is_some_and(|e| !self.has_live_peer(e))
+            })
+            .copied()
+    }
+
+    // ----- namespaces -------------------------------------------------------
+
+    /// Registers or updates a namespace record. Returns the TTL granted (ms).
+    ///
+    /// Order of checks: admission, staleness against the stored record,
+    /// quotas (all cheap), then full verification (pairings). Only then is
+    /// anything changed: possibly one namespace without live peers is
+    /// dropped to make room, and peer records of an older epoch are dropped.
+    pub fn register_namespace(
+        &mut self,
+        record: NamespaceRecord,
+        source: Option<PeerId>,
+        now_ms: u64,
+    ) -> Result<u64, StatusCode> {
+        self.expire(now_ms);
+        let quorum_key = record.quorum_key().ok_or(StatusCode::Decode)?;
+        if !self
+            .config
+            .admission
+            .admits(&quorum_key, record.kind.as_deref())
+        {
+            return Err(StatusCode::NotAuthorized);
+        }
+        let existing = self.namespaces.get(&quorum_key);
+        if let Some(entry) = existing {
+            rendezvous_proto::check_namespace_update(entry.verified.record(), &record)?;
+        }
+        let is_new = existing.is_none();
+        let mut evict = None;
+        if is_new {
+            if !self.source_has_room(source.as_ref()) {
+                return Err(StatusCode::QuotaExceeded);
+            }
+            if self.namespaces.len() >= self.config.quotas.max_namespaces {
+                evict = Some(self.eviction_candidate().ok_or(StatusCode::QuotaExceeded)?);
+            }
+        }
+        let verified = verify_namespace(&record, now_ms, &self.config.limits)?;
+        if let Some(victim) = evict {
+            self.remove_namespace(&victim);
+        }
+        let ttl = record.expires_at_ms - now_ms;
+        self.apply_namespace(verified, source);
+        Ok(ttl)
+    }
+
+    fn apply_namespace(&mut self, verified: VerifiedNamespace, source: Option<PeerId>) {
+        let quorum_key = verified.quorum_key();
+        let record = verified.record().clone();
+        let epoch = record.epoch;
+        let n = record.n;
+        match self.namespaces.remove(&quorum_key) {
+            Some(mut entry) => {
+                self.expiry
+                    .remove(&(entry.verified.record().expires_at_ms, quorum_key, 0));
+                if let Some(kind) = &entry.verified.record().kind {
+                    self.unindex_kind(kind, &quorum_key);
+                }
+                // Peer records of another epoch, or beyond a smaller n, no
+                // longer validate under the new record.
+                let stale: Vec<u32> = entry
+                    .peers
+                    .iter()
+                    .filter(|(index, p)| p.record.epoch != epoch || **index > n)
+                    .map(|(index, _)| *index)
+                    .collect();
+                for index in stale {
+                    self.remove_peer_from(&mut entry, index);
+                }
+                entry.verified = verified;
+                self.insert_namespace_entry(quorum_key, entry);
+            }
+            None => {
+                let dht_key = namespace_key(&quorum_key);
+                self.by_dht_key.insert(dht_key, quorum_key);
+                self.add_source(source);
+                let entry = NamespaceEntry {
+                    verified,
+                    dht_key,
+                    source,
+                    peers: BTreeMap::new(),
+                    by_version: BTreeMap::new(),
+                    withdrawn: BTreeMap::new(),
+                };
+                self.insert_namespace_entry(quorum_key, entry);
+            }
+        }
+    }
+
+    fn insert_namespace_entry(&mut self, quorum_key: QuorumKey, entry: NamespaceEntry) {
+        let record = entry.verified.record();
+        self.expiry.insert((record.expires_at_ms, quorum_key, 0));
+        if let Some(kind) = &record.kind {
+            self.kind_keys.insert(kind_key(kind), kind.clone());
+            self.by_kind
+                .entry(kind.clone())
+                .or_default()
+                .insert(quorum_key);
+        }
+        self.namespaces.insert(quorum_key, entry);
+    }
+
+    fn unindex_kind(&mut self, kind: &str, quorum_key: &QuorumKey) {
+        if let Some(set) = self.by_kind.get_mut(kind) {
+            set.remove(quorum_key);
+            if set.is_empty() {
+                self.by_kind.remove(kind);
+                self.kind_keys.remove(&kind_key(kind));
+            }
+        }
+    }
+
+    fn remove_namespace(&mut self, quorum_key: &QuorumKey) {
+        let Some(mut entry) = self.namespaces.remove(quorum_key) else {
+            return;
+        };
+        let indices: Vec<u32> = entry.peers.keys().copied().collect();
+        for index in indices {
+            self.remove_peer_from(&mut entry, index);
+        }
+        self.expiry
+            .remove(&(entry.verified.record().expires_at_ms, *quorum_key, 0));
+        if let Some(kind) = &entry.verified.record().kind {
+            self.unindex_kind(kind, quorum_key);
+        }
+        self.by_dht_key.remove(&entry.dht_key);
+        self.remove_source(entry.source);
+    }
+
+    // ----- peers ------------------------------------------------------------
+
+    fn remove_peer_from(&mut self, entry: &mut NamespaceEntry, index: u32) -> Option<PeerEntry> {
+        let peer = entry.peers.remove(&index)?;
+        let quorum_key = entry.verified.quorum_key();
+        entry.by_version.remove(&peer.version);
+        self.expiry
+            .remove(&(peer.record.expires_at_ms, quorum_key, index));
+        self.liveness
+            .remove(&peer.record.peer_id, &(quorum_key, index));
+        self.remove_source(peer.source);
+        self.peer_records -= 1;
+        Some(peer)
+    }
+
+    /// The cheap part of admitting one peer registration: everything but
+    /// the pairing. Returns the record ready for (batch) verification.
+    fn precheck_peer(&self, reg: PeerRegistration, now_ms: u64) -> Result<PendingPeer, StatusCode> {
+        let entry = self
+            .namespaces
+            .get(&reg.record.quorum_key)
+            .ok_or(StatusCode::UnknownNamespace)?;
+        check_peer_fields(
+            &reg.record,
+            &entry.verified,
+            now_ms,
+            &self.config.limits,
+            reg.remote.as_ref(),
+        )?;
+        self.check_slot(entry, &reg.record, reg.remote.as_ref())?;
+        PendingPeer::prepare(
+            reg.record,
+            &entry.verified,
+            now_ms,
+            &self.config.limits,
+            reg.remote.as_ref(),
+        )
+    }
+
+    /// Sequence and quota checks for putting `record` in its slot.
+    fn check_slot(
+        &self,
+        entry: &NamespaceEntry,
+        record: &PeerRecord,
+        source: Option<&PeerId>,
+    ) -> Result<(), StatusCode> {
+        match entry.peers.get(&record.index) {
+            Some(stored) => {
+                if record.seq <= stored.record.seq {
+                    return Err(StatusCode::StaleSequence);
+                }
+                let same_source = stored.source.as_ref() == source;
+                if !same_source && !self.source_has_room(source) {
+                    return Err(StatusCode::QuotaExceeded);
+                }
+            }
+            None => {
+                if let Some(&(seq, _)) = entry.withdrawn.get(&record.index) {
+                    if record.seq <= seq {
+                        return Err(StatusCode::StaleSequence);
+                    }
+                }
+                if self.peer_records >= self.config.quotas.max_peer_records
+                    || !self.source_has_room(source)
+                {
+                    return Err(StatusCode::QuotaExceeded);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers one peer record. Returns the TTL granted (ms).
+    pub fn register_peer(
+        &mut self,
+        registration: PeerRegistration,
+        now_ms: u64,
+    ) -> Result<u64, StatusCode> {
+        self.register_peers(vec![registration], now_ms)
+            .pop()
+            .unwrap_or(Err(StatusCode::Internal))
+    }
+
+    /// Registers a burst of peer records: cheap checks on each, one safe
+    /// batch verification for all that pass, then the accepted ones are
+    /// applied in order (a later record for the same slot must still have
+    /// a higher seq). One result per input, in order.
+    pub fn register_peers(
+        &mut self,
+        registrations: Vec<PeerRegistration>,
+        now_ms: u64,
+    ) -> Vec<Result<u64, StatusCode>> {
+        self.expire(now_ms);
+        let mut results: Vec<Result<u64, StatusCode>> = Vec::with_capacity(registrations.len());
+        let mut pending = Vec::new();
+        let mut pending_meta = Vec::new();
+        for (position, reg) in registrations.into_iter().enumerate() {
+            let remote = reg.remote;
+            match self.precheck_peer(reg, now_ms) {
+                Ok(p) => {
+                    pending.push(p);
+                    pending_meta.push((position, remote));
+                    results.push(Ok(0));
+                }
+                Err(code) => results.push(Err(code)),
+            }
+        }
+        let verdicts = verify_batch(&pending, &mut self.rng);
+        for ((p, (position, remote)), verdict) in
+            pending.into_iter().zip(pending_meta).zip(verdicts)
+        {
+            let outcome = verdict.and_then(|()| self.apply_peer(p.record, remote, now_ms));
+            if let Some(slot) = results.get_mut(position) {
+                *slot = outcome;
+            }
+        }
+        results
+    }
+
+    /// Stores a verified record, re-checking its slot (earlier records of
+    /// the same batch may have filled it).
+    fn apply_peer(
+        &mut self,
+        record: PeerRecord,
+        source: Option<PeerId>,
+        now_ms: u64,
+    ) -> Result<u64, StatusCode> {
+        let quorum_key = record.quorum_key;
+        let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
+            return Err(StatusCode::UnknownNamespace);
+        };
+        let outcome = self
+            .check_slot(&entry, &record, source.as_ref())
+            .map(|()| self.put_peer(&mut entry, record, source, now_ms));
+        self.namespaces.insert(quorum_key, entry);
+        outcome
+    }
+
+    fn put_peer(
+        &mut self,
+        entry: &mut NamespaceEntry,
+        record: PeerRecord,
+        source: Option<PeerId>,
+        now_ms: u64,
+    ) -> u64 {
+        let quorum_key = entry.verified.quorum_key();
+        let index = record.index;
+        self.remove_peer_from(entry, index);
+        entry.withdrawn.remove(&index);
+        let version = self.bump_version();
+        self.expiry
+            .insert((record.expires_at_ms, quorum_key, index));
+        self.liveness.add(
+            record.peer_id,
+            (quorum_key, index),
+            record.addrs.clone(),
+            now_ms,
+            &mut self.rng,
+        );
+        self.add_source(source);
+        self.peer_records += 1;
+        entry.by_version.insert(version, index);
+        let ttl = record.expires_at_ms.saturating_sub(now_ms);
+        entry.peers.insert(
+            index,
+            PeerEntry {
+                record,
+                version,
+                source,
+            },
+        );
+        ttl
+    }
+
+    /// Removes member `index`'s record, if the authenticated `remote` is
+    /// the record's PeerId (else `PeerIdMismatch`). Removing nothing is
+    /// not an error. The removed seq is remembered until the record would
+    /// have expired, so replication of it cannot bring it back here.
+    pub fn unregister(
+        &mut self,
+        quorum_key: &QuorumKey,
+        index: u32,
+        remote: &PeerId,
+        now_ms: u64,
+    ) -> Result<(), StatusCode> {
+        self.expire(now_ms);
+        let Some(mut entry) = self.namespaces.remove(quorum_key) else {
+            return Ok(());
+        };
+        let outcome = match entry.peers.get(&index) {
+            Some(p) if p.record.peer_id != *remote => Err(StatusCode::PeerIdMismatch),
+            Some(_) => {
+                if let Some(removed) = self.remove_peer_from(&mut entry, index) {
+                    entry
+                        .withdrawn
+                        .insert(index, (removed.record.seq, removed.record.expires_at_ms));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        self.namespaces.insert(*quorum_key, entry);
+        outcome
+    }
+
+    // ----- replication (the kad value) ---------------------------------------
+
+    /// The value this node vouches for under a namespace: the namespace
+    /// record and its served (reachable, unexpired) peer records.
+    pub fn namespace_value(&self, quorum_key: &QuorumKey, now_ms: u64) -> Option<NamespaceValue> {
+        let entry = self.namespaces.get(quorum_key)?;
+        if entry.verified.record().expires_at_ms <= now_ms {
+            return None;
+        }
+        let peers = entry
+            .peers
+            .values()
+            .filter(|p| self.is_served(p, now_ms))
+            .map(|p| p.record.clone())
+            .collect();
+        Some(NamespaceValue {
+            namespace: entry.verified.record().clone(),
+            peers,
+        })
+    }
+
+    /// Every namespace's value (for republishing).
+    pub fn values(&self, now_ms: u64) -> Vec<NamespaceValue> {
+        self.namespaces
+            .keys()
+            .filter_map(|qk| self.namespace_value(qk, now_ms))
+            .collect()
+    }
+
+    fn is_served(&self, peer: &PeerEntry, now_ms: u64) -> bool {
+        peer.record.expires_at_ms > now_ms && !self.liveness.is_unreachable(&peer.record.peer_id)
+    }
+
+    /// Merges a value received from another replica (a state-based CRDT
+    /// merge): the namespace record with the higher (epoch, issued-at)
+    /// wins; per index the valid record with the higher seq wins, equal
+    /// seqs are broken by the larger encoding. Everything is re-verified;
+    /// nothing invalid is stored. A peer this node found unreachable stays
+    /// unreachable unless the value carries a newer registration of it.
+    pub fn merge_value(&mut self, value: NamespaceValue, now_ms: u64) -> MergeReport {
+        self.expire(now_ms);
+        let mut report = MergeReport::default();
+        let Some(quorum_key) = value.namespace.quorum_key() else {
+            report.namespace_rejected = Some(StatusCode::Decode);
+            return report;
+        };
+        let namespace_order = |r: &NamespaceRecord| (r.epoch, r.issued_at_ms);
+        let newer = match self.namespaces.get(&quorum_key) {
+            None => true,
+            Some(e) => {
+                let stored = e.verified.record();
+                namespace_order(&value.namespace) > namespace_order(stored)
+                    || (namespace_order(&value.namespace) == namespace_order(stored)
+                        && value.namespace.encode() > stored.encode())
+            }
+        };
+        if newer {
+            if self.namespaces.contains_key(&quorum_key) {
+                // An equal (epoch, issued-at) with a larger encoding wins the
+                // CRDT tie-break but would fail check_namespace_update, so
+                // admission and verification are applied here directly.
+                let admitted = self
+                    .config
+                    .admission
+                    .admits(&quorum_key, value.namespace.kind.as_deref());
+                let verified = if admitted {
+                    verify_namespace(&value.namespace, now_ms, &self.config.limits)
+                } else {
+                    Err(StatusCode::NotAuthorized)
+                };
+                match verified {
+                    Ok(v) => {
+                        self.apply_namespace(v, None);
+                        report.namespace_updated = true;
+                    }
+                    Err(code) => report.namespace_rejected = Some(code),
+                }
+            } else {
+                match self.register_namespace(value.namespace.clone(), None, now_ms) {
+                    Ok(_) => report.namespace_updated = true,
+                    Err(code) => {
+                        report.namespace_rejected = Some(code);
+                        return report;
+                    }
+                }
+            }
+        }
+        // Peers: keep only those that would change something, then verify
+        // them in one batch.
+        let mut candidates = Vec::new();
+        for record in value.peers {
+            let Some(entry) = self.namespaces.get(&quorum_key) else {
+                report
+                    .peers_rejected
+                    .push((record.index, StatusCode::UnknownNamespace));
+                continue;
+            };
+            match entry.peers.get(&record.index) {
+                Some(stored) if stored.record == record => {
+                    report.peers_unchanged += 1;
+                    continue;
+                }
+                Some(stored)
+                    if record.seq < stored.record.seq
+                        || (record.seq == stored.record.seq
+                            && record.encode() <= stored.record.encode()) =>
+                {
+                    report.peers_unchanged += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(&(seq, _)) = entry.withdrawn.get(&record.index) {
+                if record.seq <= seq {
+                    report.peers_unchanged += 1;
+                    continue;
+                }
+            }
+            let index = record.index;
+            let prepared =
+                PendingPeer::prepare(record, &entry.verified, now_ms, &self.config.limits, None);
+            match prepared {
+                Ok(p) => candidates.push(p),
+                Err(code) => report.peers_rejected.push((index, code)),
+            }
+        }
+        let verdicts = verify_batch(&candidates, &mut self.rng);
+        for (p, verdict) in candidates.into_iter().zip(verdicts) {
+            let index = p.record.index;
+            match verdict {
+                Ok(()) => {
+                    if self.merge_peer(p.record, now_ms) {
+                        report.peers_stored += 1;
+                    } else {
+                        report.peers_unchanged += 1;
+                    }
+                }
+                Err(code) => report.peers_rejected.push((index, code)),
+            }
+        }
+        report
+    }
+
+    /// Stores a verified replicated record if it wins its slot.
+    fn merge_peer(&mut self, record: PeerRecord, now_ms: u64) -> bool {
+        let quorum_key = record.quorum_key;
+        let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
+            return false;
+        };
+        let wins = match entry.peers.get(&record.index) {
+            None => self.peer_records < self.config.quotas.max_peer_records,
+            Some(stored) => {
+                (record.seq, record.encode()) > (stored.record.seq, stored.record.encode())
+            }
+        };
+        if wins {
+            // A replicated record keeps the source of the one it replaces
+            // out of the quota: it is owned by no direct client here.
+            self.put_peer(&mut entry, record, None, now_ms);
+        }
+        self.namespaces.insert(quorum_key, entry);
+        wins
+    }
+
+    // ----- discovery --------------------------------------------------------
+
+    /// Answers a discover request: the namespace record and the served peer
+    /// records the cookie has not seen, oldest change first, at most
+    /// `limit` (0 or above the maximum means the maximum).
+    pub fn discover(
+        &self,
+        quorum_key: &QuorumKey,
+        limit: u32,
+        cookie: Option<&Cookie>,
+        now_ms: u64,
+    ) -> Result<DiscoverAnswer, StatusCode> {
+        let entry = self
+            .namespaces
+            .get(quorum_key)
+            .filter(|e| e.verified.record().expires_at_ms > now_ms)
+            .ok_or(StatusCode::UnknownNamespace)?;
+        let after = match cookie {
+            Some(c) => cookie::parse_peers_cookie(c, &self.node_tag, &entry.dht_key)?,
+            None => 0,
+        };
+        let limit = effective_limit(limit);
+        let mut peers = Vec::new();
+        let mut last = after;
+        for (&version, index) in entry.by_version.range(after.saturating_add(1)..) {
+            if peers.len() >= limit {
+                break;
+            }
+            last = version;
+            let Some(p) = entry.peers.get(index) else {
+                continue;
+            };
+            if !self.is_served(p, now_ms) {
+                continue;
+            }
+            peers.push(DiscoveredPeer {
+                record: p.record.clone(),
+                last_seen_ms: self.liveness.last_seen_ms(&p.record.peer_id),
+            });
+        }
+        Ok(DiscoverAnswer {
+            namespace: entry.verified.record().clone(),
+            peers,
+            cookie: cookie::peers_cookie(&self.node_tag, &entry.dht_key, last),
+        })
+    }
+
+    /// Lists namespace records of one kind, by quorum key, after the
+    /// cookie's position, at most `limit`.
+    pub fn discover_kind(
+        &self,
+        kind: &str,
+        limit: u32,
+        cookie: Option<&Cookie>,
+        now_ms: u64,
+    ) -> Result<(Vec<NamespaceRecord>, Cookie), StatusCode> {
+        if !rendezvous_proto::validate::is_valid_kind(kind, self.config.limits.max_kind_bytes) {
+            return Err(StatusCode::InvalidKind);
+        }
+        let scope = kind_key(kind);
+        let after = match cookie {
+            Some(c) => cookie::parse_kind_cookie(c, &self.node_tag, &scope)?,
+            None => None,
+        };
+        let limit = effective_limit(limit);
+        let mut out = Vec::new();
+        let mut last = after;
+        if let Some(set) = self.by_kind.get(kind) {
+            let range = match &after {
+                Some(a) => set.range((std::ops::Bound::Excluded(*a), std::ops::Bound::Unbounded)),
+                None => set.range(..),
+            };
+            for qk in range {
+                if out.len() >= limit {
+                    break;
+                }
+                last = Some(*qk);
+                if let Some(e) = self.namespaces.get(qk) {
+                    if e.verified.record().expires_at_ms > now_ms {
+                        out.push(e.verified.record().clone());
+                    }
+                }
+            }
+        }
+        Ok((
+            out,
+            cookie::kind_cookie(&self.node_tag, &scope, last.as_ref()),
+        ))
+    }
+
+    // ----- time ---------------------------------------------------------------
+
+    /// Drops everything that expired at or before `now`. Returns how many
+    /// records (namespaces and peers) were dropped.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(&(at, quorum_key, index)) = self.expiry.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiry.remove(&(at, quorum_key, index));
+            if index == 0 {
+                if self.namespaces.contains_key(&quorum_key) {
+                    dropped += 1 + self
+                        .namespaces
+                        .get(&quorum_key)
+                        .map_or(0, |e| e.peers.len());
+                    self.remove_namespace(&quorum_key);
+                }
+            } else if let Some(mut entry) = self.namespaces.remove(&quorum_key) {
+                if self.remove_peer_from(&mut entry, index).is_some() {
+                    dropped += 1;
+                }
+                self.namespaces.insert(quorum_key, entry);
+            }
+        }
+        for entry in self.namespaces.values_mut() {
+            entry.withdrawn.retain(|_, (_, expires)| *expires > now_ms);
+        }
+        dropped
+    }
+
+    /// The next time something changes on its own (an expiry or a due
+    /// ping): the driver should call [`NamespaceStore::expire`] and
+    /// [`NamespaceStore::due_pings`] then.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let expiry = self.expiry.first().map(|(at, _, _)| *at);
+        match (expiry, self.liveness.next_ping_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- liveness ------------------------------------------------------------
+
+    /// Peers due a ping now.
+    pub fn due_pings(&mut self, now_ms: u64) -> Vec<PingTarget> {
+        self.liveness.due_pings(now_ms, &mut self.rng)
+    }
+
+    /// A peer answered a ping over a connection authenticated as `peer_id`.
+    pub fn handle_pong(&mut self, peer_id: &PeerId, now_ms: u64) {
+        if self.liveness.handle_pong(peer_id, now_ms) == Transition::BackAlive {
+            self.touch_peer(peer_id);
+        }
+    }
+
+    /// A ping to `peer_id` failed.
+    pub fn handle_ping_miss(&mut self, peer_id: &PeerId) -> bool {
+        self.liveness.handle_miss(peer_id) == Transition::BecameUnreachable
+    }
+
+    /// Whether the peer is currently considered unreachable here.
+    pub fn is_unreachable(&self, peer_id: &PeerId) -> bool {
+        self.liveness.is_unreachable(peer_id)
+    }
+
+    /// Gives a peer's records new versions, so cookies that saw them
+    /// before they became unreachable see them again.
+    fn touch_peer(&mut self, peer_id: &PeerId) {
+        for (quorum_key, index) in self.liveness.registrations(peer_id) {
+            let version = self.bump_version();
+            if let Some(entry) = self.namespaces.get_mut(&quorum_key) {
+                if let Some(p) = entry.peers.get_mut(&index) {
+                    entry.by_version.remove(&p.version);
+                    p.version = version;
+                    entry.by_version.insert(version, index);
+                }
+            }
+        }
+    }
+
+    /// A canonical dump of everything stored, with bookkeeping (versions,
+    /// sources, withdrawn seqs, quota counters): equal fingerprints mean
+    /// equal state. Tests use it to show a rejected request changed nothing.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.next_version.to_be_bytes());
+        out.extend_from_slice(&(self.peer_records as u64).to_be_bytes());
+        for (qk, entry) in &self.namespaces {
+            out.extend_from_slice(&qk.0);
+            out.extend_from_slice(&entry.verified.record().encode());
+            out.extend_from_slice(&format!("{:?}", entry.source).into_bytes());
+            for (index, p) in &entry.peers {
+                out.extend_from_slice(&index.to_be_bytes());
+                out.extend_from_slice(&p.version.to_be_bytes());
+                out.extend_from_slice(&p.record.encode());
+                out.extend_from_slice(&format!("{:?}", p.source).into_bytes());
+            }
+            out.extend_from_slice(
+                &format!("{:?}{:?}", entry.by_version, entry.withdrawn).into_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            &format!("{:?}{:?}{:?}", self.sources, self.by_kind, self.expiry).into_bytes(),
+        );
+        out
+    }
+
+    /// Whether a record still exists for (quorum key, index), and its seq.
+    pub fn peer_seq(&self, quorum_key: &QuorumKey, index: u32) -> Option<u64> {
+        self.namespaces
+            .get(quorum_key)?
+            .peers
+            .get(&index)
+            .map(|p| p.record.seq)
+    }
+
+    /// Checks an expiry against this store's limits (for callers that
+    /// build records).
+    pub fn check_expiry(&self, expires_at_ms: u64, now_ms: u64) -> Result<(), StatusCode> {
+        check_expiry(expires_at_ms, now_ms, &self.config.limits)
+    }
+}
+
+fn effective_limit(limit: u32) -> usize {
+    if limit == 0 || limit > MAX_DISCOVER_LIMIT {
+        MAX_DISCOVER_LIMIT as usize
+    } else {
+        limit as usize
+    }
+}

@@ -1,0 +1,835 @@
+//! The namespace store: every rejection with its exact code and no state
+//! change, quotas at their edges, paging, liveness, expiry, merge laws.
+
+use std::sync::OnceLock;
+
+use dht::{
+    Admission, LivenessConfig, NamespaceStore, NamespaceValue, PeerRegistration, Quotas,
+    StoreConfig,
+};
+use libp2p_identity::{Keypair, PeerId};
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rendezvous_proto::messages::Cookie;
+use rendezvous_proto::testkit::TestQuorum;
+use rendezvous_proto::{PeerRecord, StatusCode};
+
+const NOW: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+fn quorum(n: u32, threshold: u32, seed: u64) -> TestQuorum {
+    TestQuorum::deal(n, threshold, &mut ChaCha20Rng::seed_from_u64(seed))
+}
+
+fn store_with(config: StoreConfig) -> NamespaceStore {
+    NamespaceStore::new(config, [7; 32])
+}
+
+fn store() -> NamespaceStore {
+    store_with(StoreConfig::default())
+}
+
+fn reg(q: &TestQuorum, record: PeerRecord) -> PeerRegistration {
+    let remote = Some(q.peer_id(record.index));
+    PeerRegistration { record, remote }
+}
+
+/// A store holding `q`'s namespace (epoch 1, members listed) and no peers.
+fn with_namespace(q: &TestQuorum) -> NamespaceStore {
+    let mut s = store();
+    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    assert_eq!(
+        s.register_namespace(ns, Some(q.peer_id(1)), NOW),
+        Ok(2 * HOUR)
+    );
+    s
+}
+
+/// Asserts that registering `r` fails with `code` and changes nothing.
+fn assert_peer_rejected(s: &mut NamespaceStore, r: PeerRegistration, code: StatusCode) {
+    let before = s.fingerprint();
+    assert_eq!(s.register_peer(r, NOW), Err(code));
+    assert_eq!(s.fingerprint(), before, "state changed after {code}");
+}
+
+#[test]
+fn honest_members_register_and_are_discovered() {
+    let q = quorum(4, 3, 1);
+    let mut s = with_namespace(&q);
+    let regs = (1..=4)
+        .map(|i| reg(&q, q.peer(i, 1, 1, NOW + HOUR)))
+        .collect();
+    let results = s.register_peers(regs, NOW);
+    assert_eq!(results, vec![Ok(HOUR); 4]);
+    let answer = s.discover(&q.quorum_key(), 0, None, NOW).unwrap();
+    assert_eq!(answer.peers.len(), 4);
+    let indices: Vec<u32> = answer.peers.iter().map(|p| p.record.index).collect();
+    assert_eq!(indices, vec![1, 2, 3, 4]);
+    assert_eq!(s.stats().peer_records, 4);
+}
+
+#[test]
+fn every_peer_rejection_has_its_code_and_changes_nothing() {
+    let q = quorum(4, 3, 1);
+    let other = quorum(4, 3, 2);
+    let mut s = with_namespace(&q);
+    assert_eq!(
+        s.register_peer(reg(&q, q.peer(1, 1, 5, NOW + HOUR)), NOW),
+        Ok(HOUR)
+    );
+
+    // Another quorum's namespace is not stored here.
+    assert_peer_rejected(
+        &mut s,
+        reg(&other, other.peer(1, 1, 1, NOW + HOUR)),
+        StatusCode::UnknownNamespace,
+    );
+
+    // Index 0 and n + 1 (re-signed by a share that claims that index).
+    for bad_index in [0u32, 5] {
+        let mut r = q.peer(2, 1, 1, NOW + HOUR);
+        r.index = bad_index;
+        assert_peer_rejected(
+            &mut s,
+            PeerRegistration {
+                record: r,
+                remote: Some(q.peer_id(2)),
+            },
+            StatusCode::IndexOutOfRange,
+        );
+    }
+
+    // An outsider with a fresh key claiming index 2 under its own PeerId
+    // (no member list check: use a namespace without members).
+    let mut open = store();
+    open.register_namespace(q.namespace(1, None, false, NOW, NOW + 2 * HOUR), None, NOW)
+        .unwrap();
+    let outsider = Keypair::generate_ed25519();
+    let fresh = dkg::SecretKeyShare::new(2, blstrs::Scalar::from(424242u64)).unwrap();
+    let forged = PeerRecord::sign(
+        q.quorum_key(),
+        1,
+        outsider.public().to_peer_id(),
+        vec![],
+        1,
+        NOW + HOUR,
+        &fresh,
+    );
+    assert_peer_rejected(
+        &mut open,
+        PeerRegistration {
+            remote: Some(forged.peer_id),
+            record: forged,
+        },
+        StatusCode::InvalidShareSignature,
+    );
+    // The share of another quorum, re-targeted at this namespace.
+    let stolen = PeerRecord::sign(
+        q.quorum_key(),
+        1,
+        q.peer_id(2),
+        vec![],
+        1,
+        NOW + HOUR,
+        &other.shares[1].secret,
+    );
+    assert_peer_rejected(&mut s, reg(&q, stolen), StatusCode::InvalidShareSignature);
+    // A valid record moved to another index.
+    let mut moved = q.peer(3, 1, 1, NOW + HOUR);
+    moved.index = 4;
+    moved.peer_id = q.peer_id(4);
+    assert_peer_rejected(&mut s, reg(&q, moved), StatusCode::InvalidShareSignature);
+    // A tampered field.
+    let mut tampered = q.peer(3, 1, 1, NOW + HOUR);
+    tampered.expires_at_ms += 1;
+    assert_peer_rejected(&mut s, reg(&q, tampered), StatusCode::InvalidShareSignature);
+    // Signature bytes that are not a point.
+    let mut garbage = q.peer(3, 1, 1, NOW + HOUR);
+    garbage.signature = [0xaa; 96];
+    assert_peer_rejected(&mut s, reg(&q, garbage), StatusCode::Decode);
+
+    // Replays: the same seq, and a lower one.
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(1, 1, 5, NOW + HOUR)),
+        StatusCode::StaleSequence,
+    );
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(1, 1, 4, NOW + HOUR)),
+        StatusCode::StaleSequence,
+    );
+
+    // Times.
+    assert_peer_rejected(&mut s, reg(&q, q.peer(2, 1, 1, NOW)), StatusCode::Expired);
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(2, 1, 1, NOW + 73 * HOUR)),
+        StatusCode::TtlTooLong,
+    );
+
+    // Authenticated remote differs from the record's PeerId.
+    assert_peer_rejected(
+        &mut s,
+        PeerRegistration {
+            record: q.peer(2, 1, 1, NOW + HOUR),
+            remote: Some(q.peer_id(3)),
+        },
+        StatusCode::PeerIdMismatch,
+    );
+
+    // The member list names another PeerId at this index.
+    let imposter = Keypair::generate_ed25519().public().to_peer_id();
+    let r = PeerRecord::sign(
+        q.quorum_key(),
+        1,
+        imposter,
+        vec![],
+        1,
+        NOW + HOUR,
+        &q.shares[1].secret,
+    );
+    assert_peer_rejected(
+        &mut s,
+        PeerRegistration {
+            record: r,
+            remote: Some(imposter),
+        },
+        StatusCode::NotAMember,
+    );
+
+    // Another epoch.
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(2, 2, 1, NOW + HOUR)),
+        StatusCode::EpochMismatch,
+    );
+
+    // Too many addresses.
+    let addrs: Vec<_> = (0..17)
+        .map(|i| format!("/ip4/127.0.0.1/tcp/{}", 5000 + i).parse().unwrap())
+        .collect();
+    let r = PeerRecord::sign(
+        q.quorum_key(),
+        1,
+        q.peer_id(2),
+        addrs,
+        1,
+        NOW + HOUR,
+        &q.shares[1].secret,
+    );
+    assert_peer_rejected(&mut s, reg(&q, r), StatusCode::RecordTooLarge);
+
+    // After all that, only the one honest record is stored.
+    assert_eq!(s.stats().peer_records, 1);
+}
+
+#[test]
+fn namespace_rejections_have_their_codes_and_change_nothing() {
+    let q = quorum(4, 3, 1);
+    let squatter = quorum(4, 3, 3);
+    let mut s = with_namespace(&q);
+    let before = s.fingerprint();
+
+    // Same epoch and issued-at again, and an older epoch: stale.
+    let again = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    assert_eq!(
+        s.register_namespace(again, None, NOW),
+        Err(StatusCode::StaleEpoch)
+    );
+    let older = q.namespace(0, Some("farmer"), true, NOW + 1, NOW + 2 * HOUR);
+    assert_eq!(
+        s.register_namespace(older, None, NOW),
+        Err(StatusCode::StaleEpoch)
+    );
+
+    // A squatter's key set claiming q's quorum key, signed by the squatter.
+    let mut squat = squatter.namespace_unsigned(2, Some("farmer"), false, NOW, NOW + HOUR);
+    squat.commitments[0] = q.quorum_key().0;
+    let message = squat.signing_bytes();
+    let shares: Vec<_> = squatter.shares[..3]
+        .iter()
+        .map(|s| s.secret.sign(&message))
+        .collect();
+    squat.signature = dkg::combine_signatures(3, 4, &shares).unwrap().to_bytes();
+    assert_eq!(
+        s.register_namespace(squat, None, NOW),
+        Err(StatusCode::InvalidNamespaceSignature)
+    );
+
+    // Too few shares: threshold - 1 interpolated as if enough.
+    let mut weak = q.namespace_unsigned(2, Some("farmer"), true, NOW, NOW + HOUR);
+    let message = weak.signing_bytes();
+    let shares: Vec<_> = q.shares[..2]
+        .iter()
+        .map(|s| s.secret.sign(&message))
+        .collect();
+    weak.signature = dkg::combine_signatures(2, 4, &shares).unwrap().to_bytes();
+    assert_eq!(
+        s.register_namespace(weak, None, NOW),
+        Err(StatusCode::InvalidNamespaceSignature)
+    );
+
+    // Tampered commitments after signing.
+    let mut tampered = q.namespace(2, Some("farmer"), true, NOW, NOW + HOUR);
+    tampered.commitments[1] = squatter
+        .namespace(1, None, false, NOW, NOW + HOUR)
+        .commitments[1];
+    assert_eq!(
+        s.register_namespace(tampered, None, NOW),
+        Err(StatusCode::InvalidNamespaceSignature)
+    );
+
+    // Out-of-range parameters, kind, times.
+    let mut bad = q.namespace(2, Some("farmer"), true, NOW, NOW + HOUR);
+    bad.n = 2; // threshold 3 > n 2
+    assert_eq!(
+        s.register_namespace(bad, None, NOW),
+        Err(StatusCode::InvalidParameters)
+    );
+    let bad_kind = q.namespace(2, Some("Farmer!"), true, NOW, NOW + HOUR);
+    assert_eq!(
+        s.register_namespace(bad_kind, None, NOW),
+        Err(StatusCode::InvalidKind)
+    );
+    let expired = q.namespace(2, None, true, NOW - 2, NOW);
+    assert_eq!(
+        s.register_namespace(expired, None, NOW),
+        Err(StatusCode::Expired)
+    );
+    let too_long = q.namespace(2, None, true, NOW, NOW + 73 * HOUR);
+    assert_eq!(
+        s.register_namespace(too_long, None, NOW),
+        Err(StatusCode::TtlTooLong)
+    );
+
+    assert_eq!(s.fingerprint(), before);
+
+    // A newer epoch is accepted and drops peer records of the old one.
+    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    let newer = q.namespace(2, Some("harvester"), true, NOW + 5, NOW + 2 * HOUR);
+    assert!(s.register_namespace(newer, None, NOW + 5).is_ok());
+    assert_eq!(s.stats().peer_records, 0);
+    assert_eq!(
+        s.discover_kind("farmer", 0, None, NOW + 5).unwrap().0.len(),
+        0
+    );
+    assert_eq!(
+        s.discover_kind("harvester", 0, None, NOW + 5)
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn admission_policy_refuses_with_not_authorized() {
+    let q = quorum(3, 2, 1);
+    let config = StoreConfig {
+        admission: Admission {
+            allowed_kinds: Some(["farmer".to_string()].into_iter().collect()),
+            allowed_quorum_keys: None,
+        },
+        ..StoreConfig::default()
+    };
+    let mut s = store_with(config);
+    let ns = q.namespace(1, Some("harvester"), false, NOW, NOW + HOUR);
+    assert_eq!(
+        s.register_namespace(ns, None, NOW),
+        Err(StatusCode::NotAuthorized)
+    );
+    let ns = q.namespace(1, Some("farmer"), false, NOW, NOW + HOUR);
+    assert!(s.register_namespace(ns, None, NOW).is_ok());
+}
+
+#[test]
+fn namespace_quota_edge_and_eviction_of_namespaces_without_live_peers() {
+    let config = StoreConfig {
+        quotas: Quotas {
+            max_namespaces: 2,
+            ..Quotas::default()
+        },
+        ..StoreConfig::default()
+    };
+    let mut s = store_with(config);
+    let qs: Vec<TestQuorum> = (0..4).map(|i| quorum(2, 1, 10 + i)).collect();
+    for q in &qs[..2] {
+        assert!(s
+            .register_namespace(q.namespace(1, None, false, NOW, NOW + HOUR), None, NOW)
+            .is_ok());
+        s.register_peer(reg(q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+            .unwrap();
+    }
+    // Exactly at the cap: both have live peers, so the third is refused.
+    let before = s.fingerprint();
+    let third = qs[2].namespace(1, None, false, NOW, NOW + HOUR);
+    assert_eq!(
+        s.register_namespace(third.clone(), None, NOW),
+        Err(StatusCode::QuotaExceeded)
+    );
+    assert_eq!(s.fingerprint(), before);
+    // Once one namespace's only peer is unreachable, it makes room.
+    let victim = qs[0].peer_id(1);
+    for _ in 0..3 {
+        s.handle_ping_miss(&victim);
+    }
+    assert!(s.is_unreachable(&victim));
+    assert!(s.register_namespace(third, None, NOW).is_ok());
+    assert_eq!(s.stats().namespaces, 2);
+    assert!(s.namespace(&qs[0].quorum_key()).is_none());
+}
+
+#[test]
+fn per_source_quota_edge() {
+    let config = StoreConfig {
+        quotas: Quotas {
+            max_registrations_per_source: 3,
+            ..Quotas::default()
+        },
+        ..StoreConfig::default()
+    };
+    let mut s = store_with(config);
+    let source = Keypair::generate_ed25519().public().to_peer_id();
+    let qs: Vec<TestQuorum> = (0..4).map(|i| quorum(2, 1, 20 + i)).collect();
+    for q in &qs[..3] {
+        assert!(s
+            .register_namespace(
+                q.namespace(1, None, false, NOW, NOW + HOUR),
+                Some(source),
+                NOW
+            )
+            .is_ok());
+    }
+    assert_eq!(s.source_count(&source), 3);
+    let fourth = qs[3].namespace(1, None, false, NOW, NOW + HOUR);
+    assert_eq!(
+        s.register_namespace(fourth.clone(), Some(source), NOW),
+        Err(StatusCode::QuotaExceeded)
+    );
+    // Another source is not affected.
+    assert!(s.register_namespace(fourth, None, NOW).is_ok());
+}
+
+#[test]
+fn peer_record_quota_edge() {
+    let config = StoreConfig {
+        quotas: Quotas {
+            max_peer_records: 2,
+            ..Quotas::default()
+        },
+        ..StoreConfig::default()
+    };
+    let q = quorum(3, 2, 1);
+    let mut s = store_with(config);
+    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    assert!(s
+        .register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .is_ok());
+    assert!(s
+        .register_peer(reg(&q, q.peer(2, 1, 1, NOW + HOUR)), NOW)
+        .is_ok());
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(3, 1, 1, NOW + HOUR)),
+        StatusCode::QuotaExceeded,
+    );
+    // Refreshing a stored slot is not growth.
+    assert!(s
+        .register_peer(reg(&q, q.peer(2, 1, 2, NOW + HOUR)), NOW)
+        .is_ok());
+}
+
+#[test]
+fn one_bad_signature_does_not_fail_its_batch() {
+    let q = quorum(8, 5, 4);
+    let mut s = with_namespace(&q);
+    let mut regs: Vec<PeerRegistration> = (1..=8)
+        .map(|i| reg(&q, q.peer(i, 1, 1, NOW + HOUR)))
+        .collect();
+    regs[5].record.seq = 2; // signature no longer matches
+    let results = s.register_peers(regs, NOW);
+    for (i, r) in results.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(*r, Err(StatusCode::InvalidShareSignature));
+        } else {
+            assert_eq!(*r, Ok(HOUR), "index {}", i + 1);
+        }
+    }
+    // Two records for one slot in one batch: the second needs a higher seq.
+    let dup = vec![
+        reg(&q, q.peer(6, 1, 3, NOW + HOUR)),
+        reg(&q, q.peer(6, 1, 3, NOW + HOUR)),
+    ];
+    assert_eq!(
+        s.register_peers(dup, NOW),
+        vec![Ok(HOUR), Err(StatusCode::StaleSequence)]
+    );
+}
+
+#[test]
+fn cookies_page_through_and_return_only_what_is_new() {
+    let q = quorum(5, 3, 5);
+    let mut s = with_namespace(&q);
+    for i in 1..=5 {
+        s.register_peer(reg(&q, q.peer(i, 1, 1, NOW + HOUR)), NOW)
+            .unwrap();
+    }
+    let qk = q.quorum_key();
+    let page1 = s.discover(&qk, 2, None, NOW).unwrap();
+    assert_eq!(
+        page1
+            .peers
+            .iter()
+            .map(|p| p.record.index)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let page2 = s.discover(&qk, 2, Some(&page1.cookie), NOW).unwrap();
+    assert_eq!(
+        page2
+            .peers
+            .iter()
+            .map(|p| p.record.index)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    let page3 = s.discover(&qk, 2, Some(&page2.cookie), NOW).unwrap();
+    assert_eq!(
+        page3
+            .peers
+            .iter()
+            .map(|p| p.record.index)
+            .collect::<Vec<_>>(),
+        vec![5]
+    );
+    let empty = s.discover(&qk, 2, Some(&page3.cookie), NOW).unwrap();
+    assert!(empty.peers.is_empty());
+    // A refresh is new to the cookie.
+    s.register_peer(reg(&q, q.peer(2, 1, 2, NOW + HOUR)), NOW)
+        .unwrap();
+    let fresh = s.discover(&qk, 0, Some(&empty.cookie), NOW).unwrap();
+    assert_eq!(
+        fresh
+            .peers
+            .iter()
+            .map(|p| (p.record.index, p.record.seq))
+            .collect::<Vec<_>>(),
+        vec![(2, 2)]
+    );
+
+    // A cookie is bound to its namespace and to this node.
+    let other = quorum(2, 1, 6);
+    s.register_namespace(other.namespace(1, None, false, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    assert_eq!(
+        s.discover(&other.quorum_key(), 0, Some(&page1.cookie), NOW),
+        Err(StatusCode::InvalidCookie)
+    );
+    let mut elsewhere = NamespaceStore::new(StoreConfig::default(), [9; 32]);
+    elsewhere
+        .register_namespace(
+            q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+            None,
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        elsewhere.discover(&qk, 0, Some(&page1.cookie), NOW),
+        Err(StatusCode::InvalidCookie)
+    );
+    assert_eq!(
+        s.discover(&qk, 0, Some(&Cookie(vec![1, 2, 3])), NOW),
+        Err(StatusCode::InvalidCookie)
+    );
+}
+
+#[test]
+fn kind_listing_pages_with_cookies() {
+    let mut s = store();
+    let qs: Vec<TestQuorum> = (0..5).map(|i| quorum(1, 1, 30 + i)).collect();
+    for q in &qs {
+        s.register_namespace(
+            q.namespace(1, Some("farmer"), false, NOW, NOW + HOUR),
+            None,
+            NOW,
+        )
+        .unwrap();
+    }
+    let (first, cookie) = s.discover_kind("farmer", 3, None, NOW).unwrap();
+    let (rest, cookie2) = s.discover_kind("farmer", 3, Some(&cookie), NOW).unwrap();
+    assert_eq!(first.len(), 3);
+    assert_eq!(rest.len(), 2);
+    let (none, _) = s.discover_kind("farmer", 3, Some(&cookie2), NOW).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        s.discover_kind("harvester", 3, Some(&cookie), NOW),
+        Err(StatusCode::InvalidCookie)
+    );
+    assert_eq!(
+        s.discover_kind("BAD kind", 3, None, NOW),
+        Err(StatusCode::InvalidKind)
+    );
+}
+
+#[test]
+fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
+    let config = StoreConfig {
+        liveness: LivenessConfig {
+            ping_interval_ms: 1_000,
+            max_misses: 3,
+        },
+        ..StoreConfig::default()
+    };
+    let q = quorum(3, 2, 7);
+    let mut s = store_with(config);
+    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    for i in 1..=3 {
+        s.register_peer(reg(&q, q.peer(i, 1, 1, NOW + HOUR)), NOW)
+            .unwrap();
+    }
+    // Every peer is due a first ping within a tenth of the interval.
+    let due = s.due_pings(NOW + 110);
+    assert_eq!(due.len(), 3);
+    assert!(s.due_pings(NOW + 110).is_empty());
+    assert!(s.poll_timeout().unwrap() >= NOW + 110 + 900);
+    let dead = q.peer_id(2);
+    let mut now = NOW + 110;
+    for miss in 1..=3 {
+        for t in &due {
+            if t.peer_id == dead {
+                let became = s.handle_ping_miss(&dead);
+                assert_eq!(became, miss == 3);
+            } else {
+                s.handle_pong(&t.peer_id, now);
+            }
+        }
+        now += 1_100;
+    }
+    let answer = s.discover(&q.quorum_key(), 0, None, now).unwrap();
+    assert_eq!(
+        answer
+            .peers
+            .iter()
+            .map(|p| p.record.index)
+            .collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert!(answer.peers.iter().all(|p| p.last_seen_ms.is_some()));
+    // Replication of the same record cannot bring it back...
+    let value = NamespaceValue {
+        namespace: q.namespace(1, None, true, NOW, NOW + HOUR),
+        peers: vec![q.peer(2, 1, 1, NOW + HOUR)],
+    };
+    s.merge_value(value, now);
+    assert_eq!(
+        s.discover(&q.quorum_key(), 0, None, now)
+            .unwrap()
+            .peers
+            .len(),
+        2
+    );
+    // ...a pong does, and the old cookie sees it again.
+    let cookie = answer.cookie;
+    s.handle_pong(&dead, now);
+    let again = s.discover(&q.quorum_key(), 0, Some(&cookie), now).unwrap();
+    assert_eq!(
+        again
+            .peers
+            .iter()
+            .map(|p| p.record.index)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    // A new registration after unreachable lists it at once too.
+    for _ in 0..3 {
+        s.handle_ping_miss(&dead);
+    }
+    assert!(s.is_unreachable(&dead));
+    s.register_peer(reg(&q, q.peer(2, 1, 2, NOW + HOUR)), now)
+        .unwrap();
+    assert!(!s.is_unreachable(&dead));
+}
+
+#[test]
+fn expiry_drops_records_and_namespaces() {
+    let q = quorum(3, 2, 8);
+    let mut s = store();
+    s.register_namespace(
+        q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+        None,
+        NOW,
+    )
+    .unwrap();
+    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    s.register_peer(reg(&q, q.peer(2, 1, 1, NOW + 2 * HOUR)), NOW)
+        .unwrap();
+    assert_eq!(s.poll_timeout().map(|t| t <= NOW + HOUR), Some(true));
+    // Not served once expired, even before expire() runs.
+    assert_eq!(
+        s.discover(&q.quorum_key(), 0, None, NOW + HOUR)
+            .unwrap()
+            .peers
+            .len(),
+        1
+    );
+    assert_eq!(s.expire(NOW + HOUR), 1);
+    assert_eq!(s.stats().peer_records, 1);
+    assert_eq!(s.expire(NOW + 2 * HOUR), 2);
+    assert_eq!(s.stats(), Default::default());
+    assert_eq!(
+        s.discover(&q.quorum_key(), 0, None, NOW + 2 * HOUR),
+        Err(StatusCode::UnknownNamespace)
+    );
+    assert!(s
+        .discover_kind("farmer", 0, None, NOW + 2 * HOUR)
+        .unwrap()
+        .0
+        .is_empty());
+}
+
+#[test]
+fn unregister_needs_the_owner_and_survives_replication() {
+    let q = quorum(3, 2, 9);
+    let mut s = with_namespace(&q);
+    s.register_peer(reg(&q, q.peer(1, 1, 4, NOW + HOUR)), NOW)
+        .unwrap();
+    let before = s.fingerprint();
+    assert_eq!(
+        s.unregister(&q.quorum_key(), 1, &q.peer_id(2), NOW),
+        Err(StatusCode::PeerIdMismatch)
+    );
+    assert_eq!(s.fingerprint(), before);
+    assert_eq!(s.unregister(&q.quorum_key(), 1, &q.peer_id(1), NOW), Ok(()));
+    assert_eq!(s.stats().peer_records, 0);
+    let value = NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+        peers: vec![q.peer(1, 1, 4, NOW + HOUR)],
+    };
+    s.merge_value(value, NOW);
+    assert_eq!(
+        s.stats().peer_records,
+        0,
+        "a withdrawn record came back through replication"
+    );
+    // A newer registration is accepted.
+    assert!(s
+        .register_peer(reg(&q, q.peer(1, 1, 5, NOW + HOUR)), NOW)
+        .is_ok());
+}
+
+#[test]
+fn kad_store_round_trips_values() {
+    use libp2p_kad::store::RecordStore;
+    let q = quorum(3, 2, 11);
+    let mut a = dht::KadStore::new(with_namespace(&q), Box::new(|| NOW));
+    a.inner_mut()
+        .register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    let key = libp2p_kad::RecordKey::new(&dht::namespace_key(&q.quorum_key()));
+    let record = a.get(&key).unwrap().into_owned();
+    let mut b = dht::KadStore::new(store(), Box::new(|| NOW));
+    b.put(record.clone()).unwrap();
+    assert_eq!(b.get(&key).unwrap().into_owned().value, record.value);
+    // The kind index is served and replicates the namespace.
+    let kind_key = libp2p_kad::RecordKey::new(&dht::kind_key("farmer"));
+    let kind_record = a.get(&kind_key).unwrap().into_owned();
+    let mut c = dht::KadStore::new(store(), Box::new(|| NOW));
+    c.put(kind_record).unwrap();
+    assert_eq!(c.inner().stats().namespaces, 1);
+    // A value under the wrong key is refused.
+    let mut wrong = record;
+    wrong.key = libp2p_kad::RecordKey::new(&[0u8; 32]);
+    assert!(c.put(wrong).is_err());
+    assert_eq!(a.records().count(), 2);
+}
+
+// ----- merge laws -------------------------------------------------------------
+
+struct Universe {
+    quorum: TestQuorum,
+    /// Valid peer records: indices 1..=4, seqs 1..=3, plus an invalid one per index.
+    records: Vec<PeerRecord>,
+}
+
+fn universe() -> &'static Universe {
+    static U: OnceLock<Universe> = OnceLock::new();
+    U.get_or_init(|| {
+        let quorum = quorum(4, 2, 12);
+        let mut records = Vec::new();
+        for index in 1..=4 {
+            for seq in 1..=3 {
+                records.push(quorum.peer(index, 1, seq, NOW + HOUR + seq));
+            }
+            let mut bad = quorum.peer(index, 1, 9, NOW + HOUR);
+            bad.seq = 10; // signature no longer matches
+            records.push(bad);
+        }
+        Universe { quorum, records }
+    })
+}
+
+fn value_of(picks: &[usize]) -> NamespaceValue {
+    let u = universe();
+    NamespaceValue {
+        namespace: u.quorum.namespace(1, None, false, NOW, NOW + 2 * HOUR),
+        peers: picks
+            .iter()
+            .map(|&i| u.records[i % u.records.len()].clone())
+            .collect(),
+    }
+}
+
+fn merged(values: &[NamespaceValue]) -> Option<NamespaceValue> {
+    let mut s = store();
+    for v in values {
+        s.merge_value(v.clone(), NOW);
+    }
+    s.namespace_value(&universe().quorum.quorum_key(), NOW)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Merging is commutative, associative and idempotent, and never
+    /// stores a record that does not verify.
+    #[test]
+    fn merge_is_a_crdt(
+        a in proptest::collection::vec(0usize..16, 0..6),
+        b in proptest::collection::vec(0usize..16, 0..6),
+        c in proptest::collection::vec(0usize..16, 0..6),
+    ) {
+        let (va, vb, vc) = (value_of(&a), value_of(&b), value_of(&c));
+        let abc = merged(&[va.clone(), vb.clone(), vc.clone()]);
+        prop_assert_eq!(&abc, &merged(&[vc.clone(), vb.clone(), va.clone()]));
+        prop_assert_eq!(&abc, &merged(&[vb.clone(), va.clone(), vc.clone(), va.clone()]));
+        prop_assert_eq!(merged(std::slice::from_ref(&va)), merged(&[va.clone(), va.clone()]));
+        let value = abc.unwrap();
+        for p in &value.peers {
+            prop_assert!(p.seq <= 3, "an invalid record was stored");
+        }
+        // Per index: the highest valid seq seen in any input.
+        for index in 1..=4u32 {
+            let best = [&va, &vb, &vc].iter()
+                .flat_map(|v| v.peers.iter())
+                .filter(|p| p.index == index && p.seq <= 3)
+                .map(|p| p.seq)
+                .max();
+            let held = value.peers.iter().find(|p| p.index == index).map(|p| p.seq);
+            prop_assert_eq!(held, best);
+        }
+    }
+}
+
+#[test]
+fn peer_id_is_ordered() {
+    // The store keys liveness by PeerId in BTreeMaps; make sure ordering is total.
+    let a = PeerId::random();
+    let b = PeerId::random();
+    assert!(a < b || b < a || a == b);
+}
