@@ -41,6 +41,8 @@ struct PeerState {
     misses: u32,
     unreachable: bool,
     next_ping_ms: u64,
+    /// A ping was sent and neither a pong nor a miss came back yet.
+    awaiting: bool,
 }
 
 /// Per-peer liveness state and the ping schedule.
@@ -117,6 +119,7 @@ impl Liveness {
                         misses: 0,
                         unreachable: false,
                         next_ping_ms: first_ping,
+                        awaiting: false,
                     },
                 );
                 self.schedule.insert((first_ping, peer_id));
@@ -141,24 +144,40 @@ impl Liveness {
     }
 
     /// Peers due a ping at `now`; each is rescheduled one jittered interval
-    /// later (its outcome arrives through [`Liveness::handle_pong`] or
-    /// [`Liveness::handle_miss`]).
-    pub fn due_pings<R: RngCore>(&mut self, now_ms: u64, rng: &mut R) -> Vec<PingTarget> {
+    /// later. Its outcome arrives through [`Liveness::handle_pong`] or
+    /// [`Liveness::handle_miss`]; a ping still unanswered when the next one
+    /// is due counts as a miss here, so a driver that never hears back
+    /// (a silent peer, a lost packet) needs no timer of its own. The
+    /// transitions that happened are returned beside the targets.
+    pub fn due_pings<R: RngCore>(
+        &mut self,
+        now_ms: u64,
+        rng: &mut R,
+    ) -> (Vec<PingTarget>, Vec<(PeerId, Transition)>) {
         let mut due = Vec::new();
+        let mut transitions = Vec::new();
         while let Some(&(at, peer_id)) = self.schedule.first() {
             if at > now_ms {
                 break;
             }
             let next = now_ms + self.jittered(rng);
             self.reschedule(&peer_id, next);
-            if let Some(state) = self.peers.get(&peer_id) {
+            let unanswered = self.peers.get(&peer_id).is_some_and(|s| s.awaiting);
+            if unanswered {
+                let t = self.handle_miss(&peer_id);
+                if t != Transition::None {
+                    transitions.push((peer_id, t));
+                }
+            }
+            if let Some(state) = self.peers.get_mut(&peer_id) {
+                state.awaiting = true;
                 due.push(PingTarget {
                     peer_id,
                     addrs: state.addrs.clone(),
                 });
             }
         }
-        due
+        (due, transitions)
     }
 
     /// When the next ping is due.
@@ -173,6 +192,7 @@ impl Liveness {
         };
         state.last_seen_ms = Some(now_ms);
         state.misses = 0;
+        state.awaiting = false;
         if state.unreachable {
             state.unreachable = false;
             Transition::BackAlive
@@ -188,6 +208,7 @@ impl Liveness {
             return Transition::None;
         };
         state.misses = state.misses.saturating_add(1);
+        state.awaiting = false;
         if !state.unreachable && state.misses >= max {
             state.unreachable = true;
             Transition::BecameUnreachable

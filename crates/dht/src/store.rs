@@ -863,9 +863,11 @@ impl NamespaceStore {
 
     // ----- liveness ------------------------------------------------------------
 
-    /// Peers due a ping now.
+    /// Peers due a ping now. A peer whose previous ping is still
+    /// unanswered takes a miss first (see [`crate::liveness::Liveness::due_pings`]).
     pub fn due_pings(&mut self, now_ms: u64) -> Vec<PingTarget> {
-        self.liveness.due_pings(now_ms, &mut self.rng)
+        let (due, _transitions) = self.liveness.due_pings(now_ms, &mut self.rng);
+        due
     }
 
     /// A peer answered a ping over a connection authenticated as `peer_id`.

@@ -833,3 +833,40 @@ fn peer_id_is_ordered() {
     let b = PeerId::random();
     assert!(a < b || b < a || a == b);
 }
+
+#[test]
+fn unanswered_pings_count_as_misses_without_a_driver_timer() {
+    let config = StoreConfig {
+        liveness: LivenessConfig {
+            ping_interval_ms: 1_000,
+            max_misses: 2,
+        },
+        ..StoreConfig::default()
+    };
+    let q = quorum(2, 1, 13);
+    let mut s = store_with(config);
+    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    s.register_peer(reg(&q, q.peer(2, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    let mut now = NOW;
+    let silent = q.peer_id(2);
+    // Poll like a driver would: at every timeout; answer only member 1.
+    while now < NOW + 10_000 {
+        now = s.poll_timeout().unwrap().max(now);
+        for t in s.due_pings(now) {
+            if t.peer_id != silent {
+                s.handle_pong(&t.peer_id, now);
+            }
+        }
+        if s.is_unreachable(&silent) {
+            break;
+        }
+    }
+    assert!(s.is_unreachable(&silent));
+    // First ping within 0.11 s, then two intervals of at most 1.1 s each.
+    assert!(now - NOW <= 110 + 2 * 1_100, "took {} ms", now - NOW);
+    assert!(!s.is_unreachable(&q.peer_id(1)));
+}
