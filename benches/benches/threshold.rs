@@ -1,1 +1,90 @@
-fn main() {}
+//! Threshold BLS primitives, with the library baselines side by side.
+//!
+//! Run: `cargo bench -p benches --bench threshold`.
+
+use std::hint::black_box;
+
+use blstrs::{G1Projective, Scalar};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use dkg::{batch_verify, combine_signatures, BatchItem, Polynomial, SecretKeyShare};
+use group::Group;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+fn derive_share_key(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let set = Polynomial::random(67, &mut rng).commitments().unwrap();
+    let mut g = c.benchmark_group("derive_pk_i_threshold_67");
+    g.bench_function("horner_short_scalars", |b| {
+        b.iter(|| black_box(set.public_key_share(black_box(1000))))
+    });
+    // Baseline: the textbook sum of C_k * i^k with full 255-bit scalars.
+    let points: Vec<G1Projective> = set.commitments().iter().map(|c| c.point()).collect();
+    g.bench_function("library_full_scalars", |b| {
+        b.iter(|| {
+            let i = Scalar::from(1000u64);
+            let mut power = Scalar::from(1u64);
+            let mut acc = G1Projective::identity();
+            for p in &points {
+                acc += p * power;
+                power *= i;
+            }
+            black_box(acc)
+        })
+    });
+    g.finish();
+}
+
+fn combine(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let poly = Polynomial::random(67, &mut rng);
+    let shares: Vec<_> = (1..=100)
+        .map(|i| SecretKeyShare::new(i, poly.evaluate(i)).unwrap().sign(b"m"))
+        .collect();
+    c.bench_function("combine_67_shares", |b| {
+        b.iter(|| black_box(combine_signatures(67, 100, black_box(&shares[..67])).unwrap()))
+    });
+}
+
+fn verify(c: &mut Criterion) {
+    let triples: Vec<_> = (0..64u64)
+        .map(|i| {
+            let sk = SecretKeyShare::new(1, Scalar::from(1000 + i)).unwrap();
+            let msg = format!("registration {i}").into_bytes();
+            let sig = sk.sign(&msg).signature;
+            (sk.public_key_share(), msg, sig)
+        })
+        .collect();
+    let items: Vec<BatchItem<'_>> = triples
+        .iter()
+        .map(|(pk, m, s)| BatchItem {
+            public_key: pk,
+            message: m,
+            signature: s,
+        })
+        .collect();
+    let mut g = c.benchmark_group("verify");
+    g.bench_function("plain_1", |b| {
+        b.iter(|| black_box(triples[0].0.verify(&triples[0].1, &triples[0].2)))
+    });
+    // Per-signature cost of a 64-batch = this figure / 64.
+    g.bench_function("batch_64", |b| {
+        b.iter_batched(
+            || ChaCha20Rng::seed_from_u64(3),
+            |mut rng| black_box(batch_verify(&items, &mut rng)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("sign_1", |b| {
+        let sk = SecretKeyShare::new(1, Scalar::from(77u64)).unwrap();
+        b.iter(|| black_box(sk.sign(b"message")))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = derive_share_key, combine, verify
+}
+criterion_main!(benches);

@@ -35,7 +35,9 @@ pub enum Transition {
 
 #[derive(Debug, Clone)]
 struct PeerState {
-    registrations: BTreeSet<(QuorumKey, u32)>,
+    /// Usually one entry: a sorted `Vec` costs ~50 bytes where a one-entry
+    /// `BTreeSet` allocates a whole ~600-byte node.
+    registrations: Vec<(QuorumKey, u32)>,
     addrs: Vec<Multiaddr>,
     last_seen_ms: Option<u64>,
     misses: u32,
@@ -99,7 +101,9 @@ impl Liveness {
         let first_ping = now_ms + self.jittered(rng) / 10;
         match self.peers.get_mut(&peer_id) {
             Some(state) => {
-                state.registrations.insert(registration);
+                if let Err(at) = state.registrations.binary_search(&registration) {
+                    state.registrations.insert(at, registration);
+                }
                 state.addrs = addrs;
                 if state.unreachable {
                     state.unreachable = false;
@@ -108,8 +112,7 @@ impl Liveness {
                 }
             }
             None => {
-                let mut registrations = BTreeSet::new();
-                registrations.insert(registration);
+                let registrations = vec![registration];
                 self.peers.insert(
                     peer_id,
                     PeerState {
@@ -131,7 +134,7 @@ impl Liveness {
     pub fn remove(&mut self, peer_id: &PeerId, registration: &(QuorumKey, u32)) {
         let empty = match self.peers.get_mut(peer_id) {
             Some(state) => {
-                state.registrations.remove(registration);
+                state.registrations.retain(|r| r != registration);
                 state.registrations.is_empty()
             }
             None => false,
@@ -231,7 +234,7 @@ impl Liveness {
     pub fn registrations(&self, peer_id: &PeerId) -> Vec<(QuorumKey, u32)> {
         self.peers
             .get(peer_id)
-            .map(|s| s.registrations.iter().copied().collect())
+            .map(|s| s.registrations.clone())
             .unwrap_or_default()
     }
 

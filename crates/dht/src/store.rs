@@ -73,7 +73,10 @@ pub struct StoreStats {
 
 #[derive(Debug, Clone)]
 struct PeerEntry {
-    record: PeerRecord,
+    /// Boxed: B-tree nodes keep room for 11 entries, so a small entry
+    /// (here ~110 bytes) wastes far less of a half-full node than the
+    /// ~290-byte record inline would.
+    record: Box<PeerRecord>,
     version: u64,
     source: Option<PeerId>,
 }
@@ -525,7 +528,7 @@ impl NamespaceStore {
         entry.peers.insert(
             index,
             PeerEntry {
-                record,
+                record: Box::new(record),
                 version,
                 source,
             },
@@ -577,7 +580,7 @@ impl NamespaceStore {
             .peers
             .values()
             .filter(|p| self.is_served(p, now_ms))
-            .map(|p| p.record.clone())
+            .map(|p| (*p.record).clone())
             .collect();
         Some(NamespaceValue {
             namespace: entry.verified.record().clone(),
@@ -662,7 +665,7 @@ impl NamespaceStore {
                 continue;
             };
             match entry.peers.get(&record.index) {
-                Some(stored) if stored.record == record => {
+                Some(stored) if *stored.record == record => {
                     report.peers_unchanged += 1;
                     continue;
                 }
@@ -764,7 +767,7 @@ impl NamespaceStore {
                 continue;
             }
             peers.push(DiscoveredPeer {
-                record: p.record.clone(),
+                record: (*p.record).clone(),
                 last_seen_ms: self.liveness.last_seen_ms(&p.record.peer_id),
             });
         }
