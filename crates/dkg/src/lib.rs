@@ -30,9 +30,15 @@ pub mod error;
 pub mod keys;
 pub mod poly;
 pub mod public_key_set;
+pub mod vectors;
 
 pub use batch::{batch_verify, find_invalid, BatchItem};
 pub use combine::{combine_signatures, lagrange_coefficients_at_zero};
+pub use dkg::{
+    ConfigError, DealMessage, DealerVerdict, Destination, Digest, Disqualification, DkgConfig,
+    DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage, MessageError, MessageKind,
+    Phase, ProofOfKnowledge, ResponseMessage, SessionId, ShareMessage, Transmit, WireError,
+};
 pub use error::{CombineError, DecodeError};
 pub use keys::{
     hash_to_g2, KeyShare, PublicKey, SecretKeyShare, Signature, SignatureShare, G1_BYTES, G2_BYTES,

@@ -1,0 +1,222 @@
+//! Session identity and the parameters of one DKG run.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use sha2::{Digest as _, Sha256};
+
+use super::error::ConfigError;
+
+/// Domain separation tag of the session-id hash.
+pub const SESSION_DOMAIN: &[u8] = b"rdht/dkg/session/v1";
+
+/// The 32-byte identifier of one DKG run.
+///
+/// Every message carries it, and every proof and hash of the protocol is
+/// bound to it, so nothing from one run (or from another quorum) can be
+/// replayed into another.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub [u8; 32]);
+
+impl SessionId {
+    /// `SHA-256(SESSION_DOMAIN || u64 n || for each member (u64 len || bytes)
+    /// || u32 threshold || u64 len || nonce)`, integers big-endian.
+    ///
+    /// `members` are the members' opaque identities (e.g. libp2p PeerId
+    /// bytes) in index order: `members[i - 1]` is member `i`. Lengths are
+    /// prefixed so that no two different member lists hash the same bytes.
+    /// The nonce makes two runs of the same group distinct (use a fresh
+    /// random or an epoch counter).
+    pub fn new(members: &[Vec<u8>], threshold: u32, nonce: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(SESSION_DOMAIN);
+        h.update((members.len() as u64).to_be_bytes());
+        for member in members {
+            h.update((member.len() as u64).to_be_bytes());
+            h.update(member);
+        }
+        h.update(threshold.to_be_bytes());
+        h.update((nonce.len() as u64).to_be_bytes());
+        h.update(nonce);
+        Self(h.finalize().into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", hex::encode(self.0))
+    }
+}
+
+/// The validated parameters of one member's DKG run.
+///
+/// Fields are private so that a `DkgConfig` always satisfies
+/// `1 <= threshold <= n <= MAX_MEMBERS`, `1 <= my_index <= n` and a
+/// non-zero phase timeout; the state machine relies on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkgConfig {
+    session_id: SessionId,
+    n: u32,
+    threshold: u32,
+    my_index: u32,
+    phase_timeout_ms: u64,
+}
+
+impl DkgConfig {
+    /// Builds a config from the member identities (index order), the
+    /// threshold, a session nonce, this member's index and the phase
+    /// timeout, deriving the [`SessionId`]. Refuses duplicate identities.
+    pub fn new(
+        members: &[Vec<u8>],
+        threshold: u32,
+        nonce: &[u8],
+        my_index: u32,
+        phase_timeout_ms: u64,
+    ) -> Result<Self, ConfigError> {
+        let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        if n == 0 || n > crate::MAX_MEMBERS {
+            return Err(ConfigError::MemberCount {
+                n,
+                max: crate::MAX_MEMBERS,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for (position, member) in members.iter().enumerate() {
+            if !seen.insert(member.as_slice()) {
+                return Err(ConfigError::DuplicateMember {
+                    index: position as u32 + 1,
+                });
+            }
+        }
+        Self::from_session(
+            SessionId::new(members, threshold, nonce),
+            n,
+            threshold,
+            my_index,
+            phase_timeout_ms,
+        )
+    }
+
+    /// Builds a config from an already agreed session id.
+    pub fn from_session(
+        session_id: SessionId,
+        n: u32,
+        threshold: u32,
+        my_index: u32,
+        phase_timeout_ms: u64,
+    ) -> Result<Self, ConfigError> {
+        if n == 0 || n > crate::MAX_MEMBERS {
+            return Err(ConfigError::MemberCount {
+                n,
+                max: crate::MAX_MEMBERS,
+            });
+        }
+        if threshold == 0 || threshold > n {
+            return Err(ConfigError::Threshold { threshold, n });
+        }
+        if my_index == 0 || my_index > n {
+            return Err(ConfigError::Index { index: my_index, n });
+        }
+        if phase_timeout_ms == 0 {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        Ok(Self {
+            session_id,
+            n,
+            threshold,
+            my_index,
+            phase_timeout_ms,
+        })
+    }
+
+    /// The session id every message must carry.
+    pub fn session_id(&self) -> &SessionId {
+        &self.session_id
+    }
+
+    /// The number of members.
+    pub fn n(&self) -> u32 {
+        self.n
+    }
+
+    /// Shares needed to sign with the resulting key (and the number of
+    /// commitments every dealer must publish).
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    /// This member's index, `1..=n`.
+    pub fn my_index(&self) -> u32 {
+        self.my_index
+    }
+
+    /// The length of each of the three phases, in milliseconds.
+    pub fn phase_timeout_ms(&self) -> u64 {
+        self.phase_timeout_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: u32) -> Vec<Vec<u8>> {
+        (1..=n).map(|i| format!("peer-{i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn session_id_binds_every_input() {
+        let base = SessionId::new(&members(3), 2, b"nonce");
+        assert_eq!(base, SessionId::new(&members(3), 2, b"nonce"));
+        assert_ne!(base, SessionId::new(&members(3), 3, b"nonce"));
+        assert_ne!(base, SessionId::new(&members(3), 2, b"other"));
+        assert_ne!(base, SessionId::new(&members(4), 2, b"nonce"));
+        // Length prefixes keep ["ab", "c"] and ["a", "bc"] apart.
+        let split_a = SessionId::new(&[b"ab".to_vec(), b"c".to_vec()], 1, b"");
+        let split_b = SessionId::new(&[b"a".to_vec(), b"bc".to_vec()], 1, b"");
+        assert_ne!(split_a, split_b);
+    }
+
+    #[test]
+    fn config_validates_parameters() {
+        let m = members(4);
+        assert!(DkgConfig::new(&m, 3, b"n", 4, 10).is_ok());
+        assert_eq!(
+            DkgConfig::new(&m, 0, b"n", 1, 10),
+            Err(ConfigError::Threshold { threshold: 0, n: 4 })
+        );
+        assert_eq!(
+            DkgConfig::new(&m, 5, b"n", 1, 10),
+            Err(ConfigError::Threshold { threshold: 5, n: 4 })
+        );
+        assert_eq!(
+            DkgConfig::new(&m, 2, b"n", 0, 10),
+            Err(ConfigError::Index { index: 0, n: 4 })
+        );
+        assert_eq!(
+            DkgConfig::new(&m, 2, b"n", 5, 10),
+            Err(ConfigError::Index { index: 5, n: 4 })
+        );
+        assert_eq!(
+            DkgConfig::new(&m, 2, b"n", 1, 0),
+            Err(ConfigError::ZeroTimeout)
+        );
+        assert_eq!(
+            DkgConfig::new(&[], 1, b"n", 1, 10),
+            Err(ConfigError::MemberCount {
+                n: 0,
+                max: crate::MAX_MEMBERS
+            })
+        );
+        let dup = vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()];
+        assert_eq!(
+            DkgConfig::new(&dup, 2, b"n", 1, 10),
+            Err(ConfigError::DuplicateMember { index: 3 })
+        );
+    }
+}

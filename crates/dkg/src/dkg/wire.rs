@@ -1,0 +1,527 @@
+//! The canonical, bounded binary encoding of [`DkgMessage`].
+//!
+//! ```text
+//! message       = version:u8 (= 1) || tag:u8 || session_id:[32] || sender:u32 || body
+//! Deal    (1)   = count:u32 || count * C:[48] || R:[48] || z:[32]
+//! Share   (2)   = recipient:u32 || share:[32]
+//! Response (3)  = count:u32 || count * verdict
+//!   verdict     = kind:u8 || digest:[32]     kind 0 Valid, 1 BadShare,
+//!                                             2 MissingShare, 3 InvalidDeal
+//!               | 4:u8                        MissingDeal (no digest)
+//! Justification (4) = count:u32 || count * (member:u32 || share:[32])
+//! ```
+//!
+//! Integers are big-endian; `sender` is the dealer (Deal, Share,
+//! Justification) or the responding member (Response). Points are
+//! compressed G1 (`C` the commitments lowest degree first, `R` the proof's
+//! nonce commitment), decoded with [`PublicKey::from_bytes`] (on curve, in
+//! the subgroup, not the identity). Scalars are 32 bytes big-endian and
+//! must be below the group order; shares must also be non-zero. Member
+//! indices are in `1..=MAX_MEMBERS`; every `count` is in
+//! `1..=MAX_MEMBERS` and is checked against the bytes left before anything
+//! is allocated; justification members are strictly ascending; the whole
+//! message is at most [`MAX_MESSAGE_BYTES`] and nothing may follow it.
+//!
+//! There is exactly one encoding of each message (`decode` then `encode`
+//! gives back the input), which is why these bytes are also what the
+//! protocol hashes. The decoder never panics; whether counts match the
+//! session's `n` and `threshold` is the state machine's check.
+
+use blstrs::Scalar;
+
+use super::config::SessionId;
+use super::error::WireError;
+use super::messages::{
+    DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, ResponseMessage,
+    ShareMessage,
+};
+use super::proof::ProofOfKnowledge;
+use crate::error::DecodeError;
+use crate::keys::{PublicKey, SecretKeyShare, G1_BYTES, SCALAR_BYTES};
+use crate::public_key_set::PublicKeySet;
+
+/// The encoding version this code writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+/// The largest encoded message accepted (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Message tag of [`DealMessage`].
+pub const TAG_DEAL: u8 = 1;
+/// Message tag of [`ShareMessage`].
+pub const TAG_SHARE: u8 = 2;
+/// Message tag of [`ResponseMessage`].
+pub const TAG_RESPONSE: u8 = 3;
+/// Message tag of [`JustificationMessage`].
+pub const TAG_JUSTIFICATION: u8 = 4;
+
+const VERDICT_VALID: u8 = 0;
+const VERDICT_BAD_SHARE: u8 = 1;
+const VERDICT_MISSING_SHARE: u8 = 2;
+const VERDICT_INVALID_DEAL: u8 = 3;
+const VERDICT_MISSING_DEAL: u8 = 4;
+
+const HEADER_BYTES: usize = 2 + 32 + 4;
+const DIGEST_BYTES: usize = 32;
+
+impl DkgMessage {
+    /// The canonical encoding (see the module docs).
+    ///
+    /// Encoded Share and Justification messages contain secret shares:
+    /// send them only over the encrypted transport and never log them.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Deal(m) => encode_deal(m),
+            Self::Share(m) => {
+                let mut out = header(TAG_SHARE, &m.session_id, m.dealer, 4 + SCALAR_BYTES);
+                out.extend_from_slice(&m.share.index().to_be_bytes());
+                out.extend_from_slice(&m.share.scalar_bytes()[..]);
+                out
+            }
+            Self::Response(m) => {
+                let mut out = header(
+                    TAG_RESPONSE,
+                    &m.session_id,
+                    m.member,
+                    4 + m.verdicts.len() * (1 + DIGEST_BYTES),
+                );
+                put_count(&mut out, m.verdicts.len());
+                for verdict in &m.verdicts {
+                    let (kind, digest) = match verdict {
+                        DealerVerdict::Valid(d) => (VERDICT_VALID, Some(d)),
+                        DealerVerdict::BadShare(d) => (VERDICT_BAD_SHARE, Some(d)),
+                        DealerVerdict::MissingShare(d) => (VERDICT_MISSING_SHARE, Some(d)),
+                        DealerVerdict::InvalidDeal(d) => (VERDICT_INVALID_DEAL, Some(d)),
+                        DealerVerdict::MissingDeal => (VERDICT_MISSING_DEAL, None),
+                    };
+                    out.push(kind);
+                    if let Some(d) = digest {
+                        out.extend_from_slice(&d.0);
+                    }
+                }
+                out
+            }
+            Self::Justification(m) => {
+                let mut out = header(
+                    TAG_JUSTIFICATION,
+                    &m.session_id,
+                    m.dealer,
+                    4 + m.revealed.len() * (4 + SCALAR_BYTES),
+                );
+                put_count(&mut out, m.revealed.len());
+                for share in &m.revealed {
+                    out.extend_from_slice(&share.index().to_be_bytes());
+                    out.extend_from_slice(&share.scalar_bytes()[..]);
+                }
+                out
+            }
+        }
+    }
+
+    /// Decodes one message, with every check of the module docs. Never
+    /// panics, and allocates at most in proportion to the input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(WireError::TooLarge {
+                len: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        let mut r = Reader { bytes };
+        let version = r.u8()?;
+        if version != WIRE_VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let tag = r.u8()?;
+        if !(TAG_DEAL..=TAG_JUSTIFICATION).contains(&tag) {
+            return Err(WireError::UnknownTag(tag));
+        }
+        let session_id = SessionId(r.array::<32>()?);
+        let sender = r.index()?;
+        let message = match tag {
+            TAG_DEAL => {
+                let count = r.count(G1_BYTES, G1_BYTES + SCALAR_BYTES)?;
+                let mut commitments = Vec::with_capacity(count);
+                for _ in 0..count {
+                    commitments.push(PublicKey::from_bytes(r.take(G1_BYTES)?)?);
+                }
+                let commitments = PublicKeySet::new(commitments)?;
+                let commitment = PublicKey::from_bytes(r.take(G1_BYTES)?)?;
+                let response = r.scalar()?;
+                Self::Deal(DealMessage {
+                    session_id,
+                    dealer: sender,
+                    commitments,
+                    proof: ProofOfKnowledge {
+                        commitment,
+                        response,
+                    },
+                })
+            }
+            TAG_SHARE => {
+                let recipient = r.index()?;
+                let share = SecretKeyShare::from_bytes(recipient, r.take(SCALAR_BYTES)?)?;
+                Self::Share(ShareMessage {
+                    session_id,
+                    dealer: sender,
+                    share,
+                })
+            }
+            TAG_RESPONSE => {
+                let count = r.count(1, 0)?;
+                let mut verdicts = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let kind = r.u8()?;
+                    let verdict = match kind {
+                        VERDICT_MISSING_DEAL => DealerVerdict::MissingDeal,
+                        VERDICT_VALID..=VERDICT_INVALID_DEAL => {
+                            let d = Digest(r.array::<DIGEST_BYTES>()?);
+                            match kind {
+                                VERDICT_VALID => DealerVerdict::Valid(d),
+                                VERDICT_BAD_SHARE => DealerVerdict::BadShare(d),
+                                VERDICT_MISSING_SHARE => DealerVerdict::MissingShare(d),
+                                _ => DealerVerdict::InvalidDeal(d),
+                            }
+                        }
+                        other => return Err(WireError::UnknownVerdict(other)),
+                    };
+                    verdicts.push(verdict);
+                }
+                Self::Response(ResponseMessage {
+                    session_id,
+                    member: sender,
+                    verdicts,
+                })
+            }
+            _ => {
+                let count = r.count(4 + SCALAR_BYTES, 0)?;
+                let mut revealed: Vec<SecretKeyShare> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let member = r.index()?;
+                    if revealed.last().is_some_and(|prev| prev.index() >= member) {
+                        return Err(WireError::NotAscending);
+                    }
+                    revealed.push(SecretKeyShare::from_bytes(member, r.take(SCALAR_BYTES)?)?);
+                }
+                Self::Justification(JustificationMessage {
+                    session_id,
+                    dealer: sender,
+                    revealed,
+                })
+            }
+        };
+        if !r.bytes.is_empty() {
+            return Err(WireError::TrailingBytes {
+                extra: r.bytes.len(),
+            });
+        }
+        Ok(message)
+    }
+}
+
+/// The encoding of `DkgMessage::Deal(deal)`, without cloning the deal.
+pub(crate) fn encode_deal(deal: &DealMessage) -> Vec<u8> {
+    let commitments = deal.commitments.commitments();
+    let mut out = header(
+        TAG_DEAL,
+        &deal.session_id,
+        deal.dealer,
+        4 + (commitments.len() + 1) * G1_BYTES + SCALAR_BYTES,
+    );
+    put_count(&mut out, commitments.len());
+    for c in commitments {
+        out.extend_from_slice(&c.to_bytes());
+    }
+    out.extend_from_slice(&deal.proof.commitment.to_bytes());
+    out.extend_from_slice(&deal.proof.response.to_bytes_be());
+    out
+}
+
+fn header(tag: u8, session_id: &SessionId, sender: u32, body: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + body);
+    out.push(WIRE_VERSION);
+    out.push(tag);
+    out.extend_from_slice(session_id.as_bytes());
+    out.extend_from_slice(&sender.to_be_bytes());
+    out
+}
+
+/// Writes a list length. A list too long for a `u32` is written as
+/// `u32::MAX`, which no decoder accepts: such a message cannot be valid.
+fn put_count(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// A cursor over the input that fails instead of reading past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        let (head, tail) = self
+            .bytes
+            .split_at_checked(len)
+            .ok_or(WireError::Truncated)?;
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(u8::from_be_bytes(self.array::<1>()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array::<4>()?))
+    }
+
+    /// A member index in `1..=MAX_MEMBERS`.
+    fn index(&mut self) -> Result<u32, WireError> {
+        let index = self.u32()?;
+        if index == 0 || index > crate::MAX_MEMBERS {
+            return Err(WireError::IndexOutOfRange { index });
+        }
+        Ok(index)
+    }
+
+    /// A list length in `1..=MAX_MEMBERS` whose items, at least
+    /// `min_item` bytes each, and the `tail` bytes that follow the list,
+    /// fit in what is left of the input.
+    fn count(&mut self, min_item: usize, tail: usize) -> Result<usize, WireError> {
+        let count = self.u32()?;
+        let fits = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(min_item))
+            .and_then(|items| items.checked_add(tail))
+            .is_some_and(|needed| needed <= self.bytes.len());
+        if count == 0 || count > crate::MAX_MEMBERS || !fits {
+            return Err(WireError::CountOutOfRange { count });
+        }
+        usize::try_from(count).map_err(|_| WireError::CountOutOfRange { count })
+    }
+
+    /// A canonical scalar (below the group order; zero allowed).
+    fn scalar(&mut self) -> Result<Scalar, WireError> {
+        let bytes = self.array::<SCALAR_BYTES>()?;
+        Option::from(Scalar::from_bytes_be(&bytes))
+            .ok_or(WireError::Field(DecodeError::InvalidScalar))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poly::Polynomial;
+    use blstrs::G1Projective;
+    use group::Group;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn point(seed: u64) -> PublicKey {
+        PublicKey::from_point(G1Projective::generator() * Scalar::from(seed | 1)).unwrap()
+    }
+
+    fn share(index: u32, seed: u64) -> SecretKeyShare {
+        SecretKeyShare::new(index, Scalar::from(seed | 1) * Scalar::from(0x1234_5678u64)).unwrap()
+    }
+
+    fn digest(seed: u64) -> Digest {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&seed.to_be_bytes());
+        d[31] = 0xa5;
+        Digest(d)
+    }
+
+    fn verdict() -> impl Strategy<Value = DealerVerdict> {
+        prop_oneof![
+            any::<u64>().prop_map(|s| DealerVerdict::Valid(digest(s))),
+            any::<u64>().prop_map(|s| DealerVerdict::BadShare(digest(s))),
+            any::<u64>().prop_map(|s| DealerVerdict::MissingShare(digest(s))),
+            any::<u64>().prop_map(|s| DealerVerdict::InvalidDeal(digest(s))),
+            Just(DealerVerdict::MissingDeal),
+        ]
+    }
+
+    fn index() -> impl Strategy<Value = u32> {
+        prop_oneof![1u32..=70, Just(crate::MAX_MEMBERS)]
+    }
+
+    /// Every message variant with random (valid) contents.
+    fn message() -> impl Strategy<Value = DkgMessage> {
+        let session = any::<[u8; 32]>().prop_map(SessionId);
+        prop_oneof![
+            (session.clone(), index(), 1u64..6, any::<u64>()).prop_map(|(s, dealer, k, seed)| {
+                let commitments =
+                    PublicKeySet::new((0..k).map(|i| point(seed.wrapping_add(i))).collect())
+                        .unwrap();
+                DkgMessage::Deal(DealMessage {
+                    session_id: s,
+                    dealer,
+                    commitments,
+                    proof: ProofOfKnowledge {
+                        commitment: point(seed ^ 0xff),
+                        response: Scalar::from(seed),
+                    },
+                })
+            }),
+            (session.clone(), index(), index(), any::<u64>()).prop_map(
+                |(s, dealer, recipient, seed)| {
+                    DkgMessage::Share(ShareMessage {
+                        session_id: s,
+                        dealer,
+                        share: share(recipient, seed),
+                    })
+                }
+            ),
+            (
+                session.clone(),
+                index(),
+                proptest::collection::vec(verdict(), 1..40)
+            )
+                .prop_map(|(s, member, verdicts)| {
+                    DkgMessage::Response(ResponseMessage {
+                        session_id: s,
+                        member,
+                        verdicts,
+                    })
+                }),
+            (
+                session,
+                index(),
+                proptest::collection::btree_set(1u32..=500, 1..8),
+                any::<u64>()
+            )
+                .prop_map(|(s, dealer, members, seed)| {
+                    DkgMessage::Justification(JustificationMessage {
+                        session_id: s,
+                        dealer,
+                        revealed: members.into_iter().map(|m| share(m, seed)).collect(),
+                    })
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// encode then decode gives back every variant exactly.
+        #[test]
+        fn round_trip(msg in message()) {
+            let bytes = msg.encode();
+            prop_assert_eq!(DkgMessage::decode(&bytes), Ok(msg));
+        }
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn arbitrary_bytes_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = DkgMessage::decode(&bytes);
+        }
+
+        /// Valid messages with a byte changed, truncated or extended never
+        /// panic the decoder, and whatever still decodes re-encodes to the
+        /// very same bytes (the encoding is canonical).
+        #[test]
+        fn mutated_messages_do_not_panic_and_stay_canonical(
+            msg in message(),
+            at in any::<prop::sample::Index>(),
+            xor in 1u8..=255,
+            cut in any::<prop::sample::Index>(),
+            extra in proptest::collection::vec(any::<u8>(), 0..4),
+        ) {
+            let bytes = msg.encode();
+            let mut flipped = bytes.clone();
+            let i = at.index(flipped.len());
+            flipped[i] ^= xor;
+            let truncated = &bytes[..cut.index(bytes.len())];
+            let mut extended = bytes.clone();
+            extended.extend_from_slice(&extra);
+            for candidate in [&flipped[..], truncated, &extended[..]] {
+                if let Ok(decoded) = DkgMessage::decode(candidate) {
+                    prop_assert_eq!(decoded.encode(), candidate.to_vec());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_errors_are_typed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let poly = Polynomial::random(2, &mut rng);
+        let deal = DealMessage::new(SessionId([7; 32]), 3, &poly, &mut rng).unwrap();
+        let bytes = DkgMessage::Deal(deal.clone()).encode();
+        assert_eq!(bytes, encode_deal(&deal));
+        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 3 * G1_BYTES + SCALAR_BYTES);
+        assert_eq!(DkgMessage::decode(&bytes), Ok(DkgMessage::Deal(deal)));
+
+        assert_eq!(DkgMessage::decode(&[]), Err(WireError::Truncated));
+        let mut v = bytes.clone();
+        v[0] = 2;
+        assert_eq!(
+            DkgMessage::decode(&v),
+            Err(WireError::UnsupportedVersion(2))
+        );
+        let mut v = bytes.clone();
+        v[1] = 9;
+        assert_eq!(DkgMessage::decode(&v), Err(WireError::UnknownTag(9)));
+        let mut v = bytes.clone();
+        v[34..38].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            DkgMessage::decode(&v),
+            Err(WireError::IndexOutOfRange { index: 0 })
+        );
+        // A huge count is refused before any allocation.
+        let mut v = bytes.clone();
+        v[38..42].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            DkgMessage::decode(&v),
+            Err(WireError::CountOutOfRange { count: u32::MAX })
+        );
+        let mut v = bytes.clone();
+        v[38..42].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(
+            DkgMessage::decode(&v),
+            Err(WireError::CountOutOfRange { count: 3 })
+        );
+        let mut v = bytes.clone();
+        v.push(0);
+        assert_eq!(
+            DkgMessage::decode(&v),
+            Err(WireError::TrailingBytes { extra: 1 })
+        );
+        let mut v = bytes.clone();
+        v[42] ^= 0x40; // flip the infinity flag of the first commitment
+        assert!(matches!(DkgMessage::decode(&v), Err(WireError::Field(_))));
+        assert_eq!(
+            DkgMessage::decode(&vec![0u8; MAX_MESSAGE_BYTES + 1]),
+            Err(WireError::TooLarge {
+                len: MAX_MESSAGE_BYTES + 1,
+                max: MAX_MESSAGE_BYTES
+            })
+        );
+
+        let justification = DkgMessage::Justification(JustificationMessage {
+            session_id: SessionId([7; 32]),
+            dealer: 1,
+            revealed: vec![share(4, 1), share(2, 2)],
+        });
+        assert_eq!(
+            DkgMessage::decode(&justification.encode()),
+            Err(WireError::NotAscending)
+        );
+        let response = DkgMessage::Response(ResponseMessage {
+            session_id: SessionId([7; 32]),
+            member: 1,
+            verdicts: vec![DealerVerdict::MissingDeal],
+        });
+        let mut v = response.encode();
+        let last = v.len() - 1;
+        v[last] = 5;
+        assert_eq!(DkgMessage::decode(&v), Err(WireError::UnknownVerdict(5)));
+    }
+}

@@ -1,0 +1,778 @@
+//! End-to-end runs of the DKG state machine under a deterministic driver:
+//! seeded ChaCha RNGs, virtual time, every message encoded and decoded on
+//! the way, and adversaries that rewrite or drop messages in flight.
+
+use std::collections::BTreeMap;
+
+use blstrs::Scalar;
+use dkg::{
+    combine_signatures, DealMessage, Destination, Disqualification, DkgConfig, DkgError, DkgMember,
+    DkgMessage, DkgOutput, JustificationMessage, MessageError, MessageKind, Phase, Polynomial,
+    PublicKeySet, ResponseMessage, SecretKeyShare, SessionId, ShareMessage,
+};
+use ff::Field;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// Phase timeout of every test run.
+const T: u64 = 1_000;
+/// One-way delay of every message.
+const LATENCY: u64 = 5;
+const NONCE: &[u8] = b"test-nonce";
+
+/// Rewrites (or drops, with `None`) a message from `from` to `to`.
+type Tamper = Box<dyn FnMut(u32, u32, DkgMessage) -> Option<DkgMessage>>;
+
+fn identities(n: u32) -> Vec<Vec<u8>> {
+    (1..=n).map(|i| format!("peer-{i}").into_bytes()).collect()
+}
+
+fn config(n: u32, threshold: u32, me: u32) -> DkgConfig {
+    DkgConfig::new(&identities(n), threshold, NONCE, me, T).unwrap()
+}
+
+fn session(n: u32, threshold: u32) -> SessionId {
+    SessionId::new(&identities(n), threshold, NONCE)
+}
+
+/// A network of members on a virtual clock.
+struct Net {
+    n: u32,
+    now: u64,
+    members: BTreeMap<u32, DkgMember>,
+    /// (delivery time, sequence) -> (from, to, encoded message)
+    queue: BTreeMap<(u64, u64), (u32, u32, Vec<u8>)>,
+    seq: u64,
+    finished_at: BTreeMap<u32, u64>,
+    /// Rejections returned by `handle_message` during delivery.
+    rejected: Vec<(u32, MessageError)>,
+    tamper: Tamper,
+    /// Extra delay for messages of one kind on one link.
+    extra_delay: BTreeMap<(u32, u32, MessageKind), u64>,
+    /// Messages put on the wire (after tampering), per kind.
+    sent: BTreeMap<MessageKind, usize>,
+}
+
+impl Net {
+    /// All members except `silent` (who never send anything) start at 0.
+    fn new(n: u32, threshold: u32, seed: u64, silent: &[u32]) -> Self {
+        let members = (1..=n)
+            .filter(|i| !silent.contains(i))
+            .map(|i| {
+                let mut rng =
+                    ChaCha20Rng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(u64::from(i)));
+                (i, DkgMember::new(config(n, threshold, i), 0, &mut rng))
+            })
+            .collect();
+        let mut net = Self {
+            n,
+            now: 0,
+            members,
+            queue: BTreeMap::new(),
+            seq: 0,
+            finished_at: BTreeMap::new(),
+            rejected: Vec::new(),
+            tamper: Box::new(|_, _, m| Some(m)),
+            extra_delay: BTreeMap::new(),
+            sent: BTreeMap::new(),
+        };
+        net.note_finished();
+        net
+    }
+
+    fn with_tamper(mut self, tamper: Tamper) -> Self {
+        self.tamper = tamper;
+        self
+    }
+
+    /// Moves every queued transmit onto the wire.
+    fn flush(&mut self) {
+        let mut sends = Vec::new();
+        for (&from, member) in self.members.iter_mut() {
+            while let Some(t) = member.poll_transmit() {
+                let recipients: Vec<u32> = match t.to {
+                    Destination::Member(j) => vec![j],
+                    Destination::All => (1..=self.n).filter(|&j| j != from).collect(),
+                };
+                for to in recipients {
+                    sends.push((from, to, t.message.clone()));
+                }
+            }
+        }
+        for (from, to, message) in sends {
+            if let Some(message) = (self.tamper)(from, to, message) {
+                let delay = LATENCY
+                    + self
+                        .extra_delay
+                        .get(&(from, to, message.kind()))
+                        .copied()
+                        .unwrap_or(0);
+                *self.sent.entry(message.kind()).or_default() += 1;
+                self.seq += 1;
+                self.queue
+                    .insert((self.now + delay, self.seq), (from, to, message.encode()));
+            }
+        }
+    }
+
+    fn note_finished(&mut self) {
+        for (&i, m) in &self.members {
+            if m.phase() == Phase::Finished {
+                self.finished_at.entry(i).or_insert(self.now);
+            }
+        }
+    }
+
+    /// Processes the next instant at which something happens; false when
+    /// nothing is left to happen.
+    fn step(&mut self) -> bool {
+        self.flush();
+        let next_delivery = self.queue.keys().next().map(|&(t, _)| t);
+        let next_deadline = self
+            .members
+            .values()
+            .filter_map(|m| m.poll_deadline())
+            .min();
+        let Some(next) = next_delivery.into_iter().chain(next_deadline).min() else {
+            return false;
+        };
+        assert!(next < 10 * T, "run does not terminate");
+        self.now = self.now.max(next);
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let (from, to, bytes) = entry.remove();
+            let message = DkgMessage::decode(&bytes).expect("honest bytes decode");
+            assert_eq!(message.encode(), bytes, "encoding is canonical");
+            if let Some(member) = self.members.get_mut(&to) {
+                if let Err(e) = member.handle_message(self.now, from, message) {
+                    self.rejected.push((to, e));
+                }
+            }
+        }
+        let now = self.now;
+        for member in self.members.values_mut() {
+            if member.poll_deadline().is_some_and(|d| d <= now) {
+                member.handle_timeout(now);
+            }
+        }
+        self.note_finished();
+        true
+    }
+
+    fn run(&mut self) {
+        while self.step() {}
+        self.flush();
+        assert!(
+            self.members.values().all(|m| m.phase() == Phase::Finished),
+            "every member finishes"
+        );
+    }
+
+    fn run_until(&mut self, mut done: impl FnMut(&Self) -> bool) {
+        while !done(self) {
+            assert!(self.step(), "condition never reached");
+        }
+    }
+
+    fn outputs(&self, members: &[u32]) -> Vec<&DkgOutput> {
+        members
+            .iter()
+            .map(|i| match self.members[i].outcome() {
+                Some(Ok(out)) => out,
+                other => panic!("member {i} did not succeed: {other:?}"),
+            })
+            .collect()
+    }
+}
+
+/// All `members` agree on QUAL, key set and transcript; their shares are
+/// consistent with the key set; several `threshold`-subsets of them sign.
+fn assert_agree(net: &Net, members: &[u32], expected_qual: &[u32]) -> PublicKeySet {
+    let outputs = net.outputs(members);
+    let first = outputs[0];
+    let threshold = first.key_share.threshold();
+    for out in &outputs {
+        assert_eq!(out.qual, expected_qual);
+        assert_eq!(out.key_share.public_key_set, first.key_share.public_key_set);
+        assert_eq!(out.transcript_hash, first.transcript_hash);
+        assert_eq!(out.key_share.n, net.n);
+        assert_eq!(
+            out.key_share.secret.public_key_share(),
+            first
+                .key_share
+                .public_key_set
+                .public_key_share(out.key_share.index())
+        );
+    }
+    let message = b"rdht dkg test message";
+    let signed: Vec<_> = outputs
+        .iter()
+        .map(|o| o.key_share.secret.sign(message))
+        .collect();
+    let t = threshold as usize;
+    if signed.len() >= t {
+        let quorum_key = first.key_share.quorum_key();
+        let subsets: Vec<Vec<_>> = vec![
+            signed[..t].to_vec(),
+            signed[signed.len() - t..].to_vec(),
+            signed
+                .iter()
+                .step_by(2)
+                .chain(signed.iter().skip(1).step_by(2))
+                .take(t)
+                .copied()
+                .collect(),
+        ];
+        for subset in subsets {
+            let sig = combine_signatures(threshold, net.n, &subset).unwrap();
+            assert!(quorum_key.verify(message, &sig));
+        }
+        if t > 1 {
+            let short = combine_signatures(threshold - 1, net.n, &signed[..t - 1]).unwrap();
+            assert!(!quorum_key.verify(message, &short));
+        }
+    }
+    first.key_share.public_key_set.clone()
+}
+
+fn all(n: u32) -> Vec<u32> {
+    (1..=n).collect()
+}
+
+#[test]
+fn honest_runs_finish_by_fast_sync_and_agree() {
+    for (n, threshold) in [(1, 1), (3, 2), (4, 3), (7, 5), (16, 11)] {
+        let mut net = Net::new(n, threshold, 1, &[]);
+        net.run();
+        assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+        for (&i, &at) in &net.finished_at {
+            assert!(at < T, "member {i} of ({n},{threshold}) finished at {at}");
+        }
+        // Two rounds of messages (deal, response) and no more.
+        if n > 1 {
+            assert_eq!(net.now, 2 * LATENCY);
+            let per_round = (n * (n - 1)) as usize;
+            assert_eq!(net.sent.get(&MessageKind::Deal), Some(&per_round));
+            assert_eq!(net.sent.get(&MessageKind::Share), Some(&per_round));
+            assert_eq!(net.sent.get(&MessageKind::Response), Some(&per_round));
+            assert_eq!(net.sent.get(&MessageKind::Justification), None);
+        }
+        let set = assert_agree(&net, &all(n), &all(n));
+        assert_eq!(set.threshold(), threshold);
+        for out in net.outputs(&all(n)) {
+            assert!(out.disqualified.is_empty());
+            // Secrets stay out of logs.
+            let debug = format!("{out:?}");
+            assert!(debug.contains("redacted"));
+        }
+    }
+}
+
+#[test]
+fn runs_are_reproducible_from_seeds() {
+    let transcript = |seed| {
+        let mut net = Net::new(4, 3, seed, &[]);
+        net.run();
+        net.outputs(&[1])[0].transcript_hash
+    };
+    assert_eq!(transcript(5), transcript(5));
+    assert_ne!(transcript(5), transcript(6));
+}
+
+/// A tamper that replaces dealer `dealer`'s share to each of `victims`
+/// with a wrong one.
+fn bad_shares(
+    dealer: u32,
+    victims: &'static [u32],
+) -> impl FnMut(u32, u32, DkgMessage) -> Option<DkgMessage> {
+    move |from, to, message| match message {
+        DkgMessage::Share(mut s) if from == dealer && victims.contains(&to) => {
+            s.share = SecretKeyShare::new(to, *s.share.scalar() + Scalar::ONE).unwrap();
+            Some(DkgMessage::Share(s))
+        }
+        other => Some(other),
+    }
+}
+
+#[test]
+fn accused_dealer_with_a_correct_justification_is_kept() {
+    let mut net = Net::new(5, 3, 2, &[]).with_tamper(Box::new(bad_shares(2, &[3, 4])));
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    // The dealer was accused and answered (one broadcast to 4 members).
+    assert_eq!(net.sent.get(&MessageKind::Justification), Some(&4));
+    // Every member saw the complaints and the answer: the dealer stays,
+    // and the victims use the revealed shares.
+    assert_agree(&net, &all(5), &all(5));
+    // It took the justification round, but no deadline.
+    for &at in net.finished_at.values() {
+        assert!(at < T, "finished at {at}");
+    }
+}
+
+#[test]
+fn accused_dealer_revealing_a_bad_share_is_excluded() {
+    let mut bad = bad_shares(2, &[3]);
+    let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Justification(mut j) if from == 2 => {
+            for s in &mut j.revealed {
+                *s = SecretKeyShare::new(s.index(), *s.scalar() + Scalar::ONE).unwrap();
+            }
+            Some(DkgMessage::Justification(j))
+        }
+        other => bad(from, to, other),
+    };
+    let mut net = Net::new(5, 3, 3, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    let honest = [1, 3, 4, 5];
+    assert_agree(&net, &honest, &[1, 3, 4, 5]);
+    for out in net.outputs(&honest) {
+        assert_eq!(
+            out.disqualified.get(&2),
+            Some(&Disqualification::BadJustification { member: 3 })
+        );
+    }
+}
+
+#[test]
+fn accused_dealer_staying_silent_is_excluded() {
+    let mut bad = bad_shares(4, &[1, 2]);
+    let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Justification(_) if from == 4 => None,
+        other => bad(from, to, other),
+    };
+    let mut net = Net::new(5, 3, 4, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    let honest = [1, 2, 3, 5];
+    assert_agree(&net, &honest, &[1, 2, 3, 5]);
+    for out in net.outputs(&honest) {
+        assert_eq!(
+            out.disqualified.get(&4),
+            Some(&Disqualification::Unjustified { member: 1 })
+        );
+    }
+    // The owed justification never came: the justification deadline ended it.
+    for i in honest {
+        assert_eq!(net.finished_at[&i], 3 * T);
+    }
+}
+
+#[test]
+fn silent_dealer_is_excluded() {
+    let mut net = Net::new(5, 3, 5, &[5]);
+    net.run();
+    let honest = all(4);
+    assert_agree(&net, &honest, &honest);
+    for out in net.outputs(&honest) {
+        assert_eq!(out.disqualified.get(&5), Some(&Disqualification::NoDeal));
+    }
+    // Nothing was owed after the responses: the response deadline ended it.
+    for i in honest {
+        assert_eq!(net.finished_at[&i], 2 * T);
+    }
+}
+
+#[test]
+fn equivocating_dealer_is_excluded() {
+    let (n, threshold) = (5, 3);
+    let session_id = session(n, threshold);
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let other = Polynomial::random(threshold, &mut rng);
+    let other_deal = DealMessage::new(session_id, 1, &other, &mut rng).unwrap();
+    // Members 4 and 5 get a different (self-consistent, validly proven)
+    // deal and matching shares; 2 and 3 get the real one.
+    let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(_) if from == 1 && to >= 4 => Some(DkgMessage::Deal(other_deal.clone())),
+        DkgMessage::Share(_) if from == 1 && to >= 4 => Some(DkgMessage::Share(ShareMessage {
+            session_id,
+            dealer: 1,
+            share: SecretKeyShare::new(to, other.evaluate(to)).unwrap(),
+        })),
+        other => Some(other),
+    };
+    let mut net = Net::new(n, threshold, 6, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    let honest = [2, 3, 4, 5];
+    assert_agree(&net, &honest, &[2, 3, 4, 5]);
+    for out in net.outputs(&honest) {
+        assert!(matches!(
+            out.disqualified.get(&1),
+            Some(Disqualification::Equivocation { .. })
+        ));
+    }
+}
+
+#[test]
+fn dealer_with_an_invalid_proof_is_excluded() {
+    let tamper = |from: u32, _to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(mut d) if from == 3 => {
+            d.proof.response += Scalar::ONE;
+            Some(DkgMessage::Deal(d))
+        }
+        other => Some(other),
+    };
+    let mut net = Net::new(4, 2, 7, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    let honest = [1, 2, 4];
+    assert_agree(&net, &honest, &[1, 2, 4]);
+    for out in net.outputs(&honest) {
+        assert_eq!(
+            out.disqualified.get(&3),
+            Some(&Disqualification::InvalidProof)
+        );
+    }
+}
+
+#[test]
+fn too_few_honest_members_fail_cleanly() {
+    let mut net = Net::new(5, 4, 8, &[4, 5]);
+    net.run();
+    for i in 1..=3 {
+        assert_eq!(
+            net.members[&i].outcome(),
+            Some(&Err(DkgError::QualTooSmall {
+                qualified: 3,
+                threshold: 4
+            }))
+        );
+        assert_eq!(net.finished_at[&i], 2 * T);
+        assert_eq!(net.members[&i].poll_deadline(), None);
+    }
+}
+
+/// The first queued deal from `from` to `to`, decoded.
+fn queued_deal(net: &Net, from: u32, to: u32) -> DealMessage {
+    net.queue
+        .values()
+        .find_map(|(f, t, bytes)| match DkgMessage::decode(bytes) {
+            Ok(DkgMessage::Deal(d)) if *f == from && *t == to => Some(d),
+            _ => None,
+        })
+        .expect("deal queued")
+}
+
+#[test]
+fn bad_messages_are_rejected_and_change_nothing() {
+    let (n, threshold) = (3, 2);
+    let mut net = Net::new(n, threshold, 9, &[]);
+    net.flush();
+    let deal = queued_deal(&net, 1, 2);
+    let now = net.now;
+    let member = net.members.get_mut(&2).unwrap();
+
+    let mut other_session = deal.clone();
+    other_session.session_id = SessionId([0xee; 32]);
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Deal(other_session)),
+        Err(MessageError::WrongSession)
+    );
+    let mut outsider = deal.clone();
+    outsider.dealer = 9;
+    assert_eq!(
+        member.handle_message(now, 9, DkgMessage::Deal(outsider)),
+        Err(MessageError::NotAMember { from: 9 })
+    );
+    assert_eq!(
+        member.handle_message(now, 0, DkgMessage::Deal(deal.clone())),
+        Err(MessageError::NotAMember { from: 0 })
+    );
+    assert_eq!(
+        member.handle_message(now, 3, DkgMessage::Deal(deal.clone())),
+        Err(MessageError::SenderMismatch {
+            from: 3,
+            claimed: 1
+        })
+    );
+    let mut own = deal.clone();
+    own.dealer = 2;
+    assert_eq!(
+        member.handle_message(now, 2, DkgMessage::Deal(own)),
+        Err(MessageError::FromSelf)
+    );
+
+    // Malformed: a deal with threshold + 1 commitments (validly proven).
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let too_long = Polynomial::random(threshold + 1, &mut rng);
+    let malformed = DealMessage::new(session(n, threshold), 1, &too_long, &mut rng).unwrap();
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Deal(malformed)),
+        Err(MessageError::CommitmentCount {
+            expected: threshold,
+            got: threshold + 1
+        })
+    );
+    // A share for someone else.
+    let misaddressed = ShareMessage {
+        session_id: session(n, threshold),
+        dealer: 1,
+        share: SecretKeyShare::new(3, Scalar::from(5u64)).unwrap(),
+    };
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Share(misaddressed)),
+        Err(MessageError::WrongRecipient { recipient: 3 })
+    );
+    // A response without one verdict per member.
+    let short = ResponseMessage {
+        session_id: session(n, threshold),
+        member: 1,
+        verdicts: vec![],
+    };
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Response(short)),
+        Err(MessageError::VerdictCount {
+            expected: n,
+            got: 0
+        })
+    );
+    // Justifications naming a non-member, out of order, or nothing.
+    let justification = |indices: &[u32]| {
+        DkgMessage::Justification(JustificationMessage {
+            session_id: session(n, threshold),
+            dealer: 1,
+            revealed: indices
+                .iter()
+                .map(|&i| SecretKeyShare::new(i, Scalar::from(7u64)).unwrap())
+                .collect(),
+        })
+    };
+    assert_eq!(
+        member.handle_message(now, 1, justification(&[2, 4])),
+        Err(MessageError::IndexOutOfRange { index: 4 })
+    );
+    assert_eq!(
+        member.handle_message(now, 1, justification(&[3, 2])),
+        Err(MessageError::NotAscending)
+    );
+    assert_eq!(
+        member.handle_message(now, 1, justification(&[])),
+        Err(MessageError::EmptyJustification)
+    );
+
+    // None of that counted: the genuine deal is accepted once, then it is
+    // a duplicate.
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Deal(deal.clone())),
+        Ok(())
+    );
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Deal(deal.clone())),
+        Err(MessageError::Duplicate {
+            kind: MessageKind::Deal,
+            from: 1
+        })
+    );
+    assert_eq!(member.phase(), Phase::Deal);
+
+    // The queued copy of that deal is now a duplicate too; everything else
+    // runs as usual, by fast sync.
+    net.run();
+    assert_eq!(
+        net.rejected,
+        vec![(
+            2,
+            MessageError::Duplicate {
+                kind: MessageKind::Deal,
+                from: 1
+            }
+        )]
+    );
+    assert_agree(&net, &all(n), &all(n));
+    for &at in net.finished_at.values() {
+        assert!(at < T);
+    }
+}
+
+#[test]
+fn messages_of_a_finished_phase_are_rejected() {
+    let (n, threshold) = (4, 3);
+    let mut net = Net::new(n, threshold, 11, &[]);
+    net.flush();
+    let late_deal = queued_deal(&net, 1, 2);
+    // Run until member 2 has moved on to the response phase.
+    net.run_until(|net| net.members[&2].phase() == Phase::Response);
+    let now = net.now;
+    let member = net.members.get_mut(&2).unwrap();
+    assert_eq!(
+        member.handle_message(now, 1, DkgMessage::Deal(late_deal.clone())),
+        Err(MessageError::WrongPhase {
+            kind: MessageKind::Deal,
+            phase: Phase::Response
+        })
+    );
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    assert_agree(&net, &all(n), &all(n));
+    // And once finished, nothing is accepted.
+    let now = net.now;
+    assert_eq!(
+        net.members
+            .get_mut(&2)
+            .unwrap()
+            .handle_message(now, 1, DkgMessage::Deal(late_deal)),
+        Err(MessageError::WrongPhase {
+            kind: MessageKind::Deal,
+            phase: Phase::Finished
+        })
+    );
+}
+
+#[test]
+fn early_messages_wait_for_their_phase() {
+    // Member 3's deal to member 2 is slow: 2 receives the others'
+    // responses while still in the deal phase, keeps them, and finishes
+    // by fast sync as soon as the deal arrives.
+    let mut net = Net::new(3, 2, 12, &[]);
+    net.extra_delay.insert((3, 2, MessageKind::Deal), 50);
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    assert_agree(&net, &all(3), &all(3));
+    assert_eq!(net.finished_at[&2], LATENCY + 50);
+    assert_eq!(net.finished_at[&1], 2 * LATENCY + 50);
+    assert_eq!(net.finished_at[&3], 2 * LATENCY + 50);
+}
+
+#[test]
+fn key_share_output_serializes() {
+    let mut net = Net::new(3, 2, 13, &[]);
+    net.run();
+    let out = net.outputs(&[2])[0];
+    let json = serde_json::to_string(&out.key_share).unwrap();
+    let back: dkg::KeyShare = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, out.key_share);
+}
+
+/// How the one faulty dealer of a randomized run misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Bad shares to the victims, then an honest justification.
+    BadSharesJustified,
+    /// Bad shares to the victims, and the revealed shares are bad too.
+    BadSharesBadJustification,
+    /// Bad shares to the victims, and no justification.
+    BadSharesUnjustified,
+    /// Another (valid) deal and matching shares for the victims.
+    Equivocate,
+    /// A deal whose proof of knowledge does not verify.
+    BadProof,
+    /// Nothing at all.
+    Silent,
+}
+
+fn faulty_tamper(
+    fault: Fault,
+    dealer: u32,
+    victims: Vec<u32>,
+    session_id: SessionId,
+    threshold: u32,
+    seed: u64,
+) -> Tamper {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let other = Polynomial::random(threshold, &mut rng);
+    let other_deal = DealMessage::new(session_id, dealer, &other, &mut rng).unwrap();
+    Box::new(move |from, to, message| {
+        if from != dealer {
+            return Some(message);
+        }
+        let victim = victims.contains(&to);
+        match (fault, message) {
+            (
+                Fault::BadSharesJustified
+                | Fault::BadSharesBadJustification
+                | Fault::BadSharesUnjustified,
+                DkgMessage::Share(mut s),
+            ) if victim => {
+                s.share = SecretKeyShare::new(to, *s.share.scalar() + Scalar::ONE).unwrap();
+                Some(DkgMessage::Share(s))
+            }
+            (Fault::BadSharesBadJustification, DkgMessage::Justification(mut j)) => {
+                for s in &mut j.revealed {
+                    *s = SecretKeyShare::new(s.index(), *s.scalar() + Scalar::ONE).unwrap();
+                }
+                Some(DkgMessage::Justification(j))
+            }
+            (Fault::BadSharesUnjustified, DkgMessage::Justification(_)) => None,
+            (Fault::Equivocate, DkgMessage::Deal(_)) if victim => {
+                Some(DkgMessage::Deal(other_deal.clone()))
+            }
+            (Fault::Equivocate, DkgMessage::Share(_)) if victim => {
+                Some(DkgMessage::Share(ShareMessage {
+                    session_id,
+                    dealer,
+                    share: SecretKeyShare::new(to, other.evaluate(to)).unwrap(),
+                }))
+            }
+            (Fault::BadProof, DkgMessage::Deal(mut d)) => {
+                d.proof.response += Scalar::ONE;
+                Some(DkgMessage::Deal(d))
+            }
+            (_, message) => Some(message),
+        }
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// With one faulty dealer of any kind, the honest members all end the
+    /// same way: the same QUAL, key set and transcript (or all the same
+    /// error), and the dealer is out whenever its fault was visible.
+    #[test]
+    fn honest_members_agree_whatever_one_dealer_does(
+        n in 2u32..=6,
+        threshold_seed in proptest::prelude::any::<u32>(),
+        faulty_seed in proptest::prelude::any::<u32>(),
+        victim_mask in proptest::prelude::any::<u8>(),
+        fault_index in 0usize..6,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let threshold = 1 + threshold_seed % n;
+        let dealer = 1 + faulty_seed % n;
+        let fault = [
+            Fault::BadSharesJustified,
+            Fault::BadSharesBadJustification,
+            Fault::BadSharesUnjustified,
+            Fault::Equivocate,
+            Fault::BadProof,
+            Fault::Silent,
+        ][fault_index];
+        let victims: Vec<u32> = (1..=n)
+            .filter(|&j| j != dealer && victim_mask >> (j % 8) & 1 == 1)
+            .collect();
+        let silent: Vec<u32> = match fault {
+            Fault::Silent => vec![dealer],
+            _ => vec![],
+        };
+        let tamper = faulty_tamper(fault, dealer, victims.clone(), session(n, threshold), threshold, seed);
+        let mut net = Net::new(n, threshold, seed, &silent).with_tamper(tamper);
+        net.run();
+
+        let honest: Vec<u32> = (1..=n).filter(|&i| i != dealer).collect();
+        let outcomes: Vec<_> = honest.iter().map(|i| net.members[i].outcome().cloned()).collect();
+        let first = outcomes[0].clone().expect("finished");
+        let excluded_expected = match fault {
+            Fault::BadSharesJustified => false,
+            Fault::BadSharesBadJustification | Fault::BadSharesUnjustified | Fault::Equivocate => {
+                !victims.is_empty()
+            }
+            Fault::BadProof | Fault::Silent => true,
+        };
+        match &first {
+            Ok(out) => {
+                let expected: Vec<u32> = (1..=n)
+                    .filter(|&d| !(excluded_expected && d == dealer))
+                    .collect();
+                assert_agree(&net, &honest, &expected);
+                proptest::prop_assert_eq!(&out.qual, &expected);
+            }
+            Err(e) => {
+                proptest::prop_assert!(excluded_expected && n - 1 < threshold, "{:?}", e);
+                for o in &outcomes {
+                    proptest::prop_assert_eq!(o.as_ref(), Some(&first));
+                }
+            }
+        }
+    }
+}
