@@ -7,12 +7,17 @@
 //! - [`error`]: decode errors and the stable wire status codes.
 //! - [`limits`]: the protocol's bounds and defaults.
 //! - [`wire`]: the primitive canonical reader/writer every codec uses.
+//! - [`messages`] and [`codec`]: requests and responses and their
+//!   canonical, bounded frames.
+//! - [`client`]: verification of what a rendezvous node answers.
 //!
 //! PROTOCOL.md at the repository root specifies all of it byte for byte.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod codec;
 pub mod error;
 pub mod limits;
 pub mod messages;
@@ -21,12 +26,18 @@ pub mod testkit;
 pub mod validate;
 pub mod wire;
 
+pub use client::{
+    verify_discover_answer, verify_namespaces_answer, RejectedNamespace, RejectedPeer,
+    VerifiedAnswer, VerifiedNamespaces, VerifiedPeer,
+};
+pub use codec::PROTOCOL_ID;
 pub use error::{DecodeError, Rejection, StatusCode};
 pub use libp2p_identity::PeerId;
 pub use limits::Limits;
+pub use messages::{Cookie, DiscoverAnswer, DiscoveredPeer, Request, Response};
 pub use multiaddr::Multiaddr;
 pub use records::{NamespaceRecord, PeerRecord, QuorumKey};
 pub use validate::{
-    check_namespace_update, verify_batch, verify_namespace, verify_peer, PendingPeer,
-    VerifiedNamespace,
+    check_namespace_update, verify_batch, verify_namespace, verify_namespaces, verify_peer,
+    PendingPeer, VerifiedNamespace,
 };

@@ -1,6 +1,10 @@
 //! Protocol limits and their defaults (PROTOCOL.md lists the same values).
 
 /// Bounds every decoder and validator applies.
+///
+/// Validation also applies the wire caps (65,535 members, 64 addresses of
+/// 1,024 bytes, kinds of 255 bytes) whatever these say: beyond them the
+/// encoding, and so the signed bytes, could not hold the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest quorum size `n` a namespace may declare.

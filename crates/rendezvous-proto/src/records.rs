@@ -58,7 +58,8 @@ impl QuorumKey {
             return Err(DecodeError::InvalidValue("quorum key length"));
         }
         let mut out = [0u8; G1_BYTES];
-        hex::decode_to_slice(s, &mut out).map_err(|_| DecodeError::InvalidValue("quorum key hex"))?;
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| DecodeError::InvalidValue("quorum key hex"))?;
         Ok(Self(out))
     }
 }

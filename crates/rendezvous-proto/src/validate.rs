@@ -15,7 +15,7 @@ use rand_core::RngCore;
 
 use crate::error::StatusCode;
 use crate::limits::Limits;
-use crate::records::{NamespaceRecord, PeerRecord, QuorumKey};
+use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
 
 /// Whether a kind label is well formed: 1 to `max` bytes of `[a-z0-9-]`.
 pub fn is_valid_kind(kind: &str, max: usize) -> bool {
@@ -102,7 +102,11 @@ pub fn check_namespace_fields(
 ) -> Result<(), StatusCode> {
     let threshold = record.commitments.len() as u64;
     let n = u64::from(record.n);
-    if threshold == 0 || threshold > n || n > u64::from(limits.max_members) {
+    // The encoding counts commitments and members in a u16: past that, the
+    // signing bytes would no longer describe the record, whatever a node's
+    // configured limit.
+    let max_members = u64::from(limits.max_members).min(u64::from(u16::MAX));
+    if threshold == 0 || threshold > n || n > max_members {
         return Err(StatusCode::InvalidParameters);
     }
     if let Some(members) = &record.members {
@@ -111,7 +115,8 @@ pub fn check_namespace_fields(
         }
     }
     if let Some(kind) = &record.kind {
-        if !is_valid_kind(kind, limits.max_kind_bytes) {
+        // A kind is a bytes8 on the wire: a longer one would be signed cut.
+        if !is_valid_kind(kind, limits.max_kind_bytes.min(u8::MAX as usize)) {
             return Err(StatusCode::InvalidKind);
         }
     }
@@ -129,28 +134,96 @@ pub fn verify_namespace(
     now_ms: u64,
     limits: &Limits,
 ) -> Result<VerifiedNamespace, StatusCode> {
-    check_namespace_fields(record, now_ms, limits)?;
-    let signature = Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
-    let commitments = record
-        .commitments
+    PendingNamespace::prepare(record, now_ms, limits)?.verify()
+}
+
+/// Validates many namespace records, checking every signature that gets
+/// that far in one safe batch (bisecting on failure): one result per
+/// input, in order. One bad record never fails the others.
+pub fn verify_namespaces<R: RngCore>(
+    records: &[NamespaceRecord],
+    now_ms: u64,
+    limits: &Limits,
+    rng: &mut R,
+) -> Vec<Result<VerifiedNamespace, StatusCode>> {
+    let prepared: Vec<Result<PendingNamespace, StatusCode>> = records
         .iter()
-        .map(|c| PublicKey::from_bytes(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| StatusCode::Decode)?;
-    let key_set = PublicKeySet::new(commitments).map_err(|_| StatusCode::InvalidParameters)?;
-    if !key_set
-        .quorum_key()
-        .verify(&record.signing_bytes(), &signature)
-    {
-        return Err(StatusCode::InvalidNamespaceSignature);
+        .map(|r| PendingNamespace::prepare(r, now_ms, limits))
+        .collect();
+    let pending: Vec<&PendingNamespace> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let items: Vec<BatchItem<'_>> = pending.iter().map(|p| p.batch_item()).collect();
+    let bad = dkg::find_invalid(&items, rng);
+    let mut position = 0usize;
+    let mut bad = bad.into_iter().peekable();
+    prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let this = position;
+            position += 1;
+            if bad.next_if_eq(&this).is_some() {
+                Err(StatusCode::InvalidNamespaceSignature)
+            } else {
+                Ok(p.into_verified())
+            }
+        })
+        .collect()
+}
+
+/// A namespace record that passed every cheap check and whose points
+/// decoded: what is left is one pairing check, alone or in a batch.
+struct PendingNamespace {
+    record: NamespaceRecord,
+    key_set: PublicKeySet,
+    quorum_pk: PublicKey,
+    signature: Signature,
+    signing_bytes: Vec<u8>,
+}
+
+impl PendingNamespace {
+    fn prepare(record: &NamespaceRecord, now_ms: u64, limits: &Limits) -> Result<Self, StatusCode> {
+        check_namespace_fields(record, now_ms, limits)?;
+        let signature = Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
+        let commitments = record
+            .commitments
+            .iter()
+            .map(|c| PublicKey::from_bytes(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| StatusCode::Decode)?;
+        let key_set = PublicKeySet::new(commitments).map_err(|_| StatusCode::InvalidParameters)?;
+        Ok(Self {
+            record: record.clone(),
+            quorum_pk: key_set.quorum_key(),
+            key_set,
+            signature,
+            signing_bytes: record.signing_bytes(),
+        })
     }
-    let quorum_key = QuorumKey::from(key_set.quorum_key());
-    Ok(VerifiedNamespace {
-        share_keys: (0..record.n).map(|_| OnceLock::new()).collect(),
-        record: record.clone(),
-        quorum_key,
-        key_set,
-    })
+
+    fn batch_item(&self) -> BatchItem<'_> {
+        BatchItem {
+            public_key: &self.quorum_pk,
+            message: &self.signing_bytes,
+            signature: &self.signature,
+        }
+    }
+
+    fn verify(self) -> Result<VerifiedNamespace, StatusCode> {
+        if !self.quorum_pk.verify(&self.signing_bytes, &self.signature) {
+            return Err(StatusCode::InvalidNamespaceSignature);
+        }
+        Ok(self.into_verified())
+    }
+
+    /// Only after the signature was checked (alone or in a batch).
+    fn into_verified(self) -> VerifiedNamespace {
+        VerifiedNamespace {
+            share_keys: (0..self.record.n).map(|_| OnceLock::new()).collect(),
+            quorum_key: QuorumKey::from(self.quorum_pk),
+            record: self.record,
+            key_set: self.key_set,
+        }
+    }
 }
 
 /// Whether `new` may replace `stored` (same quorum key): its (epoch,
@@ -186,11 +259,16 @@ pub fn check_peer_fields(
     if record.epoch != namespace.record().epoch {
         return Err(StatusCode::EpochMismatch);
     }
-    if record.addrs.len() > limits.max_addrs
+    // The wire caps bound the configured limits: the encoding (and so the
+    // signing bytes) holds at most WIRE_MAX_ADDRS addresses of at most
+    // WIRE_MAX_ADDR_BYTES, so a record beyond them is never acceptable.
+    let max_addrs = limits.max_addrs.min(WIRE_MAX_ADDRS);
+    let max_addr_bytes = limits.max_addr_bytes.min(WIRE_MAX_ADDR_BYTES);
+    if record.addrs.len() > max_addrs
         || record
             .addrs
             .iter()
-            .any(|a| a.as_ref().len() > limits.max_addr_bytes)
+            .any(|a| a.as_ref().len() > max_addr_bytes)
     {
         return Err(StatusCode::RecordTooLarge);
     }
@@ -263,7 +341,10 @@ impl PendingPeer {
 /// Verifies many pending records with one safe batch check (bisecting on
 /// failure), returning one result per input in order. One bad signature
 /// never fails the others.
-pub fn verify_batch<R: RngCore>(pending: &[PendingPeer], rng: &mut R) -> Vec<Result<(), StatusCode>> {
+pub fn verify_batch<R: RngCore>(
+    pending: &[PendingPeer],
+    rng: &mut R,
+) -> Vec<Result<(), StatusCode>> {
     let items: Vec<BatchItem<'_>> = pending.iter().map(PendingPeer::batch_item).collect();
     let bad = dkg::find_invalid(&items, rng);
     let mut results = vec![Ok(()); pending.len()];

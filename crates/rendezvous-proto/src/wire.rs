@@ -165,7 +165,12 @@ impl<'a> Reader<'a> {
         self.capped(len, cap, field)
     }
 
-    fn capped(&mut self, len: usize, cap: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    fn capped(
+        &mut self,
+        len: usize,
+        cap: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         if len > cap {
             return Err(DecodeError::TooLong(field));
         }
@@ -221,13 +226,19 @@ mod tests {
     #[test]
     fn hostile_lengths_fail_before_allocating() {
         let mut r = Reader::new(&[0xff, 0xff, 1, 2]);
-        assert_eq!(r.list_len16(100_000, 48, "x"), Err(DecodeError::UnexpectedEnd));
+        assert_eq!(
+            r.list_len16(100_000, 48, "x"),
+            Err(DecodeError::UnexpectedEnd)
+        );
         let mut r = Reader::new(&[0x00, 0x05, 1, 2]);
         assert_eq!(r.list_len16(4, 1, "x"), Err(DecodeError::TooLong("x")));
         let mut r = Reader::new(&[3, 1, 2]);
         assert_eq!(r.bytes8(10, "x"), Err(DecodeError::UnexpectedEnd));
         let r = Reader::new(&[0]);
         assert_eq!(r.finish(), Err(DecodeError::TrailingBytes));
-        assert_eq!(Reader::new(&[2]).bool(), Err(DecodeError::InvalidValue("bool")));
+        assert_eq!(
+            Reader::new(&[2]).bool(),
+            Err(DecodeError::InvalidValue("bool"))
+        );
     }
 }

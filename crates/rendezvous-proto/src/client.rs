@@ -1,0 +1,244 @@
+//! Client-side verification of rendezvous answers.
+//!
+//! A rendezvous node is not trusted: it can hide records but must not be
+//! able to forge them. So a client re-verifies everything it is served,
+//! with the same validation a rendezvous applies on registration, and
+//! keeps what does not verify apart so that it can say so ("rendezvous
+//! served N records that do not verify") instead of silently dropping it.
+
+use std::collections::BTreeMap;
+
+use rand_core::RngCore;
+
+use crate::error::StatusCode;
+use crate::limits::Limits;
+use crate::messages::{Cookie, DiscoverAnswer};
+use crate::records::{NamespaceRecord, PeerRecord, QuorumKey};
+use crate::validate::{
+    verify_batch, verify_namespace, verify_namespaces, PendingPeer, VerifiedNamespace,
+};
+
+/// A peer record of a discover answer that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    /// The record.
+    pub record: PeerRecord,
+    /// When the answering node says it last saw the peer alive (ms since
+    /// the Unix epoch). Not covered by any signature: a hint only.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// A peer record of a discover answer that did not verify (or was
+/// superseded by another record for the same member in the same answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedPeer {
+    /// Its position in [`DiscoverAnswer::peers`].
+    pub position: usize,
+    /// The record as served.
+    pub record: PeerRecord,
+    /// Why it was rejected: a validation code, or
+    /// [`StatusCode::StaleSequence`] for a valid record that another
+    /// valid record of the same member with a higher seq (or the same seq,
+    /// served earlier) supersedes.
+    pub code: StatusCode,
+}
+
+/// A discover answer after verification.
+#[derive(Debug, Clone)]
+pub struct VerifiedAnswer {
+    /// The verified namespace (its quorum key is the one asked for).
+    pub namespace: VerifiedNamespace,
+    /// The peers whose records verified, at most one per member index, in
+    /// ascending index order.
+    pub peers: Vec<VerifiedPeer>,
+    /// The peer records that did not verify, in answer order.
+    pub rejected: Vec<RejectedPeer>,
+    /// The cookie to send with the next discover.
+    pub cookie: Cookie,
+}
+
+/// Verifies a discover answer for `expected_quorum_key`.
+///
+/// The namespace record must carry the expected quorum key (else
+/// [`StatusCode::UnknownNamespace`]: the node answered about another
+/// namespace) and verify completely (else its code); nothing in the
+/// answer can be trusted without it, so that is the only error. Then every
+/// peer record is checked against it (no remote PeerId: the records were
+/// relayed, not registered over this connection), with the signatures
+/// checked in one batch. A member served more than once keeps its highest
+/// seq; the others are rejected as [`StatusCode::StaleSequence`].
+pub fn verify_discover_answer<R: RngCore>(
+    answer: &DiscoverAnswer,
+    expected_quorum_key: &QuorumKey,
+    now_ms: u64,
+    limits: &Limits,
+    rng: &mut R,
+) -> Result<VerifiedAnswer, StatusCode> {
+    if answer.namespace.quorum_key().as_ref() != Some(expected_quorum_key) {
+        return Err(StatusCode::UnknownNamespace);
+    }
+    let namespace = verify_namespace(&answer.namespace, now_ms, limits)?;
+
+    let mut rejected = Vec::new();
+    let mut pending = Vec::new();
+    let mut positions = Vec::new();
+    for (position, peer) in answer.peers.iter().enumerate() {
+        match PendingPeer::prepare(peer.record.clone(), &namespace, now_ms, limits, None) {
+            Ok(p) => {
+                pending.push(p);
+                positions.push(position);
+            }
+            Err(code) => rejected.push(RejectedPeer {
+                position,
+                record: peer.record.clone(),
+                code,
+            }),
+        }
+    }
+
+    // Per member index, the position of the best valid record so far.
+    let mut best: BTreeMap<u32, usize> = BTreeMap::new();
+    let results = verify_batch(&pending, rng);
+    for ((p, result), position) in pending.iter().zip(results).zip(positions) {
+        if let Err(code) = result {
+            rejected.push(RejectedPeer {
+                position,
+                record: p.record.clone(),
+                code,
+            });
+            continue;
+        }
+        let index = p.record.index;
+        let Some(&held) = best.get(&index) else {
+            best.insert(index, position);
+            continue;
+        };
+        let held_seq = answer.peers.get(held).map_or(0, |d| d.record.seq);
+        let loser = if p.record.seq > held_seq {
+            best.insert(index, position);
+            held
+        } else {
+            position
+        };
+        if let Some(d) = answer.peers.get(loser) {
+            rejected.push(RejectedPeer {
+                position: loser,
+                record: d.record.clone(),
+                code: StatusCode::StaleSequence,
+            });
+        }
+    }
+    rejected.sort_by_key(|r| r.position);
+
+    let peers = best
+        .values()
+        .filter_map(|&position| answer.peers.get(position))
+        .map(|d| VerifiedPeer {
+            record: d.record.clone(),
+            last_seen_ms: d.last_seen_ms,
+        })
+        .collect();
+    Ok(VerifiedAnswer {
+        namespace,
+        peers,
+        rejected,
+        cookie: answer.cookie.clone(),
+    })
+}
+
+/// A namespace record of a `Namespaces` answer that did not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedNamespace {
+    /// Its position in the answer's list.
+    pub position: usize,
+    /// Its quorum key as served (`None` if it had no commitments).
+    pub quorum_key: Option<QuorumKey>,
+    /// Why it was rejected: a validation code, [`StatusCode::InvalidKind`]
+    /// for a record of another kind than the one asked for, or
+    /// [`StatusCode::StaleEpoch`] for a valid record that a newer record
+    /// of the same namespace in the same answer supersedes.
+    pub code: StatusCode,
+}
+
+/// A `Namespaces` answer after verification.
+#[derive(Debug, Clone)]
+pub struct VerifiedNamespaces {
+    /// The namespaces whose records verified and have the requested kind,
+    /// one per quorum key (the newest), in ascending quorum key order.
+    pub namespaces: Vec<VerifiedNamespace>,
+    /// The records that did not, in answer order.
+    pub rejected: Vec<RejectedNamespace>,
+}
+
+/// Verifies the records of a [`crate::Response::Namespaces`] answer to a
+/// `DiscoverKind { kind, .. }` request: each must verify completely and
+/// carry exactly `kind`. Signatures are checked in one batch. A namespace
+/// served more than once keeps its newest (epoch, issued-at) record.
+pub fn verify_namespaces_answer<R: RngCore>(
+    namespaces: &[NamespaceRecord],
+    kind: &str,
+    now_ms: u64,
+    limits: &Limits,
+    rng: &mut R,
+) -> VerifiedNamespaces {
+    let mut rejected = Vec::new();
+    let mut of_kind = Vec::new();
+    let mut positions = Vec::new();
+    for (position, record) in namespaces.iter().enumerate() {
+        if record.kind.as_deref() == Some(kind) {
+            of_kind.push(record.clone());
+            positions.push(position);
+        } else {
+            rejected.push(RejectedNamespace {
+                position,
+                quorum_key: record.quorum_key(),
+                code: StatusCode::InvalidKind,
+            });
+        }
+    }
+
+    let mut best: BTreeMap<QuorumKey, (usize, VerifiedNamespace)> = BTreeMap::new();
+    let results = verify_namespaces(&of_kind, now_ms, limits, rng);
+    for ((record, result), position) in of_kind.iter().zip(results).zip(positions) {
+        let verified = match result {
+            Ok(v) => v,
+            Err(code) => {
+                rejected.push(RejectedNamespace {
+                    position,
+                    quorum_key: record.quorum_key(),
+                    code,
+                });
+                continue;
+            }
+        };
+        let key = verified.quorum_key();
+        let newer = |v: &VerifiedNamespace, than: &VerifiedNamespace| {
+            (v.record().epoch, v.record().issued_at_ms)
+                > (than.record().epoch, than.record().issued_at_ms)
+        };
+        let loser = match best.remove(&key) {
+            Some((held_position, held)) if !newer(&verified, &held) => {
+                best.insert(key, (held_position, held));
+                position
+            }
+            Some((held_position, _)) => {
+                best.insert(key, (position, verified));
+                held_position
+            }
+            None => {
+                best.insert(key, (position, verified));
+                continue;
+            }
+        };
+        rejected.push(RejectedNamespace {
+            position: loser,
+            quorum_key: Some(key),
+            code: StatusCode::StaleEpoch,
+        });
+    }
+    rejected.sort_by_key(|r| r.position);
+    VerifiedNamespaces {
+        namespaces: best.into_values().map(|(_, v)| v).collect(),
+        rejected,
+    }
+}
