@@ -36,10 +36,7 @@ impl NamespaceValue {
             return Err(DecodeError::TooLarge);
         }
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != VALUE_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.expect_version(VALUE_VERSION)?;
         let namespace = NamespaceRecord::decode_from(&mut r)?;
         // A peer record is at least ~200 bytes; 150 is a safe lower bound.
         let count = r.list_len16(limits.max_members as usize, 150, "peers")?;
@@ -78,10 +75,7 @@ impl KindValue {
             return Err(DecodeError::TooLarge);
         }
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != VALUE_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.expect_version(VALUE_VERSION)?;
         // A namespace record is at least 48 + 96 + 30 bytes.
         let count = r.list_len16(u16::MAX as usize, 170, "namespaces")?;
         let mut namespaces = Vec::with_capacity(count);

@@ -32,6 +32,50 @@ pub const WIRE_MAX_ADDRS: usize = 64;
 /// Protocol maximum of one encoded multiaddr.
 pub const WIRE_MAX_ADDR_BYTES: usize = 1024;
 
+/// The methods both records share, built on each record's `encode_body`
+/// (every field but the signature) and `decode_from`.
+macro_rules! record_codec {
+    ($ty:ty, $dst:expr, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("The bytes ", $what, " covers: the DST, then every field but the signature.")]
+            pub fn signing_bytes(&self) -> Vec<u8> {
+                let mut w = Writer::new();
+                w.bytes8($dst);
+                self.encode_body(&mut w);
+                w.into_bytes()
+            }
+
+            /// Writes the canonical encoding into `w`.
+            pub fn encode_into(&self, w: &mut Writer) {
+                self.encode_body(w);
+                w.raw(&self.signature);
+            }
+
+            /// The canonical encoding.
+            pub fn encode(&self) -> Vec<u8> {
+                let mut w = Writer::new();
+                self.encode_into(&mut w);
+                w.into_bytes()
+            }
+
+            /// Decodes a whole buffer strictly.
+            pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+                let mut r = Reader::new(bytes);
+                let record = Self::decode_from(&mut r)?;
+                r.finish()?;
+                Ok(record)
+            }
+        }
+    };
+}
+
+record_codec!(
+    NamespaceRecord,
+    NAMESPACE_RECORD_DST,
+    "the threshold signature"
+);
+record_codec!(PeerRecord, PEER_RECORD_DST, "the signature share");
+
 /// A quorum key as raw compressed bytes: the namespace's name.
 ///
 /// Kept raw so that lookups and cheap rejections need no point
@@ -125,15 +169,6 @@ impl NamespaceRecord {
         self.commitments.len() as u32
     }
 
-    /// The bytes the threshold signature covers: the DST, then every field
-    /// but the signature.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes8(NAMESPACE_RECORD_DST);
-        self.encode_body(&mut w);
-        w.into_bytes()
-    }
-
     fn encode_body(&self, w: &mut Writer) {
         w.u8(RECORD_VERSION);
         w.u16(self.commitments.len() as u16);
@@ -157,34 +192,10 @@ impl NamespaceRecord {
         w.u64(self.expires_at_ms);
     }
 
-    /// Writes the canonical encoding into `w`.
-    pub fn encode_into(&self, w: &mut Writer) {
-        self.encode_body(w);
-        w.raw(&self.signature);
-    }
-
-    /// The canonical encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.encode_into(&mut w);
-        w.into_bytes()
-    }
-
-    /// Decodes a whole buffer strictly.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let record = Self::decode_from(&mut r)?;
-        r.finish()?;
-        Ok(record)
-    }
-
     /// Decodes one record from `r`. Checks structure only (points stay
     /// raw): validation does the rest.
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = r.u8()?;
-        if version != RECORD_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.expect_version(RECORD_VERSION)?;
         let count = r.list_len16(u16::MAX as usize, G1_BYTES, "commitments")?;
         if count == 0 {
             return Err(DecodeError::InvalidValue("commitments"));
@@ -279,15 +290,6 @@ impl PeerRecord {
         record
     }
 
-    /// The bytes the signature share covers: the DST, then every field but
-    /// the signature.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes8(PEER_RECORD_DST);
-        self.encode_body(&mut w);
-        w.into_bytes()
-    }
-
     fn encode_body(&self, w: &mut Writer) {
         w.u8(RECORD_VERSION);
         w.raw(&self.quorum_key.0);
@@ -302,34 +304,10 @@ impl PeerRecord {
         w.u64(self.expires_at_ms);
     }
 
-    /// Writes the canonical encoding into `w`.
-    pub fn encode_into(&self, w: &mut Writer) {
-        self.encode_body(w);
-        w.raw(&self.signature);
-    }
-
-    /// The canonical encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.encode_into(&mut w);
-        w.into_bytes()
-    }
-
-    /// Decodes a whole buffer strictly.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let record = Self::decode_from(&mut r)?;
-        r.finish()?;
-        Ok(record)
-    }
-
     /// Decodes one record from `r`. Checks structure only (the signature
     /// stays raw): validation does the rest.
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = r.u8()?;
-        if version != RECORD_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.expect_version(RECORD_VERSION)?;
         let quorum_key = QuorumKey(r.array::<G1_BYTES>()?);
         let epoch = r.u64()?;
         let index = r.u32()?;

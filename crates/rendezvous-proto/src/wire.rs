@@ -138,6 +138,14 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// Reads a version byte and refuses any other than `expected`.
+    pub fn expect_version(&mut self, expected: u8) -> Result<(), DecodeError> {
+        match self.u8()? {
+            v if v == expected => Ok(()),
+            v => Err(DecodeError::Version(v)),
+        }
+    }
+
     /// A bool encoded as 0 or 1 (any other byte is an error).
     pub fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
