@@ -1,0 +1,159 @@
+//! The libp2p side of every role: one `NetworkBehaviour` (Kademlia,
+//! request-response, ping, identify) and the swarm that carries it.
+//!
+//! Translation only: nothing here decides anything about records; the
+//! drivers hand events to the sans-IO cores.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use dht::KadStore;
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, kad, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+
+use crate::codec::{RdhtCodec, MAX_FRAME_BYTES, PROTOCOL};
+
+/// Kademlia protocol name of rdht's DHT (kept apart from the public IPFS
+/// DHT: our values are only meaningful to rdht nodes).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/rdht/kad/1.0.0");
+
+/// The identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/rdht/1.0.0";
+
+pub use inner::{Behaviour, BehaviourEvent};
+
+// The derive generates `BehaviourEvent` without docs.
+#[allow(missing_docs)]
+mod inner {
+    use super::*;
+
+    /// Every behaviour an rdht node runs. Kademlia is on only for rendezvous
+    /// nodes: members and clients talk request-response to known nodes.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// The DHT, over the validating store (rendezvous nodes only).
+        pub kad: Toggle<kad::Behaviour<KadStore>>,
+        /// `/rdht/rendezvous/1.0.0`: registration, discovery, DKG and co-signing.
+        pub rr: request_response::Behaviour<RdhtCodec>,
+        /// Liveness: a pong proves the peer behind an authenticated connection.
+        pub ping: ping::Behaviour,
+        /// Listen addresses of peers (fed to Kademlia).
+        pub identify: identify::Behaviour,
+    }
+}
+
+/// How to build a swarm.
+#[derive(Debug, Clone)]
+pub struct SwarmSettings {
+    /// Run Kademlia over this store (rendezvous nodes).
+    pub kad: bool,
+    /// How often each connection is pinged.
+    pub ping_interval: Duration,
+    /// How long a ping may take before it counts as failed.
+    pub ping_timeout: Duration,
+    /// How long a request may wait for its response.
+    pub request_timeout: Duration,
+    /// How long an idle connection is kept open.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SwarmSettings {
+    fn default() -> Self {
+        Self {
+            kad: false,
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Kademlia configured for rdht: validating inserts (every replica
+/// re-verifies what it stores), packets large enough for a 1 MiB value,
+/// short queries.
+pub fn kad_config() -> kad::Config {
+    let mut cfg = kad::Config::new(KAD_PROTOCOL);
+    cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_max_packet_size(MAX_FRAME_BYTES + 64 * 1024)
+        .set_query_timeout(Duration::from_secs(10))
+        .set_replication_factor(NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN))
+        // Our store has no kad-level expiry; we republish what we accept.
+        .set_record_ttl(None)
+        .set_publication_interval(Some(Duration::from_secs(3600)));
+    cfg
+}
+
+/// Builds a swarm (TCP, Noise, Yamux) around the behaviour. `store` is
+/// required when `settings.kad` is on.
+pub fn build_swarm(
+    keypair: Keypair,
+    settings: &SwarmSettings,
+    store: Option<KadStore>,
+) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
+    let settings = settings.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(move |key| {
+            let peer_id = key.public().to_peer_id();
+            let kad = match (settings.kad, store) {
+                (true, Some(store)) => {
+                    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config());
+                    // Loopback and test networks never confirm an external
+                    // address, so server mode must be set explicitly.
+                    kad.set_mode(Some(kad::Mode::Server));
+                    Some(kad)
+                }
+                _ => None,
+            };
+            let rr = request_response::Behaviour::with_codec(
+                RdhtCodec,
+                [(PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(settings.request_timeout)
+                    .with_max_concurrent_streams(256),
+            );
+            let ping = ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(settings.ping_interval)
+                    .with_timeout(settings.ping_timeout),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_VERSION.to_owned(),
+                key.public(),
+            ));
+            Behaviour {
+                kad: Toggle::from(kad),
+                rr,
+                ping,
+                identify,
+            }
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(settings.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Splits `/.../p2p/<id>` into the PeerId and the address without it.
+pub fn split_p2p(addr: &libp2p::Multiaddr) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+    let mut base = addr.clone();
+    match base.pop()? {
+        libp2p::multiaddr::Protocol::P2p(peer_id) => Some((peer_id, base)),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the Unix epoch (the cores' clock).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

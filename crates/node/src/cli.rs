@@ -1,0 +1,420 @@
+//! The command line (clap): `keygen`, `rendezvous`, `quorum`, `discover`,
+//! `demo`, `bench-discover`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use rendezvous_proto::QuorumKey;
+
+use crate::duration::parse_duration;
+use crate::metrics::Metrics;
+
+/// rdht: a threshold-gated rendezvous DHT.
+#[derive(Debug, Parser)]
+#[command(name = "rdht", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make this node's libp2p identity (DIR/identity.key, mode 0600) and print its PeerId.
+    Keygen {
+        /// Directory that keeps the identity.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Run a rendezvous node (a Kademlia server that stores and serves quorums' records).
+    Rendezvous(RendezvousArgs),
+    /// Run a quorum member: DKG (unless DIR has a key share), then register and stay online.
+    Quorum(QuorumArgs),
+    /// Ask a rendezvous node for a quorum's peers and verify every record.
+    Discover(DiscoverArgs),
+    /// The whole system on loopback in one command, narrated.
+    Demo,
+    /// Measure discover latency for a 64-member namespace over loopback.
+    BenchDiscover {
+        /// Number of discover requests to time.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Members in the namespace.
+        #[arg(long, default_value_t = 64)]
+        members: u32,
+    },
+}
+
+/// `rdht rendezvous`.
+#[derive(Debug, Args)]
+pub struct RendezvousArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        default_value = "/ip4/0.0.0.0/tcp/4001"
+    )]
+    pub listen: Vec<Multiaddr>,
+    /// Another rendezvous node to join (`.../p2p/<peer id>`); repeatable.
+    #[arg(long, value_name = "MULTIADDR_WITH_P2P")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Keep the identity and the accepted records (embedded database) here;
+    /// without it, the identity is ephemeral and records live in memory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Time between liveness pings of each registered peer (e.g. 500ms, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Consecutive missed pings after which a peer is no longer listed.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub ping_misses: u32,
+    /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// `rdht quorum`.
+#[derive(Debug, Args)]
+pub struct QuorumArgs {
+    /// Directory with the identity and (after the DKG) key_share.json.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The quorum file (TOML: threshold, optional kind, [[member]] peer_id + addr).
+    #[arg(long, value_name = "FILE")]
+    pub quorum: PathBuf,
+    /// Address to listen on (the one the quorum file lists for this member).
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        default_value = "/ip4/0.0.0.0/tcp/4002"
+    )]
+    pub listen: Vec<Multiaddr>,
+    /// Rendezvous node to register at (`.../p2p/<peer id>`); repeatable.
+    #[arg(long, value_name = "MULTIADDR_WITH_P2P", required = true)]
+    pub rendezvous: Vec<Multiaddr>,
+    /// Lifetime of the registrations; they are refreshed at half of it.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Length of each DKG phase (deal, response, justification).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub dkg_timeout: Duration,
+    /// Serve Prometheus metrics (text format) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// `rdht discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The rendezvous node to ask (`.../p2p/<peer id>`).
+    #[arg(long, value_name = "MULTIADDR_WITH_P2P")]
+    pub rendezvous: Multiaddr,
+    /// The quorum key (hex of the 48-byte compressed G1 point).
+    #[arg(
+        long,
+        value_name = "HEX",
+        required_unless_present = "kind",
+        conflicts_with = "kind"
+    )]
+    pub quorum_key: Option<QuorumKey>,
+    /// List every quorum of this kind instead.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // kad warns about bootstrapping a lone node; that is normal here.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default},libp2p_kad=error"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+async fn start_metrics(
+    addr: Option<SocketAddr>,
+    metrics: &std::sync::Arc<Metrics>,
+) -> Result<(), String> {
+    if let Some(addr) = addr {
+        let bound = crate::metrics::serve(addr, metrics.clone())
+            .await
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Keygen { data_dir } => match crate::identity::load_or_create(&data_dir) {
+            Ok(k) => {
+                println!("{}", k.public().to_peer_id());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Rendezvous(args) => {
+            init_logs("info");
+            run_rendezvous(args).await
+        }
+        Command::Quorum(args) => {
+            init_logs("info");
+            run_quorum(args).await
+        }
+        Command::Discover(args) => {
+            init_logs("warn");
+            run_discover(args).await
+        }
+        Command::Demo => {
+            // The narration says what happens; logs only for failures.
+            init_logs("error");
+            match crate::demo::run().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::BenchDiscover { requests, members } => {
+            init_logs("warn");
+            match crate::demo::bench_discover(members, requests).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+async fn run_rendezvous(args: RendezvousArgs) -> ExitCode {
+    let keypair = match &args.data_dir {
+        Some(dir) => match crate::identity::load_or_create(dir) {
+            Ok(k) => k,
+            Err(e) => return fail(e),
+        },
+        None => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    let metrics = Metrics::new();
+    if let Err(e) = start_metrics(args.metrics, &metrics).await {
+        return fail(e);
+    }
+    let mut store = dht::StoreConfig::default();
+    store.liveness.ping_interval_ms = args.ping_interval.as_millis().max(1) as u64;
+    store.liveness.max_misses = args.ping_misses.max(1);
+    let config = crate::rendezvous::RendezvousConfig {
+        listen: args.listen,
+        bootstrap: args.bootstrap,
+        data_dir: args.data_dir.map(|d| d.join("records")),
+        store,
+        metrics,
+    };
+    let handle = match crate::rendezvous::start(keypair, config).await {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    for addr in &handle.listen_addrs {
+        println!("listening on {addr}/p2p/{}", handle.peer_id);
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("Ctrl-C: stopping");
+            handle.shutdown().await;
+        }
+        _ = wait_forever() => {}
+    }
+    ExitCode::SUCCESS
+}
+
+async fn wait_forever() {
+    std::future::pending::<()>().await
+}
+
+fn load_key_share(path: &Path) -> Result<Option<dkg::KeyShare>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: key share refused: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+async fn run_quorum(args: QuorumArgs) -> ExitCode {
+    let keypair = match crate::identity::load_or_create(&args.data_dir) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let quorum = match crate::quorum_file::QuorumFile::load(&args.quorum) {
+        Ok(q) => q,
+        Err(e) => return fail(e),
+    };
+    let peer_id = keypair.public().to_peer_id();
+    let Some(index) = quorum.index_of(&peer_id) else {
+        return fail(format!(
+            "this node ({peer_id}) is not listed in {}",
+            args.quorum.display()
+        ));
+    };
+    let share_path = args.data_dir.join(crate::quorum::KEY_SHARE_FILE);
+    let key_share = match load_key_share(&share_path) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Some(share) = &key_share {
+        if share.index() != index || share.n != quorum.n() || share.threshold() != quorum.threshold
+        {
+            return fail(format!(
+                "{}: the key share (index {}, n {}, threshold {}) does not match the quorum file (index {index}, n {}, threshold {})",
+                share_path.display(), share.index(), share.n, share.threshold(), quorum.n(), quorum.threshold
+            ));
+        }
+    }
+    let metrics = Metrics::new();
+    if let Err(e) = start_metrics(args.metrics, &metrics).await {
+        return fail(e);
+    }
+    let bound = match crate::quorum::bind(keypair, &args.listen).await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    for addr in &bound.listen_addrs {
+        println!("member {index} listening on {addr}/p2p/{peer_id}");
+    }
+    let mut config = crate::quorum::MemberConfig::new(quorum, args.rendezvous);
+    config.key_share = key_share;
+    config.key_share_path = Some(share_path);
+    config.ttl = args.ttl;
+    config.dkg_phase_timeout = args.dkg_timeout;
+    config.metrics = metrics;
+    let handle = match bound.start(config) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let mut status = handle.status.clone();
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("Ctrl-C: unregistering");
+                return match handle.shutdown().await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                };
+            }
+            changed = status.changed() => {
+                if changed.is_err() || handle.is_finished() {
+                    break;
+                }
+                let s = status.borrow().clone();
+                if !announced && s.registered_at > 0 {
+                    announced = true;
+                    if let Some(qk) = s.quorum_key {
+                        println!("registered: quorum key {qk}");
+                    }
+                }
+            }
+        }
+    }
+    // The member stopped on its own: a rejection or a DKG failure.
+    drop(status);
+    let result = handle.join().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_discover(args: DiscoverArgs) -> ExitCode {
+    let mut client = match crate::discover::Client::ephemeral() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (answers, problems) = match (&args.quorum_key, &args.kind) {
+        (Some(qk), _) => match client.discover(&args.rendezvous, *qk, args.timeout).await {
+            Ok(a) => (vec![a], Vec::new()),
+            Err(e) => return fail(e),
+        },
+        (None, Some(kind)) => match client
+            .discover_kind(&args.rendezvous, kind, args.timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        },
+        (None, None) => return fail("give --quorum-key or --kind"),
+    };
+    for p in &problems {
+        eprintln!("WARNING: {p}");
+    }
+    for a in &answers {
+        for line in crate::discover::rejected_lines(a) {
+            eprintln!("{line}");
+        }
+    }
+    if args.json {
+        let json = if args.kind.is_some() {
+            serde_json::Value::Array(answers.iter().map(crate::discover::answer_json).collect())
+        } else {
+            answers
+                .first()
+                .map(crate::discover::answer_json)
+                .unwrap_or(serde_json::Value::Null)
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+    } else {
+        if answers.is_empty() {
+            println!("no verified quorum found");
+        }
+        for a in &answers {
+            print!("{}", crate::discover::answer_table(a));
+        }
+        let rejected: usize = answers.iter().map(|a| a.rejected.len()).sum();
+        if rejected == 0 && problems.is_empty() {
+            println!("every record verified against the quorum key");
+        }
+    }
+    ExitCode::SUCCESS
+}

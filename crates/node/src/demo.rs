@@ -1,0 +1,462 @@
+//! `rdht demo` (and `just node`): the whole system on loopback, narrated,
+//! plus the in-process helpers the demo, the integration tests and the
+//! discover benchmark share: local rendezvous networks and quorums that
+//! run a real DKG over the network.
+
+use std::time::{Duration, Instant};
+
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
+
+use crate::behaviour::now_ms;
+use crate::discover::{answer_table, Client};
+use crate::quorum::{bind, MemberConfig, MemberError, MemberHandle};
+use crate::quorum_file::{Member, QuorumFile};
+use crate::rendezvous::{start, RendezvousConfig, RendezvousHandle};
+
+/// Errors of the demo and helpers, as text.
+pub type DemoError = String;
+
+/// `/ip4/127.0.0.1/tcp/0`: loopback, ephemeral port.
+pub fn loopback() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .unwrap_or_else(|_| Multiaddr::empty())
+}
+
+/// Starts `count` rendezvous nodes on loopback; every node after the first
+/// bootstraps from the first.
+pub async fn start_rendezvous_nodes(
+    count: usize,
+    ping_interval: Duration,
+    ping_misses: u32,
+) -> Result<Vec<RendezvousHandle>, DemoError> {
+    let mut nodes: Vec<RendezvousHandle> = Vec::new();
+    for _ in 0..count {
+        let mut config = RendezvousConfig {
+            listen: vec![loopback()],
+            bootstrap: nodes.first().map(|n| vec![n.addr()]).unwrap_or_default(),
+            ..RendezvousConfig::default()
+        };
+        config.store.liveness.ping_interval_ms = ping_interval.as_millis().max(1) as u64;
+        config.store.liveness.max_misses = ping_misses;
+        let node = start(Keypair::generate_ed25519(), config)
+            .await
+            .map_err(|e| e.to_string())?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// A quorum running in this process.
+pub struct LocalQuorum {
+    /// Its quorum file.
+    pub file: QuorumFile,
+    /// Members' identities, index order.
+    pub keypairs: Vec<Keypair>,
+    /// Running members, index order (`None` once stopped).
+    pub members: Vec<Option<MemberHandle>>,
+    /// The rendezvous nodes its members register at.
+    pub rendezvous: Vec<Multiaddr>,
+    /// TTL of its records.
+    pub ttl: Duration,
+}
+
+/// Binds `n` members on loopback, writes their quorum file and starts them
+/// all: with no key share they run the DKG with each other, then register.
+pub async fn start_quorum(
+    n: u32,
+    threshold: u32,
+    kind: Option<&str>,
+    rendezvous: Vec<Multiaddr>,
+    ttl: Duration,
+    dkg_phase_timeout: Duration,
+) -> Result<LocalQuorum, DemoError> {
+    let mut keypairs = Vec::new();
+    let mut bound = Vec::new();
+    let mut members = Vec::new();
+    for _ in 0..n {
+        let keypair = Keypair::generate_ed25519();
+        let b = bind(keypair.clone(), &[loopback()])
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = b
+            .listen_addrs
+            .first()
+            .cloned()
+            .ok_or("member has no listen address")?;
+        members.push(Member {
+            peer_id: b.peer_id,
+            addr,
+        });
+        keypairs.push(keypair);
+        bound.push(b);
+    }
+    let file = QuorumFile {
+        threshold,
+        kind: kind.map(str::to_owned),
+        members,
+    };
+    let mut handles = Vec::new();
+    for b in bound {
+        let mut config = MemberConfig::new(file.clone(), rendezvous.clone());
+        config.ttl = ttl;
+        config.dkg_phase_timeout = dkg_phase_timeout;
+        handles.push(Some(b.start(config).map_err(|e| e.to_string())?));
+    }
+    Ok(LocalQuorum {
+        file,
+        keypairs,
+        members: handles,
+        rendezvous,
+        ttl,
+    })
+}
+
+impl LocalQuorum {
+    /// Waits until every running member has its key share and is
+    /// registered at `at_least` rendezvous nodes; returns the quorum key.
+    pub async fn wait_registered(
+        &self,
+        at_least: usize,
+        timeout: Duration,
+    ) -> Result<QuorumKey, DemoError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut key = None;
+            let mut ready = true;
+            for m in self.members.iter().flatten() {
+                if m.is_finished() {
+                    return Err(format!("member {} stopped", m.peer_id));
+                }
+                let s = m.status.borrow().clone();
+                key = key.or(s.quorum_key);
+                ready &= s.quorum_key.is_some() && s.registered_at >= at_least;
+            }
+            if ready {
+                return key.ok_or_else(|| "no member has a key".to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err("timed out waiting for the quorum to register".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Member `index`'s key share (from its status).
+    pub fn key_share(&self, index: u32) -> Option<dkg::KeyShare> {
+        let m = self
+            .members
+            .get((index as usize).checked_sub(1)?)?
+            .as_ref()?;
+        let share = m.status.borrow().key_share.clone();
+        share
+    }
+
+    /// Starts a member with the given seat, identity and key share (which
+    /// may be forged: that is the point of some tests). Its index is
+    /// `index` whether or not the quorum file lists its PeerId there.
+    pub async fn start_member_with(
+        &self,
+        index: u32,
+        keypair: Keypair,
+        key_share: dkg::KeyShare,
+    ) -> Result<MemberHandle, DemoError> {
+        let b = bind(keypair, &[loopback()])
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut config = MemberConfig::new(self.file.clone(), self.rendezvous.clone());
+        config.index = Some(index);
+        config.key_share = Some(key_share);
+        config.ttl = self.ttl;
+        b.start(config).map_err(|e| e.to_string())
+    }
+}
+
+/// A key share for `seat` of the same quorum key set whose secret is not
+/// the member's: what an outsider (or a corrupted file) would have.
+pub fn forged_share(real: &dkg::KeyShare, seat: u32) -> Result<dkg::KeyShare, DemoError> {
+    let mut bytes = *real.secret.scalar_bytes();
+    // Change the low byte: still a canonical, non-zero scalar.
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01;
+    }
+    let secret = dkg::SecretKeyShare::from_bytes(seat, &bytes).map_err(|e| e.to_string())?;
+    Ok(dkg::KeyShare {
+        n: real.n,
+        public_key_set: real.public_key_set.clone(),
+        secret,
+    })
+}
+
+/// Discovers and verifies, retrying until `accept` holds or time runs out.
+pub async fn discover_until(
+    client: &mut Client,
+    at: &Multiaddr,
+    quorum_key: QuorumKey,
+    timeout: Duration,
+    accept: impl Fn(&rendezvous_proto::VerifiedAnswer) -> bool,
+) -> Result<rendezvous_proto::VerifiedAnswer, DemoError> {
+    let deadline = Instant::now() + timeout;
+    let mut last;
+    loop {
+        match client
+            .discover(at, quorum_key, Duration::from_secs(5))
+            .await
+        {
+            Ok(a) if accept(&a) => return Ok(a),
+            Ok(a) => {
+                last = format!(
+                    "{} peers: {:?}",
+                    a.peers.len(),
+                    a.peers.iter().map(|p| p.record.index).collect::<Vec<_>>()
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out; last answer: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n=== {n}. {text}");
+}
+
+fn indices(a: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
+    a.peers.iter().map(|p| p.record.index).collect()
+}
+
+/// The narrated demo.
+pub async fn run() -> Result<(), DemoError> {
+    let started = Instant::now();
+    let ping_interval = Duration::from_millis(500);
+    let misses = 2;
+    let ttl = Duration::from_secs(60);
+    let dkg_phase = Duration::from_secs(3);
+    let wait = Duration::from_secs(30);
+
+    step(1, "Three rendezvous nodes form a Kademlia DHT on loopback");
+    let nodes = start_rendezvous_nodes(3, ping_interval, misses).await?;
+    for (i, n) in nodes.iter().enumerate() {
+        println!("  R{} {}", i + 1, n.addr());
+    }
+    let (r1, r2, r3) = (nodes[0].addr(), nodes[1].addr(), nodes[2].addr());
+
+    step(2, "Two quorums run a real DKG over the network (no dealer)");
+    println!("  'farmer':    n = 4, threshold 3, registers at R1 only");
+    println!("  'harvester': n = 3, threshold 2, registers at R2 only");
+    let mut farmer = start_quorum(4, 3, Some("farmer"), vec![r1.clone()], ttl, dkg_phase).await?;
+    let harvester = start_quorum(3, 2, Some("harvester"), vec![r2.clone()], ttl, dkg_phase).await?;
+    let farmer_key = farmer.wait_registered(1, wait).await?;
+    let harvester_key = harvester.wait_registered(1, wait).await?;
+    println!("  farmer quorum key    {farmer_key}");
+    println!("  harvester quorum key {harvester_key}");
+    println!("  each namespace record carries a threshold signature made from 3 (resp. 2) members' shares;");
+    println!("  each member registered its own record, signed with its secret share");
+
+    step(
+        3,
+        "Discovery from R3, a rendezvous neither quorum ever talked to",
+    );
+    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+    let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
+    print!("{}", answer_table(&a));
+    let b = discover_until(&mut client, &r3, harvester_key, wait, |a| {
+        a.peers.len() == 3
+    })
+    .await?;
+    print!("{}", answer_table(&b));
+    println!("  every record above was verified by this client against the quorum key (R3 is not trusted)");
+
+    step(
+        4,
+        "An outsider with a fresh identity claims seat 2 of 'farmer' with a share it made up",
+    );
+    let real = farmer.key_share(2).ok_or("member 2 has no key share")?;
+    let outsider = farmer
+        .start_member_with(2, Keypair::generate_ed25519(), forged_share(&real, 2)?)
+        .await?;
+    match tokio::time::timeout(wait, outsider.join()).await {
+        Ok(Err(MemberError::Rejected { code, .. })) => println!("  refused by R1: {code}"),
+        other => return Err(format!("the outsider was not refused: {other:?}")),
+    }
+    let mut raw = Client::ephemeral().map_err(|e| e.to_string())?;
+    let answer = raw
+        .request(
+            &r1,
+            Request::Discover {
+                quorum_key: farmer_key,
+                limit: 0,
+                cookie: None,
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Response::Discovered(d) = answer {
+        let mut seats: Vec<u32> = d.peers.iter().map(|p| p.record.index).collect();
+        seats.sort_unstable();
+        println!("  R1 still lists seats {seats:?} (the outsider is not among them)");
+    }
+
+    step(
+        5,
+        "Member 3 of 'farmer' restarts with an altered secret share",
+    );
+    let keypair3 = farmer.keypairs[2].clone();
+    let real3 = farmer.key_share(3).ok_or("member 3 has no key share")?;
+    if let Some(m) = farmer.members[2].take() {
+        m.shutdown().await.map_err(|e| e.to_string())?;
+        println!("  member 3 stopped gracefully (unregistered)");
+    }
+    let tampered = farmer
+        .start_member_with(3, keypair3.clone(), forged_share(&real3, 3)?)
+        .await?;
+    match tokio::time::timeout(wait, tampered.join()).await {
+        Ok(Err(MemberError::Rejected { code, .. })) => println!("  refused by R1: {code}"),
+        other => return Err(format!("the tampered member was not refused: {other:?}")),
+    }
+    println!("  ...and with its real key share it is listed again after its next registration:");
+    farmer.members[2] = Some(farmer.start_member_with(3, keypair3, real3).await?);
+    let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
+    println!("  R3 lists seats {:?}", indices(&a));
+
+    step(
+        6,
+        "Kill member 4 of 'farmer' (no goodbye): every rendezvous stops listing it on its own",
+    );
+    if let Some(m) = farmer.members[3].take() {
+        m.kill();
+    }
+    let killed_at = Instant::now();
+    for (i, at) in [&r1, &r2, &r3].into_iter().enumerate() {
+        let a = discover_until(&mut client, at, farmer_key, wait, |a| {
+            !indices(a).contains(&4)
+        })
+        .await?;
+        println!(
+            "  R{} lists seats {:?} after {} ms",
+            i + 1,
+            indices(&a),
+            killed_at.elapsed().as_millis()
+        );
+    }
+    println!(
+        "  (ping interval {} ms x {misses} misses)",
+        ping_interval.as_millis()
+    );
+
+    step(
+        7,
+        "Kill R1, where 'farmer' registered: its peers stay discoverable from R2 and R3",
+    );
+    nodes[0].kill();
+    for (name, at) in [("R2", &r2), ("R3", &r3)] {
+        let a = discover_until(&mut client, at, farmer_key, wait, |a| a.peers.len() == 3).await?;
+        println!("  {name} lists seats {:?}", indices(&a));
+    }
+    let _ = now_ms();
+    println!("\nDone in {:.1} s.", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Times discover round trips for an `members`-member namespace over
+/// loopback (one rendezvous node, one long-lived client connection) and
+/// reports p50/p99, with and without the client's verification.
+pub async fn bench_discover(members: u32, requests: usize) -> Result<String, DemoError> {
+    use rand_core::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let quorum =
+        rendezvous_proto::testkit::TestQuorum::deal(members, members.div_ceil(2).max(1), &mut rng);
+    // No pings during the run: the dealt records carry placeholder addresses.
+    let nodes = start_rendezvous_nodes(1, Duration::from_secs(3600), 3).await?;
+    let at = nodes[0].addr();
+    let now = now_ms();
+    let expires = now + 3_600_000;
+    let quorum_key = quorum.quorum_key();
+    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+    let ns = quorum.namespace(0, Some("bench"), true, now, expires);
+    match client
+        .request(&at, Request::RegisterNamespace(ns), Duration::from_secs(10))
+        .await
+    {
+        Ok(Response::Registered { .. }) => {}
+        other => return Err(format!("namespace registration: {other:?}")),
+    }
+    for i in 1..=members {
+        let identity = quorum.identities[i as usize - 1].clone();
+        let mut member = Client::new(identity).map_err(|e| e.to_string())?;
+        let record = quorum.peer(i, 0, 1, expires);
+        match member
+            .request(&at, Request::RegisterPeer(record), Duration::from_secs(10))
+            .await
+        {
+            Ok(Response::Registered { .. }) => {}
+            other => return Err(format!("peer {i}: {other:?}")),
+        }
+    }
+    let request = Request::Discover {
+        quorum_key,
+        limit: 0,
+        cookie: None,
+    };
+    // Warm up the connection.
+    for _ in 0..50 {
+        client
+            .request(&at, request.clone(), Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut round_trips = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    for _ in 0..requests {
+        let t = Instant::now();
+        let r = client
+            .request(&at, request.clone(), Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        round_trips.push(t.elapsed());
+        if let Response::Discovered(a) = &r {
+            if a.peers.len() != members as usize {
+                return Err(format!("expected {members} peers, got {}", a.peers.len()));
+            }
+            bytes = Response::Discovered(a.clone()).encode().len();
+        } else {
+            return Err(format!("unexpected {r:?}"));
+        }
+    }
+    let mut verified = Vec::with_capacity(requests.min(200));
+    for _ in 0..requests.min(200) {
+        let t = Instant::now();
+        let a = client
+            .discover(&at, quorum_key, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        verified.push(t.elapsed());
+        if a.peers.len() != members as usize || !a.rejected.is_empty() {
+            return Err("verification failed".into());
+        }
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or_default()
+    };
+    let report = format!(
+        "discover of a {members}-member namespace over loopback ({requests} requests, answer {bytes} bytes)\n  round trip:            p50 {:.3} ms  p99 {:.3} ms\n  round trip + verify:   p50 {:.3} ms  p99 {:.3} ms ({} requests)",
+        pct(&mut round_trips, 0.5).as_secs_f64() * 1e3,
+        pct(&mut round_trips, 0.99).as_secs_f64() * 1e3,
+        pct(&mut verified, 0.5).as_secs_f64() * 1e3,
+        pct(&mut verified, 0.99).as_secs_f64() * 1e3,
+        verified.len(),
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+    let _ = StatusCode::Ok;
+    Ok(report)
+}

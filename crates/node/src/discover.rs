@@ -1,0 +1,272 @@
+//! The discover client: asks one rendezvous node for a quorum's peers (or
+//! for the namespaces of a kind), verifies every record itself with
+//! `rendezvous-proto`'s client verification, and prints what verified. A
+//! rendezvous is not trusted: what it served that does not verify is
+//! reported, never shown as a peer.
+
+use std::time::Duration;
+
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm};
+use rendezvous_proto::{
+    verify_discover_answer, verify_namespaces_answer, Limits, QuorumKey, Request, Response,
+    StatusCode, VerifiedAnswer,
+};
+
+use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
+use crate::codec::Frame;
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address has no `/p2p/<peer id>`.
+    #[error("{0}: the address must end with /p2p/<peer id>")]
+    NoPeerId(Multiaddr),
+    /// The node could not be reached or did not answer.
+    #[error("request failed: {0}")]
+    Failed(String),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The node refused the request.
+    #[error("refused: {0}")]
+    Rejected(StatusCode),
+    /// The node answered something that is not an answer to the request.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+    /// The namespace record served does not verify.
+    #[error("the rendezvous served a namespace record that does not verify: {0}")]
+    Unverified(StatusCode),
+    /// Setting up the client failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A libp2p client that sends requests to rendezvous nodes (and keeps its
+/// connections open between requests).
+pub struct Client {
+    swarm: Swarm<Behaviour>,
+}
+
+impl Client {
+    /// A client with this identity.
+    pub fn new(keypair: Keypair) -> Result<Self, ClientError> {
+        let swarm = build_swarm(keypair, &SwarmSettings::default(), None)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(Self { swarm })
+    }
+
+    /// A client with a throwaway identity.
+    pub fn ephemeral() -> Result<Self, ClientError> {
+        Self::new(Keypair::generate_ed25519())
+    }
+
+    /// Sends one frame (possibly garbage, for tests) to the node at
+    /// `target` (`.../p2p/<id>`) and waits for its response frame.
+    pub async fn send(
+        &mut self,
+        target: &Multiaddr,
+        frame: Frame<Request>,
+        timeout: Duration,
+    ) -> Result<Frame<Response>, ClientError> {
+        let (peer, base) =
+            split_p2p(target).ok_or_else(|| ClientError::NoPeerId(target.clone()))?;
+        let id =
+            self.swarm
+                .behaviour_mut()
+                .rr
+                .send_request_with_addresses(&peer, frame, vec![base]);
+        let wait = async {
+            loop {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Response {
+                                    request_id,
+                                    response,
+                                },
+                            ..
+                        },
+                    )) if request_id == id => return Ok(response),
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                        request_response::Event::OutboundFailure {
+                            request_id, error, ..
+                        },
+                    )) if request_id == id => return Err(ClientError::Failed(error.to_string())),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// Sends a request and returns the decoded response (a `Rejected`
+    /// response is returned as is, not as an error).
+    pub async fn request(
+        &mut self,
+        target: &Multiaddr,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        match self.send(target, Frame::Message(request), timeout).await? {
+            Frame::Message(r) => Ok(r),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks for a namespace and its peers and verifies the answer.
+    pub async fn discover(
+        &mut self,
+        target: &Multiaddr,
+        quorum_key: QuorumKey,
+        timeout: Duration,
+    ) -> Result<VerifiedAnswer, ClientError> {
+        let request = Request::Discover {
+            quorum_key,
+            limit: 0,
+            cookie: None,
+        };
+        match self.request(target, request, timeout).await? {
+            Response::Discovered(answer) => verify_discover_answer(
+                &answer,
+                &quorum_key,
+                now_ms(),
+                &Limits::DEFAULT,
+                &mut rand::thread_rng(),
+            )
+            .map_err(ClientError::Unverified),
+            Response::Rejected(code) => Err(ClientError::Rejected(code)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Lists the namespaces of a kind, then discovers and verifies each.
+    /// Namespace records that do not verify are returned apart.
+    pub async fn discover_kind(
+        &mut self,
+        target: &Multiaddr,
+        kind: &str,
+        timeout: Duration,
+    ) -> Result<(Vec<VerifiedAnswer>, Vec<String>), ClientError> {
+        let request = Request::DiscoverKind {
+            kind: kind.to_owned(),
+            limit: 0,
+            cookie: None,
+        };
+        let namespaces = match self.request(target, request, timeout).await? {
+            Response::Namespaces { namespaces, .. } => namespaces,
+            Response::Rejected(code) => return Err(ClientError::Rejected(code)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let verified = verify_namespaces_answer(
+            &namespaces,
+            kind,
+            now_ms(),
+            &Limits::DEFAULT,
+            &mut rand::thread_rng(),
+        );
+        let mut problems: Vec<String> = verified
+            .rejected
+            .iter()
+            .map(|r| {
+                format!(
+                    "namespace record #{} ({}) does not verify: {}",
+                    r.position,
+                    r.quorum_key.map(|k| k.to_hex()).unwrap_or_default(),
+                    r.code
+                )
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for ns in verified.namespaces {
+            match self.discover(target, ns.quorum_key(), timeout).await {
+                Ok(a) => answers.push(a),
+                Err(e) => problems.push(format!("{}: {e}", ns.quorum_key())),
+            }
+        }
+        Ok((answers, problems))
+    }
+}
+
+/// A verified answer as the JSON the CLI prints:
+/// `{"quorum_key", "n", "threshold", "kind", "peers": [{"index", "peer_id",
+/// "addrs", "last_seen_ms"}], "rejected": [...]}`.
+pub fn answer_json(answer: &VerifiedAnswer) -> serde_json::Value {
+    let record = answer.namespace.record();
+    serde_json::json!({
+        "quorum_key": answer.namespace.quorum_key().to_hex(),
+        "n": answer.namespace.n(),
+        "threshold": answer.namespace.threshold(),
+        "epoch": record.epoch,
+        "kind": record.kind,
+        "expires_at_ms": record.expires_at_ms,
+        "peers": answer.peers.iter().map(|p| serde_json::json!({
+            "index": p.record.index,
+            "peer_id": p.record.peer_id.to_string(),
+            "addrs": p.record.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "seq": p.record.seq,
+            "last_seen_ms": p.last_seen_ms,
+        })).collect::<Vec<_>>(),
+        "rejected": answer.rejected.iter().map(|r| serde_json::json!({
+            "position": r.position,
+            "index": r.record.index,
+            "peer_id": r.record.peer_id.to_string(),
+            "code": r.code.name(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A verified answer as a human-readable table.
+pub fn answer_table(answer: &VerifiedAnswer) -> String {
+    let record = answer.namespace.record();
+    let now = now_ms();
+    let mut out = format!(
+        "quorum {}\n  n = {}, threshold = {}, kind = {}, epoch = {}\n  {} verified peer(s)\n",
+        answer.namespace.quorum_key(),
+        answer.namespace.n(),
+        answer.namespace.threshold(),
+        record.kind.as_deref().unwrap_or("-"),
+        record.epoch,
+        answer.peers.len(),
+    );
+    out.push_str(&format!(
+        "  {:>5}  {:<52}  {:<12}  {}\n",
+        "index", "peer id", "last seen", "addrs"
+    ));
+    for p in &answer.peers {
+        let seen = match p.last_seen_ms {
+            Some(t) => format!("{} ms ago", now.saturating_sub(t)),
+            None => "not yet".into(),
+        };
+        let addrs: Vec<String> = p.record.addrs.iter().map(|a| a.to_string()).collect();
+        out.push_str(&format!(
+            "  {:>5}  {:<52}  {:<12}  {}\n",
+            p.record.index,
+            p.record.peer_id,
+            seen,
+            addrs.join(" ")
+        ));
+    }
+    out
+}
+
+/// What the rendezvous served that did not verify, one line each (empty
+/// when everything verified).
+pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
+    answer
+        .rejected
+        .iter()
+        .map(|r| {
+            format!(
+                "WARNING: the rendezvous served a record for member {} ({}) that does not verify: {}",
+                r.record.index, r.record.peer_id, r.code
+            )
+        })
+        .collect()
+}

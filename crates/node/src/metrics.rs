@@ -1,0 +1,206 @@
+//! A tiny Prometheus text endpoint (`--metrics ADDR`): hand-written
+//! counters and gauges, served over plain HTTP by a tokio task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rendezvous_proto::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counters and gauges of one node.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Registrations (namespace and peer) accepted.
+    pub registrations_accepted: AtomicU64,
+    rejected: [AtomicU64; StatusCode::ALL.len()],
+    /// Namespaces stored (gauge).
+    pub namespaces: AtomicU64,
+    /// Peer records stored (gauge).
+    pub peers: AtomicU64,
+    /// Peer records served, i.e. not unreachable (gauge).
+    pub reachable_peers: AtomicU64,
+    /// Liveness pings due (dial or ping over an open connection).
+    pub pings_due: AtomicU64,
+    /// Pongs received.
+    pub pongs: AtomicU64,
+    /// Pings missed (failed, refused, or unreachable dial).
+    pub ping_misses: AtomicU64,
+    /// Discover requests answered.
+    pub discovers: AtomicU64,
+    /// Replicated values merged from other rendezvous nodes.
+    pub replications_merged: AtomicU64,
+    /// DKG messages handled by this member.
+    pub dkg_messages: AtomicU64,
+    /// DKG phases this member completed (deal, response, justification, finish).
+    pub dkg_rounds: AtomicU64,
+}
+
+impl Metrics {
+    /// A new, shared set of zeros.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Counts a rejection.
+    pub fn reject(&self, code: StatusCode) {
+        if let Some(pos) = StatusCode::ALL.iter().position(|c| *c == code) {
+            if let Some(c) = self.rejected.get(pos) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Rejections counted for one code.
+    pub fn rejected(&self, code: StatusCode) -> u64 {
+        StatusCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|pos| self.rejected.get(pos))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        };
+        metric(
+            "rdht_registrations_accepted_total",
+            "counter",
+            "Registrations accepted.",
+            &self.registrations_accepted,
+        );
+        metric(
+            "rdht_namespaces",
+            "gauge",
+            "Namespaces stored.",
+            &self.namespaces,
+        );
+        metric("rdht_peers", "gauge", "Peer records stored.", &self.peers);
+        metric(
+            "rdht_reachable_peers",
+            "gauge",
+            "Peer records served (not unreachable).",
+            &self.reachable_peers,
+        );
+        metric(
+            "rdht_pings_total",
+            "counter",
+            "Liveness pings due.",
+            &self.pings_due,
+        );
+        metric(
+            "rdht_pongs_total",
+            "counter",
+            "Pongs received.",
+            &self.pongs,
+        );
+        metric(
+            "rdht_ping_misses_total",
+            "counter",
+            "Pings missed.",
+            &self.ping_misses,
+        );
+        metric(
+            "rdht_discovers_total",
+            "counter",
+            "Discover requests answered.",
+            &self.discovers,
+        );
+        metric(
+            "rdht_replications_merged_total",
+            "counter",
+            "Replicated values merged.",
+            &self.replications_merged,
+        );
+        metric(
+            "rdht_dkg_messages_total",
+            "counter",
+            "DKG messages handled.",
+            &self.dkg_messages,
+        );
+        metric(
+            "rdht_dkg_rounds_total",
+            "counter",
+            "DKG phases completed.",
+            &self.dkg_rounds,
+        );
+        out.push_str("# HELP rdht_registrations_rejected_total Registrations rejected, by code.\n");
+        out.push_str("# TYPE rdht_registrations_rejected_total counter\n");
+        for (code, count) in StatusCode::ALL.iter().zip(&self.rejected) {
+            if *code == StatusCode::Ok {
+                continue;
+            }
+            out.push_str(&format!(
+                "rdht_registrations_rejected_total{{code=\"{}\"}} {}\n",
+                code.name(),
+                count.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// Serves `metrics` as Prometheus text on `addr` (any path). Returns the
+/// bound address; the server runs until the runtime stops.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                // Read (and ignore) the request head; bounded.
+                let mut buf = [0u8; 2048];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf))
+                        .await;
+                let body = metrics.render();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics
+            .registrations_accepted
+            .fetch_add(3, Ordering::Relaxed);
+        metrics.reject(StatusCode::NotAMember);
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics.clone())
+            .await
+            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"));
+        assert!(body.contains("rdht_registrations_accepted_total 3"));
+        assert!(body.contains("rdht_registrations_rejected_total{code=\"NotAMember\"} 1"));
+        assert_eq!(metrics.rejected(StatusCode::NotAMember), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! Garbage bytes, oversized frames and valid frames carrying invalid
+//! records, sent to every listening port (the rendezvous node and every
+//! quorum member): honest clients are answered throughout, and the stored
+//! state does not change.
+
+use std::io::Write;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use node::codec::{Frame, MAX_FRAME_BYTES};
+use node::demo::{discover_until, start_quorum, start_rendezvous_nodes};
+use node::discover::Client;
+use rendezvous_proto::messages::Cookie;
+use rendezvous_proto::{Request, Response, StatusCode};
+
+const WAIT: Duration = Duration::from_secs(20);
+const T: Duration = Duration::from_secs(5);
+
+fn tcp_port(addr: &Multiaddr) -> u16 {
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn with_p2p(addr: &Multiaddr, peer: libp2p::PeerId) -> Multiaddr {
+    addr.clone().with(Protocol::P2p(peer))
+}
+
+/// Raw TCP garbage (no Noise handshake): the connection dies, nothing else.
+fn raw_garbage(port: u16) {
+    for payload in [
+        &b"\x00\x00\x00\x09garbage!!"[..],
+        &[0xffu8; 4096][..],
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = s.write_all(payload);
+        }
+    }
+}
+
+async fn expect_code(client: &mut Client, at: &Multiaddr, frame: Frame<Request>, code: StatusCode) {
+    match client.send(at, frame, T).await {
+        Ok(Frame::Message(Response::Rejected(c))) => assert_eq!(c, code, "at {at}"),
+        other => panic!("expected {code} from {at}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_changes_nothing_and_honest_clients_are_served() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        // No liveness pings during the test: the state must not move on its own.
+        let nodes = start_rendezvous_nodes(1, Duration::from_secs(3600), 3)
+            .await
+            .unwrap();
+        let at = nodes[0].addr();
+        let q = start_quorum(
+            3,
+            2,
+            Some("farmer"),
+            vec![at.clone()],
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+        let key = q.wait_registered(1, WAIT).await.unwrap();
+        let mut honest = Client::ephemeral().unwrap();
+        let before_answer = discover_until(&mut honest, &at, key, WAIT, |x| x.peers.len() == 3)
+            .await
+            .unwrap();
+        let before = nodes[0].fingerprint().await.unwrap();
+
+        let member_addrs: Vec<Multiaddr> = q
+            .members
+            .iter()
+            .flatten()
+            .map(|m| with_p2p(&m.listen_addrs[0], m.peer_id))
+            .collect();
+        let mut targets = vec![at.clone()];
+        targets.extend(member_addrs.iter().cloned());
+
+        let mut attacker = Client::ephemeral().unwrap();
+        for target in &targets {
+            raw_garbage(tcp_port(target));
+            // Garbage inside a well-sized frame: answered with Decode.
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Raw(b"\xffgarbage!".to_vec()),
+                StatusCode::Decode,
+            )
+            .await;
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Raw(Vec::new()),
+                StatusCode::Decode,
+            )
+            .await;
+            let mut truncated = Request::Discover {
+                quorum_key: key,
+                limit: 0,
+                cookie: None,
+            }
+            .encode();
+            truncated.pop();
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Raw(truncated),
+                StatusCode::Decode,
+            )
+            .await;
+            // Oversized: refused from the length prefix, the substream dropped.
+            let oversized = attacker
+                .send(target, Frame::Raw(vec![0u8; MAX_FRAME_BYTES + 1]), T)
+                .await;
+            assert!(
+                oversized.is_err(),
+                "oversized frame answered: {oversized:?}"
+            );
+            // The same connection still works for honest traffic.
+            honest.discover(&at, key, T).await.unwrap();
+        }
+
+        // Valid frames carrying invalid records, at the rendezvous node.
+        let real = before_answer.peers[0].record.clone();
+        let mut forged = real.clone();
+        forged.seq += 1; // signature no longer covers it
+        let mut as_member = Client::new(q.keypairs[(real.index - 1) as usize].clone()).unwrap();
+        expect_code(
+            &mut as_member,
+            &at,
+            Frame::Message(Request::RegisterPeer(forged.clone())),
+            StatusCode::InvalidShareSignature,
+        )
+        .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::RegisterPeer(forged)),
+            StatusCode::PeerIdMismatch,
+        )
+        .await;
+        expect_code(
+            &mut as_member,
+            &at,
+            Frame::Message(Request::RegisterPeer(real.clone())),
+            StatusCode::StaleSequence,
+        )
+        .await;
+        let mut ns = before_answer.namespace.record().clone();
+        ns.epoch += 1;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::RegisterNamespace(ns.clone())),
+            StatusCode::InvalidNamespaceSignature,
+        )
+        .await;
+        ns.commitments.clear();
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::RegisterNamespace(ns)),
+            StatusCode::Decode,
+        )
+        .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::Unregister {
+                quorum_key: key,
+                index: 1,
+            }),
+            StatusCode::PeerIdMismatch,
+        )
+        .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::Discover {
+                quorum_key: key,
+                limit: 0,
+                cookie: Some(Cookie(vec![7; 40])),
+            }),
+            StatusCode::InvalidCookie,
+        )
+        .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::DiscoverKind {
+                kind: "NOT A KIND".into(),
+                limit: 0,
+                cookie: None,
+            }),
+            StatusCode::InvalidKind,
+        )
+        .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::Dkg(vec![1, 2, 3])),
+            StatusCode::NotAuthorized,
+        )
+        .await;
+
+        // ...and at the members: strangers may not talk DKG or ask for signatures.
+        for target in &member_addrs {
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Message(Request::Dkg(vec![1, 2, 3])),
+                StatusCode::NotAMember,
+            )
+            .await;
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Message(Request::SignNamespace(
+                    before_answer.namespace.record().clone(),
+                )),
+                StatusCode::NotAMember,
+            )
+            .await;
+        }
+
+        // A fresh honest client is served, the answer is the same, and the
+        // store did not change.
+        let mut fresh = Client::new(Keypair::generate_ed25519()).unwrap();
+        let after_answer = fresh.discover(&at, key, T).await.unwrap();
+        // (last_seen may move: pongs are not stored state.)
+        let records = |a: &rendezvous_proto::VerifiedAnswer| {
+            a.peers.iter().map(|p| p.record.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(records(&after_answer), records(&before_answer));
+        assert!(after_answer.rejected.is_empty());
+        assert_eq!(nodes[0].fingerprint().await.unwrap(), before);
+        for m in q.members.iter().flatten() {
+            assert!(!m.is_finished(), "a member stopped");
+        }
+        for m in q.members.into_iter().flatten() {
+            m.kill();
+        }
+        for n in nodes {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("test timed out");
+}
