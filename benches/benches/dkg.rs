@@ -10,7 +10,13 @@
 //!
 //! - `dkg/one_member_n64_t43`: messages handed over as decoded structs.
 //! - `dkg/one_member_n64_t43_with_decode`: the same from bytes, including
-//!   `DkgMessage::decode` (subgroup checks of 63 x 43 commitments).
+//!   `DkgMessage::decode` (decompression of 63 x 44 deal points, which are
+//!   not subgroup-checked: the DKG checks the 43 summed commitments).
+//! - `dkg/deal_points_{checked,unchecked}`: decoding those 2,772 points
+//!   alone, as `PublicKey::from_bytes` (decompression and subgroup check,
+//!   what the DKG decoder did before) and as `CommitmentPoint::from_bytes`
+//!   (decompression and on-curve only, what it does now), for a ratio
+//!   measured in one run.
 //!
 //! Criterion reports wall time, and blst runs multi-exponentiations on a
 //! thread pool; so before the criterion runs, the process CPU time (all
@@ -20,7 +26,7 @@
 use std::collections::VecDeque;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dkg::{Destination, DkgConfig, DkgMember, DkgMessage, Phase};
+use dkg::{CommitmentPoint, Destination, DkgConfig, DkgMember, DkgMessage, Phase, PublicKey};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -114,6 +120,51 @@ fn decode_all(encoded: &[(u32, Vec<u8>)]) -> Vec<(u32, DkgMessage)> {
         .collect()
 }
 
+/// The compressed points (commitments and proof nonce) of every deal
+/// member `ME` receives.
+fn deal_points(messages: &[(u32, DkgMessage)]) -> Vec<[u8; dkg::G1_BYTES]> {
+    messages
+        .iter()
+        .filter_map(|(_, m)| match m {
+            DkgMessage::Deal(deal) => Some(deal),
+            _ => None,
+        })
+        .flat_map(|deal| {
+            deal.commitments
+                .points()
+                .iter()
+                .chain([&deal.proof.commitment])
+                .map(CommitmentPoint::to_bytes)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn decode_checked(points: &[[u8; dkg::G1_BYTES]]) -> usize {
+    points
+        .iter()
+        .filter(|p| PublicKey::from_bytes(&p[..]).is_ok())
+        .count()
+}
+
+/// blst's decompression alone, the floor of any decoder of these bytes.
+fn decompress_only(points: &[[u8; dkg::G1_BYTES]]) -> usize {
+    points
+        .iter()
+        .filter(|p| {
+            Option::<blstrs::G1Affine>::from(blstrs::G1Affine::from_compressed_unchecked(p))
+                .is_some()
+        })
+        .count()
+}
+
+fn decode_unchecked(points: &[[u8; dkg::G1_BYTES]]) -> usize {
+    points
+        .iter()
+        .filter(|p| CommitmentPoint::from_bytes(&p[..]).is_ok())
+        .count()
+}
+
 fn bench(c: &mut Criterion) {
     let messages = record();
     assert_eq!(messages.len(), 3 * (N as usize - 1));
@@ -121,6 +172,10 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|(from, m)| (*from, m.encode()))
         .collect();
+    let points = deal_points(&messages);
+    assert_eq!(points.len(), (N as usize - 1) * (THRESHOLD as usize + 1));
+    assert_eq!(decode_checked(&points), points.len());
+    assert_eq!(decode_unchecked(&points), points.len());
 
     print_cpu("one member, handle_* only", 20, || {
         replay(messages.clone());
@@ -131,6 +186,18 @@ fn bench(c: &mut Criterion) {
     print_cpu("one member, decode + handle_*", 5, || {
         replay(decode_all(&encoded));
     });
+    let label = format!("{} deal points, checked decode (before)", points.len());
+    print_cpu(&label, 3, || {
+        decode_checked(&points);
+    });
+    let label = format!("{} deal points, unchecked decode (now)", points.len());
+    print_cpu(&label, 3, || {
+        decode_unchecked(&points);
+    });
+    let label = format!("{} deal points, blst decompression alone", points.len());
+    print_cpu(&label, 3, || {
+        decompress_only(&points);
+    });
 
     let mut group = c.benchmark_group("dkg");
     group.sample_size(20);
@@ -139,6 +206,13 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("one_member_n64_t43_with_decode", |b| {
         b.iter(|| replay(decode_all(&encoded)))
+    });
+    group.sample_size(10);
+    group.bench_function("deal_points_checked", |b| {
+        b.iter(|| decode_checked(&points))
+    });
+    group.bench_function("deal_points_unchecked", |b| {
+        b.iter(|| decode_unchecked(&points))
     });
     group.finish();
 }

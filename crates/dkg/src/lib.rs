@@ -35,9 +35,10 @@ pub mod vectors;
 pub use batch::{batch_verify, find_invalid, BatchItem};
 pub use combine::{combine_signatures, lagrange_coefficients_at_zero};
 pub use dkg::{
-    ConfigError, DealMessage, DealerVerdict, Destination, Digest, Disqualification, DkgConfig,
-    DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage, MessageError, MessageKind,
-    Phase, ProofOfKnowledge, ResponseMessage, SessionId, ShareMessage, Transmit, WireError,
+    CommitmentPoint, ConfigError, DealCommitments, DealMessage, DealerVerdict, Destination, Digest,
+    Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage,
+    MessageError, MessageKind, Phase, ProofOfKnowledge, ResponseMessage, SessionId, ShareMessage,
+    Transmit, WireError,
 };
 pub use error::{CombineError, DecodeError};
 pub use keys::{

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use blstrs::Scalar;
+use blstrs::{G1Affine, G1Projective, Scalar};
 use dkg::{
-    combine_signatures, DealMessage, Destination, Disqualification, DkgConfig, DkgError, DkgMember,
-    DkgMessage, DkgOutput, JustificationMessage, MessageError, MessageKind, Phase, Polynomial,
-    PublicKeySet, ResponseMessage, SecretKeyShare, SessionId, ShareMessage,
+    combine_signatures, CommitmentPoint, DealCommitments, DealMessage, DealerVerdict, Destination,
+    Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage,
+    MessageError, MessageKind, Phase, Polynomial, ProofOfKnowledge, PublicKeySet, ResponseMessage,
+    SecretKeyShare, SessionId, ShareMessage,
 };
 use ff::Field;
+use group::{Curve, Group};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -644,8 +646,238 @@ fn key_share_output_serializes() {
     assert_eq!(back, out.key_share);
 }
 
+/// A torsion point of the curve (on `E(Fp)`, of order dividing the
+/// cofactor, not the identity): `r * P` for a point `P` outside G1 found by
+/// decoding x-coordinates unchecked, computed with the group law only.
+fn torsion_point() -> G1Projective {
+    let mut bytes = [0u8; dkg::G1_BYTES];
+    bytes[0] = 0x80;
+    let p: G1Projective = (1u8..=255)
+        .find_map(|x| {
+            bytes[dkg::G1_BYTES - 1] = x;
+            Option::<G1Affine>::from(G1Affine::from_compressed_unchecked(&bytes))
+                .filter(|p| !bool::from(p.is_torsion_free()))
+        })
+        .expect("a point outside G1")
+        .into();
+    let r_minus_1 = (Scalar::ZERO - Scalar::ONE).to_bytes_be();
+    let mut acc = G1Projective::identity();
+    for byte in r_minus_1 {
+        for bit in (0..8).rev() {
+            acc = acc.double();
+            if (byte >> bit) & 1 == 1 {
+                acc += p;
+            }
+        }
+    }
+    acc += p;
+    assert!(!bool::from(acc.is_identity()));
+    assert!(!bool::from(acc.to_affine().is_torsion_free()));
+    acc
+}
+
+/// `dealer`'s deal for `poly` with `torsion` added to commitment
+/// `coefficient` (re-proving the constant term if it is 0) and, if
+/// `tainted_nonce`, to the proof's `R` (with a proof made for that `R`).
+/// The G1 components are `poly`'s, so every share of `poly` verifies.
+fn torsion_deal(
+    session_id: SessionId,
+    dealer: u32,
+    poly: &Polynomial,
+    coefficient: Option<usize>,
+    tainted_nonce: bool,
+    torsion: G1Projective,
+    rng: &mut ChaCha20Rng,
+) -> DealMessage {
+    let mut deal = DealMessage::new(session_id, dealer, poly, rng).unwrap();
+    if let Some(k) = coefficient {
+        let mut points = deal.commitments.points().to_vec();
+        points[k] = CommitmentPoint::from_point(points[k].point() + torsion).unwrap();
+        assert!(!points[k].is_in_subgroup());
+        deal.commitments = DealCommitments::new(points).unwrap();
+        deal.proof =
+            ProofOfKnowledge::prove(&session_id, dealer, poly, deal.commitments.constant(), rng)
+                .unwrap();
+    }
+    if tainted_nonce {
+        let nonce = Scalar::from(0x5eed_u64 + u64::from(dealer));
+        let r = CommitmentPoint::from_point(G1Projective::generator() * nonce + torsion).unwrap();
+        let c = ProofOfKnowledge::challenge(&session_id, dealer, deal.commitments.constant(), &r);
+        deal.proof = ProofOfKnowledge {
+            commitment: r,
+            response: nonce + c * poly.secret(),
+        };
+        assert!(!deal.proof.commitment.is_in_subgroup());
+    }
+    assert!(deal
+        .proof
+        .verify(&session_id, dealer, deal.commitments.constant()));
+    deal
+}
+
+/// A tamper under which each dealer in `deals` sends everyone its given
+/// deal and the matching shares of its given polynomial (and vouches for
+/// that deal in its response, so that it is not an equivocation).
+fn replace_deals(session_id: SessionId, deals: Vec<(u32, Polynomial, DealMessage)>) -> Tamper {
+    Box::new(move |from, to, message| {
+        let Some((_, poly, deal)) = deals.iter().find(|(d, _, _)| *d == from) else {
+            return Some(message);
+        };
+        match message {
+            DkgMessage::Deal(_) => Some(DkgMessage::Deal(deal.clone())),
+            DkgMessage::Response(mut r) => {
+                r.verdicts[from as usize - 1] = DealerVerdict::Valid(deal.hash());
+                Some(DkgMessage::Response(r))
+            }
+            DkgMessage::Share(_) => Some(DkgMessage::Share(ShareMessage {
+                session_id,
+                dealer: from,
+                share: SecretKeyShare::new(to, poly.evaluate(to)).unwrap(),
+            })),
+            other => Some(other),
+        }
+    })
+}
+
+/// Every key in the set is in G1 (the `PublicKey` invariant, checked
+/// again from the bytes).
+fn assert_in_g1(set: &PublicKeySet) {
+    for key in set.commitments() {
+        let affine = Option::<G1Affine>::from(G1Affine::from_compressed(&key.to_bytes()))
+            .expect("a key of the set is in G1");
+        assert!(bool::from(affine.is_torsion_free()));
+    }
+}
+
+/// Runs `n`/`threshold` with the given dealers replaced by torsion deals
+/// (`(dealer, coefficient, tainted_nonce, torsion multiple)`).
+fn torsion_run(
+    n: u32,
+    threshold: u32,
+    seed: u64,
+    faulty: &[(u32, Option<usize>, bool, i64)],
+) -> Net {
+    let session_id = session(n, threshold);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x7072);
+    let torsion = torsion_point();
+    let deals = faulty
+        .iter()
+        .map(|&(dealer, coefficient, tainted_nonce, multiple)| {
+            let t = if multiple < 0 { -torsion } else { torsion };
+            let t = (1..multiple.unsigned_abs()).fold(t, |acc, _| acc + t);
+            let poly = Polynomial::random(threshold, &mut rng);
+            let deal = torsion_deal(
+                session_id,
+                dealer,
+                &poly,
+                coefficient,
+                tainted_nonce,
+                t,
+                &mut rng,
+            );
+            (dealer, poly, deal)
+        })
+        .collect();
+    let mut net = Net::new(n, threshold, seed, &[]).with_tamper(replace_deals(session_id, deals));
+    net.run();
+    net
+}
+
+#[test]
+fn dealer_with_torsion_in_a_commitment_is_excluded_at_finish() {
+    // Torsion in C_1 (the proof stays valid) and in C_0 (re-proved).
+    for coefficient in [1, 0] {
+        let net = torsion_run(5, 3, 21, &[(2, Some(coefficient), false, 1)]);
+        // Nobody rejected anything: the deal decodes, its proof and every
+        // share verify (their G1 components are right).
+        assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+        assert_eq!(net.sent.get(&MessageKind::Justification), None);
+        let honest = [1, 3, 4, 5];
+        let set = assert_agree(&net, &honest, &[1, 3, 4, 5]);
+        assert_in_g1(&set);
+        for out in net.outputs(&honest) {
+            assert_eq!(
+                out.disqualified.get(&2),
+                Some(&Disqualification::NotInSubgroup)
+            );
+            assert_eq!(out.disqualified.len(), 1);
+        }
+        // Still by fast sync: the fallback costs no round.
+        for i in honest {
+            assert!(net.finished_at[&i] < T);
+        }
+    }
+}
+
+#[test]
+fn torsion_in_the_proof_nonce_alone_is_harmless() {
+    // R outside G1, commitments in G1: the proof binds the G1 component
+    // of C_0, the sums are in G1, the dealer stays.
+    let net = torsion_run(4, 3, 22, &[(3, None, true, 1)]);
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    let honest = [1, 2, 4];
+    let set = assert_agree(&net, &honest, &[1, 2, 3, 4]);
+    assert_in_g1(&set);
+}
+
+#[test]
+fn cancelling_torsion_of_two_dealers_leaves_a_key_in_g1() {
+    // Dealers 1 and 4 add T and -T to C_2: the sum is in G1 and is the
+    // sum of the G1 components, which every share matches, so both stay
+    // and every honest member's share works (assert_agree signs with it).
+    let net = torsion_run(5, 3, 23, &[(1, Some(2), false, 1), (4, Some(2), false, -1)]);
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    let honest = [2, 3, 5];
+    let set = assert_agree(&net, &honest, &[1, 2, 3, 4, 5]);
+    assert_in_g1(&set);
+    for out in net.outputs(&honest) {
+        assert!(out.disqualified.is_empty());
+    }
+}
+
+#[test]
+fn the_fallback_checks_every_qual_dealer() {
+    // Dealers 1 and 4 cancel each other's torsion in C_2, but dealer 5's
+    // torsion in C_1 leaves a sum outside G1: the fallback checks every
+    // dealer and excludes all three, including the proof-nonce-only
+    // dealer 6; 7 - 4 = 3 dealers remain, the threshold.
+    let faulty = [
+        (1, Some(2), false, 1),
+        (4, Some(2), false, -1),
+        (5, Some(1), false, 2),
+        (6, None, true, 1),
+    ];
+    let net = torsion_run(7, 3, 24, &faulty);
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    let honest = [2, 3, 7];
+    let set = assert_agree(&net, &honest, &[2, 3, 7]);
+    assert_in_g1(&set);
+    for out in net.outputs(&honest) {
+        for dealer in [1, 4, 5, 6] {
+            assert_eq!(
+                out.disqualified.get(&dealer),
+                Some(&Disqualification::NotInSubgroup)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_fallback_leaving_too_few_dealers_fails_cleanly_everywhere() {
+    let net = torsion_run(4, 3, 25, &[(1, Some(1), false, 1), (2, Some(2), false, 1)]);
+    for i in [3, 4] {
+        assert_eq!(
+            net.members[&i].outcome(),
+            Some(&Err(DkgError::QualTooSmall {
+                qualified: 2,
+                threshold: 3
+            }))
+        );
+    }
+}
+
 /// How the one faulty dealer of a randomized run misbehaves.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     /// Bad shares to the victims, then an honest justification.
     BadSharesJustified,
@@ -659,6 +891,12 @@ enum Fault {
     BadProof,
     /// Nothing at all.
     Silent,
+    /// Another deal, to everyone, with a torsion component in one
+    /// commitment (and a valid proof), and matching shares.
+    TorsionCommitment,
+    /// Another deal, to everyone, with a torsion component in the proof's
+    /// `R` only, and matching shares.
+    TorsionNonce,
 }
 
 fn faulty_tamper(
@@ -672,9 +910,33 @@ fn faulty_tamper(
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let other = Polynomial::random(threshold, &mut rng);
     let other_deal = DealMessage::new(session_id, dealer, &other, &mut rng).unwrap();
+    let mut torsion_tamper = match fault {
+        Fault::TorsionCommitment | Fault::TorsionNonce => {
+            let commitment = (fault == Fault::TorsionCommitment)
+                .then_some((seed % u64::from(threshold)) as usize);
+            let nonce = fault == Fault::TorsionNonce;
+            let deal = torsion_deal(
+                session_id,
+                dealer,
+                &other,
+                commitment,
+                nonce,
+                torsion_point(),
+                &mut rng,
+            );
+            Some(replace_deals(
+                session_id,
+                vec![(dealer, other.clone(), deal)],
+            ))
+        }
+        _ => None,
+    };
     Box::new(move |from, to, message| {
         if from != dealer {
             return Some(message);
+        }
+        if let Some(tamper) = torsion_tamper.as_mut() {
+            return tamper(from, to, message);
         }
         let victim = victims.contains(&to);
         match (fault, message) {
@@ -714,7 +976,7 @@ fn faulty_tamper(
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
 
     /// With one faulty dealer of any kind, the honest members all end the
     /// same way: the same QUAL, key set and transcript (or all the same
@@ -725,7 +987,7 @@ proptest::proptest! {
         threshold_seed in proptest::prelude::any::<u32>(),
         faulty_seed in proptest::prelude::any::<u32>(),
         victim_mask in proptest::prelude::any::<u8>(),
-        fault_index in 0usize..6,
+        fault_index in 0usize..8,
         seed in proptest::prelude::any::<u64>(),
     ) {
         let threshold = 1 + threshold_seed % n;
@@ -737,6 +999,8 @@ proptest::proptest! {
             Fault::Equivocate,
             Fault::BadProof,
             Fault::Silent,
+            Fault::TorsionCommitment,
+            Fault::TorsionNonce,
         ][fault_index];
         let victims: Vec<u32> = (1..=n)
             .filter(|&j| j != dealer && victim_mask >> (j % 8) & 1 == 1)
@@ -757,7 +1021,8 @@ proptest::proptest! {
             Fault::BadSharesBadJustification | Fault::BadSharesUnjustified | Fault::Equivocate => {
                 !victims.is_empty()
             }
-            Fault::BadProof | Fault::Silent => true,
+            Fault::BadProof | Fault::Silent | Fault::TorsionCommitment => true,
+            Fault::TorsionNonce => false,
         };
         match &first {
             Ok(out) => {

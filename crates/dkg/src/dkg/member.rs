@@ -379,11 +379,11 @@ impl DkgMember {
             relations.push(deal.message.proof.relation(
                 &session_id,
                 dealer,
-                &commitments.quorum_key(),
+                commitments.constant(),
             ));
             owners.push((dealer, false));
             if let Some(share) = self.shares.get(&dealer) {
-                let public = commitments.public_key_share(me).point();
+                let public = commitments.public_key_share_point(me);
                 relations.push(Relation::share(share.scalar(), public));
                 owners.push((dealer, true));
             }
@@ -455,10 +455,10 @@ impl DkgMember {
     fn collected(&self) -> Collected<'_> {
         Collected {
             config: &self.config,
-            commitments: self
+            deals: self
                 .deals
                 .iter()
-                .map(|(&d, deal)| (d, &deal.message.commitments))
+                .map(|(&d, deal)| (d, &deal.message))
                 .collect(),
             verdicts: &self.verdicts,
             shares: &self.shares,

@@ -14,10 +14,10 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest as _, Sha256};
 
 use super::config::SessionId;
+use super::point::DealCommitments;
 use super::proof::ProofOfKnowledge;
 use crate::keys::SecretKeyShare;
 use crate::poly::Polynomial;
-use crate::public_key_set::PublicKeySet;
 
 /// Domain separation tag of a deal's hash.
 pub const DEAL_HASH_DOMAIN: &[u8] = b"rdht/dkg/deal/v1";
@@ -53,8 +53,10 @@ pub struct DealMessage {
     pub session_id: SessionId,
     /// The dealer's member index.
     pub dealer: u32,
-    /// `a_0 * G1 .. a_{k-1} * G1`; exactly `threshold` of them.
-    pub commitments: PublicKeySet,
+    /// `a_0 * G1 .. a_{k-1} * G1`; exactly `threshold` of them. Decoded
+    /// on the curve but not subgroup-checked (the DKG checks the summed
+    /// key set instead: see the [`crate::dkg`] docs).
+    pub commitments: DealCommitments,
     /// Schnorr proof of knowledge of `a_0`, bound to the session and the
     /// dealer index (against rogue-key attacks).
     pub proof: ProofOfKnowledge,
@@ -71,14 +73,9 @@ impl DealMessage {
         polynomial: &Polynomial,
         rng: &mut R,
     ) -> Option<Self> {
-        let commitments = polynomial.commitments()?;
-        let proof = ProofOfKnowledge::prove(
-            &session_id,
-            dealer,
-            polynomial,
-            &commitments.quorum_key(),
-            rng,
-        )?;
+        let commitments = DealCommitments::from(&polynomial.commitments()?);
+        let proof =
+            ProofOfKnowledge::prove(&session_id, dealer, polynomial, commitments.constant(), rng)?;
         Some(Self {
             session_id,
             dealer,

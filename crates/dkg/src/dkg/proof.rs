@@ -6,6 +6,14 @@
 //! to steer the quorum key. The challenge binds the session id and the
 //! dealer's index, so a proof cannot be replayed by another dealer or in
 //! another run.
+//!
+//! `C_0` and `R` come off the wire as [`CommitmentPoint`]s, not
+//! subgroup-checked, and the relation is decided on G1 components (see
+//! [`crate::dkg`]): its G1 component `z * G1 = R_1 + c * A_0` is a
+//! Schnorr proof for `A_0`, the G1 component of `C_0`, with a challenge
+//! that hashes the full encodings of `C_0` and `R`. So the proof binds
+//! the part of `C_0` that can end up in a key; a torsion component of
+//! `C_0` is caught by the check of the summed key set.
 
 use blstrs::{G1Projective, Scalar};
 use ff::Field;
@@ -14,6 +22,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest as _, Sha256};
 
 use super::config::SessionId;
+use super::point::CommitmentPoint;
 use super::verify::Relation;
 use crate::keys::PublicKey;
 use crate::poly::Polynomial;
@@ -25,8 +34,9 @@ pub const POK_DOMAIN: &[u8] = b"rdht/dkg/pok/v1";
 /// [`ProofOfKnowledge::challenge`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProofOfKnowledge {
-    /// `R = k * G1` for the prover's random nonce `k`.
-    pub commitment: PublicKey,
+    /// `R = k * G1` for the prover's random nonce `k` (not
+    /// subgroup-checked when decoded).
+    pub commitment: CommitmentPoint,
     /// `z = k + c * a_0`.
     pub response: Scalar,
 }
@@ -41,7 +51,7 @@ impl ProofOfKnowledge {
         session_id: &SessionId,
         dealer: u32,
         polynomial: &Polynomial,
-        constant: &PublicKey,
+        constant: &CommitmentPoint,
         rng: &mut R,
     ) -> Option<Self> {
         let mut nonce = loop {
@@ -50,7 +60,9 @@ impl ProofOfKnowledge {
                 break k;
             }
         };
-        let commitment = PublicKey::from_point(G1Projective::generator() * nonce).ok();
+        let commitment = PublicKey::from_point(G1Projective::generator() * nonce)
+            .ok()
+            .map(CommitmentPoint::from);
         let mut secret = polynomial.secret();
         let proof = commitment.map(|commitment| {
             let c = Self::challenge(session_id, dealer, constant, &commitment);
@@ -67,8 +79,9 @@ impl ProofOfKnowledge {
         proof
     }
 
-    /// Checks the proof for `dealer`'s constant-term commitment `constant`.
-    pub fn verify(&self, session_id: &SessionId, dealer: u32, constant: &PublicKey) -> bool {
+    /// Checks the proof for `dealer`'s constant-term commitment `constant`,
+    /// on G1 components (see the module docs).
+    pub fn verify(&self, session_id: &SessionId, dealer: u32, constant: &CommitmentPoint) -> bool {
         self.relation(session_id, dealer, constant).holds()
     }
 
@@ -77,7 +90,7 @@ impl ProofOfKnowledge {
         &self,
         session_id: &SessionId,
         dealer: u32,
-        constant: &PublicKey,
+        constant: &CommitmentPoint,
     ) -> Relation {
         let c = Self::challenge(session_id, dealer, constant, &self.commitment);
         Relation {
@@ -96,8 +109,8 @@ impl ProofOfKnowledge {
     pub fn challenge(
         session_id: &SessionId,
         dealer: u32,
-        constant: &PublicKey,
-        commitment: &PublicKey,
+        constant: &CommitmentPoint,
+        commitment: &CommitmentPoint,
     ) -> Scalar {
         let mut wide = [0u8; 64];
         for (b, half) in wide.chunks_exact_mut(32).enumerate() {
@@ -159,18 +172,39 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let session = SessionId([1; 32]);
         let poly = Polynomial::random(3, &mut rng);
-        let c0 = poly.commitments().unwrap().quorum_key();
+        let c0 = CommitmentPoint::from(poly.commitments().unwrap().quorum_key());
         let proof = ProofOfKnowledge::prove(&session, 2, &poly, &c0, &mut rng).unwrap();
         assert!(proof.verify(&session, 2, &c0));
         assert!(!proof.verify(&session, 3, &c0));
         assert!(!proof.verify(&SessionId([2; 32]), 2, &c0));
-        let other = Polynomial::random(3, &mut rng)
-            .commitments()
-            .unwrap()
-            .quorum_key();
+        let other = CommitmentPoint::from(
+            Polynomial::random(3, &mut rng)
+                .commitments()
+                .unwrap()
+                .quorum_key(),
+        );
         assert!(!proof.verify(&session, 2, &other));
         let mut tampered = proof;
         tampered.response += Scalar::ONE;
         assert!(!tampered.verify(&session, 2, &c0));
+    }
+
+    /// With `C_0` outside G1 the proof is judged on G1 components: it
+    /// verifies when the prover knows the discrete log of `C_0`'s G1
+    /// component, and not otherwise.
+    #[test]
+    fn proof_binds_the_g1_component_of_the_constant() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let session = SessionId([3; 32]);
+        let poly = Polynomial::random(2, &mut rng);
+        let torsion = crate::dkg::point::testing::torsion_point();
+        let a0 = G1Projective::generator() * poly.secret();
+        let tainted = CommitmentPoint::from_point(a0 + torsion).unwrap();
+        let proof = ProofOfKnowledge::prove(&session, 1, &poly, &tainted, &mut rng).unwrap();
+        assert!(proof.verify(&session, 1, &tainted));
+        // A C_0 whose G1 component is another key does not verify.
+        let other = CommitmentPoint::from_point(a0.double() + torsion).unwrap();
+        let forged = ProofOfKnowledge::prove(&session, 1, &poly, &other, &mut rng).unwrap();
+        assert!(!forged.verify(&session, 1, &other));
     }
 }

@@ -8,13 +8,28 @@
 //! multi-exponentiation of the right-hand sides. A false relation makes the
 //! batch fail except with probability 1/r; then each relation is checked
 //! alone to name the culprits (only a faulty dealer pays for that).
+//!
+//! Relations are decided on G1 components: `lhs - rhs` must be a torsion
+//! point, tested as `h_eff * (lhs - rhs) == 0` ([`is_torsion`]). The
+//! points come from DKG messages without subgroup checks (see
+//! [`crate::dkg`] for why that is sound), and for points outside G1 a
+//! whole-curve equality cannot be batched: a difference `T` of order 3
+//! survives `rho * T` only when 3 does not divide `rho`, so a random
+//! combination would pass a false relation with probability 1/3, and two
+//! honest members could judge one broadcast proof differently. The G1
+//! component, by contrast, is decided exactly by one batch (error
+//! probability 1/r) and by the individual check, so every member reaches
+//! the same verdict on the same data. (blst's GLV scalar multiplication
+//! also gets only the G1 component right for such points.)
 
 use blstrs::{G1Projective, Scalar};
 use ff::Field;
 use group::Group;
 use rand_core::RngCore;
 
-/// The relation `g * G1 = sum(s_i * P_i) + sum(Q_j)`.
+use super::point::is_torsion;
+
+/// The relation `g * G1 = sum(s_i * P_i) + sum(Q_j)`, on G1 components.
 pub(crate) struct Relation {
     /// The coefficient of the generator.
     pub(crate) g: Scalar,
@@ -34,7 +49,7 @@ impl Relation {
         }
     }
 
-    /// Checks this relation alone.
+    /// Checks this relation alone (on G1 components).
     pub(crate) fn holds(&self) -> bool {
         let lhs = G1Projective::generator() * self.g;
         let rhs = self
@@ -43,7 +58,7 @@ impl Relation {
             .map(|(p, s)| p * s)
             .chain(self.plain.iter().copied())
             .fold(G1Projective::identity(), |acc, p| acc + p);
-        lhs == rhs
+        is_torsion(&(lhs - rhs))
     }
 }
 
@@ -101,7 +116,7 @@ fn batch_holds<R: RngCore>(relations: &[Relation], rng: &mut R) -> bool {
     } else {
         G1Projective::multi_exp(&points, &scalars)
     };
-    lhs == rhs
+    is_torsion(&(lhs - rhs))
 }
 
 #[cfg(test)]
@@ -126,5 +141,37 @@ mod tests {
             vec![true, false, true, true, false, true]
         );
         assert!(check_relations(&[], &mut rng).is_empty());
+    }
+
+    /// A torsion difference does not fail a relation, in a batch or
+    /// alone, whatever the coefficients: verdicts do not depend on the
+    /// member's randomness. A difference with a G1 component always fails.
+    #[test]
+    fn relations_are_decided_on_g1_components() {
+        use crate::dkg::point::testing::{off_subgroup_point, torsion_point};
+        let g = G1Projective::generator();
+        let relations = |tainted: G1Projective| -> Vec<Relation> {
+            (1..=5u64)
+                .map(|i| {
+                    let public = g * Scalar::from(i);
+                    let public = if i == 3 { public + tainted } else { public };
+                    Relation::share(&Scalar::from(i), public)
+                })
+                .collect()
+        };
+        let torsion = torsion_point();
+        let off = off_subgroup_point();
+        for seed in 0..24 {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let with_torsion = relations(torsion);
+            assert!(with_torsion[2].holds());
+            assert_eq!(check_relations(&with_torsion, &mut rng), vec![true; 5]);
+            let with_off = relations(off);
+            assert!(!with_off[2].holds());
+            assert_eq!(
+                check_relations(&with_off, &mut rng),
+                vec![true, true, false, true, true]
+            );
+        }
     }
 }

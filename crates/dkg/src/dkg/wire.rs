@@ -14,9 +14,12 @@
 //! Integers are big-endian; `sender` is the dealer (Deal, Share,
 //! Justification) or the responding member (Response). Points are
 //! compressed G1 (`C` the commitments lowest degree first, `R` the proof's
-//! nonce commitment), decoded with [`PublicKey::from_bytes`] (on curve, in
-//! the subgroup, not the identity). Scalars are 32 bytes big-endian and
-//! must be below the group order; shares must also be non-zero. Member
+//! nonce commitment), decoded with [`CommitmentPoint::from_bytes`]:
+//! canonical, on the curve, not the identity, but *not* subgroup-checked
+//! (that would be 2,800 checks for one member of a 64-member quorum; the
+//! DKG checks the summed key set instead, see the [`crate::dkg`] docs).
+//! Scalars are 32 bytes big-endian and must be below the group order;
+//! shares must also be non-zero. Member
 //! indices are in `1..=MAX_MEMBERS`; every `count` is in
 //! `1..=MAX_MEMBERS` and is checked against the bytes left before anything
 //! is allocated; justification members are strictly ascending; the whole
@@ -35,10 +38,10 @@ use super::messages::{
     DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, ResponseMessage,
     ShareMessage,
 };
+use super::point::{CommitmentPoint, DealCommitments};
 use super::proof::ProofOfKnowledge;
 use crate::error::DecodeError;
-use crate::keys::{PublicKey, SecretKeyShare, G1_BYTES, SCALAR_BYTES};
-use crate::public_key_set::PublicKeySet;
+use crate::keys::{SecretKeyShare, G1_BYTES, SCALAR_BYTES};
 
 /// The encoding version this code writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -142,10 +145,10 @@ impl DkgMessage {
                 let count = r.count(G1_BYTES, G1_BYTES + SCALAR_BYTES)?;
                 let mut commitments = Vec::with_capacity(count);
                 for _ in 0..count {
-                    commitments.push(PublicKey::from_bytes(r.take(G1_BYTES)?)?);
+                    commitments.push(CommitmentPoint::from_bytes(r.take(G1_BYTES)?)?);
                 }
-                let commitments = PublicKeySet::new(commitments)?;
-                let commitment = PublicKey::from_bytes(r.take(G1_BYTES)?)?;
+                let commitments = DealCommitments::new(commitments)?;
+                let commitment = CommitmentPoint::from_bytes(r.take(G1_BYTES)?)?;
                 let response = r.scalar()?;
                 Self::Deal(DealMessage {
                     session_id,
@@ -220,7 +223,7 @@ impl DkgMessage {
 
 /// The encoding of `DkgMessage::Deal(deal)`, without cloning the deal.
 pub(crate) fn encode_deal(deal: &DealMessage) -> Vec<u8> {
-    let commitments = deal.commitments.commitments();
+    let commitments = deal.commitments.points();
     let mut out = header(
         TAG_DEAL,
         &deal.session_id,
@@ -323,8 +326,14 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
-    fn point(seed: u64) -> PublicKey {
-        PublicKey::from_point(G1Projective::generator() * Scalar::from(seed | 1)).unwrap()
+    /// A point from the seed; every fourth one outside G1 (the wire
+    /// carries those too).
+    fn point(seed: u64) -> CommitmentPoint {
+        let mut p = G1Projective::generator() * Scalar::from(seed | 1);
+        if seed.is_multiple_of(4) {
+            p += crate::dkg::point::testing::off_subgroup_point();
+        }
+        CommitmentPoint::from_point(p).unwrap()
     }
 
     fn share(index: u32, seed: u64) -> SecretKeyShare {
@@ -358,7 +367,7 @@ mod tests {
         prop_oneof![
             (session.clone(), index(), 1u64..6, any::<u64>()).prop_map(|(s, dealer, k, seed)| {
                 let commitments =
-                    PublicKeySet::new((0..k).map(|i| point(seed.wrapping_add(i))).collect())
+                    DealCommitments::new((0..k).map(|i| point(seed.wrapping_add(i))).collect())
                         .unwrap();
                 DkgMessage::Deal(DealMessage {
                     session_id: s,
@@ -523,5 +532,62 @@ mod tests {
         let last = v.len() - 1;
         v[last] = 5;
         assert_eq!(DkgMessage::decode(&v), Err(WireError::UnknownVerdict(5)));
+    }
+
+    /// Deal points must be on the curve (and not the identity), but may be
+    /// outside G1: such a deal decodes, re-encodes to the same bytes, and
+    /// its point says it is outside the subgroup.
+    #[test]
+    fn deal_points_are_checked_on_curve_not_in_subgroup() {
+        use group::prime::PrimeCurveAffine;
+        use group::Curve;
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let poly = Polynomial::random(3, &mut rng);
+        let deal = DealMessage::new(SessionId([9; 32]), 1, &poly, &mut rng).unwrap();
+        let bytes = encode_deal(&deal);
+        let c1 = HEADER_BYTES + 4 + G1_BYTES;
+        let r_at = HEADER_BYTES + 4 + 3 * G1_BYTES;
+
+        let mut x_off_curve = [0u8; G1_BYTES];
+        x_off_curve[0] = 0x80;
+        let x = (1u8..=255)
+            .find(|&x| {
+                x_off_curve[G1_BYTES - 1] = x;
+                Option::<blstrs::G1Affine>::from(blstrs::G1Affine::from_compressed_unchecked(
+                    &x_off_curve,
+                ))
+                .is_none()
+            })
+            .unwrap();
+        x_off_curve[G1_BYTES - 1] = x;
+        for at in [c1, r_at] {
+            let mut v = bytes.clone();
+            v[at..at + G1_BYTES].copy_from_slice(&x_off_curve);
+            assert_eq!(
+                DkgMessage::decode(&v),
+                Err(WireError::Field(DecodeError::InvalidPoint))
+            );
+            let mut v = bytes.clone();
+            v[at..at + G1_BYTES].copy_from_slice(&blstrs::G1Affine::identity().to_compressed());
+            assert_eq!(
+                DkgMessage::decode(&v),
+                Err(WireError::Field(DecodeError::Identity))
+            );
+        }
+
+        let torsion = crate::dkg::point::testing::off_subgroup_point();
+        let tainted = (deal.commitments.points()[1].point() + torsion).to_affine();
+        let tainted_r = (deal.proof.commitment.point() + torsion).to_affine();
+        let mut v = bytes.clone();
+        v[c1..c1 + G1_BYTES].copy_from_slice(&tainted.to_compressed());
+        v[r_at..r_at + G1_BYTES].copy_from_slice(&tainted_r.to_compressed());
+        let Ok(DkgMessage::Deal(decoded)) = DkgMessage::decode(&v) else {
+            panic!("a deal with points outside G1 decodes");
+        };
+        assert_eq!(DkgMessage::Deal(decoded.clone()).encode(), v);
+        assert!(!decoded.commitments.is_in_subgroup());
+        assert!(!decoded.proof.commitment.is_in_subgroup());
+        assert!(decoded.commitments.points()[0].is_in_subgroup());
+        assert_eq!(decoded.commitments.points()[1].affine(), &tainted);
     }
 }
