@@ -1,0 +1,93 @@
+//! Every scenario, at a small size, for several seeds: all invariants hold.
+
+use sim::{scenarios, Params, RunOptions};
+
+fn small(name: &str, seed: u64) -> Params {
+    let mut p = scenarios::default_params(name, seed).expect("known scenario");
+    p.quorums = 4;
+    p.members = 5;
+    p.threshold = 3;
+    p.rendezvous = 10;
+    p.adversaries = match name {
+        "bad-dealer" => 2,
+        "malicious-rendezvous" => 3,
+        "churn" => 4,
+        "flood" => 3,
+        _ => 2,
+    };
+    p
+}
+
+fn run_all_seeds(name: &str) {
+    for seed in [1, 2, 3] {
+        let params = small(name, seed);
+        let report = sim::run(params, RunOptions::default()).expect("scenario runs");
+        assert!(
+            report.passed,
+            "{name} seed {seed} failed:\n{}",
+            report.table()
+        );
+        assert!(report.events > 0);
+    }
+}
+
+#[test]
+fn honest() {
+    run_all_seeds("honest");
+}
+
+#[test]
+fn outsider() {
+    run_all_seeds("outsider");
+}
+
+#[test]
+fn forged_namespace() {
+    run_all_seeds("forged-namespace");
+}
+
+#[test]
+fn replay() {
+    run_all_seeds("replay");
+}
+
+#[test]
+fn bad_dealer() {
+    run_all_seeds("bad-dealer");
+}
+
+#[test]
+fn malicious_rendezvous() {
+    run_all_seeds("malicious-rendezvous");
+}
+
+#[test]
+fn churn() {
+    run_all_seeds("churn");
+}
+
+#[test]
+fn partition() {
+    run_all_seeds("partition");
+}
+
+#[test]
+fn flood() {
+    run_all_seeds("flood");
+}
+
+/// Loss only delays or retries: the invariants still hold.
+#[test]
+fn honest_and_churn_with_loss() {
+    for name in ["honest", "churn"] {
+        let mut params = small(name, 7);
+        params.loss = 0.05;
+        let report = sim::run(params, RunOptions::default()).expect("scenario runs");
+        assert!(
+            report.passed,
+            "{name} with loss failed:\n{}",
+            report.table()
+        );
+        assert!(report.lost > 0, "loss was applied");
+    }
+}
