@@ -627,8 +627,18 @@ impl World {
             }
             outputs
         };
+        // One task per actor: rayon must be free to split down to single
+        // groups. Heavy handlers cluster by address (the rendezvous nodes
+        // that flush a batch, the few clients that verify answers, one
+        // quorum's members), and with rayon's default adaptive splitting
+        // a whole cluster can land in one sequential chunk that the other
+        // threads cannot steal from: those instants then ran serially.
         let results: Vec<Vec<(usize, Vec<Out>)>> = if groups.len() > 1 {
-            groups.into_par_iter().map(run_group).collect()
+            groups
+                .into_par_iter()
+                .with_max_len(1)
+                .map(run_group)
+                .collect()
         } else {
             groups.into_iter().map(run_group).collect()
         };
