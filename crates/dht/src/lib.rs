@@ -28,5 +28,5 @@ pub use config::{Admission, LivenessConfig, Quotas, StoreConfig};
 pub use kad_store::KadStore;
 pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;
-pub use store::{MergeReport, NamespaceStore, PeerRegistration, StoreStats};
+pub use store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats};
 pub use value::NamespaceValue;

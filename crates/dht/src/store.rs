@@ -16,6 +16,7 @@
 //! - quotas are never exceeded.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
@@ -41,6 +42,39 @@ pub struct PeerRegistration {
     pub record: PeerRecord,
     /// The authenticated remote, or `None` for a replicated record.
     pub remote: Option<PeerId>,
+}
+
+/// A peer registration that passed every cheap check of
+/// [`NamespaceStore::precheck_peers`] (fields, PeerId binding, membership,
+/// expiry, sequence, quotas) and now needs only its pairing. It holds the
+/// namespace record it was checked against, so it can be prepared and
+/// verified on any thread ([`CheckedPeer::prepare`], then
+/// [`rendezvous_proto::verify_batch`]) while the store goes on serving;
+/// [`NamespaceStore::apply_peers`] then stores it if it still fits.
+#[derive(Debug, Clone)]
+pub struct CheckedPeer {
+    /// The registration.
+    pub registration: PeerRegistration,
+    namespace: Arc<VerifiedNamespace>,
+}
+
+impl CheckedPeer {
+    /// Decodes the signature and looks up `PK_index`: the costly half of
+    /// the preparation (tens of microseconds), meant for a worker thread.
+    /// Yields what [`rendezvous_proto::verify_batch`] checks.
+    pub fn prepare(
+        &self,
+        now_ms: u64,
+        limits: &rendezvous_proto::Limits,
+    ) -> Result<PendingPeer, StatusCode> {
+        PendingPeer::prepare(
+            self.registration.record.clone(),
+            &self.namespace,
+            now_ms,
+            limits,
+            self.registration.remote.as_ref(),
+        )
+    }
 }
 
 /// What a merge of a replicated value did.
@@ -83,7 +117,9 @@ struct PeerEntry {
 
 #[derive(Debug, Clone)]
 struct NamespaceEntry {
-    verified: VerifiedNamespace,
+    /// Shared with registrations in flight ([`CheckedPeer`]), so a driver
+    /// can verify them on another thread against exactly this record.
+    verified: Arc<VerifiedNamespace>,
     dht_key: DhtKey,
     source: Option<PeerId>,
     peers: BTreeMap<u32, PeerEntry>,
@@ -159,7 +195,7 @@ impl NamespaceStore {
 
     /// The verified namespace stored under a quorum key.
     pub fn namespace(&self, quorum_key: &QuorumKey) -> Option<&VerifiedNamespace> {
-        self.namespaces.get(quorum_key).map(|e| &e.verified)
+        self.namespaces.get(quorum_key).map(|e| &*e.verified)
     }
 
     /// The quorum key whose namespace lives under a DHT key.
@@ -302,7 +338,7 @@ impl NamespaceStore {
                 for index in stale {
                     self.remove_peer_from(&mut entry, index);
                 }
-                entry.verified = verified;
+                entry.verified = Arc::new(verified);
                 self.insert_namespace_entry(quorum_key, entry);
             }
             None => {
@@ -310,7 +346,7 @@ impl NamespaceStore {
                 self.by_dht_key.insert(dht_key, quorum_key);
                 self.add_source(source);
                 let entry = NamespaceEntry {
-                    verified,
+                    verified: Arc::new(verified),
                     dht_key,
                     source,
                     peers: BTreeMap::new(),
@@ -377,30 +413,6 @@ impl NamespaceStore {
         Some(peer)
     }
 
-    /// The cheap part of admitting one peer registration: everything but
-    /// the pairing. Returns the record ready for (batch) verification.
-    fn precheck_peer(&self, reg: PeerRegistration, now_ms: u64) -> Result<PendingPeer, StatusCode> {
-        let entry = self
-            .namespaces
-            .get(&reg.record.quorum_key)
-            .ok_or(StatusCode::UnknownNamespace)?;
-        check_peer_fields(
-            &reg.record,
-            &entry.verified,
-            now_ms,
-            &self.config.limits,
-            reg.remote.as_ref(),
-        )?;
-        self.check_slot(entry, &reg.record, reg.remote.as_ref())?;
-        PendingPeer::prepare(
-            reg.record,
-            &entry.verified,
-            now_ms,
-            &self.config.limits,
-            reg.remote.as_ref(),
-        )
-    }
-
     /// Sequence and quota checks for putting `record` in its slot.
     fn check_slot(
         &self,
@@ -449,36 +461,131 @@ impl NamespaceStore {
     /// batch verification for all that pass, then the accepted ones are
     /// applied in order (a later record for the same slot must still have
     /// a higher seq). One result per input, in order.
+    ///
+    /// The same as [`NamespaceStore::precheck_peers`], preparing and
+    /// verifying what passed, then [`NamespaceStore::apply_peers`]: a
+    /// driver that verifies on another thread calls those two itself.
     pub fn register_peers(
         &mut self,
         registrations: Vec<PeerRegistration>,
         now_ms: u64,
     ) -> Vec<Result<u64, StatusCode>> {
-        self.expire(now_ms);
+        let limits = self.config.limits;
         let mut results: Vec<Result<u64, StatusCode>> = Vec::with_capacity(registrations.len());
+        let mut checked = Vec::new();
         let mut pending = Vec::new();
-        let mut pending_meta = Vec::new();
-        for (position, reg) in registrations.into_iter().enumerate() {
-            let remote = reg.remote;
-            match self.precheck_peer(reg, now_ms) {
-                Ok(p) => {
+        let mut positions = Vec::new();
+        for (position, outcome) in self
+            .precheck_peers(registrations, now_ms)
+            .into_iter()
+            .enumerate()
+        {
+            match outcome.and_then(|c| c.prepare(now_ms, &limits).map(|p| (c, p))) {
+                Ok((c, p)) => {
+                    checked.push(c);
                     pending.push(p);
-                    pending_meta.push((position, remote));
+                    positions.push(position);
                     results.push(Ok(0));
                 }
                 Err(code) => results.push(Err(code)),
             }
         }
         let verdicts = verify_batch(&pending, &mut self.rng);
-        for ((p, (position, remote)), verdict) in
-            pending.into_iter().zip(pending_meta).zip(verdicts)
-        {
-            let outcome = verdict.and_then(|()| self.apply_peer(p.record, remote, now_ms));
+        let applied = self.apply_peers(checked.into_iter().zip(verdicts).collect(), now_ms);
+        for (position, outcome) in positions.into_iter().zip(applied) {
             if let Some(slot) = results.get_mut(position) {
                 *slot = outcome;
             }
         }
         results
+    }
+
+    /// The cheap phase of registering a burst: every check but the pairing
+    /// (no curve arithmetic at all: the signature is decoded later, by
+    /// [`CheckedPeer::prepare`]). Changes nothing but dropping what expired.
+    /// One result per input, in order.
+    pub fn precheck_peers(
+        &mut self,
+        registrations: Vec<PeerRegistration>,
+        now_ms: u64,
+    ) -> Vec<Result<CheckedPeer, StatusCode>> {
+        self.expire(now_ms);
+        registrations
+            .into_iter()
+            .map(|reg| self.precheck_one(reg, now_ms))
+            .collect()
+    }
+
+    fn precheck_one(
+        &self,
+        registration: PeerRegistration,
+        now_ms: u64,
+    ) -> Result<CheckedPeer, StatusCode> {
+        let entry = self
+            .namespaces
+            .get(&registration.record.quorum_key)
+            .ok_or(StatusCode::UnknownNamespace)?;
+        check_peer_fields(
+            &registration.record,
+            &entry.verified,
+            now_ms,
+            &self.config.limits,
+            registration.remote.as_ref(),
+        )?;
+        self.check_slot(entry, &registration.record, registration.remote.as_ref())?;
+        Ok(CheckedPeer {
+            registration,
+            namespace: Arc::clone(&entry.verified),
+        })
+    }
+
+    /// The last phase of registering a burst: stores, in order, each
+    /// checked registration whose signature verified (`Ok(())`), after
+    /// checking again what may have changed since
+    /// [`NamespaceStore::precheck_peers`]: expiry, sequence and quotas (an
+    /// earlier record may have taken the slot), and the namespace record
+    /// itself. If the namespace was replaced meanwhile, the record is
+    /// verified again, alone, against the new one. A failed verdict is
+    /// returned as it is. One result (the TTL granted, ms) per input.
+    pub fn apply_peers(
+        &mut self,
+        verified: Vec<(CheckedPeer, Result<(), StatusCode>)>,
+        now_ms: u64,
+    ) -> Vec<Result<u64, StatusCode>> {
+        self.expire(now_ms);
+        verified
+            .into_iter()
+            .map(|(checked, verdict)| verdict.and_then(|()| self.apply_checked(checked, now_ms)))
+            .collect()
+    }
+
+    fn apply_checked(&mut self, checked: CheckedPeer, now_ms: u64) -> Result<u64, StatusCode> {
+        let PeerRegistration { record, remote } = checked.registration;
+        let entry = self
+            .namespaces
+            .get(&record.quorum_key)
+            .ok_or(StatusCode::UnknownNamespace)?;
+        if Arc::ptr_eq(&entry.verified, &checked.namespace) {
+            check_peer_fields(
+                &record,
+                &entry.verified,
+                now_ms,
+                &self.config.limits,
+                remote.as_ref(),
+            )?;
+        } else {
+            // The namespace changed between the two phases: what was
+            // verified may not hold under the new key set.
+            PendingPeer::prepare(
+                record.clone(),
+                &entry.verified,
+                now_ms,
+                &self.config.limits,
+                remote.as_ref(),
+            )?
+            .verify()?;
+        }
+        self.apply_peer(record, remote, now_ms)
     }
 
     /// Stores a verified record, re-checking its slot (earlier records of

@@ -870,3 +870,111 @@ fn unanswered_pings_count_as_misses_without_a_driver_timer() {
     assert!(now - NOW <= 110 + 2 * 1_100, "took {} ms", now - NOW);
     assert!(!s.is_unreachable(&q.peer_id(1)));
 }
+
+/// The two phases a driver uses to verify off its event loop: precheck
+/// (no curve arithmetic), prepare + verify anywhere, apply.
+fn verify_checked(
+    checked: &[Result<dht::CheckedPeer, StatusCode>],
+) -> Vec<(dht::CheckedPeer, Result<(), StatusCode>)> {
+    let limits = rendezvous_proto::Limits::DEFAULT;
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    let mut passed = Vec::new();
+    for c in checked.iter().flatten() {
+        match c.prepare(NOW, &limits) {
+            Ok(p) => {
+                pending.push(p);
+                passed.push(c.clone());
+            }
+            Err(code) => out.push((c.clone(), Err(code))),
+        }
+    }
+    let verdicts = rendezvous_proto::verify_batch(&pending, &mut ChaCha20Rng::seed_from_u64(9));
+    out.extend(passed.into_iter().zip(verdicts));
+    out
+}
+
+#[test]
+fn precheck_then_apply_is_register_peers() {
+    let q = quorum(6, 4, 21);
+    let regs: Vec<PeerRegistration> = (1..=6)
+        .map(|i| {
+            let mut r = reg(&q, q.peer(i, 1, 1, NOW + HOUR));
+            if i == 3 {
+                r.record.seq = 9; // bad signature
+            }
+            if i == 5 {
+                r.remote = Some(q.peer_id(1)); // someone else's connection
+            }
+            r
+        })
+        .collect();
+    let mut one = with_namespace(&q);
+    let expected = one.register_peers(regs.clone(), NOW);
+    assert_eq!(expected[2], Err(StatusCode::InvalidShareSignature));
+    assert_eq!(expected[4], Err(StatusCode::PeerIdMismatch));
+
+    let mut two = with_namespace(&q);
+    let before = two.fingerprint();
+    let checked = two.precheck_peers(regs, NOW);
+    assert_eq!(two.fingerprint(), before, "precheck changed the store");
+    assert_eq!(checked[4].as_ref().err(), Some(&StatusCode::PeerIdMismatch));
+    let verified = verify_checked(&checked);
+    let applied = two.apply_peers(verified, NOW);
+    let mut got: Vec<Result<u64, StatusCode>> = Vec::new();
+    let mut applied = applied.into_iter();
+    for c in &checked {
+        match c {
+            Ok(_) => got.push(applied.next().unwrap()),
+            Err(code) => got.push(Err(*code)),
+        }
+    }
+    assert_eq!(got, expected);
+    assert_eq!(two.fingerprint(), one.fingerprint());
+}
+
+#[test]
+fn apply_rechecks_what_changed_since_the_precheck() {
+    let q = quorum(4, 3, 22);
+    let mut s = with_namespace(&q);
+    // Two checks of the same slot pass against the same state; whichever
+    // is applied second is a replay.
+    let a = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 2, NOW + HOUR))], NOW);
+    let b = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 2, NOW + HOUR))], NOW);
+    assert_eq!(s.apply_peers(verify_checked(&a), NOW), vec![Ok(HOUR)]);
+    assert_eq!(
+        s.apply_peers(verify_checked(&b), NOW),
+        vec![Err(StatusCode::StaleSequence)]
+    );
+    // The namespace moves to epoch 2 while a record of epoch 1 is being
+    // verified: it is checked again against the new record and refused.
+    let c = s.precheck_peers(vec![reg(&q, q.peer(2, 1, 1, NOW + HOUR))], NOW);
+    let ns2 = q.namespace(2, Some("farmer"), true, NOW + 1, NOW + 2 * HOUR);
+    assert!(s.register_namespace(ns2, Some(q.peer_id(1)), NOW).is_ok());
+    let before = s.fingerprint();
+    assert_eq!(
+        s.apply_peers(verify_checked(&c), NOW),
+        vec![Err(StatusCode::EpochMismatch)]
+    );
+    assert_eq!(s.fingerprint(), before);
+    // A record that expired between the phases is refused.
+    let d = s.precheck_peers(vec![reg(&q, q.peer(3, 2, 1, NOW + 10))], NOW);
+    let verified = verify_checked(&d);
+    assert_eq!(
+        s.apply_peers(verified, NOW + 10),
+        vec![Err(StatusCode::Expired)]
+    );
+    // A failed verdict is passed through and stores nothing.
+    let e = s.precheck_peers(vec![reg(&q, q.peer(4, 2, 1, NOW + HOUR))], NOW);
+    let before = s.fingerprint();
+    let forced: Vec<_> = e
+        .into_iter()
+        .flatten()
+        .map(|c| (c, Err(StatusCode::InvalidShareSignature)))
+        .collect();
+    assert_eq!(
+        s.apply_peers(forced, NOW),
+        vec![Err(StatusCode::InvalidShareSignature)]
+    );
+    assert_eq!(s.fingerprint(), before);
+}

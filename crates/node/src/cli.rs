@@ -1,5 +1,6 @@
 //! The command line (clap): `keygen`, `rendezvous`, `quorum`, `discover`,
-//! `demo`, `bench-discover`.
+//! `demo`, `bench-discover`, `bench` (and the hidden
+//! `bench-baseline-server` that `bench` runs).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,56 @@ pub enum Command {
         #[arg(long, default_value_t = 64)]
         members: u32,
     },
+    /// Registration throughput under load over loopback, beside libp2p's rendezvous server.
+    Bench(BenchArgs),
+    /// libp2p-rendezvous's server, for `rdht bench` to measure (prints its address).
+    #[command(hide = true)]
+    BenchBaselineServer {
+        /// Address to listen on.
+        #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: Multiaddr,
+        /// Stop when standard input closes.
+        #[arg(long)]
+        exit_with_stdin: bool,
+    },
+}
+
+/// `rdht bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Length of the timed phase, per server.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Number of quorums (namespaces).
+    #[arg(long, default_value_t = 16)]
+    pub quorums: u32,
+    /// Members per quorum (each a simulated member with its own identity and connection).
+    #[arg(long, default_value_t = 32)]
+    pub members: u32,
+    /// Threshold of every quorum [default: 2n/3 + 1].
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Records per RegisterPeers request (1: one RegisterPeer per record).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Most records in flight over all members.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Records per second to aim at (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Time between two discover requests of the prober.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
+    pub discover_interval: Duration,
+    /// Most records to pre-sign [default: enough for 6,000/s, or 1.2 x --rate].
+    #[arg(long)]
+    pub max_registrations: Option<usize>,
+    /// Skip libp2p's rendezvous server.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rdht rendezvous`.
@@ -76,6 +127,10 @@ pub struct RendezvousArgs {
     /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Stop when standard input closes (`rdht bench` runs servers so, and
+    /// they die with it).
+    #[arg(long, hide = true)]
+    pub exit_with_stdin: bool,
 }
 
 /// `rdht quorum`.
@@ -220,6 +275,61 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Bench(args) => {
+            init_logs("warn");
+            run_bench(args).await
+        }
+        Command::BenchBaselineServer {
+            listen,
+            exit_with_stdin,
+        } => {
+            init_logs("warn");
+            tokio::select! {
+                result = crate::bench::run_baseline_server(listen) => match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                },
+                _ = stdin_closed(), if exit_with_stdin => ExitCode::SUCCESS,
+            }
+        }
+    }
+}
+
+async fn run_bench(args: BenchArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("locating the rdht binary: {e}")),
+    };
+    let mut config = crate::bench::BenchConfig::new(exe);
+    config.duration = args.duration;
+    config.quorums = args.quorums;
+    config.members = args.members;
+    config.threshold = args
+        .threshold
+        .unwrap_or(args.members.saturating_mul(2) / 3 + 1)
+        .min(args.members.max(1));
+    config.batch = args.batch;
+    config.window = args.window;
+    config.rate = args.rate;
+    config.discover_interval = args.discover_interval;
+    config.max_registrations = args.max_registrations;
+    config.baseline = !args.no_baseline;
+    config.progress = true;
+    let outcome = tokio::select! {
+        outcome = crate::bench::run(config) => outcome,
+        // Dropping the run kills the servers it started.
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    match outcome {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json_string());
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -257,9 +367,24 @@ async fn run_rendezvous(args: RendezvousArgs) -> ExitCode {
             tracing::info!("Ctrl-C: stopping");
             handle.shutdown().await;
         }
+        _ = stdin_closed(), if args.exit_with_stdin => {
+            handle.shutdown().await;
+        }
         _ = wait_forever() => {}
     }
     ExitCode::SUCCESS
+}
+
+/// Resolves when standard input reaches its end (or fails).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 async fn wait_forever() {

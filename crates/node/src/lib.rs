@@ -6,6 +6,8 @@
 //!   co-signing, registration and refresh).
 //! - [`discover`]: the client that asks a rendezvous and verifies.
 //! - [`demo`]: the whole system on loopback, narrated.
+//! - [`bench`]: registration throughput under load, beside libp2p's
+//!   rendezvous server.
 //! - [`behaviour`], [`codec`]: the libp2p plumbing; [`identity`],
 //!   [`quorum_file`], [`duration`], [`metrics`], [`persist`]: the rest.
 //!
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod behaviour;
+pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod demo;

@@ -2,8 +2,18 @@
 //! outcome and replicated value to the [`NamespaceStore`], and sends what
 //! comes back.
 //!
-//! - Registrations that arrive in the same poll iteration are verified as
-//!   one batch ([`NamespaceStore::register_peers`]).
+//! - Peer registrations (`RegisterPeer`, and the several records of a
+//!   `RegisterPeers`) are verified in batches off the event loop: the store
+//!   runs the cheap checks and quotas ([`NamespaceStore::precheck_peers`],
+//!   no curve arithmetic), a verification thread decodes the signatures and
+//!   runs one safe batch verification over every core
+//!   ([`rendezvous_proto::verify_batch`], bisecting so one bad signature
+//!   never fails the others), and the store applies the verdicts
+//!   ([`NamespaceStore::apply_peers`]) in submission order. A batch goes
+//!   out once it holds 32 records or its oldest has waited 2 ms, at most
+//!   one per core at a time (so one's serial tail overlaps another's
+//!   pairings); whatever arrives meanwhile forms the next, so batches grow
+//!   with the load and the event loop keeps answering discovers.
 //! - Expiry and due pings come from [`NamespaceStore::poll_timeout`]; a due
 //!   peer that is not connected is dialled (by PeerId and its record's
 //!   addresses), and the ping protocol pings every connection twice per
@@ -22,7 +32,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dht::{namespace_key, KadStore, NamespaceStore, NamespaceValue, PeerRegistration, StoreConfig};
+use dht::{
+    namespace_key, CheckedPeer, KadStore, NamespaceStore, NamespaceValue, PeerRegistration,
+    StoreConfig,
+};
 use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::RecordStore};
@@ -30,7 +43,9 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, ping, Multiaddr, PeerId, Swarm};
-use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
+use rendezvous_proto::{
+    Limits, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -237,6 +252,8 @@ pub async fn start(
         }
     }
     let (tx, rx) = mpsc::channel(16);
+    let depth = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let (jobs, verified) = spawn_verifiers(depth);
     let server = Server {
         swarm,
         db,
@@ -245,6 +262,17 @@ pub async fn start(
         persist: BTreeSet::new(),
         pending_gets: HashMap::new(),
         batch: Vec::new(),
+        multi: HashMap::new(),
+        next_multi: 0,
+        jobs,
+        verified,
+        in_flight: std::collections::VecDeque::new(),
+        finished: std::collections::BTreeMap::new(),
+        next_job: 0,
+        depth,
+        queued_since: None,
+        queued_by_peer: HashMap::new(),
+        next_replication: std::time::Instant::now(),
         stats_dirty: true,
         last_stats: std::time::Instant::now() - Duration::from_secs(2),
     };
@@ -266,6 +294,216 @@ struct PendingDiscover {
     limit: u32,
 }
 
+/// Where the outcome of one peer registration goes, and who sent it.
+enum ReplyTo {
+    /// A `RegisterPeer`: its own response.
+    One(Channel, PeerId),
+    /// Record `position` of the `RegisterPeers` request `request`.
+    Part {
+        request: u64,
+        position: usize,
+        peer: PeerId,
+    },
+}
+
+impl ReplyTo {
+    fn peer(&self) -> PeerId {
+        match self {
+            ReplyTo::One(_, peer) | ReplyTo::Part { peer, .. } => *peer,
+        }
+    }
+}
+
+/// A `RegisterPeers` request waiting for the outcomes of its records.
+struct MultiReply {
+    channel: Channel,
+    outcomes: Vec<Option<RegisterOutcome>>,
+    remaining: usize,
+}
+
+/// Most peer registrations waiting for verification; beyond it new ones
+/// are refused at once (`QuotaExceeded`) instead of queueing.
+const MAX_QUEUED_REGISTRATIONS: usize = 16_384;
+
+/// Most peer registrations one connection's PeerId may have waiting or
+/// being verified (four full `RegisterPeers`): one sender cannot fill the
+/// queue that every other sender shares.
+const MAX_QUEUED_PER_PEER: usize = 1_024;
+
+/// Changed namespaces are PUT to replicas at most this often (a burst of
+/// registrations to one namespace makes one PUT, not one per batch).
+const REPLICATION_PERIOD: Duration = Duration::from_millis(200);
+
+/// A batch is handed to verification once it holds this many records, or
+/// once its oldest record has waited [`MAX_BATCH_WAIT`]: small batches
+/// waste the fixed cost of a batch check (a final exponentiation, thread
+/// hand-offs), which a burst of arrivals can share.
+const MIN_BATCH: usize = 32;
+
+/// See [`MIN_BATCH`].
+const MAX_BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// Most records in one verification job (a longer queue makes several).
+const MAX_BATCH: usize = 256;
+
+/// A batch of checked registrations for the verification threads.
+struct VerifyJob {
+    id: u64,
+    checked: Vec<CheckedPeer>,
+    now_ms: u64,
+    limits: Limits,
+}
+
+/// A verified batch: one verdict per checked registration, in order.
+struct VerifyDone {
+    id: u64,
+    checked: Vec<CheckedPeer>,
+    verdicts: Vec<Result<(), StatusCode>>,
+}
+
+/// Starts `threads` verification threads: each takes checked batches,
+/// decodes the signatures (in parallel) and verifies the batch with one
+/// safe batch check over blst's thread pool, and sends the verdicts back.
+/// Several threads keep the cores busy while one finishes a batch (the
+/// final exponentiation is serial). They stop when the server drops its
+/// end.
+fn spawn_verifiers(
+    threads: usize,
+) -> (
+    std::sync::mpsc::Sender<VerifyJob>,
+    mpsc::UnboundedReceiver<VerifyDone>,
+) {
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<VerifyJob>();
+    let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    for _ in 0..threads.max(1) {
+        let job_rx = job_rx.clone();
+        let done_tx = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rdht-verify".into())
+            .spawn(move || {
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::StdRng::from_entropy();
+                lower_priority_of_this_thread();
+                warm_up_verification(&mut rng);
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(job) = job else { break };
+                    if done_tx.send(verify_job(job, &mut rng)).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // With none at all, the server verifies on its own task (see
+            // `Server::submit`).
+            warn!("no verification thread: {e}");
+        }
+    }
+    (job_tx, done_rx)
+}
+
+/// Verification is throughput work; the event loop (discover answers,
+/// pings) is latency work. The verification thread therefore runs at a
+/// lower priority (nice 10), and so do the threads it starts (blst's pool,
+/// see [`warm_up_verification`]): when the cores are saturated by pairings,
+/// the event loop still gets a core as soon as a request arrives. Linux
+/// only (a thread is a process for `renice`); elsewhere, or without
+/// `renice`, this does nothing.
+fn lower_priority_of_this_thread() {
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = link.file_name().and_then(|t| t.to_str()) else {
+        return;
+    };
+    let lowered = std::process::Command::new("renice")
+        .args(["-n", "10", "-p", tid])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !matches!(lowered, Ok(s) if s.success()) {
+        debug!("verification thread keeps its priority");
+    }
+}
+
+/// Verifies one record, so that blst's (process-wide, lazily created)
+/// thread pool is started from this thread and inherits its priority.
+fn warm_up_verification<R: rand_core::RngCore + rand_core::CryptoRng>(rng: &mut R) {
+    let quorum = rendezvous_proto::testkit::TestQuorum::deal(1, 1, rng);
+    let now = now_ms();
+    let namespace = quorum.namespace(1, None, false, now, now + 60_000);
+    let Ok(verified) = rendezvous_proto::verify_namespace(&namespace, now, &Limits::DEFAULT) else {
+        return;
+    };
+    let record = quorum.peer(1, 1, 1, now + 60_000);
+    if let Ok(p) = PendingPeer::prepare(record, &verified, now, &Limits::DEFAULT, None) {
+        let _ = rendezvous_proto::verify_batch(&[p], rng);
+    }
+}
+
+/// Prepares (signature decoding: tens of microseconds each, spread over
+/// the cores) and verifies one batch.
+fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone {
+    let VerifyJob {
+        id,
+        checked,
+        now_ms,
+        limits,
+    } = job;
+    let prepare = |part: &[CheckedPeer]| -> Vec<Result<PendingPeer, StatusCode>> {
+        part.iter().map(|c| c.prepare(now_ms, &limits)).collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let prepared: Vec<Result<PendingPeer, StatusCode>> = if threads > 1 && checked.len() >= 16 {
+        let chunk = checked.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = checked
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || prepare(part)))
+                .collect();
+            let mut out = Vec::with_capacity(checked.len());
+            for (h, part) in handles.into_iter().zip(checked.chunks(chunk)) {
+                match h.join() {
+                    Ok(v) => out.extend(v),
+                    Err(_) => out.extend(part.iter().map(|_| Err(StatusCode::Internal))),
+                }
+            }
+            out
+        })
+    } else {
+        prepare(&checked)
+    };
+    let mut pending = Vec::with_capacity(prepared.len());
+    let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(prepared.len());
+    let mut positions = Vec::with_capacity(prepared.len());
+    for (i, p) in prepared.into_iter().enumerate() {
+        match p {
+            Ok(p) => {
+                pending.push(p);
+                positions.push(i);
+                verdicts.push(Ok(()));
+            }
+            Err(code) => verdicts.push(Err(code)),
+        }
+    }
+    let results = rendezvous_proto::verify_batch(&pending, rng);
+    for (i, r) in positions.into_iter().zip(results) {
+        if let Some(slot) = verdicts.get_mut(i) {
+            *slot = r;
+        }
+    }
+    VerifyDone {
+        id,
+        checked,
+        verdicts,
+    }
+}
+
 struct Server {
     swarm: Swarm<Behaviour>,
     db: Option<RecordDb>,
@@ -275,7 +513,28 @@ struct Server {
     /// Namespaces changed in any way: to write to the database.
     persist: BTreeSet<QuorumKey>,
     pending_gets: HashMap<kad::QueryId, Vec<PendingDiscover>>,
-    batch: Vec<(PeerRegistration, Channel)>,
+    /// Registrations waiting for the next verification batch.
+    batch: Vec<(PeerRegistration, ReplyTo)>,
+    /// `RegisterPeers` requests with records still being verified.
+    multi: HashMap<u64, MultiReply>,
+    next_multi: u64,
+    /// To the verification thread.
+    jobs: std::sync::mpsc::Sender<VerifyJob>,
+    /// From the verification thread.
+    verified: mpsc::UnboundedReceiver<VerifyDone>,
+    /// Batches being verified, oldest first, and where their outcomes go.
+    in_flight: std::collections::VecDeque<(u64, Vec<ReplyTo>)>,
+    /// Verified batches waiting for the older ones (applied in order).
+    finished: std::collections::BTreeMap<u64, VerifyDone>,
+    next_job: u64,
+    /// Most batches verified at once (one per verification thread).
+    depth: usize,
+    /// When the oldest registration in `batch` arrived.
+    queued_since: Option<std::time::Instant>,
+    /// Registrations waiting or being verified, per sender.
+    queued_by_peer: HashMap<PeerId, usize>,
+    /// No replication PUTs before this.
+    next_replication: std::time::Instant,
     stats_dirty: bool,
     last_stats: std::time::Instant,
 }
@@ -293,9 +552,23 @@ impl Server {
         loop {
             let now = now_ms();
             let wake = store_mut(&mut self.swarm).and_then(|s| s.poll_timeout());
-            let sleep = wake.map_or(Duration::from_secs(3600), |at| {
+            let mut sleep = wake.map_or(Duration::from_secs(3600), |at| {
                 Duration::from_millis(at.saturating_sub(now))
             });
+            if !self.replicate.is_empty() {
+                sleep = sleep.min(
+                    self.next_replication
+                        .saturating_duration_since(std::time::Instant::now()),
+                );
+            }
+            if let Some(since) = self.queued_since {
+                if self.in_flight.len() < self.depth {
+                    sleep = sleep.min(
+                        (since + MAX_BATCH_WAIT)
+                            .saturating_duration_since(std::time::Instant::now()),
+                    );
+                }
+            }
             tokio::select! {
                 event = self.swarm.select_next_some() => {
                     self.on_event(event);
@@ -308,19 +581,27 @@ impl Server {
                         }
                     }
                 }
+                done = self.verified.recv(), if !self.in_flight.is_empty() => match done {
+                    Some(done) => self.on_verified(done),
+                    None => self.abandon_in_flight(),
+                },
                 _ = tokio::time::sleep(sleep) => self.on_timer(),
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => {
+                        self.drain().await;
+                        self.next_replication = std::time::Instant::now();
                         self.flush();
                         info!("rendezvous node stopped");
                         return;
                     }
                     Some(Command::Fingerprint(reply)) => {
+                        self.drain().await;
                         self.flush();
                         let fp = store_mut(&mut self.swarm).map(|s| s.fingerprint()).unwrap_or_default();
                         let _ = reply.send(fp);
                     }
                     Some(Command::Stats(reply)) => {
+                        self.drain().await;
                         self.flush();
                         if let Some(s) = store_mut(&mut self.swarm) {
                             let _ = reply.send(s.stats());
@@ -547,13 +828,57 @@ impl Server {
         };
         let response = match request {
             Request::RegisterPeer(record) => {
+                if !self.may_queue(&peer, 1) {
+                    return self.respond(channel, Response::Rejected(StatusCode::QuotaExceeded));
+                }
+                *self.queued_by_peer.entry(peer).or_insert(0) += 1;
+                self.queued_since
+                    .get_or_insert_with(std::time::Instant::now);
                 self.batch.push((
                     PeerRegistration {
                         record,
                         remote: Some(peer),
                     },
-                    channel,
+                    ReplyTo::One(channel, peer),
                 ));
+                return;
+            }
+            Request::RegisterPeers(records) => {
+                // Each record is judged as a `RegisterPeer` over this
+                // connection would be, PeerId binding included.
+                if !self.may_queue(&peer, records.len()) {
+                    let outcomes = vec![Err(StatusCode::QuotaExceeded); records.len()];
+                    for _ in &outcomes {
+                        self.metrics.reject(StatusCode::QuotaExceeded);
+                    }
+                    return self.respond(channel, Response::RegisteredPeers(outcomes));
+                }
+                let request = self.next_multi;
+                self.next_multi += 1;
+                self.queued_since
+                    .get_or_insert_with(std::time::Instant::now);
+                *self.queued_by_peer.entry(peer).or_insert(0) += records.len();
+                self.multi.insert(
+                    request,
+                    MultiReply {
+                        channel,
+                        outcomes: vec![None; records.len()],
+                        remaining: records.len(),
+                    },
+                );
+                for (position, record) in records.into_iter().enumerate() {
+                    self.batch.push((
+                        PeerRegistration {
+                            record,
+                            remote: Some(peer),
+                        },
+                        ReplyTo::Part {
+                            request,
+                            position,
+                            peer,
+                        },
+                    ));
+                }
                 return;
             }
             Request::RegisterNamespace(record) => {
@@ -632,46 +957,225 @@ impl Server {
         self.respond(channel, response);
     }
 
-    /// Verifies the batch of peer registrations, replicates and persists
-    /// what changed, and refreshes the gauges.
-    fn flush(&mut self) {
-        let now = now_ms();
-        if !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
-            let (registrations, channels): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let keys: Vec<(QuorumKey, u32, PeerId)> = registrations
-                .iter()
-                .map(|r| (r.record.quorum_key, r.record.index, r.record.peer_id))
-                .collect();
-            let results = match store_mut(&mut self.swarm) {
-                Some(store) => store.register_peers(registrations, now),
-                None => Vec::new(),
+    /// Runs the cheap checks of the waiting registrations, answers those
+    /// they refuse, and hands the rest to the verification thread (or, if
+    /// it is gone, verifies them here).
+    fn submit(&mut self, now: u64) {
+        let batch = if self.batch.len() > MAX_BATCH {
+            let rest = self.batch.split_off(MAX_BATCH);
+            std::mem::replace(&mut self.batch, rest)
+        } else {
+            self.queued_since = None;
+            std::mem::take(&mut self.batch)
+        };
+        let (registrations, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let Some(store) = store_mut(&mut self.swarm) else {
+            for reply in replies {
+                self.answer(reply, Err(StatusCode::Internal));
+            }
+            return;
+        };
+        let limits = store.config().limits;
+        let prechecked = store.precheck_peers(registrations, now);
+        let mut checked = Vec::with_capacity(prechecked.len());
+        let mut waiting = Vec::with_capacity(prechecked.len());
+        for (outcome, reply) in prechecked.into_iter().zip(replies) {
+            match outcome {
+                Ok(c) => {
+                    checked.push(c);
+                    waiting.push(reply);
+                }
+                Err(code) => self.answer(reply, Err(code)),
+            }
+        }
+        if checked.is_empty() {
+            return;
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let job = VerifyJob {
+            id,
+            checked,
+            now_ms: now,
+            limits,
+        };
+        self.in_flight.push_back((id, waiting));
+        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(job) {
+            let done = verify_job(job, &mut rand::thread_rng());
+            self.on_verified(done);
+        }
+    }
+
+    /// Whether `count` more registrations from `peer` fit the queue.
+    fn may_queue(&self, peer: &PeerId, count: usize) -> bool {
+        self.batch.len() + count <= MAX_QUEUED_REGISTRATIONS
+            && self.queued_by_peer.get(peer).copied().unwrap_or(0) + count <= MAX_QUEUED_PER_PEER
+    }
+
+    /// Whether the waiting registrations should go to verification now.
+    fn should_submit(&self) -> bool {
+        !self.batch.is_empty()
+            && self.in_flight.len() < self.depth
+            && (self.batch.len() >= MIN_BATCH
+                || self
+                    .queued_since
+                    .is_none_or(|t| t.elapsed() >= MAX_BATCH_WAIT))
+    }
+
+    /// The verification thread died with a batch: its registrations are
+    /// answered `Internal` (the next batches are verified on this task).
+    fn abandon_in_flight(&mut self) {
+        self.finished.clear();
+        while let Some((_, replies)) = self.in_flight.pop_front() {
+            for reply in replies {
+                self.answer(reply, Err(StatusCode::Internal));
+            }
+        }
+    }
+
+    /// Takes a verified batch; applies, in submission order, every batch
+    /// whose elders are done.
+    fn on_verified(&mut self, done: VerifyDone) {
+        self.finished.insert(done.id, done);
+        while let Some(&(id, _)) = self.in_flight.front() {
+            let Some(done) = self.finished.remove(&id) else {
+                break;
             };
-            for ((channel, (qk, index, peer)), result) in
-                channels.into_iter().zip(keys).zip(results)
-            {
-                let response = match result {
-                    Ok(ttl_ms) => {
-                        self.metrics
-                            .registrations_accepted
-                            .fetch_add(1, Ordering::Relaxed);
-                        info!(quorum_key = %qk, index, %peer, "peer registered");
-                        self.replicate.insert(qk);
-                        self.persist.insert(qk);
-                        self.stats_dirty = true;
-                        Response::Registered { ttl_ms }
-                    }
-                    Err(code) => {
-                        info!(quorum_key = %qk, index, %peer, %code, "peer registration refused");
-                        Response::Rejected(code)
-                    }
+            let replies = self
+                .in_flight
+                .pop_front()
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            self.apply_verified(done, replies);
+        }
+    }
+
+    /// Applies a verified batch and answers every registration in it.
+    fn apply_verified(&mut self, done: VerifyDone, replies: Vec<ReplyTo>) {
+        let now = now_ms();
+        let keys: Vec<(QuorumKey, u32, PeerId)> = done
+            .checked
+            .iter()
+            .map(|c| {
+                let r = &c.registration.record;
+                (r.quorum_key, r.index, r.peer_id)
+            })
+            .collect();
+        let outcomes = match store_mut(&mut self.swarm) {
+            Some(store) => {
+                store.apply_peers(done.checked.into_iter().zip(done.verdicts).collect(), now)
+            }
+            None => vec![Err(StatusCode::Internal); keys.len()],
+        };
+        for ((reply, (qk, index, peer)), outcome) in replies.into_iter().zip(keys).zip(outcomes) {
+            match outcome {
+                Ok(_) => {
+                    debug!(quorum_key = %qk, index, %peer, "peer registered");
+                    self.replicate.insert(qk);
+                    self.persist.insert(qk);
+                    self.stats_dirty = true;
+                }
+                Err(code) => {
+                    debug!(quorum_key = %qk, index, %peer, %code, "peer registration refused")
+                }
+            }
+            self.answer(reply, outcome);
+        }
+    }
+
+    /// Sends (or, for a record of a `RegisterPeers`, records) the outcome
+    /// of one registration.
+    fn answer(&mut self, reply: ReplyTo, outcome: RegisterOutcome) {
+        let peer = reply.peer();
+        if let Some(count) = self.queued_by_peer.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.queued_by_peer.remove(&peer);
+            }
+        }
+        if outcome.is_ok() {
+            self.metrics
+                .registrations_accepted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match reply {
+            ReplyTo::One(channel, _) => {
+                let response = match outcome {
+                    Ok(ttl_ms) => Response::Registered { ttl_ms },
+                    Err(code) => Response::Rejected(code),
                 };
                 self.respond(channel, response);
             }
+            ReplyTo::Part {
+                request, position, ..
+            } => {
+                if let Err(code) = outcome {
+                    self.metrics.reject(code);
+                }
+                let Some(waiting) = self.multi.get_mut(&request) else {
+                    return;
+                };
+                if let Some(slot) = waiting.outcomes.get_mut(position) {
+                    if slot.replace(outcome).is_none() {
+                        waiting.remaining = waiting.remaining.saturating_sub(1);
+                    }
+                }
+                if waiting.remaining == 0 {
+                    if let Some(done) = self.multi.remove(&request) {
+                        let outcomes = done
+                            .outcomes
+                            .into_iter()
+                            .map(|o| o.unwrap_or(Err(StatusCode::Internal)))
+                            .collect();
+                        let _ = self.swarm.behaviour_mut().rr.send_response(
+                            done.channel,
+                            Frame::Message(Response::RegisteredPeers(outcomes)),
+                        );
+                    }
+                }
+            }
         }
-        if !self.replicate.is_empty() {
+    }
+
+    /// Verifies and applies everything waiting (before answering a
+    /// question about the state, or stopping).
+    async fn drain(&mut self) {
+        loop {
+            if !self.in_flight.is_empty() {
+                match self.verified.recv().await {
+                    Some(done) => self.on_verified(done),
+                    None => self.abandon_in_flight(),
+                }
+            } else if !self.batch.is_empty() {
+                self.submit(now_ms());
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Submits waiting registrations for verification, replicates and
+    /// persists what changed, and refreshes the gauges.
+    fn flush(&mut self) {
+        let now = now_ms();
+        while self.should_submit() {
+            self.submit(now);
+        }
+        if !self.replicate.is_empty() && std::time::Instant::now() >= self.next_replication {
+            self.next_replication = std::time::Instant::now() + REPLICATION_PERIOD;
             let keys = std::mem::take(&mut self.replicate);
-            for qk in keys {
+            // A node that knows no other rendezvous has no one to PUT to
+            // (the PUT would fail after merging the value into its own
+            // store again): skip the encoding. Kademlia's periodic
+            // republication covers peers that join later, as it would
+            // after a failed PUT.
+            let alone = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .is_none_or(|k| k.kbuckets().all(|b| b.num_entries() == 0));
+            for qk in keys.into_iter().filter(|_| !alone) {
                 let value = store_mut(&mut self.swarm).and_then(|s| s.namespace_value(&qk, now));
                 let (Some(value), Some(kad)) = (value, self.swarm.behaviour_mut().kad.as_mut())
                 else {

@@ -15,7 +15,8 @@
 use crate::error::{DecodeError, StatusCode};
 use crate::limits::Limits;
 use crate::messages::{
-    Cookie, DiscoverAnswer, DiscoveredPeer, Request, Response, MAX_COOKIE_BYTES, MAX_DISCOVER_LIMIT,
+    Cookie, DiscoverAnswer, DiscoveredPeer, RegisterOutcome, Request, Response, MAX_COOKIE_BYTES,
+    MAX_DISCOVER_LIMIT, MAX_REGISTER_BATCH,
 };
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, G1_BYTES, G2_BYTES};
 use crate::wire::{Reader, Writer};
@@ -48,6 +49,8 @@ pub mod request_tag {
     pub const DKG: u8 = 0x06;
     /// [`crate::Request::SignNamespace`].
     pub const SIGN_NAMESPACE: u8 = 0x07;
+    /// [`crate::Request::RegisterPeers`].
+    pub const REGISTER_PEERS: u8 = 0x08;
 }
 
 /// Response tags (the second byte of a response frame).
@@ -64,6 +67,8 @@ pub mod response_tag {
     pub const DKG_ACCEPTED: u8 = 0x05;
     /// [`crate::Response::NamespaceShare`].
     pub const NAMESPACE_SHARE: u8 = 0x06;
+    /// [`crate::Response::RegisteredPeers`].
+    pub const REGISTERED_PEERS: u8 = 0x07;
     /// [`crate::Response::Rejected`].
     pub const REJECTED: u8 = 0xff;
 }
@@ -131,6 +136,13 @@ impl Request {
                 w.u8(request_tag::SIGN_NAMESPACE);
                 record.encode_into(&mut w);
             }
+            Request::RegisterPeers(records) => {
+                w.u8(request_tag::REGISTER_PEERS);
+                w.u16(clamp_u16(records.len()));
+                for record in records.iter().take(u16::MAX as usize) {
+                    record.encode_into(&mut w);
+                }
+            }
         }
         w.into_bytes()
     }
@@ -183,6 +195,18 @@ impl Request {
             request_tag::SIGN_NAMESPACE => {
                 Request::SignNamespace(NamespaceRecord::decode_from(&mut r)?)
             }
+            request_tag::REGISTER_PEERS => {
+                let count =
+                    r.list_len16(MAX_REGISTER_BATCH, MIN_PEER_RECORD_BYTES, "peer records")?;
+                if count == 0 {
+                    return Err(DecodeError::InvalidValue("peer records"));
+                }
+                let mut records = Vec::with_capacity(count);
+                for _ in 0..count {
+                    records.push(PeerRecord::decode_from(&mut r)?);
+                }
+                Request::RegisterPeers(records)
+            }
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish()?;
@@ -228,6 +252,21 @@ impl Response {
                 w.u32(*index);
                 w.raw(signature);
             }
+            Response::RegisteredPeers(outcomes) => {
+                w.u16(clamp_u16(outcomes.len()));
+                for outcome in outcomes.iter().take(u16::MAX as usize) {
+                    match outcome {
+                        Ok(ttl_ms) => {
+                            w.u16(StatusCode::Ok.as_u16());
+                            w.u64(*ttl_ms);
+                        }
+                        // `Err(Ok)` has no meaning: written as a status no
+                        // decoder accepts.
+                        Err(StatusCode::Ok) => w.u16(u16::MAX),
+                        Err(code) => w.u16(code.as_u16()),
+                    }
+                }
+            }
         }
         w.into_bytes()
     }
@@ -240,6 +279,7 @@ impl Response {
             Response::Namespaces { .. } => response_tag::NAMESPACES,
             Response::DkgAccepted => response_tag::DKG_ACCEPTED,
             Response::NamespaceShare { .. } => response_tag::NAMESPACE_SHARE,
+            Response::RegisteredPeers(_) => response_tag::REGISTERED_PEERS,
             Response::Rejected(_) => response_tag::REJECTED,
         }
     }
@@ -319,6 +359,20 @@ impl Response {
                 index: r.u32()?,
                 signature: r.array::<G2_BYTES>()?,
             },
+            response_tag::REGISTERED_PEERS => {
+                // Each outcome takes at least its two status bytes.
+                let count = r.list_len16(MAX_REGISTER_BATCH, 2, "outcomes")?;
+                let mut outcomes: Vec<RegisterOutcome> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let code = StatusCode::from_u16(r.u16()?)
+                        .ok_or(DecodeError::InvalidValue("outcome status"))?;
+                    outcomes.push(match code {
+                        StatusCode::Ok => Ok(r.u64()?),
+                        code => Err(code),
+                    });
+                }
+                Response::RegisteredPeers(outcomes)
+            }
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish()?;
@@ -359,4 +413,66 @@ fn decode_cookie(r: &mut Reader<'_>) -> Result<Cookie, DecodeError> {
 
 fn clamp_u16(len: usize) -> u16 {
     u16::try_from(len).unwrap_or(u16::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::TestQuorum;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn records(count: u32) -> Vec<PeerRecord> {
+        let q = TestQuorum::deal(count.max(1), 1, &mut ChaCha20Rng::seed_from_u64(3));
+        (1..=count).map(|i| q.peer(i, 1, 1, 1_000)).collect()
+    }
+
+    #[test]
+    fn register_peers_frames() {
+        let request = Request::RegisterPeers(records(3));
+        let bytes = request.encode();
+        assert_eq!(
+            &bytes[..4],
+            &[0x01, request_tag::REGISTER_PEERS, 0x00, 0x03]
+        );
+        assert_eq!(Request::decode(&bytes), Ok(request));
+        // An empty list and a list over the cap do not decode.
+        assert_eq!(
+            Request::decode(&[0x01, request_tag::REGISTER_PEERS, 0, 0]),
+            Err(DecodeError::InvalidValue("peer records"))
+        );
+        let many =
+            Request::RegisterPeers(vec![records(1).remove(0); MAX_REGISTER_BATCH + 1]).encode();
+        assert!(Request::decode(&many).is_err());
+        let most = Request::RegisterPeers(vec![records(1).remove(0); MAX_REGISTER_BATCH]);
+        assert_eq!(Request::decode(&most.encode()), Ok(most));
+
+        let response = Response::RegisteredPeers(vec![
+            Ok(7_200_000),
+            Err(StatusCode::InvalidShareSignature),
+            Err(StatusCode::PeerIdMismatch),
+        ]);
+        let bytes = response.encode();
+        assert_eq!(
+            bytes,
+            [
+                &[0x01, response_tag::REGISTERED_PEERS, 0x00, 0x00, 0x00, 0x03][..],
+                &[0x00, 0x00, 0, 0, 0, 0, 0, 0x6d, 0xdd, 0x00],
+                &[0x00, 0x79],
+                &[0x00, 0x7b],
+            ]
+            .concat()
+        );
+        assert_eq!(Response::decode(&bytes), Ok(response));
+        // Unknown per-record status, truncated TTL, `Err(Ok)`: refused.
+        let mut bad = Response::RegisteredPeers(vec![Err(StatusCode::Decode)]).encode();
+        let last = bad.len() - 1;
+        bad[last] = 0x01;
+        assert!(Response::decode(&bad).is_err());
+        let mut cut = Response::RegisteredPeers(vec![Ok(1)]).encode();
+        cut.pop();
+        assert!(Response::decode(&cut).is_err());
+        let err_ok = Response::RegisteredPeers(vec![Err(StatusCode::Ok)]).encode();
+        assert!(Response::decode(&err_ok).is_err());
+    }
 }

@@ -34,7 +34,9 @@ pub use codec::PROTOCOL_ID;
 pub use error::{DecodeError, Rejection, StatusCode};
 pub use libp2p_identity::PeerId;
 pub use limits::Limits;
-pub use messages::{Cookie, DiscoverAnswer, DiscoveredPeer, Request, Response};
+pub use messages::{
+    Cookie, DiscoverAnswer, DiscoveredPeer, RegisterOutcome, Request, Response, MAX_REGISTER_BATCH,
+};
 pub use multiaddr::Multiaddr;
 pub use records::{NamespaceRecord, PeerRecord, QuorumKey};
 pub use validate::{

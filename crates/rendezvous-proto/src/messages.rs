@@ -9,6 +9,12 @@ use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, G2_BYTES};
 pub const MAX_COOKIE_BYTES: usize = 64;
 /// Most records one discover answer may carry (servers cap `limit` to it).
 pub const MAX_DISCOVER_LIMIT: u32 = 1024;
+/// Most peer records one [`Request::RegisterPeers`] may carry.
+pub const MAX_REGISTER_BATCH: usize = 256;
+
+/// The outcome of one record of a [`Request::RegisterPeers`]: the TTL
+/// granted (ms), or why it was refused.
+pub type RegisterOutcome = Result<u64, StatusCode>;
 
 /// An opaque paging cookie issued by a rendezvous node. Clients hand it back
 /// unchanged to get only what they have not seen yet.
@@ -55,6 +61,12 @@ pub enum Request {
     /// Ask a fellow member for its signature share over a namespace record
     /// (the signature field is ignored).
     SignNamespace(NamespaceRecord),
+    /// Register or refresh several peer records at once (1 to
+    /// [`MAX_REGISTER_BATCH`]): each is judged on its own, exactly as a
+    /// [`Request::RegisterPeer`] over the same connection would be (its
+    /// PeerId must be the connection's), and answered by
+    /// [`Response::RegisteredPeers`], one outcome per record, in order.
+    RegisterPeers(Vec<PeerRecord>),
 }
 
 /// One peer in a discover answer.
@@ -110,6 +122,9 @@ pub enum Response {
     },
     /// The request was refused.
     Rejected(StatusCode),
+    /// The answer to `RegisterPeers`: one outcome per record, in the
+    /// request's order. One refused record never refuses the others.
+    RegisteredPeers(Vec<RegisterOutcome>),
 }
 
 impl Response {

@@ -154,6 +154,7 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         vec(any::<u8>(), 0..300).prop_map(Request::Dkg),
         namespace_record().prop_map(Request::SignNamespace),
+        vec(peer_record(), 1..4).prop_map(Request::RegisterPeers),
     ]
 }
 
@@ -195,6 +196,11 @@ fn response() -> impl Strategy<Value = Response> {
         (any::<u32>(), g2())
             .prop_map(|(index, signature)| Response::NamespaceShare { index, signature }),
         rejection_code().prop_map(Response::Rejected),
+        vec(
+            prop_oneof![any::<u64>().prop_map(Ok), rejection_code().prop_map(Err)],
+            0..6
+        )
+        .prop_map(Response::RegisteredPeers),
     ]
 }
 

@@ -1,0 +1,1353 @@
+//! `rdht bench`: registration throughput under load, side by side with
+//! rust-libp2p's own rendezvous server.
+//!
+//! One run measures two servers, one after the other, each started as a
+//! child process (so that its CPU time and peak memory are its own):
+//!
+//! - **ours**: `rdht rendezvous` on 127.0.0.1. `quorums` quorums of
+//!   `members` members (dealt from a seed, threshold `threshold`) register
+//!   their namespaces; then every member, each with its own libp2p
+//!   identity and its own connection, pushes its pre-signed peer records
+//!   (increasing `seq`, all signed before the timed phase) in
+//!   `RegisterPeers` requests of `batch` records (`batch = 1`: one
+//!   `RegisterPeer` per record). At most `window` records are in flight
+//!   over all members; with `rate > 0` records are also paced to that rate.
+//! - **baseline**: `rdht bench-baseline-server` (libp2p-rendezvous's server
+//!   behaviour over the same TCP + Noise + Yamux stack); the same members
+//!   register with libp2p-rendezvous's client (one registration per
+//!   request, a fresh Ed25519-signed envelope each time) under their
+//!   quorum's namespace name, the same window and rate.
+//!
+//! Meanwhile a separate client (on its own thread) asks for quorum 0's
+//! members every `discover_interval` and times each answer (the round trip:
+//! our client does not verify here; libp2p's client checks the envelopes
+//! as it decodes them).
+//!
+//! Reported per server: accepted registrations per second over the timed
+//! phase, p50/p99 registration latency (from sending the request carrying
+//! a record to receiving its outcome), discover p50/p99, the server's CPU
+//! seconds during the timed phase (`/proc/PID/stat` utime + stime) and its
+//! peak resident memory (`VmHWM`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, rendezvous, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
+use rendezvous_proto::testkit::TestQuorum;
+use rendezvous_proto::{PeerRecord, Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant as TokioInstant;
+
+use crate::behaviour::{build_swarm, now_ms, split_p2p, BehaviourEvent, SwarmSettings};
+use crate::codec::Frame;
+use crate::discover::Client;
+
+/// Errors of the benchmark, as text.
+pub type BenchError = String;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The `rdht` binary that runs the servers under test.
+    pub server_exe: PathBuf,
+    /// Length of each timed phase.
+    pub duration: Duration,
+    /// Number of quorums (namespaces).
+    pub quorums: u32,
+    /// Members per quorum; each is one simulated member with its own
+    /// identity and connection.
+    pub members: u32,
+    /// Threshold of every quorum.
+    pub threshold: u32,
+    /// Records per `RegisterPeers` request (1: `RegisterPeer`).
+    pub batch: usize,
+    /// Most records in flight over all members.
+    pub window: usize,
+    /// Records per second to aim at (0: as fast as answers come).
+    pub rate: u32,
+    /// Time between two discover requests.
+    pub discover_interval: Duration,
+    /// Also measure libp2p's rendezvous server.
+    pub baseline: bool,
+    /// Most records to pre-sign (default: enough for 6,000/s, or 1.2 x
+    /// the rate, over the duration).
+    pub max_registrations: Option<usize>,
+    /// Print a line per second on stderr.
+    pub progress: bool,
+}
+
+impl BenchConfig {
+    /// The defaults of `rdht bench`, running servers from `server_exe`.
+    pub fn new(server_exe: PathBuf) -> Self {
+        Self {
+            server_exe,
+            duration: Duration::from_secs(10),
+            quorums: 16,
+            members: 32,
+            threshold: 22,
+            batch: 16,
+            window: 64,
+            rate: 0,
+            discover_interval: Duration::from_millis(10),
+            baseline: true,
+            max_registrations: None,
+            progress: false,
+        }
+    }
+
+    fn budget(&self) -> usize {
+        self.max_registrations.unwrap_or_else(|| {
+            let per_sec = if self.rate > 0 {
+                f64::from(self.rate) * 1.2
+            } else {
+                6_000.0
+            };
+            (per_sec * self.duration.as_secs_f64()).ceil() as usize
+        })
+    }
+}
+
+/// The figures of one server.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    /// Registrations accepted per second during the timed phase.
+    pub registrations_per_sec: f64,
+    /// Median registration latency (ms).
+    pub register_p50_ms: f64,
+    /// 99th percentile registration latency (ms).
+    pub register_p99_ms: f64,
+    /// Median discover round trip under the load (ms).
+    pub discover_p50_ms: f64,
+    /// 99th percentile discover round trip under the load (ms).
+    pub discover_p99_ms: f64,
+    /// CPU seconds (user + system) the server spent in the timed phase.
+    pub cpu_s: f64,
+    /// The server's peak resident memory (MB, VmHWM).
+    pub peak_rss_mb: f64,
+    /// Registrations accepted in the timed phase.
+    #[serde(skip)]
+    pub accepted: u64,
+    /// Registrations refused in the timed phase, by reason.
+    #[serde(skip)]
+    pub rejected: BTreeMap<String, u64>,
+    /// Requests that failed (no answer, connection lost).
+    #[serde(skip)]
+    pub failures: u64,
+    /// Discover answers timed.
+    #[serde(skip)]
+    pub discovers: usize,
+    /// The server's resident memory (MB), sampled every second.
+    #[serde(skip)]
+    pub rss_mb: Vec<f64>,
+    /// Length of the timed phase (s).
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+/// Both servers' figures.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// `rdht rendezvous`.
+    pub ours: Figures,
+    /// libp2p-rendezvous's server, if measured.
+    pub baseline: Option<Figures>,
+    /// This machine's pairing limit, measured before the run.
+    pub limit: Option<Limit>,
+    /// The configuration, for the text report.
+    pub config: BenchConfig,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn figures_json(f: &Figures) -> serde_json::Value {
+    serde_json::json!({
+        "registrations_per_sec": round3(f.registrations_per_sec),
+        "register_p50_ms": round3(f.register_p50_ms),
+        "register_p99_ms": round3(f.register_p99_ms),
+        "discover_p50_ms": round3(f.discover_p50_ms),
+        "discover_p99_ms": round3(f.discover_p99_ms),
+        "cpu_s": round3(f.cpu_s),
+        "peak_rss_mb": round3(f.peak_rss_mb),
+    })
+}
+
+/// The JSON of one server, fields in the documented order.
+#[derive(Serialize)]
+struct JsonFigures {
+    registrations_per_sec: f64,
+    register_p50_ms: f64,
+    register_p99_ms: f64,
+    discover_p50_ms: f64,
+    discover_p99_ms: f64,
+    cpu_s: f64,
+    peak_rss_mb: f64,
+}
+
+impl From<&Figures> for JsonFigures {
+    fn from(f: &Figures) -> Self {
+        Self {
+            registrations_per_sec: round3(f.registrations_per_sec),
+            register_p50_ms: round3(f.register_p50_ms),
+            register_p99_ms: round3(f.register_p99_ms),
+            discover_p50_ms: round3(f.discover_p50_ms),
+            discover_p99_ms: round3(f.discover_p99_ms),
+            cpu_s: round3(f.cpu_s),
+            peak_rss_mb: round3(f.peak_rss_mb),
+        }
+    }
+}
+
+/// What `rdht bench --json` prints.
+#[derive(Serialize)]
+struct JsonReport {
+    #[serde(flatten)]
+    ours: JsonFigures,
+    baseline: Option<JsonFigures>,
+}
+
+impl BenchReport {
+    /// `rdht bench --json`: the fields of [`BenchReport::to_json`] in the
+    /// documented order, pretty-printed.
+    pub fn to_json_string(&self) -> String {
+        let report = JsonReport {
+            ours: (&self.ours).into(),
+            baseline: self.baseline.as_ref().map(JsonFigures::from),
+        };
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    }
+
+    /// `{"registrations_per_sec", ..., "baseline": {the same fields}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = figures_json(&self.ours);
+        if let serde_json::Value::Object(map) = &mut v {
+            map.insert(
+                "baseline".into(),
+                self.baseline
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, figures_json),
+            );
+        }
+        v
+    }
+
+    /// A table for people.
+    pub fn to_text(&self) -> String {
+        let c = &self.config;
+        let mut out = format!(
+            "{} quorums x {} members (threshold {}), {:?} per server, {} records per request, window {}, rate {}\n",
+            c.quorums,
+            c.members,
+            c.threshold,
+            c.duration,
+            c.batch,
+            c.window,
+            if c.rate == 0 { "unpaced".to_string() } else { format!("{}/s", c.rate) },
+        );
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}\n",
+            "server",
+            "reg/s",
+            "reg p50",
+            "reg p99",
+            "disc p50",
+            "disc p99",
+            "cpu s",
+            "cpu/reg",
+            "peak MB"
+        ));
+        let mut line = |name: &str, f: &Figures| {
+            let per_reg_us = if f.accepted > 0 {
+                f.cpu_s / f.accepted as f64 * 1e6
+            } else {
+                0.0
+            };
+            out.push_str(&format!(
+                "{:<10} {:>10.0} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>8.2} {:>7.0}us {:>9.1}\n",
+                name,
+                f.registrations_per_sec,
+                f.register_p50_ms,
+                f.register_p99_ms,
+                f.discover_p50_ms,
+                f.discover_p99_ms,
+                f.cpu_s,
+                per_reg_us,
+                f.peak_rss_mb
+            ));
+        };
+        line("rdht", &self.ours);
+        if let Some(b) = &self.baseline {
+            line("libp2p", b);
+        }
+        let detail = |name: &str, f: &Figures| {
+            format!(
+                "{name}: {} accepted, refused {:?}, {} failed requests, {} discovers, server RSS by second (MB): {:?}\n",
+                f.accepted,
+                f.rejected,
+                f.failures,
+                f.discovers,
+                f.rss_mb.iter().map(|x| x.round() as u64).collect::<Vec<_>>()
+            )
+        };
+        out.push_str(&detail("rdht", &self.ours));
+        if let Some(l) = &self.limit {
+            out.push_str(&format!(
+                "pairing limit of this machine (measured before the run): {:.0} registrations/s \
+                 (batch {:.0} us/signature on all cores, decode {:.0} us); rdht reached {:.0}% of it\n",
+                l.per_sec,
+                l.batch_us,
+                l.decode_us,
+                100.0 * self.ours.registrations_per_sec / l.per_sec.max(1.0)
+            ));
+        }
+        if let Some(b) = &self.baseline {
+            out.push_str(&detail("libp2p", b));
+            if b.registrations_per_sec > 0.0 {
+                out.push_str(&format!(
+                    "ratio rdht / libp2p: {:.2} x the registrations per second\n",
+                    self.ours.registrations_per_sec / b.registrations_per_sec
+                ));
+            }
+        }
+        out
+    }
+}
+
+// ----- the server under test --------------------------------------------------
+
+/// A server running as a child process; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    addr: Multiaddr,
+    peer: PeerId,
+    clock_ticks: f64,
+}
+
+impl ServerProcess {
+    /// Starts `exe args`, logging at `log` (`RUST_LOG`), and waits for its
+    /// `listening on ADDR/p2p/ID` line.
+    fn spawn(exe: &PathBuf, args: &[&str], log: &str) -> Result<Self, BenchError> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .env("RUST_LOG", log)
+            // The child stops when this pipe closes: when this process
+            // exits, however it exits.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        // Keeps draining the child's stdout, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            addr: Multiaddr::empty(),
+            peer: PeerId::random(),
+            clock_ticks: clock_ticks(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .map_err(|_| format!("{} {args:?} printed no listen address", exe.display()))?;
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let addr: Multiaddr = addr
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("listen address {addr}: {e}"))?;
+                let (peer, _) =
+                    split_p2p(&addr).ok_or_else(|| format!("{addr} has no /p2p/<peer id>"))?;
+                server.addr = addr;
+                server.peer = peer;
+                return Ok(server);
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU seconds so far.
+    fn cpu_s(&self) -> Option<f64> {
+        proc_cpu_s(&self.pid().to_string(), self.clock_ticks)
+    }
+
+    /// A `kB` line of /proc/PID/status, in MB.
+    fn status_mb(&self, key: &str) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        let kb: f64 = line
+            .trim_start_matches(key)
+            .trim_start_matches(':')
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU seconds of a process (`self` for this one).
+fn proc_cpu_s(pid: &str, clock_ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start with
+    // the state, field 3: utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+// ----- shared load-generator plumbing -------------------------------------------
+
+/// When the timed phase runs.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    start: Instant,
+    deadline: Instant,
+}
+
+/// Paces records to a rate (shared by all members).
+struct Pacer {
+    rate: u32,
+    issued: AtomicU64,
+}
+
+impl Pacer {
+    /// When the next `count` records may go.
+    fn slot(&self, phase: &Phase, count: usize) -> Option<Instant> {
+        if self.rate == 0 {
+            return None;
+        }
+        let n = self.issued.fetch_add(count as u64, Ordering::Relaxed);
+        Some(phase.start + Duration::from_secs_f64(n as f64 / f64::from(self.rate)))
+    }
+}
+
+/// What one member saw.
+#[derive(Default)]
+struct MemberOutcome {
+    latencies_ms: Vec<f32>,
+    accepted: u64,
+    rejected: BTreeMap<String, u64>,
+    failures: u64,
+}
+
+/// Live counters for the progress line.
+#[derive(Default)]
+struct Live {
+    accepted: AtomicU64,
+}
+
+/// What every member of one run shares.
+#[derive(Clone)]
+struct Load {
+    server: Multiaddr,
+    server_peer: PeerId,
+    window: Arc<Semaphore>,
+    pacer: Arc<Pacer>,
+    ready: tokio::sync::mpsc::Sender<Result<(), BenchError>>,
+    start: tokio::sync::watch::Receiver<Option<Phase>>,
+    live: Arc<Live>,
+}
+
+type Acquire =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+
+fn acquire(window: &Arc<Semaphore>, count: usize) -> Acquire {
+    Box::pin(window.clone().acquire_many_owned(count as u32))
+}
+
+fn percentile(sorted: &[f32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)])
+}
+
+/// Runs the timed phase against a started server: waits for `start`,
+/// samples the server every second, collects what the members and the
+/// discover prober saw.
+async fn measure(
+    server: &ServerProcess,
+    phase: Phase,
+    members: Vec<tokio::task::JoinHandle<MemberOutcome>>,
+    prober: std::thread::JoinHandle<Vec<f32>>,
+    live: Arc<Live>,
+    progress: Option<&str>,
+) -> Result<Figures, BenchError> {
+    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
+    let cpu0 = server.cpu_s().unwrap_or(0.0);
+    let mut rss = Vec::new();
+    let mut last_accepted = 0;
+    let mut last_cpu = cpu0;
+    let mut last_own = proc_cpu_s("self", server.clock_ticks).unwrap_or(0.0);
+    let mut tick = phase.start;
+    loop {
+        tick += Duration::from_secs(1);
+        if tick > phase.deadline {
+            break;
+        }
+        tokio::time::sleep_until(TokioInstant::from_std(tick)).await;
+        let r = server.status_mb("VmRSS").unwrap_or(0.0);
+        rss.push(r);
+        if let Some(name) = progress {
+            let accepted = live.accepted.load(Ordering::Relaxed);
+            let cpu = server.cpu_s().unwrap_or(0.0);
+            let own = proc_cpu_s("self", server.clock_ticks).unwrap_or(0.0);
+            eprintln!(
+                "{name} t={:>3.0}s {:>6} reg/s  server {:.2} cores  rss {:.0} MB  load generator {:.2} cores",
+                (tick - phase.start).as_secs_f64(),
+                accepted - last_accepted,
+                cpu - last_cpu,
+                r,
+                own - last_own,
+            );
+            last_accepted = accepted;
+            last_cpu = cpu;
+            last_own = own;
+        }
+    }
+    tokio::time::sleep_until(TokioInstant::from_std(phase.deadline)).await;
+    let cpu1 = server.cpu_s().unwrap_or(0.0);
+    let peak = server.status_mb("VmHWM").unwrap_or(0.0);
+    let mut latencies = Vec::new();
+    let mut figures = Figures::default();
+    for m in members {
+        let m = m.await.map_err(|e| format!("a member task failed: {e}"))?;
+        latencies.extend(m.latencies_ms);
+        figures.accepted += m.accepted;
+        figures.failures += m.failures;
+        for (k, v) in m.rejected {
+            *figures.rejected.entry(k).or_insert(0) += v;
+        }
+    }
+    let mut discover = prober
+        .join()
+        .map_err(|_| "the discover prober panicked".to_string())?;
+    latencies.sort_by(f32::total_cmp);
+    discover.sort_by(f32::total_cmp);
+    let seconds = (phase.deadline - phase.start).as_secs_f64();
+    figures.registrations_per_sec = figures.accepted as f64 / seconds;
+    figures.register_p50_ms = percentile(&latencies, 0.50);
+    figures.register_p99_ms = percentile(&latencies, 0.99);
+    figures.discover_p50_ms = percentile(&discover, 0.50);
+    figures.discover_p99_ms = percentile(&discover, 0.99);
+    figures.discovers = discover.len();
+    figures.cpu_s = cpu1 - cpu0;
+    figures.peak_rss_mb = peak;
+    figures.rss_mb = rss;
+    figures.seconds = seconds;
+    Ok(figures)
+}
+
+/// Runs `probe` every `interval` from `phase.start` to `phase.deadline` on
+/// a thread of its own (its own runtime), after 20 untimed rounds.
+fn spawn_prober<S, F, Fut>(
+    phase: Phase,
+    interval: Duration,
+    setup: S,
+) -> std::thread::JoinHandle<Vec<f32>>
+where
+    S: FnOnce() -> Result<F, BenchError> + Send + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return Vec::new();
+        };
+        runtime.block_on(async move {
+            let Ok(mut probe) = setup() else {
+                return Vec::new();
+            };
+            for _ in 0..20 {
+                if !probe().await {
+                    break;
+                }
+            }
+            tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
+            let mut out = Vec::new();
+            let mut next = phase.start;
+            while Instant::now() < phase.deadline {
+                let t = Instant::now();
+                if probe().await && Instant::now() <= phase.deadline {
+                    out.push(t.elapsed().as_secs_f32() * 1e3);
+                }
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    next = now;
+                }
+                tokio::time::sleep_until(TokioInstant::from_std(next)).await;
+            }
+            out
+        })
+    })
+}
+
+// ----- ours -----------------------------------------------------------------------
+
+/// One simulated member of ours: identity, slot, and pre-signed records.
+struct OurMember {
+    identity: Keypair,
+    records: VecDeque<PeerRecord>,
+}
+
+fn deal(config: &BenchConfig) -> Vec<TestQuorum> {
+    use rand::SeedableRng;
+    (0..config.quorums)
+        .map(|q| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0000 + u64::from(q));
+            TestQuorum::deal(config.members, config.threshold, &mut rng)
+        })
+        .collect()
+}
+
+/// Signs every record before anything is timed, on every core.
+fn presign(quorums: &[TestQuorum], per_member: usize, expires: u64) -> Vec<OurMember> {
+    let slots: Vec<(usize, u32)> = quorums
+        .iter()
+        .enumerate()
+        .flat_map(|(q, quorum)| (1..=quorum.n()).map(move |i| (q, i)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = slots.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = slots
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&(q, i)| {
+                            let quorum = &quorums[q];
+                            OurMember {
+                                identity: quorum.identities[i as usize - 1].clone(),
+                                records: (1..=per_member as u64)
+                                    .map(|seq| quorum.peer(i, 1, seq, expires))
+                                    .collect(),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// The physical limit of this machine, measured before the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limit {
+    /// Wall time per signature of one safe batch check of 256 records
+    /// (blst spreads it over every core).
+    pub batch_us: f64,
+    /// Decoding one signature (decompression and subgroup check), one core.
+    pub decode_us: f64,
+    /// What both give on every core: verified registrations per second
+    /// if a server did nothing else.
+    pub per_sec: f64,
+}
+
+/// Times the pairing work of 256 of the pre-signed records (the server is
+/// not running yet, so the machine is as quiet as it gets).
+fn calibrate(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<Limit> {
+    let quorum = quorums.first()?;
+    let limits = rendezvous_proto::Limits::DEFAULT;
+    let namespace = quorum.namespace(1, None, true, now, now + 3_600_000);
+    let verified = rendezvous_proto::verify_namespace(&namespace, now, &limits).ok()?;
+    let records: Vec<PeerRecord> = members
+        .iter()
+        .take(quorum.n() as usize)
+        .flat_map(|m| m.records.iter().skip(1).take(16).cloned())
+        .take(256)
+        .collect();
+    for r in &records {
+        verified.share_key(r.index);
+    }
+    let t = Instant::now();
+    let pending: Vec<rendezvous_proto::PendingPeer> = records
+        .into_iter()
+        .filter_map(|r| {
+            rendezvous_proto::PendingPeer::prepare(r, &verified, now, &limits, None).ok()
+        })
+        .collect();
+    let decode_us = t.elapsed().as_secs_f64() * 1e6 / pending.len().max(1) as f64;
+    let mut rng = rand::thread_rng();
+    let _ = rendezvous_proto::verify_batch(&pending, &mut rng);
+    let t = Instant::now();
+    let rounds = 3;
+    for _ in 0..rounds {
+        let _ = rendezvous_proto::verify_batch(&pending, &mut rng);
+    }
+    let batch_us = t.elapsed().as_secs_f64() * 1e6 / (rounds * pending.len().max(1)) as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Some(Limit {
+        batch_us,
+        decode_us,
+        per_sec: 1e6 / (batch_us + decode_us / cores),
+    })
+}
+
+fn code_name(code: StatusCode) -> String {
+    format!("{code:?}")
+}
+
+/// Connects, registers one untimed record, reports ready, then pushes
+/// records during the phase.
+async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOutcome {
+    let Load {
+        server,
+        server_peer,
+        window,
+        pacer,
+        ready,
+        mut start,
+        live,
+    } = load;
+    let mut out = MemberOutcome::default();
+    let settings = SwarmSettings {
+        request_timeout: Duration::from_secs(30),
+        ..SwarmSettings::default()
+    };
+    let mut swarm = match build_swarm(member.identity.clone(), &settings, None) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string())).await;
+            return out;
+        }
+    };
+    // Warm-up: connect and register the first record, untimed.
+    let warm = async {
+        swarm.dial(server.clone()).map_err(|e| e.to_string())?;
+        let first = member.records.pop_front().ok_or("no records")?;
+        let id = swarm
+            .behaviour_mut()
+            .rr
+            .send_request(&server_peer, Frame::Message(Request::RegisterPeer(first)));
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) if request_id == id => {
+                    return match response {
+                        Frame::Message(Response::Registered { .. }) => Ok(()),
+                        other => Err(format!("warm-up registration: {other:?}")),
+                    };
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                    request_response::Event::OutboundFailure {
+                        request_id, error, ..
+                    },
+                )) if request_id == id => return Err(format!("warm-up registration: {error}")),
+                _ => {}
+            }
+        }
+    };
+    let warmed: Result<(), BenchError> = tokio::time::timeout(Duration::from_secs(60), warm)
+        .await
+        .unwrap_or_else(|_| Err("warm-up timed out".into()));
+    let failed = warmed.is_err();
+    let _ = ready.send(warmed).await;
+    if failed {
+        return out;
+    }
+    // Wait for the start, answering pings meanwhile.
+    let phase = loop {
+        if let Some(p) = *start.borrow() {
+            break p;
+        }
+        tokio::select! {
+            changed = start.changed() => if changed.is_err() { return out; },
+            _ = swarm.select_next_some() => {}
+        }
+    };
+    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
+    let deadline = TokioInstant::from_std(phase.deadline);
+    let mut in_flight: Option<(
+        request_response::OutboundRequestId,
+        Instant,
+        usize,
+        OwnedSemaphorePermit,
+    )> = None;
+    let next_count = |m: &OurMember| m.records.len().min(batch);
+    let mut acquiring: Option<Acquire> = None;
+    loop {
+        if in_flight.is_none() && acquiring.is_none() {
+            let k = next_count(&member);
+            if k == 0 {
+                break;
+            }
+            acquiring = Some(acquire(&window, k));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            permit = async { match acquiring.as_mut() { Some(a) => a.await, None => std::future::pending().await } },
+                if acquiring.is_some() => {
+                acquiring = None;
+                let Ok(permit) = permit else { break };
+                let k = next_count(&member);
+                if let Some(at) = pacer.slot(&phase, k) {
+                    if at >= phase.deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(TokioInstant::from_std(at)).await;
+                }
+                let records: Vec<PeerRecord> = member.records.drain(..k).collect();
+                let request = match <[PeerRecord; 1]>::try_from(records) {
+                    Ok([one]) => Request::RegisterPeer(one),
+                    Err(records) => Request::RegisterPeers(records),
+                };
+                let id = swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&server_peer, Frame::Message(request));
+                in_flight = Some((id, Instant::now(), k, permit));
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, response },
+                    ..
+                })) => {
+                    let Some((_, sent, k, _permit)) = in_flight.take_if(|f| f.0 == request_id) else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    let on_time = now <= phase.deadline;
+                    let ms = now.duration_since(sent).as_secs_f32() * 1e3;
+                    let outcomes: Vec<Result<u64, StatusCode>> = match response {
+                        Frame::Message(Response::RegisteredPeers(o)) => o,
+                        Frame::Message(Response::Registered { ttl_ms }) => vec![Ok(ttl_ms)],
+                        Frame::Message(Response::Rejected(code)) => vec![Err(code); k],
+                        _ => vec![Err(StatusCode::Decode); k],
+                    };
+                    if !on_time {
+                        continue;
+                    }
+                    for o in outcomes {
+                        match o {
+                            Ok(_) => {
+                                out.accepted += 1;
+                                out.latencies_ms.push(ms);
+                                live.accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(code) => *out.rejected.entry(code_name(code)).or_insert(0) += 1,
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::OutboundFailure {
+                    request_id, ..
+                })) if in_flight.as_ref().is_some_and(|f| f.0 == request_id) => {
+                    in_flight = None;
+                    out.failures += 1;
+                }
+                _ => {}
+            },
+        }
+    }
+    out
+}
+
+async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), BenchError> {
+    let quorums = deal(config);
+    let total_members = (config.quorums * config.members) as usize;
+    let per_member = config.budget().div_ceil(total_members.max(1)) + 1;
+    let now = now_ms();
+    let expires = now + 2 * 3_600_000;
+    let t = Instant::now();
+    let members = tokio::task::block_in_place(|| presign(&quorums, per_member, expires));
+    if config.progress {
+        eprintln!(
+            "rdht: signed {} records in {:.1} s",
+            per_member * total_members,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let limit = tokio::task::block_in_place(|| calibrate(&quorums, &members, now));
+    if config.progress {
+        if let Some(l) = &limit {
+            eprintln!(
+                "rdht: this machine now: batch verification {:.0} us per signature on all cores, \
+                 signature decoding {:.0} us (one core): at most {:.0} verified registrations/s",
+                l.batch_us, l.decode_us, l.per_sec
+            );
+        }
+    }
+    let server = ServerProcess::spawn(
+        &config.server_exe,
+        &[
+            "rendezvous",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--exit-with-stdin",
+        ],
+        "warn,libp2p_kad=error",
+    )?;
+    // Namespaces, from a few setup clients (a source holds at most 64).
+    let mut setup: Option<Client> = None;
+    for (q, quorum) in quorums.iter().enumerate() {
+        if q % 32 == 0 {
+            setup = Some(Client::ephemeral().map_err(|e| e.to_string())?);
+        }
+        let Some(client) = setup.as_mut() else {
+            continue;
+        };
+        let ns = quorum.namespace(1, Some("bench"), true, now, expires);
+        match client
+            .request(
+                &server.addr,
+                Request::RegisterNamespace(ns),
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            Ok(Response::Registered { .. }) => {}
+            other => return Err(format!("namespace {q}: {other:?}")),
+        }
+    }
+    drop(setup);
+    let quorum_key = quorums
+        .first()
+        .map(TestQuorum::quorum_key)
+        .ok_or("no quorum")?;
+    let window = Arc::new(Semaphore::new(config.window.max(config.batch)));
+    let pacer = Arc::new(Pacer {
+        rate: config.rate,
+        issued: AtomicU64::new(0),
+    });
+    let live = Arc::new(Live::default());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(total_members.max(1));
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None);
+    let load = Load {
+        server: server.addr.clone(),
+        server_peer: server.peer,
+        window,
+        pacer,
+        ready: ready_tx,
+        start: start_rx,
+        live: live.clone(),
+    };
+    let mut tasks = Vec::with_capacity(total_members);
+    for member in members {
+        tasks.push(tokio::spawn(our_member(
+            member,
+            config.batch.max(1),
+            load.clone(),
+        )));
+    }
+    drop(load);
+    for _ in 0..total_members {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(format!("a member could not start: {e}")),
+            None => return Err("members stopped before the start".into()),
+        }
+    }
+    let phase = Phase {
+        start: Instant::now() + Duration::from_millis(500),
+        deadline: Instant::now() + Duration::from_millis(500) + config.duration,
+    };
+    let addr = server.addr.clone();
+    let prober = spawn_prober(phase, config.discover_interval, move || {
+        let client = Arc::new(tokio::sync::Mutex::new(
+            Client::ephemeral().map_err(|e| e.to_string())?,
+        ));
+        Ok(move || {
+            let client = client.clone();
+            let addr = addr.clone();
+            async move {
+                let request = Request::Discover {
+                    quorum_key,
+                    limit: 0,
+                    cookie: None,
+                };
+                let mut c = client.lock().await;
+                matches!(
+                    c.request(&addr, request, Duration::from_secs(10)).await,
+                    Ok(Response::Discovered(_))
+                )
+            }
+        })
+    });
+    let _ = start_tx.send(Some(phase));
+    let progress = config.progress.then_some("rdht  ");
+    let figures = measure(&server, phase, tasks, prober, live, progress).await;
+    drop(server);
+    figures.map(|f| (f, limit))
+}
+
+// ----- the baseline: libp2p-rendezvous ------------------------------------------
+
+type BaselineSwarm = Swarm<rendezvous::client::Behaviour>;
+
+fn baseline_swarm(identity: Keypair) -> Result<BaselineSwarm, BenchError> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key| rendezvous::client::Behaviour::new(key.clone()))
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+fn namespace_of(q: usize) -> Result<rendezvous::Namespace, BenchError> {
+    rendezvous::Namespace::new(format!("bench-quorum-{q}")).map_err(|e| e.to_string())
+}
+
+/// Waits for the outcome of the one registration in flight.
+fn baseline_outcome(event: &SwarmEvent<rendezvous::client::Event>) -> Option<Result<(), String>> {
+    match event {
+        SwarmEvent::Behaviour(rendezvous::client::Event::Registered { .. }) => Some(Ok(())),
+        SwarmEvent::Behaviour(rendezvous::client::Event::RegisterFailed { error, .. }) => {
+            Some(Err(format!("{error:?}")))
+        }
+        _ => None,
+    }
+}
+
+async fn baseline_member(
+    identity: Keypair,
+    external: Multiaddr,
+    namespace: rendezvous::Namespace,
+    count: usize,
+    load: Load,
+) -> MemberOutcome {
+    let Load {
+        server,
+        server_peer,
+        window,
+        pacer,
+        ready,
+        mut start,
+        live,
+    } = load;
+    let mut out = MemberOutcome::default();
+    let mut swarm = match baseline_swarm(identity) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e)).await;
+            return out;
+        }
+    };
+    swarm.add_external_address(external);
+    let warm = async {
+        swarm.dial(server.clone()).map_err(|e| e.to_string())?;
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+            {
+                if peer_id == server_peer {
+                    break;
+                }
+            }
+        }
+        swarm
+            .behaviour_mut()
+            .register(namespace.clone(), server_peer, None)
+            .map_err(|e| e.to_string())?;
+        loop {
+            let event = swarm.select_next_some().await;
+            if let Some(outcome) = baseline_outcome(&event) {
+                return outcome.map_err(|e| format!("warm-up registration: {e}"));
+            }
+        }
+    };
+    let warmed: Result<(), BenchError> = tokio::time::timeout(Duration::from_secs(60), warm)
+        .await
+        .unwrap_or_else(|_| Err("warm-up timed out".into()));
+    let failed = warmed.is_err();
+    let _ = ready.send(warmed).await;
+    if failed {
+        return out;
+    }
+    let phase = loop {
+        if let Some(p) = *start.borrow() {
+            break p;
+        }
+        tokio::select! {
+            changed = start.changed() => if changed.is_err() { return out; },
+            _ = swarm.select_next_some() => {}
+        }
+    };
+    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
+    let deadline = TokioInstant::from_std(phase.deadline);
+    let mut left = count;
+    let mut in_flight: Option<(Instant, OwnedSemaphorePermit)> = None;
+    let mut acquiring: Option<Acquire> = None;
+    loop {
+        if in_flight.is_none() && acquiring.is_none() {
+            if left == 0 {
+                break;
+            }
+            acquiring = Some(acquire(&window, 1));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            permit = async { match acquiring.as_mut() { Some(a) => a.await, None => std::future::pending().await } },
+                if acquiring.is_some() => {
+                acquiring = None;
+                let Ok(permit) = permit else { break };
+                if let Some(at) = pacer.slot(&phase, 1) {
+                    if at >= phase.deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(TokioInstant::from_std(at)).await;
+                }
+                let sent = Instant::now();
+                match swarm.behaviour_mut().register(namespace.clone(), server_peer, None) {
+                    Ok(()) => {
+                        left -= 1;
+                        in_flight = Some((sent, permit));
+                    }
+                    Err(_) => {
+                        out.failures += 1;
+                        break;
+                    }
+                }
+            }
+            event = swarm.select_next_some() => {
+                let Some(outcome) = baseline_outcome(&event) else { continue };
+                let Some((sent, _permit)) = in_flight.take() else { continue };
+                let now = Instant::now();
+                if now > phase.deadline {
+                    continue;
+                }
+                match outcome {
+                    Ok(()) => {
+                        out.accepted += 1;
+                        out.latencies_ms.push(now.duration_since(sent).as_secs_f32() * 1e3);
+                        live.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(code) => *out.rejected.entry(code).or_insert(0) += 1,
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
+    let quorums = deal(config);
+    let total_members = (config.quorums * config.members) as usize;
+    // Nothing to pre-sign here (the client signs each envelope as it
+    // registers), so the baseline gets twice the budget: it is never the
+    // budget that stops it.
+    let per_member = (2 * config.budget()).div_ceil(total_members.max(1));
+    let server = ServerProcess::spawn(
+        &config.server_exe,
+        &[
+            "bench-baseline-server",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--exit-with-stdin",
+        ],
+        // It warns about every request cut short when the run ends.
+        "error",
+    )?;
+    let window = Arc::new(Semaphore::new(config.window.max(1)));
+    let pacer = Arc::new(Pacer {
+        rate: config.rate,
+        issued: AtomicU64::new(0),
+    });
+    let live = Arc::new(Live::default());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(total_members.max(1));
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None);
+    let load = Load {
+        server: server.addr.clone(),
+        server_peer: server.peer,
+        window,
+        pacer,
+        ready: ready_tx,
+        start: start_rx,
+        live: live.clone(),
+    };
+    let mut tasks = Vec::with_capacity(total_members);
+    for (q, quorum) in quorums.iter().enumerate() {
+        for i in 1..=quorum.n() {
+            let external: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            tasks.push(tokio::spawn(baseline_member(
+                quorum.identities[i as usize - 1].clone(),
+                external,
+                namespace_of(q)?,
+                per_member,
+                load.clone(),
+            )));
+        }
+    }
+    drop(load);
+    for _ in 0..total_members {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(format!("a baseline member could not start: {e}")),
+            None => return Err("baseline members stopped before the start".into()),
+        }
+    }
+    let phase = Phase {
+        start: Instant::now() + Duration::from_millis(500),
+        deadline: Instant::now() + Duration::from_millis(500) + config.duration,
+    };
+    let addr = server.addr.clone();
+    let server_peer = server.peer;
+    let namespace = namespace_of(0)?;
+    let prober = spawn_prober(phase, config.discover_interval, move || {
+        let swarm = Arc::new(tokio::sync::Mutex::new(baseline_swarm(
+            Keypair::generate_ed25519(),
+        )?));
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        Ok(move || {
+            let swarm = swarm.clone();
+            let addr = addr.clone();
+            let namespace = namespace.clone();
+            let connected = connected.clone();
+            async move {
+                let mut swarm = swarm.lock().await;
+                if !connected.swap(true, Ordering::Relaxed) && swarm.dial(addr).is_err() {
+                    return false;
+                }
+                swarm
+                    .behaviour_mut()
+                    .discover(Some(namespace), None, None, server_peer);
+                let wait = async {
+                    loop {
+                        match swarm.select_next_some().await {
+                            SwarmEvent::Behaviour(rendezvous::client::Event::Discovered {
+                                ..
+                            }) => return true,
+                            SwarmEvent::Behaviour(rendezvous::client::Event::DiscoverFailed {
+                                ..
+                            }) => return false,
+                            _ => {}
+                        }
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(10), wait)
+                    .await
+                    .unwrap_or(false)
+            }
+        })
+    });
+    let _ = start_tx.send(Some(phase));
+    let progress = config.progress.then_some("libp2p");
+    let figures = measure(&server, phase, tasks, prober, live, progress).await;
+    drop(server);
+    figures
+}
+
+/// Runs the whole benchmark: ours, then (if configured) the baseline.
+pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
+    if config.members == 0 || config.quorums == 0 {
+        return Err("--quorums and --members must be at least 1".into());
+    }
+    if config.threshold == 0 || config.threshold > config.members {
+        return Err(format!(
+            "--threshold must be 1..={} (the number of members)",
+            config.members
+        ));
+    }
+    if config.batch == 0 || config.batch > rendezvous_proto::MAX_REGISTER_BATCH {
+        return Err(format!(
+            "--batch must be 1..={}",
+            rendezvous_proto::MAX_REGISTER_BATCH
+        ));
+    }
+    let (ours, limit) = run_ours(&config).await?;
+    let baseline = if config.baseline {
+        Some(run_baseline(&config).await?)
+    } else {
+        None
+    };
+    Ok(BenchReport {
+        ours,
+        baseline,
+        limit,
+        config,
+    })
+}
+
+/// `rdht bench-baseline-server`: libp2p-rendezvous's server behaviour
+/// (default configuration) over TCP + Noise + Yamux, printing
+/// `listening on ADDR/p2p/ID` like `rdht rendezvous`.
+pub async fn run_baseline_server(listen: Multiaddr) -> Result<(), BenchError> {
+    let keypair = Keypair::generate_ed25519();
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|_| {
+            rendezvous::server::Behaviour::new(rendezvous::server::Config::default())
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.listen_on(listen).map_err(|e| e.to_string())?;
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            println!("listening on {address}/p2p/{peer_id}");
+        }
+    }
+}

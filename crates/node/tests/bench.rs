@@ -1,0 +1,52 @@
+//! `rdht bench` at a tiny size: both servers run as child processes, the
+//! JSON has every field, and registrations were accepted. No timing
+//! assertions: figures on a shared machine are not a test.
+
+use std::time::Duration;
+
+use node::bench::{run, BenchConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_every_field_for_both_servers() {
+    let mut config = BenchConfig::new(env!("CARGO_BIN_EXE_rdht").into());
+    config.duration = Duration::from_secs(2);
+    config.quorums = 2;
+    config.members = 4;
+    config.threshold = 3;
+    config.batch = 4;
+    config.window = 32;
+    config.max_registrations = Some(400);
+    config.discover_interval = Duration::from_millis(50);
+    let report = tokio::time::timeout(Duration::from_secs(240), run(config))
+        .await
+        .expect("the benchmark finished in time")
+        .expect("the benchmark ran");
+    let json = report.to_json();
+    let fields = [
+        "registrations_per_sec",
+        "register_p50_ms",
+        "register_p99_ms",
+        "discover_p50_ms",
+        "discover_p99_ms",
+        "cpu_s",
+        "peak_rss_mb",
+    ];
+    for field in fields {
+        assert!(json[field].is_number(), "ours lacks {field}: {json}");
+        assert!(
+            json["baseline"][field].is_number(),
+            "the baseline lacks {field}: {json}"
+        );
+    }
+    let printed: serde_json::Value =
+        serde_json::from_str(&report.to_json_string()).expect("--json prints JSON");
+    assert_eq!(printed, json);
+    assert!(report.ours.accepted > 0, "{}", report.to_text());
+    assert!(report.ours.rejected.is_empty(), "{}", report.to_text());
+    assert!(report.ours.discovers > 0, "{}", report.to_text());
+    let baseline = report.baseline.expect("the baseline ran");
+    assert!(baseline.accepted > 0);
+    assert!(baseline.discovers > 0);
+    assert!(json["registrations_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(json["peak_rss_mb"].as_f64().unwrap_or(0.0) > 0.0);
+}
