@@ -10,10 +10,7 @@ use std::sync::Arc;
 use dht::NamespaceValue;
 use rendezvous_proto::NamespaceRecord;
 
-use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_stores, schedule_discoveries, Scenario,
-};
+use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::actors::attacker::{squat, tampered_commitments, too_few_shares};
 use crate::msg::{Addr, Msg, Timer};
 use crate::world::{lock, World, T0};
@@ -149,14 +146,7 @@ impl Scenario for ForgedNamespace {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_no_adversarial_acceptance(world);
-        check_stores(world);
-        check_discovery_complete(world, "honest-members-discoverable");
-        if world.stats.adversarial.attempted == 0 {
-            world.violate("attacks-ran", "no forgery reached a rendezvous".to_owned());
-        }
+        check_attack_scenario(world, "forgery");
     }
 
     fn metrics(&self) -> std::collections::BTreeMap<String, f64> {

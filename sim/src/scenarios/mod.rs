@@ -194,6 +194,21 @@ pub fn check_no_adversarial_acceptance(world: &mut World) {
     }
 }
 
+/// The end-of-run invariants every attack scenario shares: the DKG and the
+/// namespaces are sound, no attack was accepted, stores hold only genuine
+/// records, honest members stay discoverable, and the attacks did run
+/// (`what` names them in the violation).
+pub fn check_attack_scenario(world: &mut World, what: &str) {
+    check_dkg(world);
+    check_namespaces(world);
+    check_no_adversarial_acceptance(world);
+    check_stores(world);
+    check_discovery_complete(world, "honest-members-discoverable");
+    if world.stats.adversarial.attempted == 0 {
+        world.violate("attacks-ran", format!("no {what} reached a rendezvous"));
+    }
+}
+
 /// What honest replicas store is genuine: each quorum's namespace has the
 /// quorum's own key set, and every peer record under it carries the real
 /// member's PeerId and address.

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use dht::NamespaceValue;
 use rand_core::RngCore;
 
-use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_stores, schedule_discoveries, Scenario,
-};
+use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::actors::attacker::{fresh_share, peer_record};
 use crate::msg::{Addr, Msg};
 use crate::world::{lock, World};
@@ -170,14 +167,7 @@ impl Scenario for Outsider {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_no_adversarial_acceptance(world);
-        check_stores(world);
-        check_discovery_complete(world, "honest-members-discoverable");
-        if world.stats.adversarial.attempted == 0 {
-            world.violate("attacks-ran", "no attack reached a rendezvous".to_owned());
-        }
+        check_attack_scenario(world, "attack");
     }
 
     fn metrics(&self) -> std::collections::BTreeMap<String, f64> {

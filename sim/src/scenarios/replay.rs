@@ -15,10 +15,7 @@ use std::sync::Arc;
 use dht::NamespaceValue;
 use rendezvous_proto::PeerRecord;
 
-use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_stores, schedule_discoveries, Scenario,
-};
+use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::msg::{Addr, Msg};
 use crate::world::{lock, SimConfig, World, T0};
 
@@ -161,14 +158,7 @@ impl Scenario for Replay {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_no_adversarial_acceptance(world);
-        check_stores(world);
-        check_discovery_complete(world, "honest-members-discoverable");
-        if world.stats.adversarial.attempted == 0 {
-            world.violate("attacks-ran", "no replay reached a rendezvous".to_owned());
-        }
+        check_attack_scenario(world, "replay");
     }
 
     fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
