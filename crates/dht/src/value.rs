@@ -2,6 +2,7 @@
 //! its live peer records. Each part is self-certifying, so any replica can
 //! re-verify a value and merging values is a state-based CRDT.
 
+use rendezvous_proto::codec::{MIN_NAMESPACE_RECORD_BYTES, MIN_PEER_RECORD_BYTES};
 use rendezvous_proto::wire::{Reader, Writer};
 use rendezvous_proto::{DecodeError, Limits, NamespaceRecord, PeerRecord};
 
@@ -38,8 +39,7 @@ impl NamespaceValue {
         let mut r = Reader::new(bytes);
         r.expect_version(VALUE_VERSION)?;
         let namespace = NamespaceRecord::decode_from(&mut r)?;
-        // A peer record is at least ~200 bytes; 150 is a safe lower bound.
-        let count = r.list_len16(limits.max_members as usize, 150, "peers")?;
+        let count = r.list_len16(limits.max_members as usize, MIN_PEER_RECORD_BYTES, "peers")?;
         let mut peers = Vec::with_capacity(count);
         for _ in 0..count {
             peers.push(PeerRecord::decode_from(&mut r)?);
@@ -76,8 +76,7 @@ impl KindValue {
         }
         let mut r = Reader::new(bytes);
         r.expect_version(VALUE_VERSION)?;
-        // A namespace record is at least 48 + 96 + 30 bytes.
-        let count = r.list_len16(u16::MAX as usize, 170, "namespaces")?;
+        let count = r.list_len16(u16::MAX as usize, MIN_NAMESPACE_RECORD_BYTES, "namespaces")?;
         let mut namespaces = Vec::with_capacity(count);
         for _ in 0..count {
             namespaces.push(NamespaceRecord::decode_from(&mut r)?);
