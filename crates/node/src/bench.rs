@@ -499,6 +499,33 @@ fn acquire(window: &Arc<Semaphore>, count: usize) -> Acquire {
     Box::pin(window.clone().acquire_many_owned(count as u32))
 }
 
+/// Reports a member's warm-up result, then waits for the timed phase to
+/// start, driving the swarm meanwhile so the member keeps answering pings.
+/// `None` when the warm-up failed or the run was abandoned.
+async fn report_ready_and_wait<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    warmed: Result<(), BenchError>,
+    ready: &tokio::sync::mpsc::Sender<Result<(), BenchError>>,
+    start: &mut tokio::sync::watch::Receiver<Option<Phase>>,
+) -> Option<Phase> {
+    let failed = warmed.is_err();
+    let _ = ready.send(warmed).await;
+    if failed {
+        return None;
+    }
+    let phase = loop {
+        if let Some(p) = *start.borrow() {
+            break p;
+        }
+        tokio::select! {
+            changed = start.changed() => if changed.is_err() { return None; },
+            _ = swarm.select_next_some() => {}
+        }
+    };
+    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
+    Some(phase)
+}
+
 fn percentile(sorted: &[f32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -797,25 +824,12 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
             }
         }
     };
-    let warmed: Result<(), BenchError> = tokio::time::timeout(Duration::from_secs(60), warm)
+    let warmed = tokio::time::timeout(Duration::from_secs(60), warm)
         .await
         .unwrap_or_else(|_| Err("warm-up timed out".into()));
-    let failed = warmed.is_err();
-    let _ = ready.send(warmed).await;
-    if failed {
+    let Some(phase) = report_ready_and_wait(&mut swarm, warmed, &ready, &mut start).await else {
         return out;
-    }
-    // Wait for the start, answering pings meanwhile.
-    let phase = loop {
-        if let Some(p) = *start.borrow() {
-            break p;
-        }
-        tokio::select! {
-            changed = start.changed() => if changed.is_err() { return out; },
-            _ = swarm.select_next_some() => {}
-        }
     };
-    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
     let deadline = TokioInstant::from_std(phase.deadline);
     let mut in_flight: Option<(
         request_response::OutboundRequestId,
@@ -1110,24 +1124,12 @@ async fn baseline_member(
             }
         }
     };
-    let warmed: Result<(), BenchError> = tokio::time::timeout(Duration::from_secs(60), warm)
+    let warmed = tokio::time::timeout(Duration::from_secs(60), warm)
         .await
         .unwrap_or_else(|_| Err("warm-up timed out".into()));
-    let failed = warmed.is_err();
-    let _ = ready.send(warmed).await;
-    if failed {
+    let Some(phase) = report_ready_and_wait(&mut swarm, warmed, &ready, &mut start).await else {
         return out;
-    }
-    let phase = loop {
-        if let Some(p) = *start.borrow() {
-            break p;
-        }
-        tokio::select! {
-            changed = start.changed() => if changed.is_err() { return out; },
-            _ = swarm.select_next_some() => {}
-        }
     };
-    tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
     let deadline = TokioInstant::from_std(phase.deadline);
     let mut left = count;
     let mut in_flight: Option<(Instant, OwnedSemaphorePermit)> = None;
