@@ -10,13 +10,15 @@
 //!
 //! - `dkg/one_member_n64_t43`: messages handed over as decoded structs.
 //! - `dkg/one_member_n64_t43_with_decode`: the same from bytes, including
-//!   `DkgMessage::decode` (decompression of 63 x 44 deal points, which are
-//!   not subgroup-checked: the DKG checks the 43 summed commitments).
-//! - `dkg/deal_points_{checked,unchecked}`: decoding those 2,772 points
-//!   alone, as `PublicKey::from_bytes` (decompression and subgroup check,
-//!   what the DKG decoder did before) and as `CommitmentPoint::from_bytes`
-//!   (decompression and on-curve only, what it does now), for a ratio
-//!   measured in one run.
+//!   `DkgMessage::decode` (63 x 44 uncompressed deal points, checked on the
+//!   curve but not for the subgroup: the DKG checks the 43 summed
+//!   commitments).
+//! - `dkg/deal_points_{checked,unchecked,uncompressed}`: decoding those
+//!   2,772 points alone, as `PublicKey::from_bytes` (decompression and
+//!   subgroup check: the first DKG decoder), `CommitmentPoint::from_bytes`
+//!   (decompression and on-curve: wire version 1) and
+//!   `CommitmentPoint::from_uncompressed` (curve equation only: wire
+//!   version 2, what deals carry now), for ratios measured in one run.
 //!
 //! Criterion reports wall time, and blst runs multi-exponentiations on a
 //! thread pool; so before the criterion runs, the process CPU time (all
@@ -165,6 +167,13 @@ fn decode_unchecked(points: &[[u8; dkg::G1_BYTES]]) -> usize {
         .count()
 }
 
+fn decode_uncompressed(points: &[[u8; dkg::G1_UNCOMPRESSED_BYTES]]) -> usize {
+    points
+        .iter()
+        .filter(|p| CommitmentPoint::from_uncompressed(&p[..]).is_ok())
+        .count()
+}
+
 fn bench(c: &mut Criterion) {
     let messages = record();
     assert_eq!(messages.len(), 3 * (N as usize - 1));
@@ -176,6 +185,15 @@ fn bench(c: &mut Criterion) {
     assert_eq!(points.len(), (N as usize - 1) * (THRESHOLD as usize + 1));
     assert_eq!(decode_checked(&points), points.len());
     assert_eq!(decode_unchecked(&points), points.len());
+    let uncompressed: Vec<[u8; dkg::G1_UNCOMPRESSED_BYTES]> = points
+        .iter()
+        .map(|p| {
+            CommitmentPoint::from_bytes(p)
+                .expect("decodes")
+                .to_uncompressed()
+        })
+        .collect();
+    assert_eq!(decode_uncompressed(&uncompressed), points.len());
 
     print_cpu("one member, handle_* only", 20, || {
         replay(messages.clone());
@@ -190,9 +208,16 @@ fn bench(c: &mut Criterion) {
     print_cpu(&label, 3, || {
         decode_checked(&points);
     });
-    let label = format!("{} deal points, unchecked decode (now)", points.len());
+    let label = format!(
+        "{} deal points, unchecked compressed decode (v1)",
+        points.len()
+    );
     print_cpu(&label, 3, || {
         decode_unchecked(&points);
+    });
+    let label = format!("{} deal points, uncompressed decode (now)", points.len());
+    print_cpu(&label, 3, || {
+        decode_uncompressed(&uncompressed);
     });
     let label = format!("{} deal points, blst decompression alone", points.len());
     print_cpu(&label, 3, || {
@@ -213,6 +238,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("deal_points_unchecked", |b| {
         b.iter(|| decode_unchecked(&points))
+    });
+    group.bench_function("deal_points_uncompressed", |b| {
+        b.iter(|| decode_uncompressed(&uncompressed))
     });
     group.finish();
 }

@@ -19,10 +19,12 @@
 //! shares), [`batch`] (safe batch verification with bisection), [`dkg`]
 //! (the Joint-Feldman DKG state machine).
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `blst_raw` is the one audited exception.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod batch;
+mod blst_raw;
 pub mod combine;
 pub mod dkg;
 mod encoding;
@@ -38,7 +40,7 @@ pub use dkg::{
     CommitmentPoint, ConfigError, DealCommitments, DealMessage, DealerVerdict, Destination, Digest,
     Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage,
     MessageError, MessageKind, Phase, ProofOfKnowledge, ResponseMessage, SessionId, ShareMessage,
-    Transmit, WireError,
+    Transmit, WireError, G1_UNCOMPRESSED_BYTES,
 };
 pub use error::{CombineError, DecodeError};
 pub use keys::{

@@ -107,20 +107,45 @@ impl PublicKeySet {
 }
 
 /// `point * k` for a small non-negative `k`, by double-and-add over the
-/// bits of `k` (MSB first).
+/// non-adjacent form of `k` (MSB first): digits in {-1, 0, 1} with no two
+/// adjacent non-zero, so about `bits / 3` additions instead of `bits / 2`
+/// (for `k = 1000`: 2 instead of 5, next to 10 doublings).
 pub(crate) fn mul_small(point: &G1Projective, k: u32) -> G1Projective {
-    if k == 0 {
-        return G1Projective::identity();
-    }
-    let mut acc = *point;
-    let bits = 32 - k.leading_zeros();
-    for bit in (0..bits - 1).rev() {
-        acc = acc.double();
-        if (k >> bit) & 1 == 1 {
-            acc += point;
+    let digits = non_adjacent_form(k);
+    let mut acc = G1Projective::identity();
+    let mut started = false;
+    for &d in digits.iter().rev() {
+        if started {
+            acc = acc.double();
+        }
+        match d {
+            1 => {
+                acc = if started { acc + point } else { *point };
+                started = true;
+            }
+            -1 => acc -= point,
+            _ => {}
         }
     }
     acc
+}
+
+/// The NAF digits of `k`, least significant first (at most 33 of them).
+fn non_adjacent_form(k: u32) -> Vec<i8> {
+    let mut digits = Vec::with_capacity(34);
+    let mut k = u64::from(k);
+    while k > 0 {
+        if k & 1 == 1 {
+            // 2 - (k mod 4): +1 when k = 1 (mod 4), -1 when k = 3 (mod 4).
+            let d: i8 = if k & 3 == 1 { 1 } else { -1 };
+            digits.push(d);
+            k = if d == 1 { k - 1 } else { k + 1 };
+        } else {
+            digits.push(0);
+        }
+        k >>= 1;
+    }
+    digits
 }
 
 impl TryFrom<Vec<PublicKey>> for PublicKeySet {
@@ -151,7 +176,7 @@ mod tests {
         /// The short-scalar double-and-add agrees with the library's
         /// full scalar multiplication.
         #[test]
-        fn mul_small_matches_library(k in 0u32..100_000, seed in any::<u64>()) {
+        fn mul_small_matches_library(k in prop_oneof![0u32..100_000, any::<u32>()], seed in any::<u64>()) {
             let p = G1Projective::generator() * Scalar::from(seed | 1);
             prop_assert_eq!(mul_small(&p, k), p * Scalar::from(u64::from(k)));
         }

@@ -135,6 +135,6 @@ pub use messages::{
     DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, MessageKind,
     ResponseMessage, ShareMessage, DEAL_HASH_DOMAIN,
 };
-pub use point::{CommitmentPoint, DealCommitments};
+pub use point::{CommitmentPoint, DealCommitments, G1_UNCOMPRESSED_BYTES};
 pub use proof::{ProofOfKnowledge, POK_DOMAIN};
 pub use wire::{MAX_MESSAGE_BYTES, WIRE_VERSION};

@@ -1,8 +1,8 @@
 //! The canonical, bounded binary encoding of [`DkgMessage`].
 //!
 //! ```text
-//! message       = version:u8 (= 1) || tag:u8 || session_id:[32] || sender:u32 || body
-//! Deal    (1)   = count:u32 || count * C:[48] || R:[48] || z:[32]
+//! message       = version:u8 (= 2) || tag:u8 || session_id:[32] || sender:u32 || body
+//! Deal    (1)   = count:u32 || count * C:[96] || R:[96] || z:[32]
 //! Share   (2)   = recipient:u32 || share:[32]
 //! Response (3)  = count:u32 || count * verdict
 //!   verdict     = kind:u8 || digest:[32]     kind 0 Valid, 1 BadShare,
@@ -13,11 +13,16 @@
 //!
 //! Integers are big-endian; `sender` is the dealer (Deal, Share,
 //! Justification) or the responding member (Response). Points are
-//! compressed G1 (`C` the commitments lowest degree first, `R` the proof's
-//! nonce commitment), decoded with [`CommitmentPoint::from_bytes`]:
-//! canonical, on the curve, not the identity, but *not* subgroup-checked
-//! (that would be 2,800 checks for one member of a 64-member quorum; the
-//! DKG checks the summed key set instead, see the [`crate::dkg`] docs).
+//! *uncompressed* G1, `x || y` (`C` the commitments lowest degree first,
+//! `R` the proof's nonce commitment), decoded with
+//! [`CommitmentPoint::from_uncompressed`]: canonical, on the curve, not the
+//! identity, but *not* subgroup-checked (that would be 2,800 checks for one
+//! member of a 64-member quorum; the DKG checks the summed key set
+//! instead, see the [`crate::dkg`] docs). Uncompressed because a member
+//! decodes thousands of them: a compressed point costs a square root
+//! (about 15 us here), an uncompressed one only the curve equation (about
+//! 1 us), for 48 more bytes per point. Version 1 of this encoding carried
+//! compressed points and is refused.
 //! Scalars are 32 bytes big-endian and must be below the group order;
 //! shares must also be non-zero. Member
 //! indices are in `1..=MAX_MEMBERS`; every `count` is in
@@ -38,13 +43,13 @@ use super::messages::{
     DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, ResponseMessage,
     ShareMessage,
 };
-use super::point::{CommitmentPoint, DealCommitments};
+use super::point::{CommitmentPoint, DealCommitments, G1_UNCOMPRESSED_BYTES};
 use super::proof::ProofOfKnowledge;
 use crate::error::DecodeError;
-use crate::keys::{SecretKeyShare, G1_BYTES, SCALAR_BYTES};
+use crate::keys::{SecretKeyShare, SCALAR_BYTES};
 
 /// The encoding version this code writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// The largest encoded message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
@@ -142,13 +147,16 @@ impl DkgMessage {
         let sender = r.index()?;
         let message = match tag {
             TAG_DEAL => {
-                let count = r.count(G1_BYTES, G1_BYTES + SCALAR_BYTES)?;
+                let count = r.count(G1_UNCOMPRESSED_BYTES, G1_UNCOMPRESSED_BYTES + SCALAR_BYTES)?;
                 let mut commitments = Vec::with_capacity(count);
                 for _ in 0..count {
-                    commitments.push(CommitmentPoint::from_bytes(r.take(G1_BYTES)?)?);
+                    commitments.push(CommitmentPoint::from_uncompressed(
+                        r.take(G1_UNCOMPRESSED_BYTES)?,
+                    )?);
                 }
                 let commitments = DealCommitments::new(commitments)?;
-                let commitment = CommitmentPoint::from_bytes(r.take(G1_BYTES)?)?;
+                let commitment =
+                    CommitmentPoint::from_uncompressed(r.take(G1_UNCOMPRESSED_BYTES)?)?;
                 let response = r.scalar()?;
                 Self::Deal(DealMessage {
                     session_id,
@@ -228,13 +236,13 @@ pub(crate) fn encode_deal(deal: &DealMessage) -> Vec<u8> {
         TAG_DEAL,
         &deal.session_id,
         deal.dealer,
-        4 + (commitments.len() + 1) * G1_BYTES + SCALAR_BYTES,
+        4 + (commitments.len() + 1) * G1_UNCOMPRESSED_BYTES + SCALAR_BYTES,
     );
     put_count(&mut out, commitments.len());
     for c in commitments {
-        out.extend_from_slice(&c.to_bytes());
+        out.extend_from_slice(&c.to_uncompressed());
     }
-    out.extend_from_slice(&deal.proof.commitment.to_bytes());
+    out.extend_from_slice(&deal.proof.commitment.to_uncompressed());
     out.extend_from_slice(&deal.proof.response.to_bytes_be());
     out
 }
@@ -465,16 +473,22 @@ mod tests {
         let deal = DealMessage::new(SessionId([7; 32]), 3, &poly, &mut rng).unwrap();
         let bytes = DkgMessage::Deal(deal.clone()).encode();
         assert_eq!(bytes, encode_deal(&deal));
-        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 3 * G1_BYTES + SCALAR_BYTES);
+        assert_eq!(
+            bytes.len(),
+            HEADER_BYTES + 4 + 3 * G1_UNCOMPRESSED_BYTES + SCALAR_BYTES
+        );
         assert_eq!(DkgMessage::decode(&bytes), Ok(DkgMessage::Deal(deal)));
 
         assert_eq!(DkgMessage::decode(&[]), Err(WireError::Truncated));
-        let mut v = bytes.clone();
-        v[0] = 2;
-        assert_eq!(
-            DkgMessage::decode(&v),
-            Err(WireError::UnsupportedVersion(2))
-        );
+        // Version 1 (compressed deal points) and anything newer are refused.
+        for version in [1, 3] {
+            let mut v = bytes.clone();
+            v[0] = version;
+            assert_eq!(
+                DkgMessage::decode(&v),
+                Err(WireError::UnsupportedVersion(version))
+            );
+        }
         let mut v = bytes.clone();
         v[1] = 9;
         assert_eq!(DkgMessage::decode(&v), Err(WireError::UnknownTag(9)));
@@ -503,8 +517,15 @@ mod tests {
             DkgMessage::decode(&v),
             Err(WireError::TrailingBytes { extra: 1 })
         );
+        // Flag bits (compression, infinity, sign) in an uncompressed point.
+        for flag in [0x80u8, 0x40, 0x20] {
+            let mut v = bytes.clone();
+            v[42] ^= flag;
+            assert!(matches!(DkgMessage::decode(&v), Err(WireError::Field(_))));
+        }
+        // A coordinate not below p: x with all of its 381 bits set.
         let mut v = bytes.clone();
-        v[42] ^= 0x40; // flip the infinity flag of the first commitment
+        v[42..42 + 48].copy_from_slice(&[0x1f; 48]);
         assert!(matches!(DkgMessage::decode(&v), Err(WireError::Field(_))));
         assert_eq!(
             DkgMessage::decode(&vec![0u8; MAX_MESSAGE_BYTES + 1]),
@@ -545,30 +566,23 @@ mod tests {
         let poly = Polynomial::random(3, &mut rng);
         let deal = DealMessage::new(SessionId([9; 32]), 1, &poly, &mut rng).unwrap();
         let bytes = encode_deal(&deal);
-        let c1 = HEADER_BYTES + 4 + G1_BYTES;
-        let r_at = HEADER_BYTES + 4 + 3 * G1_BYTES;
+        let c1 = HEADER_BYTES + 4 + G1_UNCOMPRESSED_BYTES;
+        let r_at = HEADER_BYTES + 4 + 3 * G1_UNCOMPRESSED_BYTES;
 
-        let mut x_off_curve = [0u8; G1_BYTES];
-        x_off_curve[0] = 0x80;
-        let x = (1u8..=255)
-            .find(|&x| {
-                x_off_curve[G1_BYTES - 1] = x;
-                Option::<blstrs::G1Affine>::from(blstrs::G1Affine::from_compressed_unchecked(
-                    &x_off_curve,
-                ))
-                .is_none()
-            })
-            .unwrap();
-        x_off_curve[G1_BYTES - 1] = x;
+        // (x, y) with y moved off the curve: y + 1 (canonical, below p).
+        let mut off_curve = deal.commitments.points()[1].to_uncompressed();
+        let last = G1_UNCOMPRESSED_BYTES - 1;
+        off_curve[last] = off_curve[last].wrapping_add(1);
         for at in [c1, r_at] {
             let mut v = bytes.clone();
-            v[at..at + G1_BYTES].copy_from_slice(&x_off_curve);
+            v[at..at + G1_UNCOMPRESSED_BYTES].copy_from_slice(&off_curve);
             assert_eq!(
                 DkgMessage::decode(&v),
                 Err(WireError::Field(DecodeError::InvalidPoint))
             );
             let mut v = bytes.clone();
-            v[at..at + G1_BYTES].copy_from_slice(&blstrs::G1Affine::identity().to_compressed());
+            v[at..at + G1_UNCOMPRESSED_BYTES]
+                .copy_from_slice(&blstrs::G1Affine::identity().to_uncompressed());
             assert_eq!(
                 DkgMessage::decode(&v),
                 Err(WireError::Field(DecodeError::Identity))
@@ -579,8 +593,8 @@ mod tests {
         let tainted = (deal.commitments.points()[1].point() + torsion).to_affine();
         let tainted_r = (deal.proof.commitment.point() + torsion).to_affine();
         let mut v = bytes.clone();
-        v[c1..c1 + G1_BYTES].copy_from_slice(&tainted.to_compressed());
-        v[r_at..r_at + G1_BYTES].copy_from_slice(&tainted_r.to_compressed());
+        v[c1..c1 + G1_UNCOMPRESSED_BYTES].copy_from_slice(&tainted.to_uncompressed());
+        v[r_at..r_at + G1_UNCOMPRESSED_BYTES].copy_from_slice(&tainted_r.to_uncompressed());
         let Ok(DkgMessage::Deal(decoded)) = DkgMessage::decode(&v) else {
             panic!("a deal with points outside G1 decodes");
         };
