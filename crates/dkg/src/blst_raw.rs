@@ -19,8 +19,9 @@
 
 use blst::{
     blst_final_exp, blst_fp12, blst_fp12_is_one, blst_miller_loop_n, blst_p1, blst_p1_affine,
-    blst_p1_mult, blst_p2, blst_p2_affine, blst_p2_mult, blst_p2s_mult_pippenger,
-    blst_p2s_mult_pippenger_scratch_sizeof, limb_t,
+    blst_p1_mult, blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof, blst_p2,
+    blst_p2_affine, blst_p2_mult, blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof,
+    limb_t,
 };
 use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective};
 use group::{prime::PrimeCurveAffine, Group};
@@ -38,19 +39,19 @@ pub(crate) fn g1_mul_short(point: &G1Projective, scalar: u64, nbits: usize) -> G
     out
 }
 
-/// `sum scalars[i] * points[i]` with 64-bit scalars, on this thread
+/// `sum scalars[i] * points[i]` in G2 with 64-bit scalars, on this thread
 /// (Pippenger's bucket method). Extra points or scalars beyond the shorter
 /// slice are ignored; an empty input gives the identity.
 pub(crate) fn g2_msm_u64(points: &[G2Affine], scalars: &[u64]) -> G2Projective {
     let n = points.len().min(scalars.len());
+    let bytes: Vec<[u8; 8]> = scalars[..n].iter().map(|s| s.to_le_bytes()).collect();
     let mut out = G2Projective::identity();
     if n == 0 {
         return out;
     }
-    let bytes: Vec<[u8; 8]> = scalars[..n].iter().map(|s| s.to_le_bytes()).collect();
+    let out_raw: &mut blst_p2 = out.as_mut();
     if n == 1 {
         let p = G2Projective::from(points[0]);
-        let out_raw: &mut blst_p2 = out.as_mut();
         // SAFETY: valid points; 8 bytes read for 64 bits.
         unsafe { blst_p2_mult(out_raw, p.as_ref(), bytes[0].as_ptr(), 64) };
         return out;
@@ -61,10 +62,7 @@ pub(crate) fn g2_msm_u64(points: &[G2Affine], scalars: &[u64]) -> G2Projective {
         .collect();
     let scalar_ptrs: Vec<*const u8> = bytes.iter().map(|b| b.as_ptr()).collect();
     // SAFETY: a pure size query.
-    let scratch_bytes = unsafe { blst_p2s_mult_pippenger_scratch_sizeof(n) };
-    let mut scratch: Vec<limb_t> =
-        vec![0; scratch_bytes.div_ceil(std::mem::size_of::<limb_t>()).max(1)];
-    let out_raw: &mut blst_p2 = out.as_mut();
+    let mut scratch = scratch_for(unsafe { blst_p2s_mult_pippenger_scratch_sizeof(n) });
     // SAFETY: `n` point pointers and `n` scalar pointers (8 bytes each, 64
     // bits read), all alive for the call; scratch is at least the size blst
     // asked for.
@@ -79,6 +77,54 @@ pub(crate) fn g2_msm_u64(points: &[G2Affine], scalars: &[u64]) -> G2Projective {
         )
     };
     out
+}
+
+/// `sum scalars[i] * points[i]` in G1, on this thread, with each scalar
+/// given as `N` little-endian bytes of which the low `nbits` are used
+/// (`nbits <= 8 * N`; 64-bit coefficients cost a quarter of 255-bit ones).
+/// Extra points or scalars beyond the shorter slice are ignored; an empty
+/// input gives the identity.
+///
+/// The bucket method uses only the group law (additions, doublings and
+/// negations), so it is exact for any point on the curve, also outside G1.
+pub(crate) fn g1_msm<const N: usize>(
+    points: &[G1Affine],
+    scalars: &[[u8; N]],
+    nbits: usize,
+) -> G1Projective {
+    let n = points.len().min(scalars.len());
+    let nbits = nbits.clamp(1, 8 * N);
+    let mut out = G1Projective::identity();
+    if n == 0 {
+        return out;
+    }
+    let point_ptrs: Vec<*const blst_p1_affine> = points[..n]
+        .iter()
+        .map(|p| p.as_ref() as *const blst_p1_affine)
+        .collect();
+    let scalar_ptrs: Vec<*const u8> = scalars[..n].iter().map(|b| b.as_ptr()).collect();
+    // SAFETY: a pure size query.
+    let mut scratch = scratch_for(unsafe { blst_p1s_mult_pippenger_scratch_sizeof(n) });
+    let out_raw: &mut blst_p1 = out.as_mut();
+    // SAFETY: `n` point pointers and `n` scalar pointers, each scalar `N`
+    // bytes with `ceil(nbits / 8) <= N` read, all alive for the call;
+    // scratch is at least the size blst asked for.
+    unsafe {
+        blst_p1s_mult_pippenger(
+            out_raw,
+            point_ptrs.as_ptr(),
+            n,
+            scalar_ptrs.as_ptr(),
+            nbits,
+            scratch.as_mut_ptr(),
+        )
+    };
+    out
+}
+
+/// A zeroed scratch buffer of at least `bytes` bytes for blst's Pippenger.
+fn scratch_for(bytes: usize) -> Vec<limb_t> {
+    vec![0; bytes.div_ceil(std::mem::size_of::<limb_t>()).max(1)]
 }
 
 /// Whether `prod e(p_i, q_i) == 1` (one shared Miller loop and one final
@@ -144,6 +190,33 @@ mod tests {
                 .zip(&scalars)
                 .fold(G2Projective::identity(), |acc, (p, s)| acc + p * Scalar::from(*s));
             prop_assert_eq!(g2_msm_u64(&affine, &scalars), expected);
+        }
+
+        #[test]
+        fn g1_msm_matches_the_library(
+            seed in any::<u64>(),
+            scalars in proptest::collection::vec(any::<[u8; 32]>(), 0..40),
+            short in any::<bool>(),
+        ) {
+            let points: Vec<G1Projective> = (0..scalars.len() as u64).map(|i| g1(seed ^ i)).collect();
+            let affine: Vec<G1Affine> = points.iter().map(|p| p.to_affine()).collect();
+            // Full scalars below r (what blst expects), or 64-bit ones.
+            let scalars: Vec<[u8; 32]> = scalars
+                .iter()
+                .map(|b| {
+                    let mut s = *b;
+                    s[31] &= 0x3f; // below 2^254 < r
+                    if short {
+                        s[8..].fill(0);
+                    }
+                    s
+                })
+                .collect();
+            let expected = points.iter().zip(&scalars).fold(G1Projective::identity(), |acc, (p, s)| {
+                acc + p * Option::<Scalar>::from(Scalar::from_bytes_le(s)).unwrap()
+            });
+            let nbits = if short { 64 } else { 255 };
+            prop_assert_eq!(g1_msm(&affine, &scalars, nbits), expected);
         }
 
         #[test]

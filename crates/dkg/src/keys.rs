@@ -195,7 +195,7 @@ impl SecretKeyShare {
 
     /// This share's public key share `x_i * G1`.
     pub fn public_key_share(&self) -> PublicKey {
-        PublicKey((G1Projective::generator() * self.scalar).to_affine())
+        PublicKey(crate::fixed_base::generator_mul_affine(&self.scalar))
     }
 
     /// Signs `message` with the share.

@@ -29,6 +29,7 @@ pub mod combine;
 pub mod dkg;
 mod encoding;
 pub mod error;
+mod fixed_base;
 pub mod keys;
 pub mod poly;
 pub mod public_key_set;

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use blstrs::{G1Projective, Scalar};
+use blstrs::{G1Affine, G1Projective, Scalar};
 use ff::Field;
-use group::Group;
+use group::{prime::PrimeCurveAffine, Curve};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::public_key_set::PublicKeySet;
@@ -65,11 +65,18 @@ impl Polynomial {
     /// Returns `None` only if a coefficient is zero (never for
     /// [`Polynomial::random`]).
     pub fn commitments(&self) -> Option<PublicKeySet> {
-        let g = G1Projective::generator();
-        let points = self
+        // Fixed-base multiplications (see `fixed_base`), one shared
+        // inversion for all the affine conversions.
+        let projective: Vec<G1Projective> = self
             .coefficients
             .iter()
-            .map(|c| crate::keys::PublicKey::from_point(g * c).ok())
+            .map(crate::fixed_base::generator_mul)
+            .collect();
+        let mut affine = vec![G1Affine::identity(); projective.len()];
+        G1Projective::batch_normalize(&projective, &mut affine);
+        let points = affine
+            .into_iter()
+            .map(|a| crate::keys::PublicKey::from_point(a.into()).ok())
             .collect::<Option<Vec<_>>>()?;
         PublicKeySet::new(points).ok()
     }

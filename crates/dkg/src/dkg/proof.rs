@@ -15,9 +15,8 @@
 //! the part of `C_0` that can end up in a key; a torsion component of
 //! `C_0` is caught by the check of the summed key set.
 
-use blstrs::{G1Projective, Scalar};
+use blstrs::Scalar;
 use ff::Field;
-use group::Group;
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest as _, Sha256};
 
@@ -60,7 +59,7 @@ impl ProofOfKnowledge {
                 break k;
             }
         };
-        let commitment = PublicKey::from_point(G1Projective::generator() * nonce)
+        let commitment = PublicKey::from_point(crate::fixed_base::generator_mul(&nonce))
             .ok()
             .map(CommitmentPoint::from);
         let mut secret = polynomial.secret();
@@ -141,7 +140,9 @@ fn scalar_from_wide_be(bytes: &[u8; 64]) -> Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blstrs::G1Projective;
     use ff::PrimeField;
+    use group::Group;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
