@@ -75,6 +75,60 @@ fn verify(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // Baseline: blst's own safe batch check (the same equation, random
+    // 64-bit coefficients, multiplying every signature by its coefficient,
+    // fanned out over blst's thread pool). Under `taskset -c 1` the pool
+    // has one core to share.
+    let blst_pks: Vec<blst::min_pk::PublicKey> = triples
+        .iter()
+        .map(|t| blst::min_pk::PublicKey::from(*t.0.affine().as_ref()))
+        .collect();
+    let blst_sigs: Vec<blst::min_pk::Signature> = triples
+        .iter()
+        .map(|t| blst::min_pk::Signature::from(*t.2.affine().as_ref()))
+        .collect();
+    let pk_refs: Vec<&blst::min_pk::PublicKey> = blst_pks.iter().collect();
+    let sig_refs: Vec<&blst::min_pk::Signature> = blst_sigs.iter().collect();
+    let messages: Vec<&[u8]> = triples.iter().map(|t| t.1.as_slice()).collect();
+    let rands: Vec<blst::blst_scalar> = (0..triples.len() as u64)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).to_le_bytes());
+            blst::blst_scalar { b }
+        })
+        .collect();
+    g.bench_function("batch_64_blst_pool", |b| {
+        b.iter(|| {
+            let r = blst::min_pk::Signature::verify_multiple_aggregate_signatures(
+                &messages,
+                dkg::CIPHERSUITE,
+                &pk_refs,
+                false,
+                &sig_refs,
+                false,
+                &rands,
+                64,
+            );
+            assert_eq!(r, blst::BLST_ERROR::BLST_SUCCESS);
+        })
+    });
+    // Ours on every core, as the node runs it: one thread per core, each
+    // checking its own batch of 64. Per-signature wall cost = this / (64 x
+    // cores).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    g.bench_function(format!("batch_64_on_each_of_{cores}_cores"), |b| {
+        b.iter(|| {
+            std::thread::scope(|scope| {
+                for seed in 0..cores as u64 {
+                    let items = &items;
+                    scope.spawn(move || {
+                        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+                        assert!(batch_verify(items, &mut rng));
+                    });
+                }
+            })
+        })
+    });
     g.bench_function("sign_1", |b| {
         let sk = SecretKeyShare::new(1, Scalar::from(77u64)).unwrap();
         b.iter(|| black_box(sk.sign(b"message")))

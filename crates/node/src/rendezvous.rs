@@ -5,15 +5,15 @@
 //! - Peer registrations (`RegisterPeer`, and the several records of a
 //!   `RegisterPeers`) are verified in batches off the event loop: the store
 //!   runs the cheap checks and quotas ([`NamespaceStore::precheck_peers`],
-//!   no curve arithmetic), a verification thread decodes the signatures and
-//!   runs one safe batch verification over every core
-//!   ([`rendezvous_proto::verify_batch`], bisecting so one bad signature
-//!   never fails the others), and the store applies the verdicts
+//!   no curve arithmetic), one of the verification threads (one per core)
+//!   decodes the signatures and runs one safe batch verification on its
+//!   own core ([`rendezvous_proto::verify_batch`], bisecting so one bad
+//!   signature never fails the others), and the store applies the verdicts
 //!   ([`NamespaceStore::apply_peers`]) in submission order. A batch goes
 //!   out once it holds 32 records or its oldest has waited 2 ms, at most
-//!   one per core at a time (so one's serial tail overlaps another's
-//!   pairings); whatever arrives meanwhile forms the next, so batches grow
-//!   with the load and the event loop keeps answering discovers.
+//!   one per verification thread at a time; whatever arrives meanwhile
+//!   forms the next, so batches grow with the load (up to 64 records, 30-40
+//!   ms of one core) and the event loop keeps answering discovers.
 //! - Expiry and due pings come from [`NamespaceStore::poll_timeout`]; a due
 //!   peer that is not connected is dialled (by PeerId and its record's
 //!   addresses), and the ping protocol pings every connection twice per
@@ -343,8 +343,11 @@ const MIN_BATCH: usize = 32;
 /// See [`MIN_BATCH`].
 const MAX_BATCH_WAIT: Duration = Duration::from_millis(2);
 
-/// Most records in one verification job (a longer queue makes several).
-const MAX_BATCH: usize = 256;
+/// Most records in one verification job (a longer queue makes several, for
+/// several threads). One job runs on one core: 64 records are 30-40 ms of
+/// pairings here, and the final exponentiation amortized over them is
+/// under 2% of the job.
+const MAX_BATCH: usize = 64;
 
 /// A batch of checked registrations for the verification threads.
 struct VerifyJob {
@@ -362,11 +365,10 @@ struct VerifyDone {
 }
 
 /// Starts `threads` verification threads: each takes checked batches,
-/// decodes the signatures (in parallel) and verifies the batch with one
-/// safe batch check over blst's thread pool, and sends the verdicts back.
-/// Several threads keep the cores busy while one finishes a batch (the
-/// final exponentiation is serial). They stop when the server drops its
-/// end.
+/// decodes the signatures and verifies the batch with one safe batch check
+/// on its own core, and sends the verdicts back. One thread per core keeps
+/// every core busy without a second pool underneath (the batch verifier
+/// runs on the calling thread). They stop when the server drops its end.
 fn spawn_verifiers(
     threads: usize,
 ) -> (
@@ -385,7 +387,6 @@ fn spawn_verifiers(
                 use rand::SeedableRng;
                 let mut rng = rand::rngs::StdRng::from_entropy();
                 lower_priority_of_this_thread();
-                warm_up_verification(&mut rng);
                 loop {
                     let job = match job_rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -407,12 +408,11 @@ fn spawn_verifiers(
 }
 
 /// Verification is throughput work; the event loop (discover answers,
-/// pings) is latency work. The verification thread therefore runs at a
-/// lower priority (nice 10), and so do the threads it starts (blst's pool,
-/// see [`warm_up_verification`]): when the cores are saturated by pairings,
-/// the event loop still gets a core as soon as a request arrives. Linux
-/// only (a thread is a process for `renice`); elsewhere, or without
-/// `renice`, this does nothing.
+/// pings) is latency work. The verification threads therefore run at a
+/// lower priority (nice 10): when the cores are saturated by pairings, the
+/// event loop still gets a core as soon as a request arrives. Linux only
+/// (a thread is a process for `renice`); elsewhere, or without `renice`,
+/// this does nothing.
 fn lower_priority_of_this_thread() {
     let Ok(link) = std::fs::read_link("/proc/thread-self") else {
         return;
@@ -431,23 +431,8 @@ fn lower_priority_of_this_thread() {
     }
 }
 
-/// Verifies one record, so that blst's (process-wide, lazily created)
-/// thread pool is started from this thread and inherits its priority.
-fn warm_up_verification<R: rand_core::RngCore + rand_core::CryptoRng>(rng: &mut R) {
-    let quorum = rendezvous_proto::testkit::TestQuorum::deal(1, 1, rng);
-    let now = now_ms();
-    let namespace = quorum.namespace(1, None, false, now, now + 60_000);
-    let Ok(verified) = rendezvous_proto::verify_namespace(&namespace, now, &Limits::DEFAULT) else {
-        return;
-    };
-    let record = quorum.peer(1, 1, 1, now + 60_000);
-    if let Ok(p) = PendingPeer::prepare(record, &verified, now, &Limits::DEFAULT, None) {
-        let _ = rendezvous_proto::verify_batch(&[p], rng);
-    }
-}
-
-/// Prepares (signature decoding: tens of microseconds each, spread over
-/// the cores) and verifies one batch.
+/// Prepares (signature decoding: tens of microseconds each) and verifies
+/// one batch, on this thread.
 fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone {
     let VerifyJob {
         id,
@@ -455,29 +440,8 @@ fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone 
         now_ms,
         limits,
     } = job;
-    let prepare = |part: &[CheckedPeer]| -> Vec<Result<PendingPeer, StatusCode>> {
-        part.iter().map(|c| c.prepare(now_ms, &limits)).collect()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let prepared: Vec<Result<PendingPeer, StatusCode>> = if threads > 1 && checked.len() >= 16 {
-        let chunk = checked.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = checked
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || prepare(part)))
-                .collect();
-            let mut out = Vec::with_capacity(checked.len());
-            for (h, part) in handles.into_iter().zip(checked.chunks(chunk)) {
-                match h.join() {
-                    Ok(v) => out.extend(v),
-                    Err(_) => out.extend(part.iter().map(|_| Err(StatusCode::Internal))),
-                }
-            }
-            out
-        })
-    } else {
-        prepare(&checked)
-    };
+    let prepared: Vec<Result<PendingPeer, StatusCode>> =
+        checked.iter().map(|c| c.prepare(now_ms, &limits)).collect();
     let mut pending = Vec::with_capacity(prepared.len());
     let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(prepared.len());
     let mut positions = Vec::with_capacity(prepared.len());
