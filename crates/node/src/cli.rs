@@ -367,12 +367,30 @@ async fn run_rendezvous(args: RendezvousArgs) -> ExitCode {
             tracing::info!("Ctrl-C: stopping");
             handle.shutdown().await;
         }
+        _ = terminated() => {
+            tracing::info!("SIGTERM: stopping");
+            handle.shutdown().await;
+        }
         _ = stdin_closed(), if args.exit_with_stdin => {
             handle.shutdown().await;
         }
         _ = wait_forever() => {}
     }
     ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM (what service managers send to stop a daemon), so
+/// the node stops as cleanly as on Ctrl-C; never elsewhere.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    wait_forever().await;
 }
 
 /// Resolves when standard input reaches its end (or fails).
