@@ -23,6 +23,7 @@ use group::{prime::PrimeCurveAffine, Curve};
 use rand_core::RngCore;
 
 use crate::blst_raw::{g1_mul_short, g2_msm_u64, pairing_product_is_one};
+use crate::curve::to_affine_all;
 use crate::keys::{PublicKey, Signature};
 
 /// One (public key, message, signature) triple to verify.
@@ -76,11 +77,10 @@ pub fn batch_verify<R: RngCore>(items: &[BatchItem<'_>], rng: &mut R) -> bool {
         .collect();
 
     // prod e(sum r_i PK_i, H(m)) * e(-g1, sum r_i s_i) == 1.
-    let mut keys_affine = vec![G1Affine::identity(); weighted_keys.len()];
-    G1Projective::batch_normalize(&weighted_keys, &mut keys_affine);
-    let mut hashes_affine = vec![G2Affine::identity(); hashes.len()];
-    G2Projective::batch_normalize(&hashes, &mut hashes_affine);
-    let mut pairs: Vec<(G1Affine, G2Affine)> = keys_affine.into_iter().zip(hashes_affine).collect();
+    let mut pairs: Vec<(G1Affine, G2Affine)> = to_affine_all(&weighted_keys)
+        .into_iter()
+        .zip(to_affine_all(&hashes))
+        .collect();
     pairs.push((-G1Affine::generator(), weighted_signatures.to_affine()));
     pairing_product_is_one(&pairs)
 }

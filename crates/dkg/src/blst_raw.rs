@@ -20,8 +20,7 @@
 use blst::{
     blst_final_exp, blst_fp12, blst_fp12_is_one, blst_miller_loop_n, blst_p1, blst_p1_affine,
     blst_p1_mult, blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof, blst_p2,
-    blst_p2_affine, blst_p2_mult, blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof,
-    limb_t,
+    blst_p2_affine, blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof, limb_t,
 };
 use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective};
 use group::{prime::PrimeCurveAffine, Group};
@@ -40,20 +39,14 @@ pub(crate) fn g1_mul_short(point: &G1Projective, scalar: u64, nbits: usize) -> G
 }
 
 /// `sum scalars[i] * points[i]` in G2 with 64-bit scalars, on this thread
-/// (Pippenger's bucket method). Extra points or scalars beyond the shorter
+/// (Pippenger's bucket method; blst itself switches to a windowed method
+/// for one point or a few). Extra points or scalars beyond the shorter
 /// slice are ignored; an empty input gives the identity.
 pub(crate) fn g2_msm_u64(points: &[G2Affine], scalars: &[u64]) -> G2Projective {
     let n = points.len().min(scalars.len());
     let bytes: Vec<[u8; 8]> = scalars[..n].iter().map(|s| s.to_le_bytes()).collect();
     let mut out = G2Projective::identity();
     if n == 0 {
-        return out;
-    }
-    let out_raw: &mut blst_p2 = out.as_mut();
-    if n == 1 {
-        let p = G2Projective::from(points[0]);
-        // SAFETY: valid points; 8 bytes read for 64 bits.
-        unsafe { blst_p2_mult(out_raw, p.as_ref(), bytes[0].as_ptr(), 64) };
         return out;
     }
     let point_ptrs: Vec<*const blst_p2_affine> = points[..n]
@@ -63,6 +56,7 @@ pub(crate) fn g2_msm_u64(points: &[G2Affine], scalars: &[u64]) -> G2Projective {
     let scalar_ptrs: Vec<*const u8> = bytes.iter().map(|b| b.as_ptr()).collect();
     // SAFETY: a pure size query.
     let mut scratch = scratch_for(unsafe { blst_p2s_mult_pippenger_scratch_sizeof(n) });
+    let out_raw: &mut blst_p2 = out.as_mut();
     // SAFETY: `n` point pointers and `n` scalar pointers (8 bytes each, 64
     // bits read), all alive for the call; scratch is at least the size blst
     // asked for.

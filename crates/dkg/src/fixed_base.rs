@@ -21,6 +21,8 @@ use blstrs::{G1Affine, G1Projective, Scalar};
 use group::{prime::PrimeCurveAffine, Curve, Group};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::curve::to_affine_all;
+
 /// Bits per window.
 const WINDOW_BITS: usize = 4;
 /// Entries per window, including the identity for digit 0.
@@ -45,9 +47,7 @@ fn table() -> &'static [[G1Affine; ENTRIES]] {
                 base = base.double();
             }
         }
-        let mut affine = vec![G1Affine::identity(); projective.len()];
-        G1Projective::batch_normalize(&projective, &mut affine);
-        affine
+        to_affine_all(&projective)
             .chunks_exact(ENTRIES)
             .map(|w| {
                 let mut row = [G1Affine::identity(); ENTRIES];

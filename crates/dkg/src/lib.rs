@@ -26,6 +26,7 @@
 pub mod batch;
 mod blst_raw;
 pub mod combine;
+mod curve;
 pub mod dkg;
 mod encoding;
 pub mod error;

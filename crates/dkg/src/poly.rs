@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use blstrs::{G1Affine, G1Projective, Scalar};
+use blstrs::{G1Projective, Scalar};
 use ff::Field;
-use group::{prime::PrimeCurveAffine, Curve};
 use rand_core::{CryptoRng, RngCore};
 
+use crate::curve::to_affine_all;
 use crate::public_key_set::PublicKeySet;
 
 /// A secret polynomial `f(x) = a_0 + a_1 x + .. + a_{k-1} x^{k-1}` of
@@ -72,9 +72,7 @@ impl Polynomial {
             .iter()
             .map(crate::fixed_base::generator_mul)
             .collect();
-        let mut affine = vec![G1Affine::identity(); projective.len()];
-        G1Projective::batch_normalize(&projective, &mut affine);
-        let points = affine
+        let points = to_affine_all(&projective)
             .into_iter()
             .map(|a| crate::keys::PublicKey::from_point(a.into()).ok())
             .collect::<Option<Vec<_>>>()?;

@@ -1,8 +1,9 @@
 //! The quorum's public key set: Feldman commitments and `PK_i` derivation.
 
-use blstrs::G1Projective;
+use blstrs::{G1Affine, G1Projective};
 use group::{Curve, Group};
 
+use crate::curve::to_affine_all;
 use crate::error::DecodeError;
 use crate::keys::{PublicKey, SignatureShare};
 
@@ -57,16 +58,7 @@ impl PublicKeySet {
     }
 
     fn public_key_share_point(&self, index: u32) -> G1Projective {
-        let mut iter = self.commitments.iter().rev();
-        let mut acc: G1Projective = match iter.next() {
-            Some(c) => c.point(),
-            None => return G1Projective::identity(),
-        };
-        for c in iter {
-            acc = mul_small(&acc, index);
-            acc += c.affine();
-        }
-        acc
+        evaluate_at(self.commitments.iter().map(PublicKey::affine), index)
     }
 
     /// Public key shares of members `1..=n`, in index order (entry `i - 1`
@@ -74,9 +66,7 @@ impl PublicKeySet {
     /// namespace rather than once per registration.
     pub fn public_key_shares(&self, n: u32) -> Vec<PublicKey> {
         let points: Vec<G1Projective> = (1..=n).map(|i| self.public_key_share_point(i)).collect();
-        let mut affine = vec![blstrs::G1Affine::default(); points.len()];
-        G1Projective::batch_normalize(&points, &mut affine);
-        affine.into_iter().map(PublicKey).collect()
+        to_affine_all(&points).into_iter().map(PublicKey).collect()
     }
 
     /// Verifies one signature share against `PK_index`.
@@ -106,12 +96,33 @@ impl PublicKeySet {
     }
 }
 
-/// `point * k` for a small non-negative `k`, by double-and-add over the
-/// non-adjacent form of `k` (MSB first): digits in {-1, 0, 1} with no two
-/// adjacent non-zero, so about `bits / 3` additions instead of `bits / 2`
-/// (for `k = 1000`: 2 instead of 5, next to 10 doublings).
-pub(crate) fn mul_small(point: &G1Projective, k: u32) -> G1Projective {
-    let digits = non_adjacent_form(k);
+/// `sum_j points[j] * index^j` (lowest degree first) by Horner's rule, each
+/// step a multiplication by the small integer `index` (see [`mul_naf`],
+/// its digits computed once) and a mixed addition. Only the group law, so
+/// exact for points outside G1 too; no points give the identity.
+pub(crate) fn evaluate_at<'a>(
+    points: impl DoubleEndedIterator<Item = &'a G1Affine>,
+    index: u32,
+) -> G1Projective {
+    let digits = non_adjacent_form(index);
+    let mut points = points.rev();
+    let Some(highest) = points.next() else {
+        return G1Projective::identity();
+    };
+    let mut acc = G1Projective::from(*highest);
+    for c in points {
+        acc = mul_naf(&acc, &digits);
+        acc += c;
+    }
+    acc
+}
+
+/// `point * k` for a small non-negative `k` given by its non-adjacent form
+/// ([`non_adjacent_form`]), by double-and-add (MSB first): digits in
+/// {-1, 0, 1} with no two adjacent non-zero, so about `bits / 3` additions
+/// instead of `bits / 2` (for `k = 1000`: 2 instead of 5, next to 10
+/// doublings).
+fn mul_naf(point: &G1Projective, digits: &[i8]) -> G1Projective {
     let mut acc = G1Projective::identity();
     let mut started = false;
     for &d in digits.iter().rev() {
@@ -176,9 +187,9 @@ mod tests {
         /// The short-scalar double-and-add agrees with the library's
         /// full scalar multiplication.
         #[test]
-        fn mul_small_matches_library(k in prop_oneof![0u32..100_000, any::<u32>()], seed in any::<u64>()) {
+        fn mul_naf_matches_library(k in prop_oneof![0u32..100_000, any::<u32>()], seed in any::<u64>()) {
             let p = G1Projective::generator() * Scalar::from(seed | 1);
-            prop_assert_eq!(mul_small(&p, k), p * Scalar::from(u64::from(k)));
+            prop_assert_eq!(mul_naf(&p, &non_adjacent_form(k)), p * Scalar::from(u64::from(k)));
         }
 
         /// Horner over the commitments gives `f(i) * G1`.

@@ -28,7 +28,7 @@ use group::{Curve, Group};
 
 use crate::error::DecodeError;
 use crate::keys::{PublicKey, G1_BYTES};
-use crate::public_key_set::{mul_small, PublicKeySet};
+use crate::public_key_set::{evaluate_at, PublicKeySet};
 
 /// Length of an uncompressed G1 point (`x || y`, big-endian).
 pub const G1_UNCOMPRESSED_BYTES: usize = 96;
@@ -245,16 +245,7 @@ impl DealCommitments {
     /// `sum_k C_k * index^k` by Horner's rule with short double-and-add
     /// (exact on the whole curve, as [`PublicKeySet::public_key_share`]).
     pub(crate) fn public_key_share_point(&self, index: u32) -> G1Projective {
-        let mut iter = self.points.iter().rev();
-        let mut acc: G1Projective = match iter.next() {
-            Some(c) => c.point(),
-            None => return G1Projective::identity(),
-        };
-        for c in iter {
-            acc = mul_small(&acc, index);
-            acc += c.affine();
-        }
-        acc
+        evaluate_at(self.points.iter().map(CommitmentPoint::affine), index)
     }
 
     /// Whether every commitment is in G1 (a subgroup check each).

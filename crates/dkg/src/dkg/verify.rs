@@ -24,13 +24,14 @@
 //! the same verdict on the same data. (blst's GLV scalar multiplication
 //! also gets only the G1 component right for such points.)
 
-use blstrs::{G1Affine, G1Projective, Scalar};
+use blstrs::{G1Projective, Scalar};
 use ff::Field;
-use group::{prime::PrimeCurveAffine, Curve, Group};
+use group::Group;
 use rand_core::RngCore;
 
 use super::point::is_torsion;
 use crate::blst_raw::g1_msm;
+use crate::curve::to_affine_all;
 
 /// The relation `g * G1 = sum(s_i * P_i) + sum(Q_j)`, on G1 components.
 pub(crate) struct Relation {
@@ -114,15 +115,9 @@ fn batch_holds<R: RngCore>(relations: &[Relation], rng: &mut R) -> bool {
     let lhs = crate::fixed_base::generator_mul(&g);
     g = Scalar::ZERO;
     std::hint::black_box(&g);
-    let rhs = g1_msm(&to_affine(&short_points), &short_scalars, 64)
-        + g1_msm(&to_affine(&long_points), &long_scalars, 255);
+    let rhs = g1_msm(&to_affine_all(&short_points), &short_scalars, 64)
+        + g1_msm(&to_affine_all(&long_points), &long_scalars, 255);
     is_torsion(&(lhs - rhs))
-}
-
-fn to_affine(points: &[G1Projective]) -> Vec<G1Affine> {
-    let mut affine = vec![G1Affine::identity(); points.len()];
-    G1Projective::batch_normalize(points, &mut affine);
-    affine
 }
 
 #[cfg(test)]
