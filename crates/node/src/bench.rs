@@ -526,6 +526,68 @@ async fn report_ready_and_wait<B: libp2p::swarm::NetworkBehaviour>(
     Some(phase)
 }
 
+/// The coordinator's end of a load (ours or the baseline's): it learns
+/// when every member has warmed up and starts them all together.
+struct Coordinator {
+    ready: tokio::sync::mpsc::Receiver<Result<(), BenchError>>,
+    start: tokio::sync::watch::Sender<Option<Phase>>,
+    live: Arc<Live>,
+    members: usize,
+}
+
+impl Coordinator {
+    /// A load on `server` for `members` members: at most `window` records
+    /// in flight over all of them, paced to `rate` (0: unpaced). Each
+    /// member gets a clone of the returned [`Load`].
+    fn new(server: &ServerProcess, window: usize, rate: u32, members: usize) -> (Self, Load) {
+        let live = Arc::new(Live::default());
+        let (ready_tx, ready) = tokio::sync::mpsc::channel(members.max(1));
+        let (start, start_rx) = tokio::sync::watch::channel(None);
+        let load = Load {
+            server: server.addr.clone(),
+            server_peer: server.peer,
+            window: Arc::new(Semaphore::new(window)),
+            pacer: Arc::new(Pacer {
+                rate,
+                issued: AtomicU64::new(0),
+            }),
+            ready: ready_tx,
+            start: start_rx,
+            live: live.clone(),
+        };
+        let coordinator = Self {
+            ready,
+            start,
+            live,
+            members,
+        };
+        (coordinator, load)
+    }
+
+    /// Waits until every member has warmed up, then plans the timed phase:
+    /// it starts in 0.5 s and lasts `duration`. `who` names the members in
+    /// errors.
+    async fn wait_ready(&mut self, who: &str, duration: Duration) -> Result<Phase, BenchError> {
+        for _ in 0..self.members {
+            match self.ready.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("a {who} could not start: {e}")),
+                None => return Err(format!("{who}s stopped before the start")),
+            }
+        }
+        let start = Instant::now() + Duration::from_millis(500);
+        Ok(Phase {
+            start,
+            deadline: start + duration,
+        })
+    }
+
+    /// Lets every member go at `phase.start`.
+    fn start(&self, phase: Phase) {
+        let _ = self.start.send(Some(phase));
+    }
+}
+
 fn percentile(sorted: &[f32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -758,7 +820,7 @@ fn calibrate(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<
             let _ = rendezvous_proto::verify_batch(&pending, &mut rng);
         }
     };
-    verify_all();
+    let _ = rendezvous_proto::verify_batch(&pending, &mut rand::thread_rng());
     let t = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..cores {
@@ -987,23 +1049,12 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), Benc
         .first()
         .map(TestQuorum::quorum_key)
         .ok_or("no quorum")?;
-    let window = Arc::new(Semaphore::new(config.window.max(config.batch)));
-    let pacer = Arc::new(Pacer {
-        rate: config.rate,
-        issued: AtomicU64::new(0),
-    });
-    let live = Arc::new(Live::default());
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(total_members.max(1));
-    let (start_tx, start_rx) = tokio::sync::watch::channel(None);
-    let load = Load {
-        server: server.addr.clone(),
-        server_peer: server.peer,
-        window,
-        pacer,
-        ready: ready_tx,
-        start: start_rx,
-        live: live.clone(),
-    };
+    let (mut coordinator, load) = Coordinator::new(
+        &server,
+        config.window.max(config.batch),
+        config.rate,
+        total_members,
+    );
     let mut tasks = Vec::with_capacity(total_members);
     for member in members {
         tasks.push(tokio::spawn(our_member(
@@ -1013,17 +1064,7 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), Benc
         )));
     }
     drop(load);
-    for _ in 0..total_members {
-        match ready_rx.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(format!("a member could not start: {e}")),
-            None => return Err("members stopped before the start".into()),
-        }
-    }
-    let phase = Phase {
-        start: Instant::now() + Duration::from_millis(500),
-        deadline: Instant::now() + Duration::from_millis(500) + config.duration,
-    };
+    let phase = coordinator.wait_ready("member", config.duration).await?;
     let addr = server.addr.clone();
     let prober = spawn_prober(phase, config.discover_interval, move || {
         let client = Arc::new(tokio::sync::Mutex::new(
@@ -1046,9 +1087,9 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), Benc
             }
         })
     });
-    let _ = start_tx.send(Some(phase));
+    coordinator.start(phase);
     let progress = config.progress.then_some("rdht  ");
-    let figures = measure(&server, phase, tasks, prober, live, progress).await;
+    let figures = measure(&server, phase, tasks, prober, coordinator.live, progress).await;
     drop(server);
     figures.map(|f| (f, limit))
 }
@@ -1214,23 +1255,8 @@ async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
         // It warns about every request cut short when the run ends.
         "error",
     )?;
-    let window = Arc::new(Semaphore::new(config.window.max(1)));
-    let pacer = Arc::new(Pacer {
-        rate: config.rate,
-        issued: AtomicU64::new(0),
-    });
-    let live = Arc::new(Live::default());
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(total_members.max(1));
-    let (start_tx, start_rx) = tokio::sync::watch::channel(None);
-    let load = Load {
-        server: server.addr.clone(),
-        server_peer: server.peer,
-        window,
-        pacer,
-        ready: ready_tx,
-        start: start_rx,
-        live: live.clone(),
-    };
+    let (mut coordinator, load) =
+        Coordinator::new(&server, config.window.max(1), config.rate, total_members);
     let mut tasks = Vec::with_capacity(total_members);
     for (q, quorum) in quorums.iter().enumerate() {
         for i in 1..=quorum.n() {
@@ -1247,17 +1273,9 @@ async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
         }
     }
     drop(load);
-    for _ in 0..total_members {
-        match ready_rx.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(format!("a baseline member could not start: {e}")),
-            None => return Err("baseline members stopped before the start".into()),
-        }
-    }
-    let phase = Phase {
-        start: Instant::now() + Duration::from_millis(500),
-        deadline: Instant::now() + Duration::from_millis(500) + config.duration,
-    };
+    let phase = coordinator
+        .wait_ready("baseline member", config.duration)
+        .await?;
     let addr = server.addr.clone();
     let server_peer = server.peer;
     let namespace = namespace_of(0)?;
@@ -1298,9 +1316,9 @@ async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
             }
         })
     });
-    let _ = start_tx.send(Some(phase));
+    coordinator.start(phase);
     let progress = config.progress.then_some("libp2p");
-    let figures = measure(&server, phase, tasks, prober, live, progress).await;
+    let figures = measure(&server, phase, tasks, prober, coordinator.live, progress).await;
     drop(server);
     figures
 }

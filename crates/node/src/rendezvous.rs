@@ -417,11 +417,11 @@ fn spawn_verifiers(
 }
 
 /// Verification is throughput work; the event loop (discover answers,
-/// pings) is latency work. The verification threads therefore run at a
-/// lower priority (nice 10): when the cores are saturated by pairings, the
-/// event loop still gets a core as soon as a request arrives. Linux only
-/// (a thread is a process for `renice`); elsewhere, or without `renice`,
-/// this does nothing.
+/// pings) is latency work. The verification threads therefore run at the
+/// lowest priority (`SCHED_IDLE`, or nice 10 where `chrt` fails): when the
+/// cores are saturated by pairings, the event loop still gets a core as
+/// soon as a request arrives. Linux only (a thread is a process for `chrt`
+/// and `renice`); elsewhere, or without either, this does nothing.
 fn lower_priority_of_this_thread() {
     let Ok(link) = std::fs::read_link("/proc/thread-self") else {
         return;
@@ -541,7 +541,7 @@ impl Server {
                         .saturating_duration_since(std::time::Instant::now()),
                 );
             }
-            if !self.persist.is_empty() && self.db.is_some() {
+            if !self.persist.is_empty() {
                 sleep = sleep.min(
                     self.next_persist
                         .saturating_duration_since(std::time::Instant::now()),
@@ -1174,6 +1174,8 @@ impl Server {
                 }
             }
         }
+        // Without a database nothing is written: drop the keys, so the
+        // loop never wakes up to write them.
         if self.db.is_none() {
             self.persist.clear();
         }
