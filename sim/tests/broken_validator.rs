@@ -4,16 +4,21 @@
 
 use sim::{scenarios, RunOptions};
 
-#[test]
-fn broken_validator_is_caught_with_a_replay_command() {
+/// A small `outsider` run, seed 4, with or without the broken validator.
+fn small_outsider(broken_validator: bool) -> sim::Params {
     let mut p = scenarios::default_params("outsider", 4).expect("known scenario");
     p.quorums = 3;
     p.members = 5;
     p.threshold = 3;
     p.rendezvous = 8;
     p.adversaries = 2;
-    p.broken_validator = true;
-    let report = sim::run(p, RunOptions::default()).expect("runs");
+    p.broken_validator = broken_validator;
+    p
+}
+
+#[test]
+fn broken_validator_is_caught_with_a_replay_command() {
+    let report = sim::run(small_outsider(true), RunOptions::default()).expect("runs");
     assert!(!report.passed, "a broken validator went unnoticed");
     let violation = report
         .violations
@@ -33,13 +38,7 @@ fn broken_validator_is_caught_with_a_replay_command() {
 
 #[test]
 fn the_same_run_without_the_switch_passes() {
-    let mut p = scenarios::default_params("outsider", 4).expect("known scenario");
-    p.quorums = 3;
-    p.members = 5;
-    p.threshold = 3;
-    p.rendezvous = 8;
-    p.adversaries = 2;
-    let report = sim::run(p, RunOptions::default()).expect("runs");
+    let report = sim::run(small_outsider(false), RunOptions::default()).expect("runs");
     assert!(report.passed, "{}", report.table());
 }
 
