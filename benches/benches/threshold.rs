@@ -6,7 +6,9 @@ use std::hint::black_box;
 
 use blstrs::{G1Projective, Scalar};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dkg::{batch_verify, combine_signatures, BatchItem, Polynomial, SecretKeyShare};
+use dkg::{
+    batch_verify, batch_verify_with, combine_signatures, BatchItem, Polynomial, SecretKeyShare,
+};
 use group::Group;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -72,6 +74,20 @@ fn verify(c: &mut Criterion) {
         b.iter_batched(
             || ChaCha20Rng::seed_from_u64(3),
             |mut rng| black_box(batch_verify(&items, &mut rng)),
+            BatchSize::SmallInput,
+        )
+    });
+    // The same check as the node's verification threads run it: Miller
+    // loops over 8 pairs at a time and a `sched_yield` at every checkpoint
+    // (the node yields at most every 200 us, so fewer times than here).
+    g.bench_function("batch_64_with_checkpoints", |b| {
+        b.iter_batched(
+            || ChaCha20Rng::seed_from_u64(3),
+            |mut rng| {
+                black_box(batch_verify_with(&items, &mut rng, &mut || {
+                    std::thread::yield_now()
+                }))
+            },
             BatchSize::SmallInput,
         )
     });

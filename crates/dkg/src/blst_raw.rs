@@ -18,9 +18,10 @@
 #![allow(unsafe_code)]
 
 use blst::{
-    blst_final_exp, blst_fp12, blst_fp12_is_one, blst_miller_loop_n, blst_p1, blst_p1_affine,
-    blst_p1_mult, blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof, blst_p2,
-    blst_p2_affine, blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof, limb_t,
+    blst_final_exp, blst_fp12, blst_fp12_is_one, blst_fp12_mul, blst_miller_loop_n, blst_p1,
+    blst_p1_affine, blst_p1_mult, blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof,
+    blst_p2, blst_p2_affine, blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof,
+    limb_t,
 };
 use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective};
 use group::{prime::PrimeCurveAffine, Group};
@@ -121,10 +122,20 @@ fn scratch_for(bytes: usize) -> Vec<limb_t> {
     vec![0; bytes.div_ceil(std::mem::size_of::<limb_t>()).max(1)]
 }
 
-/// Whether `prod e(p_i, q_i) == 1` (one shared Miller loop and one final
+/// Whether `prod e(p_i, q_i) == 1` (shared Miller loops and one final
 /// exponentiation, on this thread). Pairs with a point at infinity
 /// contribute 1 and are skipped; an empty product is 1.
-pub(crate) fn pairing_product_is_one(pairs: &[(G1Affine, G2Affine)]) -> bool {
+///
+/// The Miller loop runs over `chunk` pairs at a time (`0`: all at once),
+/// calling `checkpoint` after each chunk. A chunk's loop is one blst call
+/// that cannot be interrupted, so this bounds how long the thread goes
+/// without a checkpoint; each extra chunk costs one more chain of `Fp12`
+/// squarings (about a third of one pair's Miller loop).
+pub(crate) fn pairing_product_is_one(
+    pairs: &[(G1Affine, G2Affine)],
+    chunk: usize,
+    checkpoint: &mut dyn FnMut(),
+) -> bool {
     let live: Vec<&(G1Affine, G2Affine)> = pairs
         .iter()
         .filter(|(p, q)| !bool::from(p.is_identity()) && !bool::from(q.is_identity()))
@@ -132,20 +143,38 @@ pub(crate) fn pairing_product_is_one(pairs: &[(G1Affine, G2Affine)]) -> bool {
     if live.is_empty() {
         return true;
     }
-    let ps: Vec<*const blst_p1_affine> = live
-        .iter()
-        .map(|(p, _)| p.as_ref() as *const blst_p1_affine)
-        .collect();
-    let qs: Vec<*const blst_p2_affine> = live
-        .iter()
-        .map(|(_, q)| q.as_ref() as *const blst_p2_affine)
-        .collect();
-    let mut miller = blst_fp12::default();
+    let chunk = if chunk == 0 { live.len() } else { chunk };
+    let mut product: Option<blst_fp12> = None;
+    for part in live.chunks(chunk) {
+        let ps: Vec<*const blst_p1_affine> = part
+            .iter()
+            .map(|(p, _)| p.as_ref() as *const blst_p1_affine)
+            .collect();
+        let qs: Vec<*const blst_p2_affine> = part
+            .iter()
+            .map(|(_, q)| q.as_ref() as *const blst_p2_affine)
+            .collect();
+        let mut miller = blst_fp12::default();
+        // SAFETY: `part.len()` valid, finite affine points on each side,
+        // alive for the call; the output is a valid `blst_fp12`.
+        unsafe { blst_miller_loop_n(&mut miller, qs.as_ptr(), ps.as_ptr(), part.len()) };
+        product = Some(match product {
+            None => miller,
+            Some(acc) => {
+                let mut out = blst_fp12::default();
+                // SAFETY: three valid `blst_fp12`s.
+                unsafe { blst_fp12_mul(&mut out, &acc, &miller) };
+                out
+            }
+        });
+        checkpoint();
+    }
+    let Some(miller) = product else {
+        return true;
+    };
     let mut result = blst_fp12::default();
-    // SAFETY: `live.len()` valid, finite affine points on each side, alive
-    // for the call; outputs are valid `blst_fp12`s.
+    // SAFETY: valid `blst_fp12`s in and out.
     unsafe {
-        blst_miller_loop_n(&mut miller, qs.as_ptr(), ps.as_ptr(), live.len());
         blst_final_exp(&mut result, &miller);
         blst_fp12_is_one(&result)
     }
@@ -214,7 +243,7 @@ mod tests {
         }
 
         #[test]
-        fn pairing_product_matches_the_library(a in 1u64.., b in 1u64.., tamper in any::<bool>()) {
+        fn pairing_product_matches_the_library(a in 1u64.., b in 1u64.., tamper in any::<bool>(), chunk in 0usize..4) {
             // e(aP, bQ) * e(-abP, Q) == 1, and not when tampered.
             let p = G1Projective::generator();
             let q = G2Projective::generator();
@@ -223,7 +252,10 @@ mod tests {
                 ((p * Scalar::from(a)).to_affine(), (q * Scalar::from(b)).to_affine()),
                 ((-(p * ab)).to_affine(), q.to_affine()),
             ];
-            prop_assert_eq!(pairing_product_is_one(&pairs), !tamper);
+            let mut checkpoints = 0;
+            prop_assert_eq!(pairing_product_is_one(&pairs, chunk, &mut || checkpoints += 1), !tamper);
+            // One checkpoint per chunk of the two pairs.
+            prop_assert_eq!(checkpoints, if chunk == 1 { 2 } else { 1 });
             let gt = blstrs::pairing(&pairs[0].0, &pairs[0].1) + blstrs::pairing(&pairs[1].0, &pairs[1].1);
             prop_assert_eq!(gt == Gt::identity(), !tamper);
         }
@@ -231,14 +263,17 @@ mod tests {
 
     #[test]
     fn identities_are_skipped() {
-        assert!(pairing_product_is_one(&[]));
-        assert!(pairing_product_is_one(&[(
-            G1Affine::identity(),
-            G2Affine::generator()
-        )]));
-        assert!(!pairing_product_is_one(&[(
-            G1Affine::generator(),
-            G2Affine::generator()
-        )]));
+        let one_chunk = &mut || {};
+        assert!(pairing_product_is_one(&[], 0, one_chunk));
+        assert!(pairing_product_is_one(
+            &[(G1Affine::identity(), G2Affine::generator())],
+            0,
+            one_chunk
+        ));
+        assert!(!pairing_product_is_one(
+            &[(G1Affine::generator(), G2Affine::generator())],
+            0,
+            one_chunk
+        ));
     }
 }

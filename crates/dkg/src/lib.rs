@@ -36,7 +36,7 @@ pub mod poly;
 pub mod public_key_set;
 pub mod vectors;
 
-pub use batch::{batch_verify, find_invalid, BatchItem};
+pub use batch::{batch_verify, batch_verify_with, find_invalid, find_invalid_with, BatchItem};
 pub use combine::{combine_signatures, lagrange_coefficients_at_zero};
 pub use dkg::{
     CommitmentPoint, ConfigError, DealCommitments, DealMessage, DealerVerdict, Destination, Digest,

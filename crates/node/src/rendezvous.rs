@@ -445,8 +445,44 @@ fn lower_priority_of_this_thread() {
     }
 }
 
+/// Most time a verification thread computes without giving its core up.
+const YIELD_EVERY: Duration = Duration::from_micros(200);
+
+/// Gives the core up (`sched_yield`) at the verification's checkpoints,
+/// at most every [`YIELD_EVERY`].
+///
+/// Why, although the verification threads are `SCHED_IDLE`: Linux's EEVDF
+/// scheduler preempts an idle-policy thread at once when an ordinary one
+/// *wakes up*, but when an ordinary thread is preempted by another (a
+/// tokio worker by the thread it just woke, say) and becomes runnable
+/// again, it has just run more than its share and is "not eligible", so
+/// the scheduler may hand the core to the idle-policy thread until the
+/// next tick: 4 ms at `HZ=250`. Measured with `perf sched` under
+/// `rdht bench`, 1% of such waits took over 1 ms (up to 5.2 ms), which
+/// was the discover p99. A yield is a scheduling point where the waiting
+/// thread, eligible again by then, wins at once.
+struct Yielder {
+    last: std::time::Instant,
+}
+
+impl Yielder {
+    fn new() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        if self.last.elapsed() >= YIELD_EVERY {
+            std::thread::yield_now();
+            self.last = std::time::Instant::now();
+        }
+    }
+}
+
 /// Prepares (signature decoding: tens of microseconds each) and verifies
-/// one batch, on this thread.
+/// one batch, on this thread, giving the core up at short intervals (see
+/// [`Yielder`]).
 fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone {
     let VerifyJob {
         id,
@@ -454,8 +490,15 @@ fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone 
         now_ms,
         limits,
     } = job;
-    let prepared: Vec<Result<PendingPeer, StatusCode>> =
-        checked.iter().map(|c| c.prepare(now_ms, &limits)).collect();
+    let mut yielder = Yielder::new();
+    let prepared: Vec<Result<PendingPeer, StatusCode>> = checked
+        .iter()
+        .map(|c| {
+            let p = c.prepare(now_ms, &limits);
+            yielder.checkpoint();
+            p
+        })
+        .collect();
     let mut pending = Vec::with_capacity(prepared.len());
     let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(prepared.len());
     let mut positions = Vec::with_capacity(prepared.len());
@@ -469,7 +512,7 @@ fn verify_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> VerifyDone 
             Err(code) => verdicts.push(Err(code)),
         }
     }
-    let results = rendezvous_proto::verify_batch(&pending, rng);
+    let results = rendezvous_proto::verify_batch_with(&pending, rng, &mut || yielder.checkpoint());
     for (i, r) in positions.into_iter().zip(results) {
         if let Some(slot) = verdicts.get_mut(i) {
             *slot = r;

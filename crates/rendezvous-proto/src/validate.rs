@@ -346,8 +346,27 @@ pub fn verify_batch<R: RngCore>(
     rng: &mut R,
 ) -> Vec<Result<(), StatusCode>> {
     let items: Vec<BatchItem<'_>> = pending.iter().map(PendingPeer::batch_item).collect();
-    let bad = dkg::find_invalid(&items, rng);
-    let mut results = vec![Ok(()); pending.len()];
+    verdicts(pending.len(), dkg::find_invalid(&items, rng))
+}
+
+/// [`verify_batch`], calling `checkpoint` between the steps of the batch
+/// check (see [`dkg::batch_verify_with`]): for a driver that shares its
+/// cores with latency work.
+pub fn verify_batch_with<R: RngCore>(
+    pending: &[PendingPeer],
+    rng: &mut R,
+    checkpoint: &mut dyn FnMut(),
+) -> Vec<Result<(), StatusCode>> {
+    let items: Vec<BatchItem<'_>> = pending.iter().map(PendingPeer::batch_item).collect();
+    verdicts(
+        pending.len(),
+        dkg::find_invalid_with(&items, rng, checkpoint),
+    )
+}
+
+/// One verdict per record: `InvalidShareSignature` at the `bad` positions.
+fn verdicts(count: usize, bad: Vec<usize>) -> Vec<Result<(), StatusCode>> {
+    let mut results = vec![Ok(()); count];
     for i in bad {
         if let Some(slot) = results.get_mut(i) {
             *slot = Err(StatusCode::InvalidShareSignature);

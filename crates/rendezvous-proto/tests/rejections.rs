@@ -12,9 +12,9 @@ use rendezvous_proto::records::G2_BYTES;
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::validate::check_namespace_fields;
 use rendezvous_proto::{
-    check_namespace_update, verify_batch, verify_namespace, verify_peer, DecodeError, Limits,
-    Multiaddr, NamespaceRecord, PeerId, PeerRecord, PendingPeer, QuorumKey, StatusCode,
-    VerifiedNamespace,
+    check_namespace_update, verify_batch, verify_batch_with, verify_namespace, verify_peer,
+    DecodeError, Limits, Multiaddr, NamespaceRecord, PeerId, PeerRecord, PendingPeer, QuorumKey,
+    StatusCode, VerifiedNamespace,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -687,8 +687,15 @@ fn batch_names_exactly_the_bad_record() {
             assert_eq!(*result, expected, "position {i}, bad {bad}");
             assert_eq!(pending[i].verify(), expected);
         }
+        // The node's variant, which stops at checkpoints, judges alike
+        // and does stop (at least once per record).
+        let mut checkpoints = 0usize;
+        let with = verify_batch_with(&pending, &mut rng, &mut || checkpoints += 1);
+        assert_eq!(with, results);
+        assert!(checkpoints >= pending.len(), "{checkpoints} checkpoints");
     }
     assert!(verify_batch(&[], &mut rng).is_empty());
+    assert!(verify_batch_with(&[], &mut rng, &mut || {}).is_empty());
 }
 
 #[test]
