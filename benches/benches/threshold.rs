@@ -4,12 +4,12 @@
 
 use std::hint::black_box;
 
-use blstrs::{G1Projective, Scalar};
+use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective, Scalar};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use dkg::{
     batch_verify, batch_verify_with, combine_signatures, BatchItem, Polynomial, SecretKeyShare,
 };
-use group::Group;
+use group::{Curve, Group};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -152,9 +152,65 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// What one signature in a batch cannot avoid, measured on blst itself:
+/// the hash of its message to G2, its pair's share of a Miller loop over
+/// 65 pairs (a 64-batch plus the signature side), and, when it arrives
+/// as bytes, its decompression and subgroup check. Together with the
+/// point arithmetic of the group law (`g1_double` and friends, what
+/// `PK_i` derivation is made of) these are the floor under the targets.
+fn floor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("floor");
+    let message = [7u8; 300];
+    g.bench_function("hash_to_g2", |b| {
+        b.iter(|| {
+            black_box(G2Projective::hash_to_curve(
+                black_box(&message),
+                dkg::CIPHERSUITE,
+                &[],
+            ))
+        })
+    });
+    let q = G2Projective::hash_to_curve(&message, dkg::CIPHERSUITE, &[]);
+    let p = G1Projective::generator() * Scalar::from(12_345u64);
+    let ps: Vec<G1Affine> = (2..67u64)
+        .map(|i| (p * Scalar::from(i)).to_affine())
+        .collect();
+    let qs: Vec<G2Affine> = (2..67u64)
+        .map(|i| (q * Scalar::from(i)).to_affine())
+        .collect();
+    // Per pair = this / 65.
+    g.bench_function("miller_loop_65_pairs", |b| {
+        b.iter(|| {
+            let pp: Vec<*const blst::blst_p1_affine> =
+                ps.iter().map(|p| p.as_ref() as *const _).collect();
+            let qq: Vec<*const blst::blst_p2_affine> =
+                qs.iter().map(|q| q.as_ref() as *const _).collect();
+            let mut f = blst::blst_fp12::default();
+            // SAFETY: 65 valid affine points on each side, alive for the call.
+            unsafe { blst::blst_miller_loop_n(&mut f, qq.as_ptr(), pp.as_ptr(), pp.len()) };
+            black_box(f)
+        })
+    });
+    let compressed = qs[0].to_compressed();
+    g.bench_function("g2_decode_with_subgroup_check", |b| {
+        b.iter(|| black_box(dkg::Signature::from_bytes(black_box(&compressed)).is_ok()))
+    });
+    let affine = p.to_affine();
+    g.bench_function("g1_double", |b| b.iter(|| black_box(black_box(p).double())));
+    // A second point, so that an addition is not a doubling.
+    let other = p + G1Projective::generator();
+    g.bench_function("g1_add", |b| {
+        b.iter(|| black_box(black_box(p) + black_box(other)))
+    });
+    g.bench_function("g1_add_affine", |b| {
+        b.iter(|| black_box(black_box(p) + black_box(affine)))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = derive_share_key, combine, verify
+    targets = derive_share_key, combine, verify, floor
 }
 criterion_main!(benches);
