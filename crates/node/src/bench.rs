@@ -162,8 +162,9 @@ pub struct BenchReport {
     pub ours: Figures,
     /// libp2p-rendezvous's server, if measured.
     pub baseline: Option<Figures>,
-    /// This machine's pairing limit, measured before the run.
-    pub limit: Option<Limit>,
+    /// This machine's pairing limit, measured before our server's run and
+    /// after it (empty if it could not be measured).
+    pub limits: Vec<Limit>,
     /// The configuration, for the text report.
     pub config: BenchConfig,
 }
@@ -302,14 +303,23 @@ impl BenchReport {
             )
         };
         out.push_str(&detail("rdht", &self.ours));
-        if let Some(l) = &self.limit {
+        if !self.limits.is_empty() {
+            let each: Vec<String> = self
+                .limits
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{:.0}/s (batch {:.0} us/signature on all cores, decode {:.0} us)",
+                        l.per_sec, l.batch_us, l.decode_us
+                    )
+                })
+                .collect();
+            let mean =
+                self.limits.iter().map(|l| l.per_sec).sum::<f64>() / self.limits.len() as f64;
             out.push_str(&format!(
-                "pairing limit of this machine (measured before the run): {:.0} registrations/s \
-                 (batch {:.0} us/signature on all cores, decode {:.0} us); rdht reached {:.0}% of it\n",
-                l.per_sec,
-                l.batch_us,
-                l.decode_us,
-                100.0 * self.ours.registrations_per_sec / l.per_sec.max(1.0)
+                "pairing limit of this machine, before and after rdht's run: {}; rdht reached {:.0}% of their mean\n",
+                each.join(", "),
+                100.0 * self.ours.registrations_per_sec / mean.max(1.0)
             ));
         }
         if let Some(b) = &self.baseline {
@@ -773,7 +783,7 @@ fn presign(quorums: &[TestQuorum], per_member: usize, expires: u64) -> Vec<OurMe
     })
 }
 
-/// The physical limit of this machine, measured before the run.
+/// The physical limit of this machine, measured before and after the run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limit {
     /// Time per signature of safe batch checks of 256 records, with every
@@ -788,27 +798,51 @@ pub struct Limit {
     pub per_sec: f64,
 }
 
-/// Times the pairing work of 256 of the pre-signed records per core (the
-/// server is not running yet, so the machine is as quiet as it gets).
-fn calibrate(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<Limit> {
-    let quorum = quorums.first()?;
-    let limits = rendezvous_proto::Limits::DEFAULT;
-    let namespace = quorum.namespace(1, None, true, now, now + 3_600_000);
-    let verified = rendezvous_proto::verify_namespace(&namespace, now, &limits).ok()?;
-    let records: Vec<PeerRecord> = members
-        .iter()
-        .take(quorum.n() as usize)
-        .flat_map(|m| m.records.iter().skip(1).take(16).cloned())
-        .take(256)
-        .collect();
-    for r in &records {
-        verified.share_key(r.index);
+/// 256 of the pre-signed records, decoded and ready to verify, for
+/// [`calibrate`]; kept aside before the members take their records.
+struct Calibration {
+    records: Vec<PeerRecord>,
+    namespace: rendezvous_proto::VerifiedNamespace,
+    now: u64,
+}
+
+impl Calibration {
+    fn new(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<Self> {
+        let quorum = quorums.first()?;
+        let limits = rendezvous_proto::Limits::DEFAULT;
+        let namespace = quorum.namespace(1, None, true, now, now + 3_600_000);
+        let namespace = rendezvous_proto::verify_namespace(&namespace, now, &limits).ok()?;
+        let records: Vec<PeerRecord> = members
+            .iter()
+            .take(quorum.n() as usize)
+            .flat_map(|m| m.records.iter().skip(1).take(16).cloned())
+            .take(256)
+            .collect();
+        for r in &records {
+            namespace.share_key(r.index);
+        }
+        Some(Self {
+            records,
+            namespace,
+            now,
+        })
     }
+}
+
+/// Times the pairing work of the calibration records on every core, as
+/// the server's verification threads run it (checkpointed batch checks).
+/// Run before the server starts and again after it stops, when the
+/// machine is as quiet as it gets; the two figures show how much the
+/// machine itself moved during the run.
+fn calibrate(c: &Calibration) -> Limit {
+    let limits = rendezvous_proto::Limits::DEFAULT;
     let t = Instant::now();
-    let pending: Vec<rendezvous_proto::PendingPeer> = records
-        .into_iter()
+    let pending: Vec<rendezvous_proto::PendingPeer> = c
+        .records
+        .iter()
         .filter_map(|r| {
-            rendezvous_proto::PendingPeer::prepare(r, &verified, now, &limits, None).ok()
+            rendezvous_proto::PendingPeer::prepare(r.clone(), &c.namespace, c.now, &limits, None)
+                .ok()
         })
         .collect();
     let decode_us = t.elapsed().as_secs_f64() * 1e6 / pending.len().max(1) as f64;
@@ -817,7 +851,7 @@ fn calibrate(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<
     let verify_all = || {
         let mut rng = rand::thread_rng();
         for _ in 0..rounds {
-            let _ = rendezvous_proto::verify_batch(&pending, &mut rng);
+            let _ = rendezvous_proto::verify_batch_with(&pending, &mut rng, &mut || {});
         }
     };
     let _ = rendezvous_proto::verify_batch(&pending, &mut rand::thread_rng());
@@ -829,11 +863,11 @@ fn calibrate(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<
     });
     let checked = (cores * rounds * pending.len()).max(1) as f64;
     let batch_us = t.elapsed().as_secs_f64() * 1e6 / checked;
-    Some(Limit {
+    Limit {
         batch_us,
         decode_us,
         per_sec: 1e6 / (batch_us + decode_us / cores as f64),
-    })
+    }
 }
 
 fn code_name(code: StatusCode) -> String {
@@ -987,7 +1021,7 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
     out
 }
 
-async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), BenchError> {
+async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchError> {
     let quorums = deal(config);
     let total_members = (config.quorums * config.members) as usize;
     let per_member = config.budget().div_ceil(total_members.max(1)) + 1;
@@ -1002,14 +1036,13 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), Benc
             t.elapsed().as_secs_f64()
         );
     }
-    let limit = tokio::task::block_in_place(|| calibrate(&quorums, &members, now));
+    let calibration = Calibration::new(&quorums, &members, now);
+    let limit = calibration
+        .as_ref()
+        .map(|c| tokio::task::block_in_place(|| calibrate(c)));
     if config.progress {
         if let Some(l) = &limit {
-            eprintln!(
-                "rdht: this machine now: batch verification {:.0} us per signature on all cores, \
-                 signature decoding {:.0} us (one core): at most {:.0} verified registrations/s",
-                l.batch_us, l.decode_us, l.per_sec
-            );
+            report_limit("now", l);
         }
     }
     let server = ServerProcess::spawn(
@@ -1091,7 +1124,24 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Option<Limit>), Benc
     let progress = config.progress.then_some("rdht  ");
     let figures = measure(&server, phase, tasks, prober, coordinator.live, progress).await;
     drop(server);
-    figures.map(|f| (f, limit))
+    let limit_after = calibration
+        .as_ref()
+        .map(|c| tokio::task::block_in_place(|| calibrate(c)));
+    if config.progress {
+        if let Some(l) = &limit_after {
+            report_limit("after the run", l);
+        }
+    }
+    let limits = limit.into_iter().chain(limit_after).collect();
+    figures.map(|f| (f, limits))
+}
+
+fn report_limit(when: &str, l: &Limit) {
+    eprintln!(
+        "rdht: this machine {when}: batch verification {:.0} us per signature on all cores, \
+         signature decoding {:.0} us (one core): at most {:.0} verified registrations/s",
+        l.batch_us, l.decode_us, l.per_sec
+    );
 }
 
 // ----- the baseline: libp2p-rendezvous ------------------------------------------
@@ -1340,7 +1390,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             rendezvous_proto::MAX_REGISTER_BATCH
         ));
     }
-    let (ours, limit) = run_ours(&config).await?;
+    let (ours, limits) = run_ours(&config).await?;
     let baseline = if config.baseline {
         Some(run_baseline(&config).await?)
     } else {
@@ -1349,7 +1399,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     Ok(BenchReport {
         ours,
         baseline,
-        limit,
+        limits,
         config,
     })
 }

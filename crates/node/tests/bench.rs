@@ -44,6 +44,13 @@ async fn bench_reports_every_field_for_both_servers() {
     assert!(report.ours.accepted > 0, "{}", report.to_text());
     assert!(report.ours.rejected.is_empty(), "{}", report.to_text());
     assert!(report.ours.discovers > 0, "{}", report.to_text());
+    // The machine's pairing limit, measured before and after our run.
+    assert_eq!(report.limits.len(), 2, "{}", report.to_text());
+    assert!(report
+        .limits
+        .iter()
+        .all(|l| l.per_sec > 0.0 && l.batch_us > 0.0));
+    assert!(report.to_text().contains("before and after"));
     let baseline = report.baseline.expect("the baseline ran");
     assert!(baseline.accepted > 0);
     assert!(baseline.discovers > 0);
