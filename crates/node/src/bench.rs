@@ -1037,14 +1037,7 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchEr
         );
     }
     let calibration = Calibration::new(&quorums, &members, now);
-    let limit = calibration
-        .as_ref()
-        .map(|c| tokio::task::block_in_place(|| calibrate(c)));
-    if config.progress {
-        if let Some(l) = &limit {
-            report_limit("now", l);
-        }
-    }
+    let limit = measure_limit(calibration.as_ref(), "now", config.progress);
     let server = ServerProcess::spawn(
         &config.server_exe,
         &[
@@ -1124,24 +1117,23 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchEr
     let progress = config.progress.then_some("rdht  ");
     let figures = measure(&server, phase, tasks, prober, coordinator.live, progress).await;
     drop(server);
-    let limit_after = calibration
-        .as_ref()
-        .map(|c| tokio::task::block_in_place(|| calibrate(c)));
-    if config.progress {
-        if let Some(l) = &limit_after {
-            report_limit("after the run", l);
-        }
-    }
+    let limit_after = measure_limit(calibration.as_ref(), "after the run", config.progress);
     let limits = limit.into_iter().chain(limit_after).collect();
     figures.map(|f| (f, limits))
 }
 
-fn report_limit(when: &str, l: &Limit) {
-    eprintln!(
-        "rdht: this machine {when}: batch verification {:.0} us per signature on all cores, \
-         signature decoding {:.0} us (one core): at most {:.0} verified registrations/s",
-        l.batch_us, l.decode_us, l.per_sec
-    );
+/// [`calibrate`] from within the runtime, saying the figure when `progress`.
+fn measure_limit(calibration: Option<&Calibration>, when: &str, progress: bool) -> Option<Limit> {
+    let calibration = calibration?;
+    let l = tokio::task::block_in_place(|| calibrate(calibration));
+    if progress {
+        eprintln!(
+            "rdht: this machine {when}: batch verification {:.0} us per signature on all cores, \
+             signature decoding {:.0} us (one core): at most {:.0} verified registrations/s",
+            l.batch_us, l.decode_us, l.per_sec
+        );
+    }
+    Some(l)
 }
 
 // ----- the baseline: libp2p-rendezvous ------------------------------------------
