@@ -419,9 +419,10 @@ fn spawn_verifiers(
 /// Verification is throughput work; the event loop (discover answers,
 /// pings) is latency work. The verification threads therefore run at the
 /// lowest priority (`SCHED_IDLE`, or nice 10 where `chrt` fails): when the
-/// cores are saturated by pairings, the event loop still gets a core as
-/// soon as a request arrives. Linux only (a thread is a process for `chrt`
-/// and `renice`); elsewhere, or without either, this does nothing.
+/// cores are saturated by pairings, a thread of the event loop that wakes
+/// up gets a core at once (and [`Yielder`] covers the case where it was
+/// preempted instead). Linux only (a thread is a process for `chrt` and
+/// `renice`); elsewhere, or without either, this does nothing.
 fn lower_priority_of_this_thread() {
     let Ok(link) = std::fs::read_link("/proc/thread-self") else {
         return;
