@@ -848,13 +848,17 @@ fn calibrate(c: &Calibration) -> Limit {
     let decode_us = t.elapsed().as_secs_f64() * 1e6 / pending.len().max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rounds = 3;
+    let verify_once = |rng: &mut rand::rngs::ThreadRng| {
+        let _ = rendezvous_proto::verify_batch_with(&pending, rng, &mut || {});
+    };
     let verify_all = || {
         let mut rng = rand::thread_rng();
         for _ in 0..rounds {
-            let _ = rendezvous_proto::verify_batch_with(&pending, &mut rng, &mut || {});
+            verify_once(&mut rng);
         }
     };
-    let _ = rendezvous_proto::verify_batch(&pending, &mut rand::thread_rng());
+    // Warm-up, untimed: the same check as the timed rounds.
+    verify_once(&mut rand::thread_rng());
     let t = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..cores {
