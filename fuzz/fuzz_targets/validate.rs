@@ -96,7 +96,11 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         },
         _ => match Request::decode(rest) {
-            Ok(Request::RegisterNamespace(record) | Request::SignNamespace(record)) => {
+            Ok(
+                Request::RegisterNamespace(record)
+                | Request::SignNamespace(record)
+                | Request::NamespaceReady(record),
+            ) => {
                 check_namespace(&record);
             }
             Ok(Request::RegisterPeer(record)) => check_peer(&record),

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use dkg::{DkgMessage, SignatureShare};
 use libp2p_identity::PeerId;
-use rendezvous_proto::{DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, StatusCode};
+use rendezvous_proto::{
+    DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, Request, Response, StatusCode,
+};
 use sha2::{Digest, Sha256};
 
 use crate::net::Class;
@@ -42,69 +43,39 @@ impl Addr {
     }
 }
 
-/// What a registration acknowledgement is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckKind {
-    /// A namespace record (the `seq` of the ack is its issued-at).
-    Namespace,
-    /// A peer record (the `seq` of the ack is the record's seq).
-    Peer,
-    /// Undecodable bytes.
-    Garbage,
-}
-
 /// A message between actors.
 #[derive(Debug, Clone)]
 pub enum Msg {
-    /// A DKG message between members of one quorum, decoded from the
-    /// canonical wire bytes the sender produced (`bytes` long).
-    Dkg {
-        /// The decoded message.
-        message: Arc<DkgMessage>,
-        /// Its encoded length.
-        bytes: u32,
-    },
-    /// The collector asks a fellow member to sign a namespace record.
-    SignRequest(Arc<NamespaceRecord>),
-    /// A member's signature share over the record with this issued-at.
-    SignShare {
-        /// The record's issued-at (identifies the request).
-        issued_at_ms: u64,
-        /// The share.
-        share: SignatureShare,
-    },
-    /// The collector tells members the namespace record is registered.
-    NamespaceReady(Arc<NamespaceRecord>),
-    /// Create or update a namespace.
-    RegisterNamespace {
-        /// The record.
-        record: Arc<NamespaceRecord>,
+    /// A protocol request, exactly as the wire carries it: built with
+    /// [`Msg::request`], which encodes it with the real codec and delivers
+    /// what decodes (bytes that do not decode travel as [`Msg::Raw`]).
+    Request {
+        /// The sender's id for it (echoed by the [`Msg::Response`]).
+        id: u64,
+        /// The decoded request.
+        request: Arc<Request>,
         /// The PeerId the connection authenticated (the sender's own, or
         /// one whose key an attacker holds).
         remote: PeerId,
+        /// Its encoded length.
+        bytes: u32,
     },
-    /// Register one member.
-    RegisterPeer {
-        /// The record.
-        record: Arc<PeerRecord>,
-        /// The PeerId the connection authenticated.
-        remote: PeerId,
+    /// The answer to request `id`, through the real codec too.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The decoded response.
+        response: Arc<Response>,
+        /// Its encoded length.
+        bytes: u32,
     },
-    /// Raw request bytes (flooding): decoded with the real codec.
+    /// Raw request bytes (flooding): decoded with the real codec by the
+    /// receiver, answered with a [`Msg::Response`] of id 0.
     Raw {
         /// The bytes.
         bytes: Arc<Vec<u8>>,
         /// The PeerId the connection authenticated.
         remote: PeerId,
-    },
-    /// A rendezvous answer to a registration.
-    Ack {
-        /// What was registered.
-        kind: AckKind,
-        /// Which version (see [`AckKind`]).
-        seq: u64,
-        /// The TTL granted, or why it was refused.
-        result: Result<u64, StatusCode>,
     },
     /// A client asks an entry node for a namespace.
     Discover {
@@ -140,13 +111,52 @@ pub enum Msg {
 }
 
 impl Msg {
+    /// A request as it arrives after the real codec: encoded, then
+    /// decoded. What does not decode arrives as the raw bytes.
+    pub fn request(id: u64, request: Request, remote: PeerId) -> Msg {
+        let wire = request.encode();
+        match Request::decode(&wire) {
+            Ok(decoded) => Msg::Request {
+                id,
+                request: Arc::new(decoded),
+                remote,
+                bytes: wire.len() as u32,
+            },
+            Err(_) => Msg::Raw {
+                bytes: Arc::new(wire),
+                remote,
+            },
+        }
+    }
+
+    /// A response as it arrives after the real codec. A response that
+    /// does not decode (it cannot happen for a well-formed one) arrives as
+    /// `Rejected(Decode)`.
+    pub fn response(id: u64, response: Response) -> Msg {
+        let wire = response.encode();
+        let decoded = Response::decode(&wire).unwrap_or(Response::Rejected(StatusCode::Decode));
+        Msg::Response {
+            id,
+            response: Arc::new(decoded),
+            bytes: wire.len() as u32,
+        }
+    }
+
     /// How the message travels.
     pub fn class(&self) -> Class {
         match self {
-            Msg::Dkg { .. }
-            | Msg::SignRequest(_)
-            | Msg::SignShare { .. }
-            | Msg::NamespaceReady(_) => Class::Stream,
+            Msg::Request { request, .. } => match **request {
+                Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
+                    Class::Stream
+                }
+                _ => Class::Request,
+            },
+            Msg::Response { response, .. } => match **response {
+                Response::DkgAccepted | Response::NamespaceShare { .. } | Response::Accepted => {
+                    Class::Stream
+                }
+                _ => Class::Request,
+            },
             _ => Class::Request,
         }
     }
@@ -154,14 +164,24 @@ impl Msg {
     /// A short name, for statistics.
     pub fn name(&self) -> &'static str {
         match self {
-            Msg::Dkg { .. } => "dkg",
-            Msg::SignRequest(_) => "sign-request",
-            Msg::SignShare { .. } => "sign-share",
-            Msg::NamespaceReady(_) => "namespace-ready",
-            Msg::RegisterNamespace { .. } => "register-namespace",
-            Msg::RegisterPeer { .. } => "register-peer",
+            Msg::Request { request, .. } => match **request {
+                Request::RegisterNamespace(_) => "register-namespace",
+                Request::RegisterPeer(_) => "register-peer",
+                Request::RegisterPeers(_) => "register-peers",
+                Request::Unregister { .. } => "unregister",
+                Request::Discover { .. } => "discover-request",
+                Request::DiscoverKind { .. } => "discover-kind",
+                Request::Dkg(_) => "dkg",
+                Request::SignNamespace(_) => "sign-namespace",
+                Request::NamespaceReady(_) => "namespace-ready",
+            },
+            Msg::Response { response, .. } => match **response {
+                Response::Rejected(_) => "rejected",
+                Response::NamespaceShare { .. } => "namespace-share",
+                Response::DkgAccepted | Response::Accepted => "accepted",
+                _ => "response",
+            },
             Msg::Raw { .. } => "raw",
-            Msg::Ack { .. } => "ack",
             Msg::Discover { .. } => "discover",
             Msg::DiscoverForward { .. } => "discover-forward",
             Msg::DiscoverReply { .. } => "discover-reply",
@@ -177,41 +197,43 @@ impl Msg {
     fn trace(&self, h: &mut Sha256) {
         h.update(self.name().as_bytes());
         match self {
-            Msg::Dkg { message, bytes } => {
-                h.update(message.session_id().as_bytes());
-                h.update([message.kind() as u8]);
-                h.update(message.sender().to_be_bytes());
-                h.update(bytes.to_be_bytes());
-            }
-            Msg::SignRequest(r) | Msg::NamespaceReady(r) => {
-                h.update(r.signature);
-                h.update(r.issued_at_ms.to_be_bytes());
-            }
-            Msg::SignShare {
-                issued_at_ms,
-                share,
+            Msg::Request {
+                id,
+                request,
+                remote,
+                bytes,
             } => {
-                h.update(issued_at_ms.to_be_bytes());
-                h.update(share.index.to_be_bytes());
-            }
-            Msg::RegisterNamespace { record, remote } => {
-                h.update(record.signature);
+                h.update(id.to_be_bytes());
+                h.update(bytes.to_be_bytes());
                 h.update(remote.to_bytes());
-            }
-            Msg::RegisterPeer { record, remote } => {
-                h.update(record.signature);
-                h.update(record.seq.to_be_bytes());
-                h.update(remote.to_bytes());
-            }
-            Msg::Raw { bytes, .. } => h.update(&bytes[..bytes.len().min(16)]),
-            Msg::Ack { kind, seq, result } => {
-                h.update([*kind as u8]);
-                h.update(seq.to_be_bytes());
-                match result {
-                    Ok(ttl) => h.update(ttl.to_be_bytes()),
-                    Err(code) => h.update(code.as_u16().to_be_bytes()),
+                match &**request {
+                    Request::RegisterNamespace(r)
+                    | Request::SignNamespace(r)
+                    | Request::NamespaceReady(r) => {
+                        h.update(r.signature);
+                        h.update(r.issued_at_ms.to_be_bytes());
+                    }
+                    Request::RegisterPeer(r) => {
+                        h.update(r.signature);
+                        h.update(r.seq.to_be_bytes());
+                    }
+                    Request::Dkg(payload) => h.update(&payload[..payload.len().min(48)]),
+                    _ => {}
                 }
             }
+            Msg::Response {
+                id,
+                response,
+                bytes,
+            } => {
+                h.update(id.to_be_bytes());
+                h.update(bytes.to_be_bytes());
+                h.update(response.status().as_u16().to_be_bytes());
+                if let Response::Registered { ttl_ms } = **response {
+                    h.update(ttl_ms.to_be_bytes());
+                }
+            }
+            Msg::Raw { bytes, .. } => h.update(&bytes[..bytes.len().min(16)]),
             Msg::Discover {
                 quorum_key,
                 client,
@@ -254,36 +276,17 @@ impl Msg {
 pub enum Timer {
     /// Scenario control step `n` (handled by the scenario, sequentially).
     Control(u32),
-    /// Member: start the DKG.
+    /// Member: start (its fellow members are connected: the DKG begins).
     DkgStart,
-    /// Member: a DKG phase deadline.
-    DkgDeadline {
+    /// Member: the core's next timeout.
+    MemberWake {
         /// Incarnation that set it.
         incarnation: u32,
     },
-    /// Member (collector): start co-signing the namespace for `epoch`.
-    Cosign {
-        /// The epoch to sign.
-        epoch: u64,
-    },
-    /// Member (collector): stop waiting for namespace acknowledgements.
-    NamespaceAckTimeout {
-        /// The record's issued-at.
-        issued_at_ms: u64,
-    },
-    /// Member: refresh the peer record.
-    Refresh {
+    /// Member: requests without an answer by now have timed out.
+    RequestTimeouts {
         /// Incarnation that set it.
         incarnation: u32,
-        /// Refresh generation (older timers are ignored).
-        generation: u32,
-    },
-    /// Member: resend registrations that were not acknowledged.
-    RegisterRetry {
-        /// Incarnation that set it.
-        incarnation: u32,
-        /// Retry generation (older timers are ignored).
-        generation: u32,
     },
     /// Rendezvous: the store's next expiry or due ping.
     StoreWake,
@@ -300,8 +303,11 @@ pub enum Timer {
         /// The entry node, if the scenario picks it.
         entry: Option<u32>,
     },
-    /// Member: restarted after a crash; register again.
+    /// Member: restarted after a crash: starts again from its key share.
     Restart,
+    /// Member: coordinate a new namespace record now (scenarios that make
+    /// quorums re-sign).
+    RenewNamespace,
     /// Client: stop waiting for answers to a request.
     DiscoverDeadline {
         /// The request id.
@@ -318,31 +324,13 @@ impl Timer {
                 0
             }
             Timer::DkgStart => 1,
-            Timer::DkgDeadline { incarnation } => {
+            Timer::MemberWake { incarnation } => {
                 words[0] = incarnation.into();
                 2
             }
-            Timer::Cosign { epoch } => {
-                words[0] = epoch;
+            Timer::RequestTimeouts { incarnation } => {
+                words[0] = incarnation.into();
                 3
-            }
-            Timer::NamespaceAckTimeout { issued_at_ms } => {
-                words[0] = issued_at_ms;
-                4
-            }
-            Timer::Refresh {
-                incarnation,
-                generation,
-            } => {
-                words = [incarnation.into(), generation.into(), 0];
-                5
-            }
-            Timer::RegisterRetry {
-                incarnation,
-                generation,
-            } => {
-                words = [incarnation.into(), generation.into(), 0];
-                6
             }
             Timer::StoreWake => 7,
             Timer::BatchFlush => 8,
@@ -352,6 +340,7 @@ impl Timer {
                 10
             }
             Timer::Restart => 12,
+            Timer::RenewNamespace => 13,
             Timer::DiscoverDeadline { request } => {
                 words[0] = request;
                 11

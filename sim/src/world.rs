@@ -113,6 +113,12 @@ pub struct SimConfig {
     pub batch_window_ms: u64,
     /// How long a client waits for the replicas' answers (ms).
     pub discover_timeout_ms: u64,
+    /// How long a member waits for the answer to a request before it
+    /// counts as timed out (ms), as libp2p's request-response does.
+    pub request_timeout_ms: u64,
+    /// How long a member waits for the namespace's coordinator before the
+    /// next in the coordinator order takes over (ms).
+    pub takeover_ms: u64,
     /// Clients.
     pub clients: u32,
     /// Virtual duration of the run (ms after T0).
@@ -145,6 +151,8 @@ impl SimConfig {
             anti_entropy_ms: 5_000,
             batch_window_ms: 50,
             discover_timeout_ms: 1_500,
+            request_timeout_ms: 2_000,
+            takeover_ms: 2_000,
             clients: 4,
             duration_ms: 20_000,
             sample_ms: 0,

@@ -158,6 +158,11 @@ pub struct QuorumArgs {
     /// Length of each DKG phase (deal, response, justification).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub dkg_timeout: Duration,
+    /// Stop with an error (exit code 2) once no rendezvous node has held a
+    /// registration of this member for this long. A rendezvous node's
+    /// refusal alone never stops a member.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub give_up_after: Duration,
     /// Serve Prometheus metrics (text format) on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -462,12 +467,16 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
     }
     let mut config = crate::quorum::MemberConfig::new(quorum, args.rendezvous);
     config.key_share = key_share;
-    config.key_share_path = Some(share_path);
+    config.key_share_path = Some(share_path.clone());
     config.ttl = args.ttl;
     config.dkg_phase_timeout = args.dkg_timeout;
+    config.give_up_after = args.give_up_after;
     config.metrics = metrics;
     let handle = match bound.start(config) {
         Ok(h) => h,
+        Err(
+            e @ crate::quorum::MemberError::Member(member::MemberError::KeyShareMismatch { .. }),
+        ) => return fail(format!("{}: {e}", share_path.display())),
         Err(e) => return fail(e),
     };
     let mut status = handle.status.clone();
@@ -495,7 +504,8 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
             }
         }
     }
-    // The member stopped on its own: a rejection or a DKG failure.
+    // The member stopped on its own: a DKG failure, or no rendezvous node
+    // accepted it for --give-up-after.
     drop(status);
     let result = handle.join().await;
     match result {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
-use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
+use rendezvous_proto::{PeerRecord, QuorumKey, Request, Response, StatusCode};
 
 use crate::behaviour::now_ms;
 use crate::discover::{answer_table, Client};
@@ -154,24 +154,49 @@ impl LocalQuorum {
         share
     }
 
-    /// Starts a member with the given seat, identity and key share (which
-    /// may be forged: that is the point of some tests). Its index is
-    /// `index` whether or not the quorum file lists its PeerId there.
+    /// Starts a member with the given identity and key share. A share
+    /// that does not match its public key set is refused here, before any
+    /// rendezvous node is asked (`MemberError::Member(KeyShareMismatch)`).
     pub async fn start_member_with(
         &self,
-        index: u32,
         keypair: Keypair,
         key_share: dkg::KeyShare,
-    ) -> Result<MemberHandle, DemoError> {
+    ) -> Result<MemberHandle, MemberError> {
         let b = bind(keypair, &[loopback()])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(MemberError::Listen)?;
         let mut config = MemberConfig::new(self.file.clone(), self.rendezvous.clone());
-        config.index = Some(index);
         config.key_share = Some(key_share);
         config.ttl = self.ttl;
-        b.start(config).map_err(|e| e.to_string())
+        b.start(config)
     }
+}
+
+/// What an attacker does without any member software: signs a peer record
+/// for `seat` of `quorum_key` with `share` (forged, or someone else's), in
+/// the name of `keypair`'s PeerId, and sends it straight to `at` over a
+/// connection authenticated as that PeerId. Returns the node's answer.
+pub async fn register_raw(
+    at: &Multiaddr,
+    keypair: Keypair,
+    quorum_key: QuorumKey,
+    share: &dkg::SecretKeyShare,
+) -> Result<Response, DemoError> {
+    let now = now_ms();
+    let record = PeerRecord::sign(
+        quorum_key,
+        0,
+        keypair.public().to_peer_id(),
+        vec![loopback()],
+        now,
+        now + 600_000,
+        share,
+    );
+    let mut client = Client::new(keypair).map_err(|e| e.to_string())?;
+    client
+        .request(at, Request::RegisterPeer(record), Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A key share for `seat` of the same quorum key set whose secret is not
@@ -277,11 +302,9 @@ pub async fn run() -> Result<(), DemoError> {
         "An outsider with a fresh identity claims seat 2 of 'farmer' with a share it made up",
     );
     let real = farmer.key_share(2).ok_or("member 2 has no key share")?;
-    let outsider = farmer
-        .start_member_with(2, Keypair::generate_ed25519(), forged_share(&real, 2)?)
-        .await?;
-    match tokio::time::timeout(wait, outsider.join()).await {
-        Ok(Err(MemberError::Rejected { code, .. })) => println!("  refused by R1: {code}"),
+    let forged = forged_share(&real, 2)?;
+    match register_raw(&r1, Keypair::generate_ed25519(), farmer_key, &forged.secret).await? {
+        Response::Rejected(code) => println!("  refused by R1: {code}"),
         other => return Err(format!("the outsider was not refused: {other:?}")),
     }
     let mut raw = Client::ephemeral().map_err(|e| e.to_string())?;
@@ -313,15 +336,27 @@ pub async fn run() -> Result<(), DemoError> {
         m.shutdown().await.map_err(|e| e.to_string())?;
         println!("  member 3 stopped gracefully (unregistered)");
     }
-    let tampered = farmer
-        .start_member_with(3, keypair3.clone(), forged_share(&real3, 3)?)
-        .await?;
-    match tokio::time::timeout(wait, tampered.join()).await {
-        Ok(Err(MemberError::Rejected { code, .. })) => println!("  refused by R1: {code}"),
-        other => return Err(format!("the tampered member was not refused: {other:?}")),
+    let tampered = forged_share(&real3, 3)?;
+    match farmer
+        .start_member_with(keypair3.clone(), tampered.clone())
+        .await
+    {
+        Err(e) => println!("  member 3 refuses to start: {e}"),
+        Ok(_) => return Err("member 3 started with an altered share".into()),
+    }
+    match register_raw(&r1, keypair3.clone(), farmer_key, &tampered.secret).await? {
+        Response::Rejected(code) => {
+            println!("  the same record sent by hand, from member 3's own identity: refused by R1: {code}")
+        }
+        other => return Err(format!("the tampered record was not refused: {other:?}")),
     }
     println!("  ...and with its real key share it is listed again after its next registration:");
-    farmer.members[2] = Some(farmer.start_member_with(3, keypair3, real3).await?);
+    farmer.members[2] = Some(
+        farmer
+            .start_member_with(keypair3, real3)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
     println!("  R3 lists seats {:?}", indices(&a));
 

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
     pub dkg_rounds: AtomicU64,
+    /// Rendezvous nodes holding an unexpired registration of this member (gauge).
+    pub member_registered_at: AtomicU64,
+    /// Rendezvous nodes this member no longer uses: they refused for good (gauge).
+    pub member_rendezvous_dropped: AtomicU64,
+    /// Refusals and unanswered requests this member got from rendezvous nodes.
+    pub member_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -130,6 +136,24 @@ impl Metrics {
             "counter",
             "DKG phases completed.",
             &self.dkg_rounds,
+        );
+        metric(
+            "rdht_member_registered_at",
+            "gauge",
+            "Rendezvous nodes holding an unexpired registration of this member.",
+            &self.member_registered_at,
+        );
+        metric(
+            "rdht_member_rendezvous_dropped",
+            "gauge",
+            "Rendezvous nodes this member no longer uses (they refused for good).",
+            &self.member_rendezvous_dropped,
+        );
+        metric(
+            "rdht_member_refusals_total",
+            "counter",
+            "Refusals and unanswered requests from rendezvous nodes (retried or not).",
+            &self.member_refusals,
         );
         out.push_str("# HELP rdht_registrations_rejected_total Registrations rejected, by code.\n");
         out.push_str("# TYPE rdht_registrations_rejected_total counter\n");

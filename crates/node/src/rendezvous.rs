@@ -981,7 +981,7 @@ impl Server {
                 Err(code) => Response::Rejected(code),
             },
             // Member-to-member messages have no business here.
-            Request::Dkg(_) | Request::SignNamespace(_) => {
+            Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
                 Response::Rejected(StatusCode::NotAuthorized)
             }
         };

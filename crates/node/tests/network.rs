@@ -5,10 +5,12 @@
 use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
-use node::demo::{discover_until, forged_share, start_quorum, start_rendezvous_nodes};
+use node::demo::{
+    discover_until, forged_share, register_raw, start_quorum, start_rendezvous_nodes,
+};
 use node::discover::Client;
 use node::quorum::MemberError;
-use rendezvous_proto::StatusCode;
+use rendezvous_proto::{Response, StatusCode};
 
 const PING: Duration = Duration::from_millis(300);
 const MISSES: u32 = 2;
@@ -18,13 +20,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn indices(a: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
     a.peers.iter().map(|p| p.record.index).collect()
-}
-
-async fn expect_rejected(handle: node::quorum::MemberHandle) -> StatusCode {
-    match tokio::time::timeout(WAIT, handle.join()).await {
-        Ok(Err(MemberError::Rejected { code, .. })) => code,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,28 +68,37 @@ async fn two_quorums_three_rendezvous_refusals_liveness_and_failover() {
             }
         }
 
-        // An outsider with a fresh identity and a made-up share for seat 2.
+        // An outsider with a fresh identity and a made-up share for seat 2,
+        // sent by hand (no member software would send it).
         let real2 = a.key_share(2).unwrap();
-        let outsider = a
-            .start_member_with(
-                2,
-                Keypair::generate_ed25519(),
-                forged_share(&real2, 2).unwrap(),
-            )
-            .await
-            .unwrap();
-        let outsider_id = outsider.peer_id;
-        assert_eq!(expect_rejected(outsider).await, StatusCode::NotAMember);
-
-        // A member whose secret share was altered (its own identity, its seat).
-        let real3 = a.key_share(3).unwrap();
-        let altered = a
-            .start_member_with(3, a.keypairs[2].clone(), forged_share(&real3, 3).unwrap())
-            .await
-            .unwrap();
+        let outsider_key = Keypair::generate_ed25519();
+        let outsider_id = outsider_key.public().to_peer_id();
+        let forged2 = forged_share(&real2, 2).unwrap();
         assert_eq!(
-            expect_rejected(altered).await,
-            StatusCode::InvalidShareSignature
+            register_raw(&addrs[0], outsider_key, key_a, &forged2.secret)
+                .await
+                .unwrap(),
+            Response::Rejected(StatusCode::NotAMember)
+        );
+
+        // A member whose secret share was altered refuses to start, naming
+        // the mismatch, before it asks any rendezvous node...
+        let real3 = a.key_share(3).unwrap();
+        let altered = forged_share(&real3, 3).unwrap();
+        match a
+            .start_member_with(a.keypairs[2].clone(), altered.clone())
+            .await
+        {
+            Err(MemberError::Member(member::MemberError::KeyShareMismatch { index: 3 })) => {}
+            other => panic!("an altered share was not refused at start: {other:?}"),
+        }
+        // ...and the same record sent by hand from its own identity is
+        // refused by the rendezvous node.
+        assert_eq!(
+            register_raw(&addrs[0], a.keypairs[2].clone(), key_a, &altered.secret)
+                .await
+                .unwrap(),
+            Response::Rejected(StatusCode::InvalidShareSignature)
         );
 
         // Neither is ever listed: the honest records are untouched.
@@ -203,7 +207,7 @@ async fn restarted_member_is_listed_again_and_records_survive_a_restart() {
             .await
             .unwrap();
         q.members[1] = Some(
-            q.start_member_with(2, q.keypairs[1].clone(), share2)
+            q.start_member_with(q.keypairs[1].clone(), share2)
                 .await
                 .unwrap(),
         );

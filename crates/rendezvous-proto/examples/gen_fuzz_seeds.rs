@@ -81,6 +81,7 @@ fn main() -> std::io::Result<()> {
         ),
         ("dkg", Request::Dkg(vec![1, 2, 3, 4])),
         ("sign-namespace", Request::SignNamespace(ns_plain.clone())),
+        ("namespace-ready", Request::NamespaceReady(ns_plain.clone())),
     ];
     for (name, request) in &requests {
         write(&dir, "request", name, &request.encode())?;
@@ -114,6 +115,7 @@ fn main() -> std::io::Result<()> {
             },
         ),
         ("dkg-accepted", Response::DkgAccepted),
+        ("accepted", Response::Accepted),
         (
             "namespace-share",
             Response::NamespaceShare {

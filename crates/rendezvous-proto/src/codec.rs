@@ -51,6 +51,8 @@ pub mod request_tag {
     pub const SIGN_NAMESPACE: u8 = 0x07;
     /// [`crate::Request::RegisterPeers`].
     pub const REGISTER_PEERS: u8 = 0x08;
+    /// [`crate::Request::NamespaceReady`].
+    pub const NAMESPACE_READY: u8 = 0x09;
 }
 
 /// Response tags (the second byte of a response frame).
@@ -69,6 +71,8 @@ pub mod response_tag {
     pub const NAMESPACE_SHARE: u8 = 0x06;
     /// [`crate::Response::RegisteredPeers`].
     pub const REGISTERED_PEERS: u8 = 0x07;
+    /// [`crate::Response::Accepted`].
+    pub const ACCEPTED: u8 = 0x08;
     /// [`crate::Response::Rejected`].
     pub const REJECTED: u8 = 0xff;
 }
@@ -136,6 +140,10 @@ impl Request {
                 w.u8(request_tag::SIGN_NAMESPACE);
                 record.encode_into(&mut w);
             }
+            Request::NamespaceReady(record) => {
+                w.u8(request_tag::NAMESPACE_READY);
+                record.encode_into(&mut w);
+            }
             Request::RegisterPeers(records) => {
                 w.u8(request_tag::REGISTER_PEERS);
                 w.u16(clamp_u16(records.len()));
@@ -195,6 +203,9 @@ impl Request {
             request_tag::SIGN_NAMESPACE => {
                 Request::SignNamespace(NamespaceRecord::decode_from(&mut r)?)
             }
+            request_tag::NAMESPACE_READY => {
+                Request::NamespaceReady(NamespaceRecord::decode_from(&mut r)?)
+            }
             request_tag::REGISTER_PEERS => {
                 let count =
                     r.list_len16(MAX_REGISTER_BATCH, MIN_PEER_RECORD_BYTES, "peer records")?;
@@ -225,7 +236,10 @@ impl Response {
         w.u16(self.status().as_u16());
         match self {
             Response::Registered { ttl_ms } => w.u64(*ttl_ms),
-            Response::Unregistered | Response::DkgAccepted | Response::Rejected(_) => {}
+            Response::Unregistered
+            | Response::DkgAccepted
+            | Response::Accepted
+            | Response::Rejected(_) => {}
             Response::Discovered(answer) => {
                 answer.namespace.encode_into(&mut w);
                 w.u16(clamp_u16(answer.peers.len()));
@@ -278,6 +292,7 @@ impl Response {
             Response::Discovered(_) => response_tag::DISCOVERED,
             Response::Namespaces { .. } => response_tag::NAMESPACES,
             Response::DkgAccepted => response_tag::DKG_ACCEPTED,
+            Response::Accepted => response_tag::ACCEPTED,
             Response::NamespaceShare { .. } => response_tag::NAMESPACE_SHARE,
             Response::RegisteredPeers(_) => response_tag::REGISTERED_PEERS,
             Response::Rejected(_) => response_tag::REJECTED,
@@ -355,6 +370,7 @@ impl Response {
                 Response::Namespaces { namespaces, cookie }
             }
             response_tag::DKG_ACCEPTED => Response::DkgAccepted,
+            response_tag::ACCEPTED => Response::Accepted,
             response_tag::NAMESPACE_SHARE => Response::NamespaceShare {
                 index: r.u32()?,
                 signature: r.array::<G2_BYTES>()?,

@@ -21,8 +21,8 @@ pub type RegisterOutcome = Result<u64, StatusCode>;
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Cookie(pub Vec<u8>);
 
-/// A request to a rendezvous node (or, for `Dkg` and `SignNamespace`, to a
-/// fellow quorum member).
+/// A request to a rendezvous node (or, for `Dkg`, `SignNamespace` and
+/// `NamespaceReady`, to a fellow quorum member).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Create or update a namespace (threshold-signed by the quorum).
@@ -67,6 +67,12 @@ pub enum Request {
     /// PeerId must be the connection's), and answered by
     /// [`Response::RegisteredPeers`], one outcome per record, in order.
     RegisterPeers(Vec<PeerRecord>),
+    /// Tell a fellow member that this threshold-signed namespace record is
+    /// registered at the rendezvous nodes: it may register its own peer
+    /// record at once (answered by [`Response::Accepted`]). The receiver
+    /// checks the record describes its own quorum and verifies its
+    /// signature before it uses it.
+    NamespaceReady(NamespaceRecord),
 }
 
 /// One peer in a discover answer.
@@ -125,6 +131,8 @@ pub enum Response {
     /// The answer to `RegisterPeers`: one outcome per record, in the
     /// request's order. One refused record never refuses the others.
     RegisteredPeers(Vec<RegisterOutcome>),
+    /// A member-to-member notice ([`Request::NamespaceReady`]) was taken.
+    Accepted,
 }
 
 impl Response {

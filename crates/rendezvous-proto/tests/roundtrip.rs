@@ -154,6 +154,7 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         vec(any::<u8>(), 0..300).prop_map(Request::Dkg),
         namespace_record().prop_map(Request::SignNamespace),
+        namespace_record().prop_map(Request::NamespaceReady),
         vec(peer_record(), 1..4).prop_map(Request::RegisterPeers),
     ]
 }
@@ -193,6 +194,7 @@ fn response() -> impl Strategy<Value = Response> {
         (vec(namespace_record(), 0..4), cookie())
             .prop_map(|(namespaces, cookie)| Response::Namespaces { namespaces, cookie }),
         Just(Response::DkgAccepted),
+        Just(Response::Accepted),
         (any::<u32>(), g2())
             .prop_map(|(index, signature)| Response::NamespaceShare { index, signature }),
         rejection_code().prop_map(Response::Rejected),

@@ -30,10 +30,11 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::messages::DiscoveredPeer;
 use rendezvous_proto::{
-    DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, Rejection, Request, StatusCode,
+    DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, Rejection, Request, Response,
+    StatusCode,
 };
 
-use crate::msg::{AckKind, Addr, Ctx, EventKind, Msg, Note, Outcome, RegKind, Timer};
+use crate::msg::{Addr, Ctx, EventKind, Msg, Note, Outcome, RegKind, Timer};
 use crate::net::between;
 
 /// How a malicious rendezvous lies.
@@ -63,7 +64,7 @@ pub struct Rendezvous {
     /// Test-only broken validator: records the store refused but this
     /// node acknowledged and serves anyway.
     pub unchecked: Vec<PeerRecord>,
-    batch: Vec<(Addr, Arc<PeerRecord>, PeerId)>,
+    batch: Vec<(Addr, u64, Arc<PeerRecord>, PeerId)>,
     batch_armed: bool,
     wake_at: Option<u64>,
     first_seen: BTreeMap<(QuorumKey, u32), PeerRecord>,
@@ -154,27 +155,12 @@ impl Rendezvous {
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, from: Addr, msg: Msg) {
         match msg {
-            Msg::RegisterNamespace { record, remote } => {
-                let result = self.register_namespace(ctx, from, &record, remote);
-                ctx.send(
-                    from,
-                    Msg::Ack {
-                        kind: AckKind::Namespace,
-                        seq: record.issued_at_ms,
-                        result,
-                    },
-                );
-            }
-            Msg::RegisterPeer { record, remote } => {
-                self.batch.push((from, record, remote));
-                if !self.batch_armed {
-                    self.batch_armed = true;
-                    ctx.timer(
-                        ctx.now + ctx.shared.config.batch_window_ms,
-                        Timer::BatchFlush,
-                    );
-                }
-            }
+            Msg::Request {
+                id,
+                request,
+                remote,
+                ..
+            } => self.on_request(ctx, from, id, (*request).clone(), remote),
             Msg::Raw { bytes, remote } => self.on_raw(ctx, from, &bytes, remote),
             Msg::Discover {
                 quorum_key,
@@ -235,6 +221,53 @@ impl Rendezvous {
         }
     }
 
+    /// A protocol request: registrations of peers wait for the next batch;
+    /// the rest is answered at once.
+    fn on_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: Addr,
+        id: u64,
+        request: Request,
+        remote: PeerId,
+    ) {
+        let response = match request {
+            Request::RegisterNamespace(record) => {
+                match self.register_namespace(ctx, from, &record, remote) {
+                    Ok(ttl_ms) => Response::Registered { ttl_ms },
+                    Err(code) => Response::Rejected(code),
+                }
+            }
+            Request::RegisterPeer(record) => {
+                self.batch.push((from, id, Arc::new(record), remote));
+                if !self.batch_armed {
+                    self.batch_armed = true;
+                    ctx.timer(
+                        ctx.now + ctx.shared.config.batch_window_ms,
+                        Timer::BatchFlush,
+                    );
+                }
+                return;
+            }
+            Request::Unregister { quorum_key, index } => {
+                if self.malice == Some(Malice::Drop) {
+                    Response::Unregistered
+                } else {
+                    match self.store.unregister(&quorum_key, index, &remote, ctx.now) {
+                        Ok(()) => Response::Unregistered,
+                        Err(code) => Response::Rejected(code),
+                    }
+                }
+            }
+            Request::Discover { quorum_key, .. } => match self.answer(ctx, &quorum_key) {
+                Ok(answer) => Response::Discovered(answer),
+                Err(code) => Response::Rejected(code),
+            },
+            _ => Response::Rejected(StatusCode::NotAuthorized),
+        };
+        ctx.send(from, Msg::response(id, response));
+    }
+
     fn register_namespace(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -277,27 +310,21 @@ impl Rendezvous {
             return;
         }
         if self.malice == Some(Malice::Drop) {
-            for (from, record, _) in batch {
-                ctx.send(
-                    from,
-                    Msg::Ack {
-                        kind: AckKind::Peer,
-                        seq: record.seq,
-                        result: Ok(ctx.shared.config.peer_ttl_ms),
-                    },
-                );
+            for (from, id, _, _) in batch {
+                let ttl_ms = ctx.shared.config.peer_ttl_ms;
+                ctx.send(from, Msg::response(id, Response::Registered { ttl_ms }));
             }
             return;
         }
         let registrations: Vec<PeerRegistration> = batch
             .iter()
-            .map(|(_, record, remote)| PeerRegistration {
+            .map(|(_, _, record, remote)| PeerRegistration {
                 record: (**record).clone(),
                 remote: Some(*remote),
             })
             .collect();
         let results = self.store.register_peers(registrations, ctx.now);
-        for ((from, record, _), mut result) in batch.into_iter().zip(results) {
+        for ((from, id, record, _), mut result) in batch.into_iter().zip(results) {
             if self.broken {
                 if let Err(code) = result {
                     if code != StatusCode::StaleSequence {
@@ -324,32 +351,27 @@ impl Rendezvous {
                 Err(code) => Outcome::Rejected(code),
             };
             self.note(ctx, from, RegKind::Peer, outcome);
-            ctx.send(
-                from,
-                Msg::Ack {
-                    kind: AckKind::Peer,
-                    seq: record.seq,
-                    result,
-                },
-            );
+            let response = match result {
+                Ok(ttl_ms) => Response::Registered { ttl_ms },
+                Err(code) => Response::Rejected(code),
+            };
+            ctx.send(from, Msg::response(id, response));
         }
     }
 
-    /// Raw bytes go through the real request codec first.
+    /// Raw bytes go through the real request codec first; what decodes is
+    /// handled as the request it is (and counted as raw).
     fn on_raw(&mut self, ctx: &mut Ctx<'_>, from: Addr, bytes: &[u8], remote: PeerId) {
         let limit = ctx.shared.config.store.limits.max_message_bytes;
         let result = match Request::decode_with_limit(bytes, limit) {
             Err(e) => Err(Rejection::Decode(e).code()),
             Ok(Request::RegisterNamespace(record)) => {
                 let result = self.register_namespace(ctx, from, &record, remote);
-                ctx.send(
-                    from,
-                    Msg::Ack {
-                        kind: AckKind::Namespace,
-                        seq: record.issued_at_ms,
-                        result,
-                    },
-                );
+                let response = match result {
+                    Ok(ttl_ms) => Response::Registered { ttl_ms },
+                    Err(code) => Response::Rejected(code),
+                };
+                ctx.send(from, Msg::response(0, response));
                 return;
             }
             Ok(Request::RegisterPeer(record)) => self
@@ -369,14 +391,11 @@ impl Rendezvous {
             Err(code) => Outcome::Rejected(code),
         };
         self.note(ctx, from, RegKind::Raw, outcome);
-        ctx.send(
-            from,
-            Msg::Ack {
-                kind: AckKind::Garbage,
-                seq: 0,
-                result: result.map(|()| 0),
-            },
-        );
+        let response = match result {
+            Ok(()) => Response::Registered { ttl_ms: 0 },
+            Err(code) => Response::Rejected(code),
+        };
+        ctx.send(from, Msg::response(0, response));
     }
 
     /// What this replica answers a lookup with (lies included).

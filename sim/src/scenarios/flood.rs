@@ -69,10 +69,7 @@ impl Flood {
                 }
                 _ => {
                     let orphan = &pool.orphans[(pick / 3) as usize % pool.orphans.len()];
-                    Msg::RegisterPeer {
-                        record: Arc::new(orphan.clone()),
-                        remote,
-                    }
+                    Msg::request(0, Request::RegisterPeer(orphan.clone()), remote)
                 }
             };
             world.send(from, Addr::Rdv(pool.target), msg);
@@ -197,13 +194,13 @@ impl Scenario for Flood {
                 for q in 0..world.quorums.len() as u32 {
                     let collector = (1..=n).find(|&i| {
                         let m = lock(&world.members[(q * n + i - 1) as usize]);
-                        m.qual.first() == Some(&i)
+                        m.qual().first() == Some(&i)
                     });
                     if let Some(i) = collector {
                         world.schedule(
                             world.now,
                             Addr::Member(q * n + i - 1),
-                            EventKind::Timer(Timer::Cosign { epoch: 1 }),
+                            EventKind::Timer(Timer::RenewNamespace),
                         );
                     }
                 }

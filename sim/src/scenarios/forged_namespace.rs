@@ -1,14 +1,14 @@
 //! `forged-namespace`: attackers try to take over or roll back live
 //! namespaces: squatting a quorum key with another key set, a record
 //! signed by `threshold - 1` corrupted members, tampered commitments, and
-//! the quorum's own older epoch (captured before the quorum moved to
-//! epoch 1); directly and as replicated values. Not one may be accepted,
+//! the quorum's own older record (captured before the quorum renewed it:
+//! the rollback a replay would be); directly and as replicated values. Not one may be accepted,
 //! and every replica must keep the quorum's own latest record.
 
 use std::sync::Arc;
 
 use dht::NamespaceValue;
-use rendezvous_proto::NamespaceRecord;
+use rendezvous_proto::{NamespaceRecord, Request};
 
 use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::actors::attacker::{squat, tampered_commitments, too_few_shares};
@@ -23,19 +23,19 @@ pub struct ForgedNamespace {
 }
 
 impl ForgedNamespace {
-    fn move_to_epoch_one(&mut self, world: &mut World) {
+    fn renew_every_namespace(&mut self, world: &mut World) {
         let n = world.shared.n();
         self.captured = world.quorums.iter().map(|q| q.namespace.clone()).collect();
         for q in 0..world.quorums.len() as u32 {
             let collector = (1..=n).find(|&i| {
                 let m = lock(&world.members[(q * n + i - 1) as usize]);
-                m.qual.first() == Some(&i) && m.fault.is_none()
+                m.qual().first() == Some(&i) && m.fault.is_none()
             });
             if let Some(i) = collector {
                 world.schedule(
                     world.now,
                     Addr::Member(q * n + i - 1),
-                    crate::msg::EventKind::Timer(Timer::Cosign { epoch: 1 }),
+                    crate::msg::EventKind::Timer(Timer::RenewNamespace),
                 );
             }
         }
@@ -52,7 +52,11 @@ impl ForgedNamespace {
             let replicas = world.quorums[q as usize].replicas.clone();
             let threshold = live.threshold();
             let corrupted: Vec<dkg::KeyShare> = (1..threshold)
-                .filter_map(|i| lock(&world.members[(q * n + i - 1) as usize]).key.clone())
+                .filter_map(|i| {
+                    lock(&world.members[(q * n + i - 1) as usize])
+                        .key()
+                        .cloned()
+                })
                 .collect();
             let mut forgeries = vec![
                 squat(&live, &mut world.rng, now),
@@ -62,7 +66,7 @@ impl ForgedNamespace {
                 forgeries.push(too_few_shares(&live, &corrupted, now));
             }
             if let Some(Some(old)) = self.captured.get(q as usize) {
-                if old.epoch < live.epoch {
+                if (old.epoch, old.issued_at_ms) < (live.epoch, live.issued_at_ms) {
                     forgeries.push((**old).clone());
                 }
             }
@@ -79,10 +83,7 @@ impl ForgedNamespace {
                     world.send(
                         from,
                         Addr::Rdv(r),
-                        Msg::RegisterNamespace {
-                            record: record.clone(),
-                            remote,
-                        },
+                        Msg::request(0, Request::RegisterNamespace((*record).clone()), remote),
                     );
                     world.send(from, Addr::Rdv(r), Msg::Replicate(value.clone()));
                     self.attempts += 2;
@@ -110,8 +111,9 @@ impl ForgedNamespace {
                     None => problems.push(format!("rdv {r}: quorum {q} namespace missing")),
                 }
             }
-            if ns.epoch != 1 {
-                problems.push(format!("quorum {q} never moved to epoch 1"));
+            let captured = self.captured.get(q).and_then(|c| c.as_ref());
+            if captured.is_none_or(|old| ns.issued_at_ms <= old.issued_at_ms) {
+                problems.push(format!("quorum {q} never renewed its namespace record"));
             }
         }
         for p in problems.into_iter().take(10) {
@@ -135,7 +137,7 @@ impl Scenario for ForgedNamespace {
 
     fn control(&mut self, world: &mut World, step: u32) {
         match step {
-            1 => self.move_to_epoch_one(world),
+            1 => self.renew_every_namespace(world),
             2 => self.attack(world),
             3 => {
                 schedule_discoveries(world, world.now - T0, 2_000, 800);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use dht::NamespaceValue;
 use rand_core::RngCore;
+use rendezvous_proto::Request;
 
 use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::actors::attacker::{fresh_share, peer_record};
@@ -43,33 +44,18 @@ impl Outsider {
                 // 1. A fresh key, at a real index.
                 if let Some(share) = fresh_share(index, &mut world.rng) {
                     let r = peer_record(key, ns.epoch, own, now, now + ttl, &share);
-                    sends.push((
-                        attacker,
-                        Msg::RegisterPeer {
-                            record: Arc::new(r),
-                            remote: own,
-                        },
-                    ));
+                    sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), own)));
                 }
                 // 2. Wrong indices: above n, and 0.
                 if let Some(share) = fresh_share(n + 1 + a, &mut world.rng) {
                     let r = peer_record(key, ns.epoch, own, now, now + ttl, &share);
                     sends.push((
                         attacker,
-                        Msg::RegisterPeer {
-                            record: Arc::new(r.clone()),
-                            remote: own,
-                        },
+                        Msg::request(0, Request::RegisterPeer(r.clone()), own),
                     ));
                     let mut zero = r;
                     zero.index = 0;
-                    sends.push((
-                        attacker,
-                        Msg::RegisterPeer {
-                            record: Arc::new(zero),
-                            remote: own,
-                        },
-                    ));
+                    sends.push((attacker, Msg::request(0, Request::RegisterPeer(zero), own)));
                 }
                 // 3. A corrupted member of another quorum, with its real
                 //    share and its real identity (the attacker holds both
@@ -79,40 +65,25 @@ impl Outsider {
                     let flat = other * n + index - 1;
                     let (share, peer) = {
                         let m = lock(&world.members[flat as usize]);
-                        (m.key.as_ref().map(|k| k.secret.clone()), m.peer_id)
+                        (m.key().map(|k| k.secret.clone()), m.peer_id)
                     };
                     if let Some(share) = share {
                         let r = peer_record(key, ns.epoch, peer, now, now + ttl, &share);
-                        sends.push((
-                            attacker,
-                            Msg::RegisterPeer {
-                                record: Arc::new(r),
-                                remote: peer,
-                            },
-                        ));
+                        sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), peer)));
                     }
                 }
                 // 4. A stolen PeerId (the victim's), over the attacker's own connection.
                 let victim = world.shared.member_peers[(q * n + index - 1) as usize];
                 if let Some(share) = fresh_share(index, &mut world.rng) {
                     let r = peer_record(key, ns.epoch, victim, now, now + ttl, &share);
-                    sends.push((
-                        attacker,
-                        Msg::RegisterPeer {
-                            record: Arc::new(r),
-                            remote: own,
-                        },
-                    ));
+                    sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), own)));
                 }
                 // 5. A namespace nobody registered.
                 let (_, unknown) =
                     crate::actors::attacker::fake_namespace(&mut world.rng, now, ttl, own);
                 sends.push((
                     attacker,
-                    Msg::RegisterPeer {
-                        record: Arc::new(unknown),
-                        remote: own,
-                    },
+                    Msg::request(0, Request::RegisterPeer(unknown), own),
                 ));
                 // 6. Posing as a replica: the live namespace with forged members.
                 let mut forged = Vec::new();

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use dht::NamespaceValue;
-use rendezvous_proto::PeerRecord;
+use rendezvous_proto::{PeerRecord, Request};
 
 use super::{check_attack_scenario, schedule_discoveries, Scenario};
 use crate::msg::{Addr, Msg};
@@ -68,24 +68,17 @@ impl Replay {
                 });
                 for &r in &replicas {
                     for record in &replays {
-                        let record = Arc::new(record.clone());
                         // Over the attacker's own connection...
                         world.send(
                             attacker,
                             Addr::Rdv(r),
-                            Msg::RegisterPeer {
-                                record: record.clone(),
-                                remote: own,
-                            },
+                            Msg::request(0, Request::RegisterPeer(record.clone()), own),
                         );
                         // ...and over a hijacked connection of the member.
                         world.send(
                             attacker,
                             Addr::Rdv(r),
-                            Msg::RegisterPeer {
-                                remote: record.peer_id,
-                                record,
-                            },
+                            Msg::request(0, Request::RegisterPeer(record.clone()), record.peer_id),
                         );
                         self.attempts += 2;
                     }

@@ -1,0 +1,146 @@
+//! Co-signing the namespace record: what a member agrees to sign for a
+//! fellow member ([`check_sign_request`]), what it accepts as the
+//! quorum's record ([`check_namespace`]), and how a coordinator turns
+//! signature shares into the threshold signature ([`Cosign`]).
+
+use std::collections::BTreeMap;
+
+use dkg::{combine_signatures, find_invalid, BatchItem, KeyShare, PublicKey, SignatureShare};
+use rand_core::RngCore;
+use rendezvous_proto::records::G1_BYTES;
+use rendezvous_proto::{Limits, NamespaceRecord, StatusCode};
+
+use crate::config::QuorumSpec;
+
+/// The key set's commitments as a namespace record carries them.
+pub(crate) fn commitment_bytes(share: &KeyShare) -> Vec<[u8; G1_BYTES]> {
+    share
+        .public_key_set
+        .commitments()
+        .iter()
+        .map(PublicKey::to_bytes)
+        .collect()
+}
+
+/// Whether a member may co-sign a namespace record a fellow member asks it
+/// to sign: it must describe exactly this quorum (its key set, size, kind,
+/// member list), at epoch 0, issued no later than a minute from now and
+/// expiring within the protocol's maximum TTL. A member never signs
+/// anything else with its share.
+pub fn check_sign_request(
+    record: &NamespaceRecord,
+    share: &KeyShare,
+    quorum: &QuorumSpec,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<(), StatusCode> {
+    if record.commitments != commitment_bytes(share)
+        || record.n != share.n
+        || record.n != quorum.n()
+    {
+        return Err(StatusCode::NotAuthorized);
+    }
+    if record.kind != quorum.kind || record.epoch != 0 {
+        return Err(StatusCode::NotAuthorized);
+    }
+    if record.members.as_ref() != Some(&quorum.members) {
+        return Err(StatusCode::NotAMember);
+    }
+    if record.issued_at_ms > now_ms + 60_000 {
+        return Err(StatusCode::InvalidParameters);
+    }
+    rendezvous_proto::validate::check_expiry(record.expires_at_ms, now_ms, limits)
+}
+
+/// Whether a signed namespace record a fellow member announces is this
+/// quorum's: everything [`check_sign_request`] checks, and its threshold
+/// signature under the quorum key (one pairing).
+pub(crate) fn check_namespace(
+    record: &NamespaceRecord,
+    share: &KeyShare,
+    quorum: &QuorumSpec,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<(), StatusCode> {
+    check_sign_request(record, share, quorum, now_ms, limits)?;
+    rendezvous_proto::verify_namespace(record, now_ms, limits).map(|_| ())
+}
+
+/// A coordinator's collection of signature shares over one record.
+pub(crate) struct Cosign {
+    /// The record being signed (its signature is filled in at the end).
+    pub record: NamespaceRecord,
+    message: Vec<u8>,
+    shares: BTreeMap<u32, SignatureShare>,
+}
+
+impl Cosign {
+    /// Starts a collection with the coordinator's own share.
+    pub fn new(record: NamespaceRecord, share: &KeyShare) -> Self {
+        let message = record.signing_bytes();
+        let own = share.secret.sign(&message);
+        let mut shares = BTreeMap::new();
+        shares.insert(own.index, own);
+        Self {
+            record,
+            message,
+            shares,
+        }
+    }
+
+    /// Whether member `index`'s share is in.
+    pub fn has(&self, index: u32) -> bool {
+        self.shares.contains_key(&index)
+    }
+
+    /// Takes member `index`'s share (checked only when they are combined).
+    pub fn add(&mut self, index: u32, signature: dkg::Signature) {
+        self.shares
+            .insert(index, SignatureShare { index, signature });
+    }
+
+    /// Once `threshold` shares are in: combines them and checks the result
+    /// under the quorum key (one pairing for the whole collection instead
+    /// of one per share). If it does not verify, the bad shares are named
+    /// by batch bisection and dropped, and `None` waits for others. The
+    /// returned indices are the members whose shares were bad.
+    pub fn try_combine<R: RngCore>(
+        &mut self,
+        share: &KeyShare,
+        rng: &mut R,
+    ) -> (Option<NamespaceRecord>, Vec<u32>) {
+        let threshold = share.threshold();
+        if (self.shares.len() as u32) < threshold {
+            return (None, Vec::new());
+        }
+        let shares: Vec<SignatureShare> = self.shares.values().copied().collect();
+        if let Ok(signature) = combine_signatures(threshold, share.n, &shares) {
+            if share.quorum_key().verify(&self.message, &signature) {
+                let mut record = self.record.clone();
+                record.signature = signature.to_bytes();
+                return (Some(record), Vec::new());
+            }
+        }
+        let keys: Vec<PublicKey> = shares
+            .iter()
+            .map(|s| share.public_key_set.public_key_share(s.index))
+            .collect();
+        let items: Vec<BatchItem<'_>> = shares
+            .iter()
+            .zip(&keys)
+            .map(|(s, public_key)| BatchItem {
+                public_key,
+                message: &self.message,
+                signature: &s.signature,
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for position in find_invalid(&items, rng) {
+            if let Some(s) = shares.get(position) {
+                self.shares.remove(&s.index);
+                bad.push(s.index);
+            }
+        }
+        (None, bad)
+    }
+}

@@ -1,0 +1,35 @@
+//! Why a member stops.
+
+use rendezvous_proto::StatusCode;
+
+/// Why a member cannot go on. A rendezvous node's answer alone is never
+/// one of these: a rejection is transient or ends the use of that node
+/// only ([`crate::retry`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    /// The configuration does not hold together (index outside the
+    /// quorum, no rendezvous node, a key share of another quorum).
+    #[error("invalid member configuration: {0}")]
+    Config(&'static str),
+    /// The key share does not match its own public key set: its secret
+    /// share times the generator is not `PK_index`.
+    #[error("the key share does not match its public key set (secret share x G1 != PK_{index})")]
+    KeyShareMismatch {
+        /// The share's index.
+        index: u32,
+    },
+    /// The DKG failed.
+    #[error("DKG failed: {0}")]
+    Dkg(#[from] dkg::DkgError),
+    /// No rendezvous node held an accepted registration of this member
+    /// for the configured time.
+    #[error(
+        "no rendezvous node accepted this member for {waited_ms} ms (last refusal: {last_code:?})"
+    )]
+    NoRendezvousAccepted {
+        /// How long it waited.
+        waited_ms: u64,
+        /// The last status code any node answered, if any.
+        last_code: Option<StatusCode>,
+    },
+}
