@@ -48,6 +48,10 @@ struct Cli {
     /// Test only: rendezvous nodes accept what their store refuses.
     #[arg(long, hide = true)]
     broken_validator: bool,
+    /// Test only: members end on any refusal they do not special-case (the
+    /// behaviour before the member core).
+    #[arg(long, hide = true)]
+    broken_member: bool,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         params.loss = cli.loss;
         params.replication = cli.replication;
         params.broken_validator = cli.broken_validator;
+        params.broken_member = cli.broken_member;
         if let Err(e) = validate(&params) {
             eprintln!("{name}: {e}");
             return ExitCode::from(2);

@@ -66,6 +66,9 @@ pub struct Params {
     pub replication: u32,
     /// Test-only: rendezvous nodes accept what their store refuses.
     pub broken_validator: bool,
+    /// Test-only: members behave as `rdht quorum` did before the member
+    /// core: a refusal they do not special-case ends them.
+    pub broken_member: bool,
 }
 
 impl Params {
@@ -86,6 +89,9 @@ impl Params {
         );
         if self.broken_validator {
             cmd.push_str(" --broken-validator");
+        }
+        if self.broken_member {
+            cmd.push_str(" --broken-member");
         }
         cmd
     }
@@ -869,6 +875,14 @@ impl World {
     pub fn set_fault(&mut self, flat: u32, fault: Fault) {
         if let Some(m) = self.members.get_mut(flat as usize) {
             m.get_mut().unwrap_or_else(|e| e.into_inner()).fault = Some(fault);
+        }
+    }
+
+    /// Makes a rendezvous node answer every registration `QuotaExceeded`
+    /// until `until` (absolute virtual time): an honest node under load.
+    pub fn set_busy(&mut self, rdv: u32, until: u64) {
+        if let Some(r) = self.rdvs.get_mut(rdv as usize) {
+            r.get_mut().unwrap_or_else(|e| e.into_inner()).busy_until = Some(until);
         }
     }
 

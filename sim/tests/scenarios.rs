@@ -13,6 +13,9 @@ fn small(name: &str, seed: u64) -> Params {
         "malicious-rendezvous" => 3,
         "churn" => 4,
         "flood" => 3,
+        // Every node busy; three liars among ten nodes.
+        "busy-rendezvous" => 10,
+        "lying-rendezvous" => 3,
         _ => 2,
     };
     p
@@ -90,4 +93,14 @@ fn honest_and_churn_with_loss() {
         );
         assert!(report.lost > 0, "loss was applied");
     }
+}
+
+#[test]
+fn busy_rendezvous() {
+    run_all_seeds("busy-rendezvous");
+}
+
+#[test]
+fn lying_rendezvous() {
+    run_all_seeds("lying-rendezvous");
 }

@@ -1,13 +1,14 @@
-//! libp2p-kad's `RecordStore` over the [`NamespaceStore`].
+//! libp2p-kad's `RecordStore` over the rendezvous [`Server`] core and its
+//! [`NamespaceStore`].
 //!
 //! Kademlia stores opaque values; ours are self-certifying
 //! ([`NamespaceValue`] under a namespace key, [`KindValue`] under a kind
 //! key), so `put` is a validating CRDT merge and `get` serves what this
 //! node vouches for right now. Run kad with
 //! `StoreInserts::FilterBoth` and feed inbound records to
-//! [`KadStore::put`] (or [`NamespaceStore::merge_value`] for the report):
-//! kad acknowledges a PUT whatever the store decides, so publishers
-//! confirm by reading back.
+//! [`Server::handle_value`]: kad acknowledges a PUT whatever the store
+//! decides, so publishers confirm by reading back. Kad owns this adapter,
+//! so the node reaches its server core through [`KadStore::inner_mut`].
 //!
 //! The store needs `now` and kad's trait has no parameter for it, so the
 //! adapter holds a clock closure: the node passes the system clock, the
@@ -20,16 +21,16 @@ use libp2p_kad::store::{Error, RecordStore, Result};
 use libp2p_kad::{ProviderRecord, Record, RecordKey};
 
 use crate::keys::{kind_key, DhtKey};
-use crate::store::NamespaceStore;
-use crate::value::{KindValue, NamespaceValue};
+use crate::server::{merge_kad_value, Server, ValueError};
+use crate::value::KindValue;
 
 /// A clock giving milliseconds since the Unix epoch.
 pub type Clock = Box<dyn Fn() -> u64 + Send>;
 
-/// The adapter kad owns; the node reaches the namespace store through
+/// The adapter kad owns; the node reaches the server core through
 /// [`KadStore::inner`] / [`KadStore::inner_mut`].
 pub struct KadStore {
-    inner: NamespaceStore,
+    inner: Server,
     clock: Clock,
 }
 
@@ -42,18 +43,18 @@ impl std::fmt::Debug for KadStore {
 }
 
 impl KadStore {
-    /// Wraps a namespace store with a clock.
-    pub fn new(inner: NamespaceStore, clock: Clock) -> Self {
+    /// Wraps a server core with a clock.
+    pub fn new(inner: Server, clock: Clock) -> Self {
         Self { inner, clock }
     }
 
-    /// The namespace store.
-    pub fn inner(&self) -> &NamespaceStore {
+    /// The server core.
+    pub fn inner(&self) -> &Server {
         &self.inner
     }
 
-    /// The namespace store, mutably.
-    pub fn inner_mut(&mut self) -> &mut NamespaceStore {
+    /// The server core, mutably.
+    pub fn inner_mut(&mut self) -> &mut Server {
         &mut self.inner
     }
 
@@ -67,7 +68,7 @@ impl KadStore {
     }
 
     fn kind_value(&self, kind: &str, now: u64) -> Option<KindValue> {
-        let (namespaces, _) = self.inner.discover_kind(kind, 0, None, now).ok()?;
+        let (namespaces, _) = self.inner.store().discover_kind(kind, 0, None, now).ok()?;
         (!namespaces.is_empty()).then_some(KindValue { namespaces })
     }
 
@@ -88,11 +89,12 @@ impl RecordStore for KadStore {
     fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
         let key = Self::dht_key(k)?;
         let now = self.now();
-        if let Some(quorum_key) = self.inner.quorum_key_for(&key) {
-            let value = self.inner.namespace_value(&quorum_key, now)?;
+        let store = self.inner.store();
+        if let Some(quorum_key) = store.quorum_key_for(&key) {
+            let value = store.namespace_value(&quorum_key, now)?;
             return Some(Cow::Owned(Self::record(key, value.encode())));
         }
-        let kind = self.inner.kind_for_key(&key)?;
+        let kind = store.kind_for_key(&key)?;
         let value = self.kind_value(&kind, now)?;
         Some(Cow::Owned(Self::record(key, value.encode())))
     }
@@ -102,43 +104,14 @@ impl RecordStore for KadStore {
     /// `ValueTooLarge` (kad's error type has no better variant); a full
     /// store is `MaxRecords`.
     fn put(&mut self, r: Record) -> Result<()> {
-        let Some(key) = Self::dht_key(&r.key) else {
-            return Err(Error::ValueTooLarge);
-        };
         let now = self.now();
-        let limits = self.inner.config().limits;
-        if let Ok(value) = NamespaceValue::decode(&r.value, &limits) {
-            let derived = value
-                .namespace
-                .quorum_key()
-                .map(|qk| crate::namespace_key(&qk));
-            if derived != Some(key) {
-                return Err(Error::ValueTooLarge);
+        match merge_kad_value(self.inner.store_mut(), now, r.key.as_ref(), &r.value) {
+            Ok(_) => Ok(()),
+            Err(ValueError::Full) => Err(Error::MaxRecords),
+            Err(ValueError::Key | ValueError::Decode | ValueError::WrongKey) => {
+                Err(Error::ValueTooLarge)
             }
-            let report = self.inner.merge_value(value, now);
-            if report
-                .peers_rejected
-                .iter()
-                .any(|(_, c)| *c == rendezvous_proto::StatusCode::QuotaExceeded)
-            {
-                return Err(Error::MaxRecords);
-            }
-            return Ok(());
         }
-        let value = KindValue::decode(&r.value, &limits).map_err(|_| Error::ValueTooLarge)?;
-        for namespace in value.namespaces {
-            // Each entry must be of the kind the key names.
-            let Some(kind) = namespace.kind.clone() else {
-                continue;
-            };
-            if kind_key(&kind) != key {
-                continue;
-            }
-            let peers = Vec::new();
-            self.inner
-                .merge_value(NamespaceValue { namespace, peers }, now);
-        }
-        Ok(())
     }
 
     fn remove(&mut self, _k: &RecordKey) {
@@ -151,6 +124,7 @@ impl RecordStore for KadStore {
         let now = self.now();
         let mut out: Vec<Cow<'_, Record>> = self
             .inner
+            .store()
             .values(now)
             .into_iter()
             .filter_map(|v| {
@@ -158,7 +132,7 @@ impl RecordStore for KadStore {
                 Some(Cow::Owned(Self::record(key, v.encode())))
             })
             .collect();
-        for kind in self.inner.kinds() {
+        for kind in self.inner.store().kinds() {
             if let Some(value) = self.kind_value(&kind, now) {
                 out.push(Cow::Owned(Self::record(kind_key(&kind), value.encode())));
             }

@@ -7,7 +7,11 @@
 //! - [`cookie`]: stateless discover cookies.
 //! - [`value`]: the DHT value of a namespace and its encoding.
 //! - [`keys`]: DHT key derivation.
-//! - [`kad_store`]: libp2p-kad's `RecordStore` over the namespace store.
+//! - [`server`]: the rendezvous server role as a sans-IO core: the
+//!   store, the registration queue and its caps, batching, verification
+//!   jobs, replies in order, replication, persistence, lookups, liveness
+//!   dials.
+//! - [`kad_store`]: libp2p-kad's `RecordStore` over the server core.
 //! - [`config`]: quotas, liveness and admission settings.
 //!
 //! Nothing here reads a clock or the OS RNG: callers pass `now` and a
@@ -21,6 +25,7 @@ pub mod cookie;
 pub mod kad_store;
 pub mod keys;
 pub mod liveness;
+pub mod server;
 pub mod store;
 pub mod value;
 
@@ -28,5 +33,8 @@ pub use config::{Admission, LivenessConfig, Quotas, StoreConfig};
 pub use kad_store::KadStore;
 pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;
+pub use server::{
+    JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError, VerifyDone, VerifyJob,
+};
 pub use store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats};
 pub use value::NamespaceValue;

@@ -723,25 +723,30 @@ fn unregister_needs_the_owner_and_survives_replication() {
         .is_ok());
 }
 
+fn server(store: NamespaceStore) -> dht::Server {
+    dht::Server::new(dht::ServerConfig::default(), store)
+}
+
 #[test]
 fn kad_store_round_trips_values() {
     use libp2p_kad::store::RecordStore;
     let q = quorum(3, 2, 11);
-    let mut a = dht::KadStore::new(with_namespace(&q), Box::new(|| NOW));
+    let mut a = dht::KadStore::new(server(with_namespace(&q)), Box::new(|| NOW));
     a.inner_mut()
+        .store_mut()
         .register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
         .unwrap();
     let key = libp2p_kad::RecordKey::new(&dht::namespace_key(&q.quorum_key()));
     let record = a.get(&key).unwrap().into_owned();
-    let mut b = dht::KadStore::new(store(), Box::new(|| NOW));
+    let mut b = dht::KadStore::new(server(store()), Box::new(|| NOW));
     b.put(record.clone()).unwrap();
     assert_eq!(b.get(&key).unwrap().into_owned().value, record.value);
     // The kind index is served and replicates the namespace.
     let kind_key = libp2p_kad::RecordKey::new(&dht::kind_key("farmer"));
     let kind_record = a.get(&kind_key).unwrap().into_owned();
-    let mut c = dht::KadStore::new(store(), Box::new(|| NOW));
+    let mut c = dht::KadStore::new(server(store()), Box::new(|| NOW));
     c.put(kind_record).unwrap();
-    assert_eq!(c.inner().stats().namespaces, 1);
+    assert_eq!(c.inner().store().stats().namespaces, 1);
     // A value under the wrong key is refused.
     let mut wrong = record;
     wrong.key = libp2p_kad::RecordKey::new(&[0u8; 32]);

@@ -75,6 +75,9 @@ pub struct Member {
     outstanding: BTreeMap<u64, u64>,
     wake_at: Option<u64>,
     timeouts_at: Option<u64>,
+    /// Test only (`--broken-member`): the refusal that ended this member
+    /// the way `rdht quorum` ended before the member core.
+    exited: Option<rendezvous_proto::StatusCode>,
 }
 
 impl Member {
@@ -98,6 +101,7 @@ impl Member {
             outstanding: BTreeMap::new(),
             wake_at: None,
             timeouts_at: None,
+            exited: None,
         }
     }
 
@@ -135,10 +139,16 @@ impl Member {
             .map_or(0, member::Member::registered_current)
     }
 
-    /// Whether the member gave up (it must never, because of what a
+    /// Why the member gave up, if it did (it must never, because of what a
     /// rendezvous node answered).
-    pub fn gave_up(&self) -> Option<&member::MemberError> {
-        self.core.as_ref().and_then(member::Member::failure)
+    pub fn gave_up(&self) -> Option<String> {
+        if let Some(code) = self.exited {
+            return Some(format!("exited on {code} (--broken-member)"));
+        }
+        self.core
+            .as_ref()
+            .and_then(member::Member::failure)
+            .map(ToString::to_string)
     }
 
     /// Rendezvous nodes (replica numbers) this member stopped using.
@@ -155,7 +165,7 @@ impl Member {
 
     /// Handles one event.
     pub fn handle(&mut self, ctx: &mut Ctx<'_>, event: EventKind) {
-        if !self.alive {
+        if !self.alive || self.exited.is_some() {
             return;
         }
         match event {
@@ -324,6 +334,11 @@ impl Member {
         while let Some(event) = core.poll_event() {
             self.on_core_event(ctx, event);
         }
+        if self.exited.is_some() {
+            // Ended (--broken-member): it sends nothing any more.
+            self.core = Some(core);
+            return;
+        }
         if self.replicas.is_empty() {
             if let Some(share) = core.key_share() {
                 self.replicas = ctx.shared.replicas(&QuorumKey::from(share.quorum_key()));
@@ -418,6 +433,15 @@ impl Member {
                 member: self.flat,
                 record: Arc::new(record),
             }),
+            // The old `rdht quorum`: any refusal it did not special-case
+            // (UnknownNamespace, StaleSequence) ended the member.
+            Event::Refused {
+                code: Some(code),
+                class: member::Class::Transient | member::Class::Permanent,
+                ..
+            } if ctx.shared.config.params.broken_member && self.exited.is_none() => {
+                self.exited = Some(code);
+            }
             _ => {}
         }
     }

@@ -48,6 +48,9 @@ pub enum Malice {
     Drop,
     /// Serves the first version it saw of each record, never a newer one.
     Stale,
+    /// Answers every registration with this invented refusal and keeps
+    /// nothing.
+    Lie(StatusCode),
 }
 
 /// One rendezvous node.
@@ -60,6 +63,9 @@ pub struct Rendezvous {
     pub alive: bool,
     /// Lies, for a malicious node.
     pub malice: Option<Malice>,
+    /// Until then (virtual ms), every registration is refused with
+    /// `QuotaExceeded`: an honest node under load.
+    pub busy_until: Option<u64>,
     broken: bool,
     /// Test-only broken validator: records the store refused but this
     /// node acknowledged and serves anyway.
@@ -83,6 +89,7 @@ impl Rendezvous {
             store: NamespaceStore::new(config, seed),
             alive: true,
             malice: None,
+            busy_until: None,
             broken,
             unchecked: Vec::new(),
             batch: Vec::new(),
@@ -142,8 +149,9 @@ impl Rendezvous {
     }
 
     fn note(&self, ctx: &mut Ctx<'_>, from: Addr, kind: RegKind, outcome: Outcome) {
-        // A dropping node lies about everything; its verdicts mean nothing.
-        if self.malice != Some(Malice::Drop) {
+        // A dropping or lying node lies about everything; its verdicts
+        // mean nothing.
+        if !matches!(self.malice, Some(Malice::Drop) | Some(Malice::Lie(_))) {
             ctx.note(Note::Registration {
                 rdv: self.index,
                 from,
@@ -231,6 +239,25 @@ impl Rendezvous {
         request: Request,
         remote: PeerId,
     ) {
+        let registration = matches!(
+            request,
+            Request::RegisterNamespace(_) | Request::RegisterPeer(_) | Request::RegisterPeers(_)
+        );
+        let refusal = match self.malice {
+            Some(Malice::Lie(code)) => Some(code),
+            _ if self.busy_until.is_some_and(|t| ctx.now < t) => Some(StatusCode::QuotaExceeded),
+            _ => None,
+        };
+        if let (true, Some(code)) = (registration, refusal) {
+            let kind = if matches!(request, Request::RegisterNamespace(_)) {
+                RegKind::Namespace
+            } else {
+                RegKind::Peer
+            };
+            self.note(ctx, from, kind, Outcome::Rejected(code));
+            ctx.send(from, Msg::response(id, Response::Rejected(code)));
+            return;
+        }
         let response = match request {
             Request::RegisterNamespace(record) => {
                 match self.register_namespace(ctx, from, &record, remote) {

@@ -8,10 +8,12 @@ use crate::msg::{Addr, Note};
 use crate::world::{Params, SimConfig, World};
 
 mod bad_dealer;
+mod busy_rendezvous;
 mod churn;
 mod flood;
 mod forged_namespace;
 mod honest;
+mod lying_rendezvous;
 mod malicious_rendezvous;
 mod outsider;
 mod partition;
@@ -51,7 +53,7 @@ pub struct Size {
 }
 
 /// Every scenario, in the order `--scenario all` runs them.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 11] = [
     "honest",
     "outsider",
     "forged-namespace",
@@ -61,6 +63,8 @@ pub const NAMES: [&str; 9] = [
     "churn",
     "partition",
     "flood",
+    "busy-rendezvous",
+    "lying-rendezvous",
 ];
 
 /// What `--adversaries` means in each scenario.
@@ -69,6 +73,8 @@ pub fn adversaries_meaning(name: &str) -> &'static str {
         "outsider" | "forged-namespace" | "replay" | "flood" => "attackers",
         "bad-dealer" => "faulty dealers per quorum",
         "malicious-rendezvous" => "malicious rendezvous nodes",
+        "busy-rendezvous" => "busy rendezvous nodes",
+        "lying-rendezvous" => "lying rendezvous nodes",
         "churn" => "members that crash and restart",
         _ => "unused",
     }
@@ -93,6 +99,8 @@ pub fn default_size(name: &str) -> Option<Size> {
         "churn" => s(12, 8, 5, 24, 10),
         "partition" => s(16, 8, 5, 24, 0),
         "flood" => s(10, 8, 5, 16, 4),
+        "busy-rendezvous" => s(12, 8, 5, 20, 20),
+        "lying-rendezvous" => s(20, 8, 5, 30, 8),
         _ => return None,
     })
 }
@@ -109,6 +117,8 @@ pub fn make(name: &str) -> Option<Box<dyn Scenario>> {
         "churn" => Box::new(churn::Churn::default()),
         "partition" => Box::new(partition::Partition::default()),
         "flood" => Box::new(flood::Flood::default()),
+        "busy-rendezvous" => Box::new(busy_rendezvous::BusyRendezvous::default()),
+        "lying-rendezvous" => Box::new(lying_rendezvous::LyingRendezvous::default()),
         _ => return None,
     })
 }
@@ -127,6 +137,7 @@ pub fn default_params(name: &str, seed: u64) -> Option<Params> {
         loss: 0.0,
         replication: 3,
         broken_validator: false,
+        broken_member: false,
     })
 }
 

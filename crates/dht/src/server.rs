@@ -1,0 +1,877 @@
+//! The rendezvous server role as a sans-IO state machine.
+//!
+//! [`Server`] owns the [`NamespaceStore`] and every decision around it:
+//! the queue of peer registrations and its caps (in total and per
+//! sender), the batching policy, verification as *jobs* that leave the
+//! core ([`VerifyJob`], run on any thread, their verdicts handed back with
+//! [`Server::handle_verified`]), replies in submission order, which
+//! namespaces to replicate and persist (coalesced), deduplicated lookups
+//! for namespaces this node does not hold, and whom to dial for liveness.
+//!
+//! It is driven like `quinn-proto`: inputs are `handle_*` calls with `now`
+//! (ms since the Unix epoch); outputs come out of [`Server::poll_output`];
+//! [`Server::poll_timeout`] says when to call [`Server::handle_timeout`].
+//! The `rdht rendezvous` command (crates/node) and the simulator (sim/)
+//! drive this same state machine.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use libp2p_identity::PeerId;
+use rand_core::RngCore;
+use rendezvous_proto::Multiaddr;
+use rendezvous_proto::{
+    Limits, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
+};
+
+use crate::keys::{kind_key, namespace_key};
+use crate::store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration};
+use crate::value::{KindValue, NamespaceValue};
+
+/// How the server queues, batches, replicates and persists. Times in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Most peer registrations waiting for verification (and being
+    /// verified); beyond it new ones are refused at once (`QuotaExceeded`).
+    pub max_queued: usize,
+    /// Most peer registrations one sender may have waiting or being
+    /// verified: one sender cannot fill the queue every sender shares.
+    pub max_queued_per_peer: usize,
+    /// A batch goes to verification once it holds this many records...
+    pub min_batch: usize,
+    /// ...or once its oldest record has waited this long. Small batches
+    /// waste the fixed cost of a batch check, which a burst can share.
+    pub max_batch_wait_ms: u64,
+    /// Most records in one verification job (a longer queue makes several).
+    pub max_batch: usize,
+    /// Most jobs being verified at once (one per verification thread).
+    pub max_jobs: usize,
+    /// Changed namespaces are replicated at most this often (a burst of
+    /// registrations to one namespace makes one PUT, not one per batch).
+    pub replication_period_ms: u64,
+    /// Changed namespaces are handed out for persistence at most this often
+    /// (0: persistence is off and nothing is handed out).
+    pub persist_period_ms: u64,
+    /// A lookup for a namespace this node does not hold is answered
+    /// (from whatever arrived) after this long at the latest.
+    pub lookup_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    /// The node's values: 16,384 queued (1,024 per sender), batches of 32
+    /// after at most 2 ms, 64 per job, 2 jobs at once, replication every
+    /// 200 ms, persistence off, lookups answered within 10 s.
+    fn default() -> Self {
+        Self {
+            max_queued: 16_384,
+            max_queued_per_peer: 1_024,
+            min_batch: 32,
+            max_batch_wait_ms: 2,
+            max_batch: 64,
+            max_jobs: 2,
+            replication_period_ms: 200,
+            persist_period_ms: 0,
+            lookup_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The driver's handle on where a response goes (a response channel, a
+/// simulated sender); the core hands it back in [`Output::Reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplyId(pub u64);
+
+/// Identifies a verification job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u64);
+
+/// A batch of checked registrations to verify, on any thread:
+/// [`VerifyJob::run`] decodes the signatures and runs one safe batch
+/// check, and the driver hands the result to [`Server::handle_verified`].
+#[derive(Debug)]
+pub struct VerifyJob {
+    /// Its id.
+    pub id: JobId,
+    checked: Vec<CheckedPeer>,
+    now_ms: u64,
+    limits: Limits,
+}
+
+/// A verified batch: one verdict per checked registration, in order.
+#[derive(Debug)]
+pub struct VerifyDone {
+    /// The job's id.
+    pub id: JobId,
+    checked: Vec<CheckedPeer>,
+    verdicts: Vec<Result<(), StatusCode>>,
+}
+
+impl VerifyJob {
+    /// How many registrations it holds.
+    pub fn len(&self) -> usize {
+        self.checked.len()
+    }
+
+    /// Whether it holds none (never, as the core makes them).
+    pub fn is_empty(&self) -> bool {
+        self.checked.is_empty()
+    }
+
+    /// Prepares (signature decoding: tens of microseconds each) and
+    /// verifies the batch on the calling thread, calling `checkpoint`
+    /// between steps (a driver that shares cores with latency work yields
+    /// there; the simulator passes a no-op).
+    pub fn run<R: RngCore>(self, rng: &mut R, checkpoint: &mut dyn FnMut()) -> VerifyDone {
+        let VerifyJob {
+            id,
+            checked,
+            now_ms,
+            limits,
+        } = self;
+        let mut pending: Vec<PendingPeer> = Vec::with_capacity(checked.len());
+        let mut positions = Vec::with_capacity(checked.len());
+        let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(checked.len());
+        for (i, c) in checked.iter().enumerate() {
+            match c.prepare(now_ms, &limits) {
+                Ok(p) => {
+                    pending.push(p);
+                    positions.push(i);
+                    verdicts.push(Ok(()));
+                }
+                Err(code) => verdicts.push(Err(code)),
+            }
+            checkpoint();
+        }
+        let results = rendezvous_proto::verify_batch_with(&pending, rng, checkpoint);
+        for (i, r) in positions.into_iter().zip(results) {
+            if let Some(slot) = verdicts.get_mut(i) {
+                *slot = r;
+            }
+        }
+        VerifyDone {
+            id,
+            checked,
+            verdicts,
+        }
+    }
+}
+
+/// Something for the driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this response.
+    Reply {
+        /// Where.
+        to: ReplyId,
+        /// What.
+        response: Response,
+    },
+    /// Run this job (any thread) and hand its result back.
+    Verify(VerifyJob),
+    /// Replicate this namespace's value to the replicas (a Kademlia PUT
+    /// under `key`).
+    Replicate {
+        /// The namespace.
+        quorum_key: QuorumKey,
+        /// The DHT key.
+        key: crate::keys::DhtKey,
+        /// The value, encoded.
+        value: Vec<u8>,
+    },
+    /// Look the namespace up in the DHT (a Kademlia GET of `key`); hand
+    /// the values found to [`Server::handle_value`] and the end to
+    /// [`Server::handle_lookup_done`].
+    Lookup {
+        /// The namespace.
+        quorum_key: QuorumKey,
+        /// The DHT key.
+        key: crate::keys::DhtKey,
+    },
+    /// A registered peer is due a liveness check and is not connected:
+    /// dial it (an authenticated connection, which the ping protocol
+    /// then pings). A failed dial is [`Server::handle_ping_miss`].
+    Dial {
+        /// Whom.
+        peer: PeerId,
+        /// Where its record says it listens.
+        addrs: Vec<Multiaddr>,
+    },
+    /// Write these namespaces (`None`: remove it) to durable storage.
+    Persist(Vec<(QuorumKey, Option<NamespaceValue>)>),
+}
+
+/// Where the outcome of one peer registration goes, and who sent it.
+#[derive(Debug, Clone, Copy)]
+enum ReplyTo {
+    /// A `RegisterPeer`: its own response.
+    One(ReplyId, PeerId),
+    /// Record `position` of the `RegisterPeers` request `request`.
+    Part {
+        request: u64,
+        position: usize,
+        peer: PeerId,
+    },
+}
+
+impl ReplyTo {
+    fn peer(&self) -> PeerId {
+        match self {
+            ReplyTo::One(_, peer) | ReplyTo::Part { peer, .. } => *peer,
+        }
+    }
+}
+
+/// A `RegisterPeers` request waiting for the outcomes of its records.
+struct MultiReply {
+    reply: ReplyId,
+    outcomes: Vec<Option<RegisterOutcome>>,
+    remaining: usize,
+}
+
+/// Discovers waiting for a lookup.
+struct Lookup {
+    waiting: Vec<(ReplyId, u32)>,
+    deadline: u64,
+}
+
+/// Counters a driver can export.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// Liveness checks that came due (dialled or pinged over an open connection).
+    pub pings_due: u64,
+    /// Replicated values that changed the store.
+    pub merges: u64,
+    /// Lookups started (after deduplication).
+    pub lookups: u64,
+    /// Verification jobs that failed (their batch was answered `Internal`).
+    pub failed_jobs: u64,
+}
+
+/// The rendezvous server role. See the module docs.
+pub struct Server {
+    config: ServerConfig,
+    store: NamespaceStore,
+    outputs: VecDeque<Output>,
+    /// Registrations waiting for the next batch.
+    queue: Vec<(PeerRegistration, ReplyTo)>,
+    /// When the oldest of them arrived.
+    queued_since: Option<u64>,
+    /// Registrations waiting or being verified, per sender.
+    queued_by_peer: BTreeMap<PeerId, usize>,
+    multi: BTreeMap<u64, MultiReply>,
+    next_multi: u64,
+    /// Jobs being verified, oldest first, and where their outcomes go.
+    in_flight: VecDeque<(JobId, Vec<ReplyTo>)>,
+    /// Finished jobs waiting for older ones (`None`: the job failed).
+    finished: BTreeMap<JobId, Option<VerifyDone>>,
+    next_job: u64,
+    replicate: BTreeSet<QuorumKey>,
+    next_replication: u64,
+    persist: BTreeSet<QuorumKey>,
+    next_persist: u64,
+    lookups: BTreeMap<QuorumKey, Lookup>,
+    connected: BTreeSet<PeerId>,
+    counters: ServerCounters,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("queued", &self.queue.len())
+            .field("jobs", &self.in_flight.len())
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server over `store`.
+    pub fn new(config: ServerConfig, store: NamespaceStore) -> Self {
+        Self {
+            config,
+            store,
+            outputs: VecDeque::new(),
+            queue: Vec::new(),
+            queued_since: None,
+            queued_by_peer: BTreeMap::new(),
+            multi: BTreeMap::new(),
+            next_multi: 0,
+            in_flight: VecDeque::new(),
+            finished: BTreeMap::new(),
+            next_job: 0,
+            replicate: BTreeSet::new(),
+            next_replication: 0,
+            persist: BTreeSet::new(),
+            next_persist: 0,
+            lookups: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            counters: ServerCounters::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &NamespaceStore {
+        &self.store
+    }
+
+    /// The store, mutably (loading from disk, tests).
+    pub fn store_mut(&mut self) -> &mut NamespaceStore {
+        &mut self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> ServerCounters {
+        self.counters
+    }
+
+    /// Registrations queued or being verified.
+    pub fn pending_registrations(&self) -> usize {
+        self.queue.len() + self.in_flight.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    /// Whether a verification job is out.
+    pub fn has_jobs(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    // ----- outputs ---------------------------------------------------------------
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut wake = self.store.poll_timeout();
+        let mut consider = |t: Option<u64>| {
+            if let Some(t) = t {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        };
+        if self.in_flight.len() < self.config.max_jobs.max(1) {
+            consider(self.queued_since.map(|t| t + self.config.max_batch_wait_ms));
+        }
+        if !self.replicate.is_empty() {
+            consider(Some(self.next_replication));
+        }
+        if !self.persist.is_empty() && self.config.persist_period_ms > 0 {
+            consider(Some(self.next_persist));
+        }
+        consider(self.lookups.values().map(|l| l.deadline).min());
+        wake
+    }
+
+    // ----- inputs -----------------------------------------------------------------
+
+    /// A request from `from` (authenticated by the connection); its answer
+    /// comes out as [`Output::Reply`] to `reply`, at once or after its
+    /// verification.
+    pub fn handle_request(&mut self, now: u64, from: PeerId, reply: ReplyId, request: Request) {
+        match request {
+            Request::RegisterPeer(record) => {
+                if !self.may_queue(&from, 1) {
+                    return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
+                }
+                self.enqueue(
+                    now,
+                    PeerRegistration {
+                        record,
+                        remote: Some(from),
+                    },
+                    ReplyTo::One(reply, from),
+                );
+            }
+            Request::RegisterPeers(records) => {
+                // Each record is judged as a `RegisterPeer` over this
+                // connection would be, PeerId binding included.
+                if !self.may_queue(&from, records.len()) {
+                    let outcomes = vec![Err(StatusCode::QuotaExceeded); records.len()];
+                    return self.reply(reply, Response::RegisteredPeers(outcomes));
+                }
+                let request = self.next_multi;
+                self.next_multi += 1;
+                self.multi.insert(
+                    request,
+                    MultiReply {
+                        reply,
+                        outcomes: vec![None; records.len()],
+                        remaining: records.len(),
+                    },
+                );
+                for (position, record) in records.into_iter().enumerate() {
+                    self.enqueue(
+                        now,
+                        PeerRegistration {
+                            record,
+                            remote: Some(from),
+                        },
+                        ReplyTo::Part {
+                            request,
+                            position,
+                            peer: from,
+                        },
+                    );
+                }
+            }
+            Request::RegisterNamespace(record) => {
+                let qk = record.quorum_key();
+                let response = match self.store.register_namespace(record, Some(from), now) {
+                    Ok(ttl_ms) => {
+                        if let Some(qk) = qk {
+                            self.changed(qk, true);
+                        }
+                        Response::Registered { ttl_ms }
+                    }
+                    Err(code) => Response::Rejected(code),
+                };
+                self.reply(reply, response);
+            }
+            Request::Unregister { quorum_key, index } => {
+                let response = match self.store.unregister(&quorum_key, index, &from, now) {
+                    Ok(()) => {
+                        self.changed(quorum_key, false);
+                        Response::Unregistered
+                    }
+                    Err(code) => Response::Rejected(code),
+                };
+                self.reply(reply, response);
+            }
+            Request::Discover {
+                quorum_key,
+                limit,
+                cookie,
+            } => match self
+                .store
+                .discover(&quorum_key, limit, cookie.as_ref(), now)
+            {
+                Ok(answer) => self.reply(reply, Response::Discovered(answer)),
+                // Not held here: look it up (once for every asker), then
+                // answer from what the store accepted of it.
+                Err(StatusCode::UnknownNamespace) if cookie.is_none() => {
+                    self.look_up(now, quorum_key, reply, limit)
+                }
+                Err(code) => self.reply(reply, Response::Rejected(code)),
+            },
+            Request::DiscoverKind {
+                kind,
+                limit,
+                cookie,
+            } => {
+                let response = match self.store.discover_kind(&kind, limit, cookie.as_ref(), now) {
+                    Ok((namespaces, cookie)) => Response::Namespaces { namespaces, cookie },
+                    Err(code) => Response::Rejected(code),
+                };
+                self.reply(reply, response);
+            }
+            // Member-to-member messages have no business here.
+            Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
+                self.reply(reply, Response::Rejected(StatusCode::NotAuthorized))
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Replicates `quorum_key`'s value at the next replication turn (a
+    /// node that reloaded it from disk offers it to the others again).
+    pub fn republish(&mut self, quorum_key: QuorumKey) {
+        self.replicate.insert(quorum_key);
+    }
+
+    /// A request whose bytes did not decode: answered with `code`.
+    pub fn handle_malformed(&mut self, reply: ReplyId, code: StatusCode) {
+        self.reply(reply, Response::Rejected(code));
+    }
+
+    /// A verification job's result. Batches are applied, and their
+    /// registrations answered, in submission order.
+    pub fn handle_verified(&mut self, now: u64, done: VerifyDone) {
+        self.finished.insert(done.id, Some(done));
+        self.apply_finished(now);
+        self.drive(now);
+    }
+
+    /// A verification job failed (its thread panicked or died): its
+    /// registrations are answered `Internal`, nothing of it is stored, and
+    /// the server goes on.
+    pub fn handle_job_failed(&mut self, now: u64, id: JobId) {
+        if self.in_flight.iter().any(|(j, _)| *j == id) {
+            self.counters.failed_jobs += 1;
+            self.finished.insert(id, None);
+            self.apply_finished(now);
+        }
+        self.drive(now);
+    }
+
+    /// Time passed: expiry, due liveness checks, batches, replication,
+    /// persistence and lookups that are due by `now`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.store.expire(now);
+        for target in self.store.due_pings(now) {
+            self.counters.pings_due += 1;
+            // The ping protocol pings open connections on its own.
+            if !self.connected.contains(&target.peer_id) {
+                self.outputs.push_back(Output::Dial {
+                    peer: target.peer_id,
+                    addrs: target.addrs,
+                });
+            }
+        }
+        let expired: Vec<QuorumKey> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for qk in expired {
+            self.handle_lookup_done(now, qk);
+        }
+        self.drive(now);
+    }
+
+    /// A connection to `peer` is up (its liveness checks go over it).
+    pub fn handle_connected(&mut self, peer: PeerId) {
+        self.connected.insert(peer);
+    }
+
+    /// The last connection to `peer` closed.
+    pub fn handle_disconnected(&mut self, peer: &PeerId) {
+        self.connected.remove(peer);
+    }
+
+    /// `peer` answered a ping.
+    pub fn handle_pong(&mut self, peer: &PeerId, now: u64) {
+        self.store.handle_pong(peer, now);
+    }
+
+    /// A ping of `peer`, or a dial of it, failed. Returns true if the peer
+    /// just became unreachable (it is no longer listed here).
+    pub fn handle_ping_miss(&mut self, peer: &PeerId) -> bool {
+        self.store.handle_ping_miss(peer)
+    }
+
+    /// A value another node sent (a Kademlia PUT) or served (a GET
+    /// answer) under `key`: a namespace value is merged (the store
+    /// re-verifies every record in it), a kind index adds the namespaces
+    /// it vouches for, and anything else is refused. Returns the merge
+    /// report of a namespace value.
+    pub fn handle_value(
+        &mut self,
+        now: u64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<MergeReport, ValueError> {
+        let report = merge_kad_value(&mut self.store, now, key, value)?;
+        if report.namespace_updated || report.peers_stored > 0 {
+            self.counters.merges += 1;
+            if let Some(qk) = self.store.quorum_key_for(&dht_key(key)?) {
+                self.changed(qk, false);
+            }
+        }
+        self.drive(now);
+        Ok(report)
+    }
+
+    /// The lookup of `quorum_key` ended: the discovers waiting for it are
+    /// answered from the store.
+    pub fn handle_lookup_done(&mut self, now: u64, quorum_key: QuorumKey) {
+        let Some(lookup) = self.lookups.remove(&quorum_key) else {
+            return;
+        };
+        for (reply, limit) in lookup.waiting {
+            let response = match self.store.discover(&quorum_key, limit, None, now) {
+                Ok(answer) => Response::Discovered(answer),
+                Err(code) => Response::Rejected(code),
+            };
+            self.reply(reply, response);
+        }
+    }
+
+    /// Queued registrations to verification now, whatever the batch
+    /// policy says (before answering a question about the state, or
+    /// stopping), and everything changed to persistence.
+    pub fn flush(&mut self, now: u64) {
+        while !self.queue.is_empty() {
+            self.submit(now);
+        }
+        self.next_persist = now;
+        self.next_replication = now;
+        self.drive(now);
+    }
+
+    // ----- internals ----------------------------------------------------------------
+
+    fn reply(&mut self, to: ReplyId, response: Response) {
+        self.outputs.push_back(Output::Reply { to, response });
+    }
+
+    /// A namespace changed: persist it, and replicate it if the change came
+    /// from a direct registration (replicated changes came from a replica).
+    fn changed(&mut self, quorum_key: QuorumKey, direct: bool) {
+        if direct {
+            self.replicate.insert(quorum_key);
+        }
+        if self.config.persist_period_ms > 0 {
+            self.persist.insert(quorum_key);
+        }
+    }
+
+    fn may_queue(&self, peer: &PeerId, count: usize) -> bool {
+        self.pending_registrations() + count <= self.config.max_queued
+            && self.queued_by_peer.get(peer).copied().unwrap_or(0) + count
+                <= self.config.max_queued_per_peer
+    }
+
+    fn enqueue(&mut self, now: u64, registration: PeerRegistration, reply: ReplyTo) {
+        *self.queued_by_peer.entry(reply.peer()).or_insert(0) += 1;
+        self.queued_since.get_or_insert(now);
+        self.queue.push((registration, reply));
+    }
+
+    fn look_up(&mut self, now: u64, quorum_key: QuorumKey, reply: ReplyId, limit: u32) {
+        let deadline = now + self.config.lookup_timeout_ms;
+        let lookup = self.lookups.entry(quorum_key).or_insert_with(|| Lookup {
+            waiting: Vec::new(),
+            deadline,
+        });
+        let first = lookup.waiting.is_empty();
+        lookup.waiting.push((reply, limit));
+        if first {
+            self.counters.lookups += 1;
+            self.outputs.push_back(Output::Lookup {
+                quorum_key,
+                key: namespace_key(&quorum_key),
+            });
+        }
+    }
+
+    /// Submits batches, replicates and persists whatever is due.
+    fn drive(&mut self, now: u64) {
+        while self.should_submit(now) {
+            self.submit(now);
+        }
+        if !self.replicate.is_empty() && now >= self.next_replication {
+            self.next_replication = now + self.config.replication_period_ms;
+            for qk in std::mem::take(&mut self.replicate) {
+                if let Some(value) = self.store.namespace_value(&qk, now) {
+                    self.outputs.push_back(Output::Replicate {
+                        quorum_key: qk,
+                        key: namespace_key(&qk),
+                        value: value.encode(),
+                    });
+                }
+            }
+        }
+        if !self.persist.is_empty() && now >= self.next_persist {
+            self.next_persist = now + self.config.persist_period_ms;
+            let updates = std::mem::take(&mut self.persist)
+                .into_iter()
+                .map(|qk| (qk, self.store.namespace_value(&qk, now)))
+                .collect();
+            self.outputs.push_back(Output::Persist(updates));
+        }
+    }
+
+    fn should_submit(&self, now: u64) -> bool {
+        !self.queue.is_empty()
+            && self.in_flight.len() < self.config.max_jobs.max(1)
+            && (self.queue.len() >= self.config.min_batch
+                || self
+                    .queued_since
+                    .is_none_or(|t| now >= t + self.config.max_batch_wait_ms))
+    }
+
+    /// Runs the cheap checks of the next batch, answers those they refuse,
+    /// and hands the rest out as a job.
+    fn submit(&mut self, now: u64) {
+        let max = self.config.max_batch.max(1);
+        let batch = if self.queue.len() > max {
+            let rest = self.queue.split_off(max);
+            self.queued_since = Some(now);
+            std::mem::replace(&mut self.queue, rest)
+        } else {
+            self.queued_since = None;
+            std::mem::take(&mut self.queue)
+        };
+        let (registrations, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let prechecked = self.store.precheck_peers(registrations, now);
+        let mut checked = Vec::with_capacity(prechecked.len());
+        let mut waiting = Vec::with_capacity(prechecked.len());
+        for (outcome, reply) in prechecked.into_iter().zip(replies) {
+            match outcome {
+                Ok(c) => {
+                    checked.push(c);
+                    waiting.push(reply);
+                }
+                Err(code) => self.answer(reply, Err(code)),
+            }
+        }
+        if checked.is_empty() {
+            return;
+        }
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        self.in_flight.push_back((id, waiting));
+        self.outputs.push_back(Output::Verify(VerifyJob {
+            id,
+            checked,
+            now_ms: now,
+            limits: self.store.config().limits,
+        }));
+    }
+
+    /// Applies, in submission order, every finished job whose elders are
+    /// done.
+    fn apply_finished(&mut self, now: u64) {
+        while let Some(&(id, _)) = self.in_flight.front() {
+            let Some(done) = self.finished.remove(&id) else {
+                break;
+            };
+            let replies = self
+                .in_flight
+                .pop_front()
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            match done {
+                Some(done) => {
+                    let keys: Vec<QuorumKey> = done
+                        .checked
+                        .iter()
+                        .map(|c| c.registration.record.quorum_key)
+                        .collect();
+                    let outcomes = self
+                        .store
+                        .apply_peers(done.checked.into_iter().zip(done.verdicts).collect(), now);
+                    for ((reply, qk), outcome) in replies.into_iter().zip(keys).zip(outcomes) {
+                        if outcome.is_ok() {
+                            self.changed(qk, true);
+                        }
+                        self.answer(reply, outcome);
+                    }
+                }
+                None => {
+                    for reply in replies {
+                        self.answer(reply, Err(StatusCode::Internal));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends (or, for a record of a `RegisterPeers`, records) the outcome
+    /// of one registration.
+    fn answer(&mut self, reply: ReplyTo, outcome: RegisterOutcome) {
+        let peer = reply.peer();
+        if let Some(count) = self.queued_by_peer.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.queued_by_peer.remove(&peer);
+            }
+        }
+        match reply {
+            ReplyTo::One(to, _) => {
+                let response = match outcome {
+                    Ok(ttl_ms) => Response::Registered { ttl_ms },
+                    Err(code) => Response::Rejected(code),
+                };
+                self.reply(to, response);
+            }
+            ReplyTo::Part {
+                request, position, ..
+            } => {
+                let Some(waiting) = self.multi.get_mut(&request) else {
+                    return;
+                };
+                if let Some(slot) = waiting.outcomes.get_mut(position) {
+                    if slot.replace(outcome).is_none() {
+                        waiting.remaining = waiting.remaining.saturating_sub(1);
+                    }
+                }
+                if waiting.remaining == 0 {
+                    if let Some(done) = self.multi.remove(&request) {
+                        let outcomes = done
+                            .outcomes
+                            .into_iter()
+                            .map(|o| o.unwrap_or(Err(StatusCode::Internal)))
+                            .collect();
+                        self.reply(done.reply, Response::RegisteredPeers(outcomes));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a value from another node was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The key is not a DHT key.
+    #[error("not a DHT key")]
+    Key,
+    /// The value decodes as neither a namespace value nor a kind index.
+    #[error("undecodable value")]
+    Decode,
+    /// A namespace value stored under another key than its own.
+    #[error("value stored under another key")]
+    WrongKey,
+    /// The store is full.
+    #[error("store full")]
+    Full,
+}
+
+fn dht_key(key: &[u8]) -> Result<crate::keys::DhtKey, ValueError> {
+    key.try_into().map_err(|_| ValueError::Key)
+}
+
+/// Merges a value found under `key` into `store`: the one place that
+/// judges values from other nodes (kad PUTs and GET answers go through
+/// [`Server::handle_value`], and kad's own `RecordStore::put` through
+/// [`crate::KadStore`]).
+pub(crate) fn merge_kad_value(
+    store: &mut NamespaceStore,
+    now: u64,
+    key: &[u8],
+    value: &[u8],
+) -> Result<MergeReport, ValueError> {
+    let key = dht_key(key)?;
+    let limits = store.config().limits;
+    if let Ok(value) = NamespaceValue::decode(value, &limits) {
+        let derived = value.namespace.quorum_key().map(|qk| namespace_key(&qk));
+        if derived != Some(key) {
+            return Err(ValueError::WrongKey);
+        }
+        let report = store.merge_value(value, now);
+        if report
+            .peers_rejected
+            .iter()
+            .any(|(_, c)| *c == StatusCode::QuotaExceeded)
+        {
+            return Err(ValueError::Full);
+        }
+        return Ok(report);
+    }
+    let value = KindValue::decode(value, &limits).map_err(|_| ValueError::Decode)?;
+    let mut report = MergeReport::default();
+    for namespace in value.namespaces {
+        // Each entry must be of the kind the key names.
+        let Some(kind) = namespace.kind.clone() else {
+            continue;
+        };
+        if kind_key(&kind) != key {
+            continue;
+        }
+        let merged = store.merge_value(
+            NamespaceValue {
+                namespace,
+                peers: Vec::new(),
+            },
+            now,
+        );
+        report.namespace_updated |= merged.namespace_updated;
+    }
+    Ok(report)
+}

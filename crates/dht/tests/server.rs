@@ -1,0 +1,335 @@
+//! The rendezvous server core driven by hand: no sockets, no threads.
+//! The test plays the driver: it runs verification jobs itself (in any
+//! order it likes, or not at all) and reads the outputs.
+
+use dht::{JobId, NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig, VerifyJob};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rendezvous_proto::testkit::TestQuorum;
+use rendezvous_proto::{PeerId, QuorumKey, Request, Response, StatusCode};
+
+const NOW: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+fn quorum(n: u32, seed: u64) -> TestQuorum {
+    TestQuorum::deal(n, n.div_ceil(2), &mut ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// A server whose batches go out one record at a time (min_batch 1), so
+/// each registration is a job of its own.
+fn server(config: ServerConfig) -> Server {
+    Server::new(config, NamespaceStore::new(StoreConfig::default(), [3; 32]))
+}
+
+fn one_per_job() -> ServerConfig {
+    ServerConfig {
+        min_batch: 1,
+        max_batch: 1,
+        max_jobs: 8,
+        ..ServerConfig::default()
+    }
+}
+
+/// Drains the outputs: (replies in order, jobs in order, everything else).
+fn drain(s: &mut Server) -> (Vec<(ReplyId, Response)>, Vec<VerifyJob>, Vec<Output>) {
+    let (mut replies, mut jobs, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(o) = s.poll_output() {
+        match o {
+            Output::Reply { to, response } => replies.push((to, response)),
+            Output::Verify(job) => jobs.push(job),
+            o => other.push(o),
+        }
+    }
+    (replies, jobs, other)
+}
+
+fn with_namespace(q: &TestQuorum, config: ServerConfig) -> Server {
+    let mut s = server(config);
+    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    s.handle_request(
+        NOW,
+        q.peer_id(1),
+        ReplyId(999),
+        Request::RegisterNamespace(ns),
+    );
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(ReplyId(999), Response::Registered { ttl_ms: 2 * HOUR })]
+    );
+    s
+}
+
+fn register(s: &mut Server, q: &TestQuorum, index: u32, reply: u64) {
+    let record = q.peer(index, 1, 1, NOW + HOUR);
+    s.handle_request(
+        NOW,
+        q.peer_id(index),
+        ReplyId(reply),
+        Request::RegisterPeer(record),
+    );
+}
+
+fn run(job: VerifyJob) -> dht::VerifyDone {
+    job.run(&mut ChaCha20Rng::seed_from_u64(1), &mut || {})
+}
+
+#[test]
+fn replies_come_in_submission_order_whatever_order_jobs_finish_in() {
+    let q = quorum(4, 1);
+    let mut s = with_namespace(&q, one_per_job());
+    for i in 1..=4 {
+        register(&mut s, &q, i, u64::from(i));
+    }
+    let (replies, mut jobs, _) = drain(&mut s);
+    assert!(
+        replies.is_empty(),
+        "nothing is answered before verification"
+    );
+    assert_eq!(jobs.len(), 4);
+    // The last job finishes first: nothing may be answered yet.
+    let last = jobs.pop().unwrap();
+    s.handle_verified(NOW, run(last));
+    assert!(drain(&mut s).0.is_empty());
+    // Then the others, backwards: everything comes out at the end, in order.
+    while let Some(job) = jobs.pop() {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _, _) = drain(&mut s);
+    let order: Vec<u64> = replies.iter().map(|(r, _)| r.0).collect();
+    assert_eq!(order, vec![1, 2, 3, 4]);
+    assert!(replies
+        .iter()
+        .all(|(_, r)| *r == Response::Registered { ttl_ms: HOUR }));
+    assert_eq!(s.store().stats().peer_records, 4);
+}
+
+#[test]
+fn a_failed_job_is_answered_internal_and_the_server_goes_on() {
+    let q = quorum(4, 2);
+    let mut s = with_namespace(&q, one_per_job());
+    register(&mut s, &q, 1, 1);
+    register(&mut s, &q, 2, 2);
+    let (_, jobs, _) = drain(&mut s);
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    let mut jobs = jobs.into_iter();
+    // The first job's thread panicked: the driver reports it failed.
+    drop(jobs.next());
+    s.handle_job_failed(NOW, ids[0]);
+    s.handle_verified(NOW, run(jobs.next().unwrap()));
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![
+            (ReplyId(1), Response::Rejected(StatusCode::Internal)),
+            (ReplyId(2), Response::Registered { ttl_ms: HOUR }),
+        ]
+    );
+    assert_eq!(s.store().stats().peer_records, 1);
+    assert_eq!(s.counters().failed_jobs, 1);
+    // The member whose batch failed registers again, fine.
+    register(&mut s, &q, 1, 3);
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(ReplyId(3), Response::Registered { ttl_ms: HOUR })]
+    );
+}
+
+#[test]
+fn a_sender_over_its_cap_is_refused_before_any_verification() {
+    let q = quorum(4, 3);
+    let config = ServerConfig {
+        max_queued_per_peer: 2,
+        min_batch: 100,
+        max_batch_wait_ms: 1_000,
+        ..ServerConfig::default()
+    };
+    let mut s = with_namespace(&q, config);
+    let peer = q.peer_id(1);
+    for reply in 1..=3 {
+        let record = q.peer(1, 1, reply, NOW + HOUR);
+        s.handle_request(NOW, peer, ReplyId(reply), Request::RegisterPeer(record));
+    }
+    let (replies, jobs, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(ReplyId(3), Response::Rejected(StatusCode::QuotaExceeded))]
+    );
+    assert!(jobs.is_empty(), "the batch waits for its window");
+    // Another sender still has room.
+    register(&mut s, &q, 2, 4);
+    assert!(drain(&mut s).0.is_empty());
+    // The window passes: one job with the three queued records.
+    s.handle_timeout(NOW + 1_000);
+    let (_, jobs, _) = drain(&mut s);
+    assert_eq!(jobs.iter().map(VerifyJob::len).sum::<usize>(), 3);
+}
+
+#[test]
+fn register_peers_is_answered_once_with_every_outcome_in_order() {
+    let q = quorum(4, 4);
+    let mut s = with_namespace(&q, ServerConfig::default());
+    let good = q.peer(1, 1, 1, NOW + HOUR);
+    let mut bad = q.peer(1, 1, 2, NOW + HOUR);
+    bad.seq = 3; // the signature no longer covers it
+    let foreign = q.peer(2, 1, 1, NOW + HOUR); // not the sender's PeerId
+    s.handle_request(
+        NOW,
+        q.peer_id(1),
+        ReplyId(7),
+        Request::RegisterPeers(vec![good, bad, foreign]),
+    );
+    s.flush(NOW);
+    let (replies, jobs, _) = drain(&mut s);
+    assert!(replies.is_empty());
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(
+            ReplyId(7),
+            Response::RegisteredPeers(vec![
+                Ok(HOUR),
+                Err(StatusCode::InvalidShareSignature),
+                Err(StatusCode::PeerIdMismatch),
+            ])
+        )]
+    );
+}
+
+#[test]
+fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
+    let q = quorum(3, 5);
+    let mut s = server(ServerConfig::default());
+    let asker = PeerId::random();
+    let discover = Request::Discover {
+        quorum_key: q.quorum_key(),
+        limit: 0,
+        cookie: None,
+    };
+    s.handle_request(NOW, asker, ReplyId(1), discover.clone());
+    s.handle_request(NOW, asker, ReplyId(2), discover.clone());
+    let (replies, _, other) = drain(&mut s);
+    assert!(replies.is_empty());
+    let lookups: Vec<QuorumKey> = other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Lookup { quorum_key, .. } => Some(*quorum_key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, vec![q.quorum_key()], "one lookup for both askers");
+    // The lookup finds the namespace's value at a replica.
+    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let value = dht::NamespaceValue {
+        namespace: ns,
+        peers: vec![q.peer(1, 1, 1, NOW + HOUR)],
+    };
+    let key = dht::namespace_key(&q.quorum_key());
+    let report = s.handle_value(NOW, &key, &value.encode()).unwrap();
+    assert_eq!(report.peers_stored, 1);
+    s.handle_lookup_done(NOW, q.quorum_key());
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(replies.len(), 2);
+    for (_, r) in &replies {
+        let Response::Discovered(answer) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(answer.peers.len(), 1);
+    }
+    // A lookup that finds nothing is answered when it times out.
+    let other = quorum(3, 6);
+    let discover = Request::Discover {
+        quorum_key: other.quorum_key(),
+        limit: 0,
+        cookie: None,
+    };
+    s.handle_request(NOW, asker, ReplyId(3), discover);
+    let deadline = NOW + ServerConfig::default().lookup_timeout_ms;
+    assert!(s.poll_timeout().unwrap() <= deadline);
+    s.handle_timeout(deadline - 1);
+    assert!(drain(&mut s).0.is_empty(), "answered before its deadline");
+    s.handle_timeout(deadline);
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(ReplyId(3), Response::Rejected(StatusCode::UnknownNamespace))]
+    );
+}
+
+#[test]
+fn only_registered_peers_that_are_not_connected_are_dialled() {
+    let q = quorum(4, 7);
+    let mut s = with_namespace(&q, one_per_job());
+    for i in 1..=2 {
+        register(&mut s, &q, i, u64::from(i));
+    }
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    drain(&mut s);
+    s.handle_connected(q.peer_id(1));
+    let due = NOW + 2 * StoreConfig::default().liveness.ping_interval_ms;
+    s.handle_timeout(due);
+    let (_, _, other) = drain(&mut s);
+    let dialled: Vec<PeerId> = other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dial { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dialled, vec![q.peer_id(2)]);
+    assert!(s.counters().pings_due >= 2);
+}
+
+#[test]
+fn changed_namespaces_are_replicated_once_per_period() {
+    let q = quorum(4, 8);
+    let mut s = server(one_per_job());
+    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    s.handle_request(
+        NOW,
+        q.peer_id(1),
+        ReplyId(9),
+        Request::RegisterNamespace(ns),
+    );
+    // The first change goes out at once.
+    let (_, _, other) = drain(&mut s);
+    let replicated = other
+        .iter()
+        .filter(|o| matches!(o, Output::Replicate { .. }))
+        .count();
+    assert_eq!(replicated, 1);
+    // Two registrations within one period make one PUT.
+    for i in 1..=2 {
+        register(&mut s, &q, i, u64::from(i));
+    }
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW + 1, run(job));
+    }
+    let (_, _, other) = drain(&mut s);
+    assert!(other.iter().all(|o| !matches!(o, Output::Replicate { .. })));
+    s.handle_timeout(NOW + ServerConfig::default().replication_period_ms);
+    let (_, _, other) = drain(&mut s);
+    let values: Vec<&Vec<u8>> = other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Replicate { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values.len(), 1);
+    let limits = rendezvous_proto::Limits::DEFAULT;
+    let value = dht::NamespaceValue::decode(values[0], &limits).unwrap();
+    assert_eq!(value.peers.len(), 2);
+}
