@@ -11,6 +11,12 @@ test:
 bench:
     cargo bench -p benches
 
+# Registration throughput under load, beside libp2p's rendezvous server
+# (args go to `rdht-bench bench`, e.g. `just bench-load --duration 60s --json`).
+bench-load *args:
+    cargo build --release -p node -p rdht-bench
+    ./target/release/rdht-bench bench {{args}}
+
 # A whole local network on loopback: rendezvous nodes, two quorums, an outsider.
 node:
     cargo run --release -p node --bin rdht -- demo

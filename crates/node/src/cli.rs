@@ -1,6 +1,6 @@
 //! The command line (clap): `keygen`, `rendezvous`, `quorum`, `discover`,
-//! `demo`, `bench-discover`, `bench` (and the hidden
-//! `bench-baseline-server` that `bench` runs).
+//! `demo`. The load generators live in the separate `rdht-bench` binary
+//! (crates/bench).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,65 +40,6 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// The whole system on loopback in one command, narrated.
     Demo,
-    /// Measure discover latency for a 64-member namespace over loopback.
-    BenchDiscover {
-        /// Number of discover requests to time.
-        #[arg(long, default_value_t = 2000)]
-        requests: usize,
-        /// Members in the namespace.
-        #[arg(long, default_value_t = 64)]
-        members: u32,
-    },
-    /// Registration throughput under load over loopback, beside libp2p's rendezvous server.
-    Bench(BenchArgs),
-    /// libp2p-rendezvous's server, for `rdht bench` to measure (prints its address).
-    #[command(hide = true)]
-    BenchBaselineServer {
-        /// Address to listen on.
-        #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/127.0.0.1/tcp/0")]
-        listen: Multiaddr,
-        /// Stop when standard input closes.
-        #[arg(long)]
-        exit_with_stdin: bool,
-    },
-}
-
-/// `rdht bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Length of the timed phase, per server.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Number of quorums (namespaces).
-    #[arg(long, default_value_t = 16)]
-    pub quorums: u32,
-    /// Members per quorum (each a simulated member with its own identity and connection).
-    #[arg(long, default_value_t = 32)]
-    pub members: u32,
-    /// Threshold of every quorum [default: 2n/3 + 1].
-    #[arg(long)]
-    pub threshold: Option<u32>,
-    /// Records per RegisterPeers request (1: one RegisterPeer per record).
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Most records in flight over all members.
-    #[arg(long, default_value_t = 64)]
-    pub window: usize,
-    /// Records per second to aim at (0: as fast as the server answers).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u32,
-    /// Time between two discover requests of the prober.
-    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
-    pub discover_interval: Duration,
-    /// Most records to pre-sign [default: enough for 6,000/s, or 1.2 x --rate].
-    #[arg(long)]
-    pub max_registrations: Option<usize>,
-    /// Skip libp2p's rendezvous server.
-    #[arg(long)]
-    pub no_baseline: bool,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `rdht rendezvous`.
@@ -127,8 +68,8 @@ pub struct RendezvousArgs {
     /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
-    /// Stop when standard input closes (`rdht bench` runs servers so, and
-    /// they die with it).
+    /// Stop when standard input closes (`rdht-bench bench` runs servers
+    /// so, and they die with it).
     #[arg(long, hide = true)]
     pub exit_with_stdin: bool,
 }
@@ -270,71 +211,6 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::BenchDiscover { requests, members } => {
-            init_logs("warn");
-            match crate::demo::bench_discover(members, requests).await {
-                Ok(report) => {
-                    println!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
-        Command::Bench(args) => {
-            init_logs("warn");
-            run_bench(args).await
-        }
-        Command::BenchBaselineServer {
-            listen,
-            exit_with_stdin,
-        } => {
-            init_logs("warn");
-            tokio::select! {
-                result = crate::bench::run_baseline_server(listen) => match result {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(e),
-                },
-                _ = stdin_closed(), if exit_with_stdin => ExitCode::SUCCESS,
-            }
-        }
-    }
-}
-
-async fn run_bench(args: BenchArgs) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => return fail(format!("locating the rdht binary: {e}")),
-    };
-    let mut config = crate::bench::BenchConfig::new(exe);
-    config.duration = args.duration;
-    config.quorums = args.quorums;
-    config.members = args.members;
-    config.threshold = args
-        .threshold
-        .unwrap_or(args.members.saturating_mul(2) / 3 + 1)
-        .min(args.members.max(1));
-    config.batch = args.batch;
-    config.window = args.window;
-    config.rate = args.rate;
-    config.discover_interval = args.discover_interval;
-    config.max_registrations = args.max_registrations;
-    config.baseline = !args.no_baseline;
-    config.progress = true;
-    let outcome = tokio::select! {
-        outcome = crate::bench::run(config) => outcome,
-        // Dropping the run kills the servers it started.
-        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
-    };
-    match outcome {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json_string());
-            } else {
-                print!("{}", report.to_text());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
     }
 }
 

@@ -6,19 +6,17 @@
 //!   co-signing, registration and refresh).
 //! - [`discover`]: the client that asks a rendezvous and verifies.
 //! - [`demo`]: the whole system on loopback, narrated.
-//! - [`bench`]: registration throughput under load, beside libp2p's
-//!   rendezvous server.
 //! - [`behaviour`], [`codec`]: the libp2p plumbing; [`identity`],
 //!   [`quorum_file`], [`duration`], [`metrics`], [`persist`]: the rest.
 //!
 //! Every protocol decision lives in the `dkg`, `rendezvous-proto` and `dht`
-//! crates; this crate moves bytes, keeps time and talks to the OS.
+//! crates; this crate moves bytes, keeps time and talks to the OS. The load
+//! generators (`rdht-bench`, crates/bench) use this library from outside.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod behaviour;
-pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod demo;

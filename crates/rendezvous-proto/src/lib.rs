@@ -10,6 +10,9 @@
 //! - [`messages`] and [`codec`]: requests and responses and their
 //!   canonical, bounded frames.
 //! - [`client`]: verification of what a rendezvous node answers.
+//! - `testkit` (cargo feature `testkit`, off by default): quorums dealt by
+//!   a trusted dealer and ready-made records, for tests, benchmarks, fuzz
+//!   seeds, test vectors and the simulator; never in a production build.
 //!
 //! PROTOCOL.md at the repository root specifies all of it byte for byte.
 
@@ -22,6 +25,7 @@ pub mod error;
 pub mod limits;
 pub mod messages;
 pub mod records;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod validate;
 pub mod wire;

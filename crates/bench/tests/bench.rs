@@ -1,14 +1,19 @@
-//! `rdht bench` at a tiny size: both servers run as child processes, the
-//! JSON has every field, and registrations were accepted. No timing
-//! assertions: figures on a shared machine are not a test.
+//! `rdht-bench bench` at a tiny size: both servers run as child processes
+//! (`rdht rendezvous` from the production binary, libp2p's server as
+//! `rdht-bench bench-baseline-server`), the JSON has every field, and
+//! registrations were accepted. No timing assertions: figures on a shared
+//! machine are not a test.
+
+mod support;
 
 use std::time::Duration;
 
-use node::bench::{run, BenchConfig};
+use rdht_bench::bench::{run, BenchConfig};
+use support::{rdht, RDHT_BENCH};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_every_field_for_both_servers() {
-    let mut config = BenchConfig::new(env!("CARGO_BIN_EXE_rdht").into());
+    let mut config = BenchConfig::new(rdht(), RDHT_BENCH.into());
     config.duration = Duration::from_secs(2);
     config.quorums = 2;
     config.members = 4;

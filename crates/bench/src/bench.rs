@@ -1,10 +1,11 @@
-//! `rdht bench`: registration throughput under load, side by side with
-//! rust-libp2p's own rendezvous server.
+//! `rdht-bench bench`: registration throughput under load, side by side
+//! with rust-libp2p's own rendezvous server.
 //!
 //! One run measures two servers, one after the other, each started as a
 //! child process (so that its CPU time and peak memory are its own):
 //!
-//! - **ours**: `rdht rendezvous` on 127.0.0.1. `quorums` quorums of
+//! - **ours**: `rdht rendezvous` on 127.0.0.1, run from the production
+//!   `rdht` binary ([`BenchConfig::rdht_exe`]). `quorums` quorums of
 //!   `members` members (dealt from a seed, threshold `threshold`) register
 //!   their namespaces; then every member, each with its own libp2p
 //!   identity and its own connection, pushes its pre-signed peer records
@@ -12,8 +13,9 @@
 //!   `RegisterPeers` requests of `batch` records (`batch = 1`: one
 //!   `RegisterPeer` per record). At most `window` records are in flight
 //!   over all members; with `rate > 0` records are also paced to that rate.
-//! - **baseline**: `rdht bench-baseline-server` (libp2p-rendezvous's server
-//!   behaviour over the same TCP + Noise + Yamux stack); the same members
+//! - **baseline**: `rdht-bench bench-baseline-server`
+//!   ([`BenchConfig::baseline_exe`]: libp2p-rendezvous's server behaviour
+//!   over the same TCP + Noise + Yamux stack); the same members
 //!   register with libp2p-rendezvous's client (one registration per
 //!   request, a fresh Ed25519-signed envelope each time) under their
 //!   quorum's namespace name, the same window and rate.
@@ -49,9 +51,9 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant as TokioInstant;
 
-use crate::behaviour::{build_swarm, now_ms, split_p2p, BehaviourEvent, SwarmSettings};
-use crate::codec::Frame;
-use crate::discover::Client;
+use node::behaviour::{build_swarm, now_ms, split_p2p, BehaviourEvent, SwarmSettings};
+use node::codec::Frame;
+use node::discover::Client;
 
 /// Errors of the benchmark, as text.
 pub type BenchError = String;
@@ -59,8 +61,11 @@ pub type BenchError = String;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The `rdht` binary that runs the servers under test.
-    pub server_exe: PathBuf,
+    /// The `rdht` binary: runs `rdht rendezvous`, the server under test.
+    pub rdht_exe: PathBuf,
+    /// The `rdht-bench` binary: runs `rdht-bench bench-baseline-server`,
+    /// libp2p-rendezvous's server.
+    pub baseline_exe: PathBuf,
     /// Length of each timed phase.
     pub duration: Duration,
     /// Number of quorums (namespaces).
@@ -88,10 +93,12 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The defaults of `rdht bench`, running servers from `server_exe`.
-    pub fn new(server_exe: PathBuf) -> Self {
+    /// The defaults of `rdht-bench bench`, running our server from
+    /// `rdht_exe` and libp2p's from `baseline_exe`.
+    pub fn new(rdht_exe: PathBuf, baseline_exe: PathBuf) -> Self {
         Self {
-            server_exe,
+            rdht_exe,
+            baseline_exe,
             duration: Duration::from_secs(10),
             quorums: 16,
             members: 32,
@@ -211,7 +218,7 @@ impl From<&Figures> for JsonFigures {
     }
 }
 
-/// What `rdht bench --json` prints.
+/// What `rdht-bench bench --json` prints.
 #[derive(Serialize)]
 struct JsonReport {
     #[serde(flatten)]
@@ -220,7 +227,7 @@ struct JsonReport {
 }
 
 impl BenchReport {
-    /// `rdht bench --json`: the fields of [`BenchReport::to_json`] in the
+    /// `rdht-bench bench --json`: the fields of [`BenchReport::to_json`] in the
     /// documented order, pretty-printed.
     pub fn to_json_string(&self) -> String {
         let report = JsonReport {
@@ -1043,7 +1050,7 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchEr
     let calibration = Calibration::new(&quorums, &members, now);
     let limit = measure_limit(calibration.as_ref(), "now", config.progress);
     let server = ServerProcess::spawn(
-        &config.server_exe,
+        &config.rdht_exe,
         &[
             "rendezvous",
             "--listen",
@@ -1291,7 +1298,7 @@ async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
     // budget that stops it.
     let per_member = (2 * config.budget()).div_ceil(total_members.max(1));
     let server = ServerProcess::spawn(
-        &config.server_exe,
+        &config.baseline_exe,
         &[
             "bench-baseline-server",
             "--listen",
@@ -1400,7 +1407,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// `rdht bench-baseline-server`: libp2p-rendezvous's server behaviour
+/// `rdht-bench bench-baseline-server`: libp2p-rendezvous's server behaviour
 /// (default configuration) over TCP + Noise + Yamux, printing
 /// `listening on ADDR/p2p/ID` like `rdht rendezvous`.
 pub async fn run_baseline_server(listen: Multiaddr) -> Result<(), BenchError> {

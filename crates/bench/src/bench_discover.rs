@@ -1,0 +1,114 @@
+//! `rdht-bench bench-discover`: discover latency for one namespace over
+//! loopback, with and without the client's verification.
+//!
+//! One `rdht rendezvous` node runs in this process (the `node` library's
+//! [`start_rendezvous_nodes`]); a quorum dealt by the testkit registers
+//! its namespace and every member's record, then one long-lived client
+//! connection times `requests` discover round trips and up to 200 more
+//! that also verify every record.
+
+use std::time::{Duration, Instant};
+
+use node::behaviour::now_ms;
+use node::demo::{start_rendezvous_nodes, DemoError};
+use node::discover::Client;
+use rendezvous_proto::{Request, Response};
+
+/// Times discover round trips for an `members`-member namespace over
+/// loopback (one rendezvous node, one long-lived client connection) and
+/// reports p50/p99, with and without the client's verification.
+pub async fn bench_discover(members: u32, requests: usize) -> Result<String, DemoError> {
+    if members == 0 {
+        return Err("--members must be at least 1".into());
+    }
+    use rand_core::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let quorum =
+        rendezvous_proto::testkit::TestQuorum::deal(members, members.div_ceil(2).max(1), &mut rng);
+    // No pings during the run: the dealt records carry placeholder addresses.
+    let nodes = start_rendezvous_nodes(1, Duration::from_secs(3600), 3).await?;
+    let at = nodes[0].addr();
+    let now = now_ms();
+    let expires = now + 3_600_000;
+    let quorum_key = quorum.quorum_key();
+    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+    let ns = quorum.namespace(0, Some("bench"), true, now, expires);
+    match client
+        .request(&at, Request::RegisterNamespace(ns), Duration::from_secs(10))
+        .await
+    {
+        Ok(Response::Registered { .. }) => {}
+        other => return Err(format!("namespace registration: {other:?}")),
+    }
+    for i in 1..=members {
+        let identity = quorum.identities[i as usize - 1].clone();
+        let mut member = Client::new(identity).map_err(|e| e.to_string())?;
+        let record = quorum.peer(i, 0, 1, expires);
+        match member
+            .request(&at, Request::RegisterPeer(record), Duration::from_secs(10))
+            .await
+        {
+            Ok(Response::Registered { .. }) => {}
+            other => return Err(format!("peer {i}: {other:?}")),
+        }
+    }
+    let request = Request::Discover {
+        quorum_key,
+        limit: 0,
+        cookie: None,
+    };
+    // Warm up the connection.
+    for _ in 0..50 {
+        client
+            .request(&at, request.clone(), Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut round_trips = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    for _ in 0..requests {
+        let t = Instant::now();
+        let r = client
+            .request(&at, request.clone(), Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        round_trips.push(t.elapsed());
+        if let Response::Discovered(a) = &r {
+            if a.peers.len() != members as usize {
+                return Err(format!("expected {members} peers, got {}", a.peers.len()));
+            }
+            bytes = Response::Discovered(a.clone()).encode().len();
+        } else {
+            return Err(format!("unexpected {r:?}"));
+        }
+    }
+    let mut verified = Vec::with_capacity(requests.min(200));
+    for _ in 0..requests.min(200) {
+        let t = Instant::now();
+        let a = client
+            .discover(&at, quorum_key, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        verified.push(t.elapsed());
+        if a.peers.len() != members as usize || !a.rejected.is_empty() {
+            return Err("verification failed".into());
+        }
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or_default()
+    };
+    let report = format!(
+        "discover of a {members}-member namespace over loopback ({requests} requests, answer {bytes} bytes)\n  round trip:            p50 {:.3} ms  p99 {:.3} ms\n  round trip + verify:   p50 {:.3} ms  p99 {:.3} ms ({} requests)",
+        pct(&mut round_trips, 0.5).as_secs_f64() * 1e3,
+        pct(&mut round_trips, 0.99).as_secs_f64() * 1e3,
+        pct(&mut verified, 0.5).as_secs_f64() * 1e3,
+        pct(&mut verified, 0.99).as_secs_f64() * 1e3,
+        verified.len(),
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(report)
+}

@@ -1,0 +1,248 @@
+//! The command line (clap): `bench`, `bench-discover`, and the hidden
+//! `bench-baseline-server` that `bench` runs.
+//!
+//! The flags, defaults and output are those the `rdht` binary had before
+//! the load generators left it (`rdht bench`, `rdht bench-discover`,
+//! `rdht bench-baseline-server`), plus `bench --rdht PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use node::duration::parse_duration;
+
+/// The name of the production binary `bench` runs `rdht rendezvous` from.
+pub const RDHT_BIN: &str = "rdht";
+
+/// rdht-bench: rdht's load generators, beside libp2p's rendezvous server.
+#[derive(Debug, Parser)]
+#[command(name = "rdht-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure discover latency for a 64-member namespace over loopback.
+    BenchDiscover {
+        /// Number of discover requests to time.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Members in the namespace.
+        #[arg(long, default_value_t = 64)]
+        members: u32,
+    },
+    /// Registration throughput under load over loopback, beside libp2p's rendezvous server.
+    Bench(BenchArgs),
+    /// libp2p-rendezvous's server, for `rdht-bench bench` to measure (prints its address).
+    #[command(hide = true)]
+    BenchBaselineServer {
+        /// Address to listen on.
+        #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: Multiaddr,
+        /// Stop when standard input closes.
+        #[arg(long)]
+        exit_with_stdin: bool,
+    },
+}
+
+/// `rdht-bench bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Length of the timed phase, per server.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Number of quorums (namespaces).
+    #[arg(long, default_value_t = 16)]
+    pub quorums: u32,
+    /// Members per quorum (each a simulated member with its own identity and connection).
+    #[arg(long, default_value_t = 32)]
+    pub members: u32,
+    /// Threshold of every quorum [default: 2n/3 + 1].
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Records per RegisterPeers request (1: one RegisterPeer per record).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Most records in flight over all members.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Records per second to aim at (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Time between two discover requests of the prober.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
+    pub discover_interval: Duration,
+    /// Most records to pre-sign [default: enough for 6,000/s, or 1.2 x --rate].
+    #[arg(long)]
+    pub max_registrations: Option<usize>,
+    /// Skip libp2p's rendezvous server.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The `rdht` binary that runs the server under test [default: `rdht`
+    /// next to this executable, i.e. in the same target directory].
+    #[arg(long, value_name = "PATH")]
+    pub rdht: Option<PathBuf>,
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // kad warns about bootstrapping a lone node; that is normal here.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default},libp2p_kad=error"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::BenchDiscover { requests, members } => {
+            init_logs("warn");
+            match crate::bench_discover::bench_discover(members, requests).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Bench(args) => {
+            init_logs("warn");
+            run_bench(args).await
+        }
+        Command::BenchBaselineServer {
+            listen,
+            exit_with_stdin,
+        } => {
+            init_logs("warn");
+            tokio::select! {
+                result = crate::bench::run_baseline_server(listen) => match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                },
+                _ = stdin_closed(), if exit_with_stdin => ExitCode::SUCCESS,
+            }
+        }
+    }
+}
+
+/// `rdht` next to `exe` (the same directory, so the same target directory
+/// and profile when both come from one cargo build).
+pub fn rdht_next_to(exe: &Path) -> PathBuf {
+    let name = format!("{RDHT_BIN}{}", std::env::consts::EXE_SUFFIX);
+    exe.parent()
+        .map_or_else(|| PathBuf::from(&name), |dir| dir.join(&name))
+}
+
+/// The `rdht` binary to run: `explicit` (from `--rdht`) if given, else
+/// [`rdht_next_to`] this executable. Either must exist; the error names
+/// the path and how to build it.
+pub fn locate_rdht(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("--rdht {}: no such file", path.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("locating rdht-bench itself: {e}"))?;
+    let rdht = rdht_next_to(&exe);
+    if rdht.is_file() {
+        Ok(rdht)
+    } else {
+        Err(format!(
+            "{} not found: rdht-bench runs the server under test from the rdht binary next to \
+             itself; build it with `cargo build --release -p node` (same profile and target \
+             directory as rdht-bench), or pass --rdht PATH",
+            rdht.display()
+        ))
+    }
+}
+
+async fn run_bench(args: BenchArgs) -> ExitCode {
+    let rdht = match locate_rdht(args.rdht) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("locating the rdht-bench binary: {e}")),
+    };
+    let mut config = crate::bench::BenchConfig::new(rdht, exe);
+    config.duration = args.duration;
+    config.quorums = args.quorums;
+    config.members = args.members;
+    config.threshold = args
+        .threshold
+        .unwrap_or(args.members.saturating_mul(2) / 3 + 1)
+        .min(args.members.max(1));
+    config.batch = args.batch;
+    config.window = args.window;
+    config.rate = args.rate;
+    config.discover_interval = args.discover_interval;
+    config.max_registrations = args.max_registrations;
+    config.baseline = !args.no_baseline;
+    config.progress = true;
+    let outcome = tokio::select! {
+        outcome = crate::bench::run(config) => outcome,
+        // Dropping the run kills the servers it started.
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    match outcome {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json_string());
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Resolves when standard input reaches its end (or fails).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}

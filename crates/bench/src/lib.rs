@@ -1,0 +1,20 @@
+//! rdht's load generators, out of the production binary.
+//!
+//! - [`mod@bench`]: `rdht-bench bench`, registration throughput under load:
+//!   `rdht rendezvous` (run from the production `rdht` binary) beside
+//!   libp2p-rendezvous's server (run as `rdht-bench bench-baseline-server`),
+//!   each as a child process.
+//! - [`bench_discover`]: `rdht-bench bench-discover`, discover latency for
+//!   one namespace over loopback.
+//! - [`cli`]: the command line.
+//!
+//! This crate is the only one that links libp2p-rendezvous and enables
+//! `rendezvous-proto`'s `testkit`; the `node` crate (the `rdht` binary)
+//! does neither.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod bench_discover;
+pub mod cli;
