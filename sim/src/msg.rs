@@ -102,8 +102,14 @@ pub enum Msg {
         /// The answer.
         answer: Result<Arc<DiscoverAnswer>, StatusCode>,
     },
-    /// Anti-entropy: a replica pushes its value of a namespace.
-    Replicate(Arc<dht::NamespaceValue>),
+    /// A replica pushes a namespace's value (a Kademlia PUT): the key and
+    /// the value's wire bytes, which the receiver decodes and re-verifies.
+    Replicate {
+        /// The DHT key it is stored under.
+        key: dht::DhtKey,
+        /// The encoded [`dht::NamespaceValue`].
+        value: Arc<Vec<u8>>,
+    },
     /// Liveness ping (over a connection authenticated as the target).
     Ping,
     /// Answer to a ping.
@@ -126,6 +132,19 @@ impl Msg {
                 bytes: Arc::new(wire),
                 remote,
             },
+        }
+    }
+
+    /// A namespace value pushed to a replica, under the key its namespace
+    /// derives (an all-zero key if it has none, which receivers refuse).
+    pub fn replicate(value: &dht::NamespaceValue) -> Msg {
+        let key = value
+            .namespace
+            .quorum_key()
+            .map_or([0; 32], |qk| dht::namespace_key(&qk));
+        Msg::Replicate {
+            key,
+            value: Arc::new(value.encode()),
         }
     }
 
@@ -185,7 +204,7 @@ impl Msg {
             Msg::Discover { .. } => "discover",
             Msg::DiscoverForward { .. } => "discover-forward",
             Msg::DiscoverReply { .. } => "discover-reply",
-            Msg::Replicate(_) => "replicate",
+            Msg::Replicate { .. } => "replicate",
             Msg::Ping => "ping",
             Msg::Pong => "pong",
         }
@@ -260,11 +279,10 @@ impl Msg {
                     Err(code) => h.update(code.as_u16().to_be_bytes()),
                 }
             }
-            Msg::Replicate(v) => {
-                h.update(v.namespace.signature);
-                for p in &v.peers {
-                    h.update(p.seq.to_be_bytes());
-                }
+            Msg::Replicate { key, value } => {
+                h.update(key);
+                h.update((value.len() as u64).to_be_bytes());
+                h.update(&value[value.len().saturating_sub(32)..]);
             }
             Msg::Ping | Msg::Pong => {}
         }
@@ -290,8 +308,6 @@ pub enum Timer {
     },
     /// Rendezvous: the store's next expiry or due ping.
     StoreWake,
-    /// Rendezvous: verify the queued peer registrations as one batch.
-    BatchFlush,
     /// Rendezvous: push values to the other replicas.
     AntiEntropy,
     /// Client: discover quorum `quorum`, through `entry` (or a random node).
@@ -333,7 +349,6 @@ impl Timer {
                 3
             }
             Timer::StoreWake => 7,
-            Timer::BatchFlush => 8,
             Timer::AntiEntropy => 9,
             Timer::DiscoverStart { quorum, entry, .. } => {
                 words = [quorum.into(), entry.map_or(u64::MAX, u64::from), 0];

@@ -443,6 +443,7 @@ impl World {
                 Mutex::new(Rendezvous::new(
                     i,
                     config.store.clone(),
+                    config.batch_window_ms,
                     seed,
                     p.broken_validator,
                 ))
@@ -825,7 +826,7 @@ impl World {
         let flat = quorum * self.shared.n() + index - 1;
         let peer = self.shared.member_peers[flat as usize];
         let r = lock(&self.rdvs[rdv as usize]);
-        r.store.peer_seq(&key, index).is_some() && !r.store.is_unreachable(&peer)
+        r.store().peer_seq(&key, index).is_some() && !r.store().is_unreachable(&peer)
     }
 
     /// Whether a rendezvous node is up.

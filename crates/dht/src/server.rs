@@ -117,10 +117,16 @@ impl VerifyJob {
     }
 
     /// Prepares (signature decoding: tens of microseconds each) and
-    /// verifies the batch on the calling thread, calling `checkpoint`
-    /// between steps (a driver that shares cores with latency work yields
-    /// there; the simulator passes a no-op).
-    pub fn run<R: RngCore>(self, rng: &mut R, checkpoint: &mut dyn FnMut()) -> VerifyDone {
+    /// verifies the batch on the calling thread. With a `checkpoint`, it is
+    /// called between steps and Miller loops run in short chunks (a driver
+    /// that shares cores with latency work yields there); without, the
+    /// batch is one Miller loop (the simulator, which has no latency to
+    /// protect).
+    pub fn run<R: RngCore>(
+        self,
+        rng: &mut R,
+        mut checkpoint: Option<&mut dyn FnMut()>,
+    ) -> VerifyDone {
         let VerifyJob {
             id,
             checked,
@@ -139,9 +145,14 @@ impl VerifyJob {
                 }
                 Err(code) => verdicts.push(Err(code)),
             }
-            checkpoint();
+            if let Some(checkpoint) = checkpoint.as_mut() {
+                checkpoint();
+            }
         }
-        let results = rendezvous_proto::verify_batch_with(&pending, rng, checkpoint);
+        let results = match checkpoint {
+            Some(checkpoint) => rendezvous_proto::verify_batch_with(&pending, rng, checkpoint),
+            None => rendezvous_proto::verify_batch(&pending, rng),
+        };
         for (i, r) in positions.into_iter().zip(results) {
             if let Some(slot) = verdicts.get_mut(i) {
                 *slot = r;

@@ -71,7 +71,7 @@ fn register(s: &mut Server, q: &TestQuorum, index: u32, reply: u64) {
 }
 
 fn run(job: VerifyJob) -> dht::VerifyDone {
-    job.run(&mut ChaCha20Rng::seed_from_u64(1), &mut || {})
+    job.run(&mut ChaCha20Rng::seed_from_u64(1), None)
 }
 
 #[test]

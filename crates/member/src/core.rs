@@ -566,7 +566,11 @@ impl Member {
         }
         if self.give_up_at().is_some_and(|t| t <= now) {
             let waited_ms = now.saturating_sub(self.last_registered(now));
-            let last_code = self.slots.iter().filter_map(|s| s.shown.last_code).next_back();
+            let last_code = self
+                .slots
+                .iter()
+                .filter_map(|s| s.shown.last_code)
+                .next_back();
             self.fail(MemberError::NoRendezvousAccepted {
                 waited_ms,
                 last_code,

@@ -327,7 +327,7 @@ fn run_job<R: rand_core::RngCore>(job: VerifyJob, rng: &mut R) -> JobResult {
     let id = job.id;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut yielder = Yielder::new();
-        job.run(rng, &mut || yielder.checkpoint())
+        job.run(rng, Some(&mut || yielder.checkpoint()))
     }))
     .map_err(|_| {
         warn!(

@@ -1,29 +1,34 @@
-//! A rendezvous node: a real `dht::NamespaceStore` behind simulated
-//! messages.
+//! A rendezvous node: a thin driver of the same sans-IO core as `rdht
+//! rendezvous` ([`dht::Server`]) on the simulated network.
 //!
-//! - Registrations come straight from the registrant (who sends to each of
-//!   the k replicas itself). Peer registrations are queued for a short
-//!   window and verified as one batch with `register_peers`, as a busy
-//!   server would.
-//! - Discovery: the node a client asks (the entry) forwards the lookup to
-//!   the namespace's k replicas (the end of a Kademlia lookup), and each
-//!   replica answers the client directly with `store.discover`.
-//! - Anti-entropy: on a jittered interval each replica pushes the value it
-//!   vouches for (`namespace_value`) to the other k-1 replicas of each
-//!   namespace it holds, which `merge_value` it (re-verifying everything).
-//! - Liveness: the node wakes at `store.poll_timeout()`, expires, and pings
-//!   `store.due_pings()`; a pong calls `handle_pong`, and an unanswered
-//!   ping becomes a miss inside the store when the next one is due.
+//! - Requests arrive as real [`Request`]s through the codec and go to
+//!   [`Server::handle_request`]; the core's replies go back as
+//!   [`Msg::Response`]. Its verification jobs run inline (one Miller loop
+//!   per batch, no thread), so batches follow the core's own policy: a
+//!   batch goes out after `batch_window_ms` or once it is full.
+//! - The core's replication PUTs go to the namespace's other replicas as
+//!   [`Msg::Replicate`] (the value's wire bytes), which they hand to
+//!   [`Server::handle_value`]; on a jittered interval each replica also
+//!   pushes everything it holds (Kademlia's republication).
+//! - Liveness: the core's due dials become pings; a pong is
+//!   [`Server::handle_pong`], and an unanswered ping becomes a miss inside
+//!   the store when the next one is due.
+//! - Discovery: the node a client asks forwards the lookup to the
+//!   namespace's k replicas (the end of a Kademlia lookup), and each
+//!   replica answers the client directly from its store. (A lookup the core
+//!   asks for itself is answered at once from what the node holds.)
 //!
-//! A malicious node (see [`Malice`]) runs the same store but lies in what
-//! it serves and acknowledges. The `broken` switch is the test-only broken
-//! validator: what the store refuses is acknowledged as accepted anyway
-//! and served from a side table, which the invariants must catch.
+//! What this driver adds is adversarial only: a malicious node
+//! ([`Malice`]) runs the same core but lies in what it serves and
+//! acknowledges; a busy node refuses every registration `QuotaExceeded`
+//! for a while; and the `broken` switch is the test-only broken validator:
+//! what the core refuses is acknowledged as accepted anyway and served
+//! from a side table, which the invariants must catch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dht::{NamespaceStore, PeerRegistration, StoreConfig};
+use dht::{NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig};
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use rand_chacha::ChaCha20Rng;
@@ -57,8 +62,8 @@ pub enum Malice {
 pub struct Rendezvous {
     /// Node index.
     pub index: u32,
-    /// The real store.
-    pub store: NamespaceStore,
+    /// The real server core (and its store).
+    server: Server,
     /// Up (false while crashed).
     pub alive: bool,
     /// Lies, for a malicious node.
@@ -67,11 +72,12 @@ pub struct Rendezvous {
     /// `QuotaExceeded`: an honest node under load.
     pub busy_until: Option<u64>,
     broken: bool,
-    /// Test-only broken validator: records the store refused but this
+    /// Test-only broken validator: records the core refused but this
     /// node acknowledged and serves anyway.
     pub unchecked: Vec<PeerRecord>,
-    batch: Vec<(Addr, u64, Arc<PeerRecord>, PeerId)>,
-    batch_armed: bool,
+    /// Where each of the core's replies goes, and what it answers.
+    replies: BTreeMap<u64, Pending>,
+    next_reply: u64,
     wake_at: Option<u64>,
     first_seen: BTreeMap<(QuorumKey, u32), PeerRecord>,
     replicas: BTreeMap<QuorumKey, Vec<u32>>,
@@ -79,27 +85,61 @@ pub struct Rendezvous {
     answers: u64,
 }
 
+/// A request the core has not answered yet.
+struct Pending {
+    to: Addr,
+    id: u64,
+    what: What,
+}
+
+/// What a pending request registers (for the world's tallies).
+enum What {
+    Namespace(Arc<NamespaceRecord>),
+    Peer(Arc<PeerRecord>),
+    Raw,
+    Other,
+}
+
 impl Rendezvous {
-    /// A node with an empty store seeded by `seed`.
-    pub fn new(index: u32, config: StoreConfig, seed: [u8; 32], broken: bool) -> Self {
+    /// A node with an empty store seeded by `seed`; the core verifies a
+    /// batch once it is full or `batch_window_ms` after its first record.
+    pub fn new(
+        index: u32,
+        config: StoreConfig,
+        batch_window_ms: u64,
+        seed: [u8; 32],
+        broken: bool,
+    ) -> Self {
         let mut own = seed;
         own[0] ^= 0xa5;
+        let server_config = ServerConfig {
+            max_batch_wait_ms: batch_window_ms,
+            max_batch: 64,
+            min_batch: 64,
+            max_jobs: 1,
+            ..ServerConfig::default()
+        };
         Self {
             index,
-            store: NamespaceStore::new(config, seed),
+            server: Server::new(server_config, NamespaceStore::new(config, seed)),
             alive: true,
             malice: None,
             busy_until: None,
             broken,
             unchecked: Vec::new(),
-            batch: Vec::new(),
-            batch_armed: false,
+            replies: BTreeMap::new(),
+            next_reply: 0,
             wake_at: None,
             first_seen: BTreeMap::new(),
             replicas: BTreeMap::new(),
             rng: ChaCha20Rng::from_seed(own),
             answers: 0,
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &NamespaceStore {
+        self.server.store()
     }
 
     /// Handles one event.
@@ -112,25 +152,20 @@ impl Rendezvous {
                 // Wake-ups land on the next tick, so `<=`.
                 if self.wake_at.is_some_and(|w| w <= ctx.now) {
                     self.wake_at = None;
-                    self.store.expire(ctx.now);
-                    for target in self.store.due_pings(ctx.now) {
-                        if let Some(&addr) = ctx.shared.peer_addr.get(&target.peer_id) {
-                            ctx.send(addr, Msg::Ping);
-                        }
-                    }
+                    self.server.handle_timeout(ctx.now);
                 }
             }
-            EventKind::Timer(Timer::BatchFlush) => self.flush(ctx),
             EventKind::Timer(Timer::AntiEntropy) => self.anti_entropy(ctx),
             EventKind::Timer(_) => {}
             EventKind::Deliver { from, msg } => self.on_message(ctx, from, msg),
         }
+        self.pump(ctx);
         self.arm(ctx);
     }
 
-    /// Wakes the node when the store next needs it.
+    /// Wakes the node when the core next needs it.
     fn arm(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(at) = self.store.poll_timeout() else {
+        let Some(at) = self.server.poll_timeout() else {
             return;
         };
         let at = at.max(ctx.now + 1);
@@ -168,8 +203,18 @@ impl Rendezvous {
                 request,
                 remote,
                 ..
-            } => self.on_request(ctx, from, id, (*request).clone(), remote),
-            Msg::Raw { bytes, remote } => self.on_raw(ctx, from, &bytes, remote),
+            } => self.on_request(ctx, from, id, (*request).clone(), remote, false),
+            Msg::Raw { bytes, remote } => {
+                let limit = ctx.shared.config.store.limits.max_message_bytes;
+                match Request::decode_with_limit(&bytes, limit) {
+                    Ok(request) => self.on_request(ctx, from, 0, request, remote, true),
+                    Err(e) => {
+                        let code = Rejection::Decode(e).code();
+                        self.note(ctx, from, RegKind::Raw, Outcome::Rejected(code));
+                        ctx.send(from, Msg::response(0, Response::Rejected(code)));
+                    }
+                }
+            }
             Msg::Discover {
                 quorum_key,
                 client,
@@ -203,34 +248,41 @@ impl Rendezvous {
                     },
                 );
             }
-            Msg::Replicate(value) => {
+            Msg::Replicate { key, value } => {
                 if self.malice == Some(Malice::Drop) {
                     return;
                 }
-                let report = self.store.merge_value((*value).clone(), ctx.now);
-                let mut rejected: Vec<StatusCode> = report.namespace_rejected.into_iter().collect();
-                rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
+                let (stored, unchanged, rejected) =
+                    match self.server.handle_value(ctx.now, &key, &value) {
+                        Ok(report) => {
+                            let mut rejected: Vec<StatusCode> =
+                                report.namespace_rejected.into_iter().collect();
+                            rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
+                            (report.peers_stored, report.peers_unchanged, rejected)
+                        }
+                        Err(_) => (0, 0, vec![StatusCode::Decode]),
+                    };
                 if self.malice.is_none() {
                     ctx.note(Note::Merge {
                         rdv: self.index,
                         from,
-                        stored: report.peers_stored as u32,
-                        unchanged: report.peers_unchanged as u32,
+                        stored: stored as u32,
+                        unchanged: unchanged as u32,
                         rejected,
                     });
                 }
             }
             Msg::Pong => {
                 if let Some(peer) = ctx.shared.peer_of(from) {
-                    self.store.handle_pong(&peer, ctx.now);
+                    self.server.handle_pong(&peer, ctx.now);
                 }
             }
             _ => {}
         }
     }
 
-    /// A protocol request: registrations of peers wait for the next batch;
-    /// the rest is answered at once.
+    /// A protocol request (from the wire, or raw bytes that decoded): the
+    /// core decides, unless this node is busy or lies.
     fn on_request(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -238,7 +290,14 @@ impl Rendezvous {
         id: u64,
         request: Request,
         remote: PeerId,
+        raw: bool,
     ) {
+        let what = match &request {
+            _ if raw => What::Raw,
+            Request::RegisterNamespace(r) => What::Namespace(Arc::new(r.clone())),
+            Request::RegisterPeer(r) => What::Peer(Arc::new(r.clone())),
+            _ => What::Other,
+        };
         let registration = matches!(
             request,
             Request::RegisterNamespace(_) | Request::RegisterPeer(_) | Request::RegisterPeers(_)
@@ -249,180 +308,149 @@ impl Rendezvous {
             _ => None,
         };
         if let (true, Some(code)) = (registration, refusal) {
-            let kind = if matches!(request, Request::RegisterNamespace(_)) {
-                RegKind::Namespace
-            } else {
-                RegKind::Peer
+            let kind = match what {
+                What::Namespace(_) => RegKind::Namespace,
+                What::Raw => RegKind::Raw,
+                _ => RegKind::Peer,
             };
             self.note(ctx, from, kind, Outcome::Rejected(code));
             ctx.send(from, Msg::response(id, Response::Rejected(code)));
             return;
         }
-        let response = match request {
-            Request::RegisterNamespace(record) => {
-                match self.register_namespace(ctx, from, &record, remote) {
-                    Ok(ttl_ms) => Response::Registered { ttl_ms },
-                    Err(code) => Response::Rejected(code),
-                }
-            }
-            Request::RegisterPeer(record) => {
-                self.batch.push((from, id, Arc::new(record), remote));
-                if !self.batch_armed {
-                    self.batch_armed = true;
-                    ctx.timer(
-                        ctx.now + ctx.shared.config.batch_window_ms,
-                        Timer::BatchFlush,
-                    );
-                }
-                return;
-            }
-            Request::Unregister { quorum_key, index } => {
-                if self.malice == Some(Malice::Drop) {
-                    Response::Unregistered
-                } else {
-                    match self.store.unregister(&quorum_key, index, &remote, ctx.now) {
-                        Ok(()) => Response::Unregistered,
-                        Err(code) => Response::Rejected(code),
-                    }
-                }
-            }
-            Request::Discover { quorum_key, .. } => match self.answer(ctx, &quorum_key) {
+        // A dropping node acknowledges registrations it never keeps.
+        if registration && self.malice == Some(Malice::Drop) {
+            let ttl_ms = ctx.shared.config.peer_ttl_ms;
+            ctx.send(from, Msg::response(id, Response::Registered { ttl_ms }));
+            return;
+        }
+        // A malicious node serves its own version of a namespace.
+        if let (Request::Discover { quorum_key, .. }, Some(_)) = (&request, self.malice) {
+            let response = match self.answer(ctx, quorum_key) {
                 Ok(answer) => Response::Discovered(answer),
-                Err(code) => Response::Rejected(code),
-            },
-            _ => Response::Rejected(StatusCode::NotAuthorized),
-        };
-        ctx.send(from, Msg::response(id, response));
-    }
-
-    fn register_namespace(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: Addr,
-        record: &NamespaceRecord,
-        remote: PeerId,
-    ) -> Result<u64, StatusCode> {
-        if self.malice == Some(Malice::Drop) {
-            return Ok(ctx.shared.config.namespace_ttl_ms);
-        }
-        let mut result = self
-            .store
-            .register_namespace(record.clone(), Some(remote), ctx.now);
-        if self.broken && result.is_err() {
-            result = Ok(record.expires_at_ms.saturating_sub(ctx.now));
-        }
-        let outcome = match result {
-            Ok(_) => Outcome::Accepted,
-            // The very same record, already held (e.g. replication got
-            // here first): a duplicate, not a refusal.
-            Err(StatusCode::StaleEpoch)
-                if record
-                    .quorum_key()
-                    .and_then(|k| self.store.namespace(&k))
-                    .map(|v| v.record())
-                    == Some(record) =>
-            {
-                Outcome::Unchanged
-            }
-            Err(code) => Outcome::Rejected(code),
-        };
-        self.note(ctx, from, RegKind::Namespace, outcome);
-        result
-    }
-
-    fn flush(&mut self, ctx: &mut Ctx<'_>) {
-        self.batch_armed = false;
-        let batch = std::mem::take(&mut self.batch);
-        if batch.is_empty() {
-            return;
-        }
-        if self.malice == Some(Malice::Drop) {
-            for (from, id, _, _) in batch {
-                let ttl_ms = ctx.shared.config.peer_ttl_ms;
-                ctx.send(from, Msg::response(id, Response::Registered { ttl_ms }));
-            }
-            return;
-        }
-        let registrations: Vec<PeerRegistration> = batch
-            .iter()
-            .map(|(_, _, record, remote)| PeerRegistration {
-                record: (**record).clone(),
-                remote: Some(*remote),
-            })
-            .collect();
-        let results = self.store.register_peers(registrations, ctx.now);
-        for ((from, id, record, _), mut result) in batch.into_iter().zip(results) {
-            if self.broken {
-                if let Err(code) = result {
-                    if code != StatusCode::StaleSequence {
-                        self.unchecked.push((*record).clone());
-                        result = Ok(record.expires_at_ms.saturating_sub(ctx.now));
-                    }
-                }
-            }
-            if result.is_ok() && self.malice == Some(Malice::Stale) {
-                self.first_seen
-                    .entry((record.quorum_key, record.index))
-                    .or_insert_with(|| (*record).clone());
-            }
-            let outcome = match result {
-                Ok(_) => Outcome::Accepted,
-                // The same seq already held (a resend, or replication got
-                // here first): a duplicate, not a refusal.
-                Err(StatusCode::StaleSequence)
-                    if self.store.peer_seq(&record.quorum_key, record.index)
-                        == Some(record.seq) =>
-                {
-                    Outcome::Unchanged
-                }
-                Err(code) => Outcome::Rejected(code),
-            };
-            self.note(ctx, from, RegKind::Peer, outcome);
-            let response = match result {
-                Ok(ttl_ms) => Response::Registered { ttl_ms },
                 Err(code) => Response::Rejected(code),
             };
             ctx.send(from, Msg::response(id, response));
+            return;
+        }
+        let reply = self.next_reply;
+        self.next_reply += 1;
+        self.replies.insert(reply, Pending { to: from, id, what });
+        self.server
+            .handle_request(ctx.now, remote, ReplyId(reply), request);
+    }
+
+    /// Acts on everything the core asked for.
+    fn pump(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(output) = self.server.poll_output() {
+            match output {
+                Output::Reply { to, response } => self.reply(ctx, to, response),
+                Output::Verify(job) => {
+                    let done = job.run(&mut self.rng, None);
+                    self.server.handle_verified(ctx.now, done);
+                }
+                Output::Replicate {
+                    quorum_key,
+                    key,
+                    value,
+                } => {
+                    if matches!(self.malice, Some(Malice::Drop) | Some(Malice::Stale)) {
+                        continue;
+                    }
+                    let value = Arc::new(value);
+                    for r in self.replicas_of(ctx, &quorum_key) {
+                        if r != self.index {
+                            ctx.send(
+                                Addr::Rdv(r),
+                                Msg::Replicate {
+                                    key,
+                                    value: value.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                // The simulated client's lookups end at the replicas
+                // themselves (`DiscoverForward`): the core's own lookup is
+                // answered from what this node holds.
+                Output::Lookup { quorum_key, .. } => {
+                    self.server.handle_lookup_done(ctx.now, quorum_key)
+                }
+                Output::Dial { peer, .. } => {
+                    if let Some(&addr) = ctx.shared.peer_addr.get(&peer) {
+                        ctx.send(addr, Msg::Ping);
+                    }
+                }
+                Output::Persist(_) => {}
+            }
         }
     }
 
-    /// Raw bytes go through the real request codec first; what decodes is
-    /// handled as the request it is (and counted as raw).
-    fn on_raw(&mut self, ctx: &mut Ctx<'_>, from: Addr, bytes: &[u8], remote: PeerId) {
-        let limit = ctx.shared.config.store.limits.max_message_bytes;
-        let result = match Request::decode_with_limit(bytes, limit) {
-            Err(e) => Err(Rejection::Decode(e).code()),
-            Ok(Request::RegisterNamespace(record)) => {
-                let result = self.register_namespace(ctx, from, &record, remote);
-                let response = match result {
-                    Ok(ttl_ms) => Response::Registered { ttl_ms },
-                    Err(code) => Response::Rejected(code),
-                };
-                ctx.send(from, Msg::response(0, response));
-                return;
+    /// Sends one of the core's replies (the broken validator turns
+    /// refusals into acceptances first) and tallies it.
+    fn reply(&mut self, ctx: &mut Ctx<'_>, to: ReplyId, mut response: Response) {
+        let Some(pending) = self.replies.remove(&to.0) else {
+            return;
+        };
+        if let (true, Response::Rejected(code)) = (self.broken, &response) {
+            match &pending.what {
+                What::Peer(record) if *code != StatusCode::StaleSequence => {
+                    self.unchecked.push((**record).clone());
+                    let ttl_ms = record.expires_at_ms.saturating_sub(ctx.now);
+                    response = Response::Registered { ttl_ms };
+                }
+                What::Namespace(record) => {
+                    let ttl_ms = record.expires_at_ms.saturating_sub(ctx.now);
+                    response = Response::Registered { ttl_ms };
+                }
+                _ => {}
             }
-            Ok(Request::RegisterPeer(record)) => self
-                .store
-                .register_peer(
-                    PeerRegistration {
-                        record,
-                        remote: Some(remote),
-                    },
-                    ctx.now,
-                )
-                .map(|_| ()),
-            Ok(_) => Err(StatusCode::Decode),
+        }
+        let outcome = match &response {
+            Response::Registered { .. } => Outcome::Accepted,
+            Response::Rejected(code) => Outcome::Rejected(*code),
+            _ => Outcome::Accepted,
         };
-        let outcome = match result {
-            Ok(()) => Outcome::Accepted,
-            Err(code) => Outcome::Rejected(code),
-        };
-        self.note(ctx, from, RegKind::Raw, outcome);
-        let response = match result {
-            Ok(()) => Response::Registered { ttl_ms: 0 },
-            Err(code) => Response::Rejected(code),
-        };
-        ctx.send(from, Msg::response(0, response));
+        match &pending.what {
+            What::Namespace(record) => {
+                // The very same record, already held (replication got
+                // here first): a duplicate, not a refusal.
+                let held = record
+                    .quorum_key()
+                    .and_then(|k| self.store().namespace(&k))
+                    .is_some_and(|v| v.record() == &**record);
+                let outcome = match outcome {
+                    Outcome::Rejected(StatusCode::StaleEpoch) if held => Outcome::Unchanged,
+                    o => o,
+                };
+                self.note(ctx, pending.from_addr(), RegKind::Namespace, outcome);
+            }
+            What::Peer(record) => {
+                if outcome == Outcome::Accepted && self.malice == Some(Malice::Stale) {
+                    self.first_seen
+                        .entry((record.quorum_key, record.index))
+                        .or_insert_with(|| (**record).clone());
+                }
+                // The same seq already held (a resend, or replication got
+                // here first): a duplicate, not a refusal.
+                let held =
+                    self.store().peer_seq(&record.quorum_key, record.index) == Some(record.seq);
+                let outcome = match outcome {
+                    Outcome::Rejected(StatusCode::StaleSequence) if held => Outcome::Unchanged,
+                    o => o,
+                };
+                self.note(ctx, pending.from_addr(), RegKind::Peer, outcome);
+            }
+            What::Raw => {
+                if matches!(
+                    response,
+                    Response::Registered { .. } | Response::Rejected(_)
+                ) {
+                    self.note(ctx, pending.from_addr(), RegKind::Raw, outcome);
+                }
+            }
+            What::Other => {}
+        }
+        ctx.send(pending.to, Msg::response(pending.id, response));
     }
 
     /// What this replica answers a lookup with (lies included).
@@ -430,7 +458,7 @@ impl Rendezvous {
         self.answers += 1;
         let mut answer = match self.malice {
             Some(Malice::Drop) => return Err(StatusCode::UnknownNamespace),
-            _ => self.store.discover(key, 0, None, ctx.now)?,
+            _ => self.server.store().discover(key, 0, None, ctx.now)?,
         };
         match self.malice {
             Some(Malice::Forge) => forge(&mut answer, self.answers, &mut self.rng),
@@ -464,8 +492,8 @@ impl Rendezvous {
         if matches!(self.malice, Some(Malice::Drop) | Some(Malice::Stale)) {
             return;
         }
-        for mut value in self.store.values(ctx.now) {
-            let Some(key) = value.namespace.quorum_key() else {
+        for mut value in self.server.store().values(ctx.now) {
+            let Some(quorum_key) = value.namespace.quorum_key() else {
                 continue;
             };
             if self.malice == Some(Malice::Forge) {
@@ -477,13 +505,19 @@ impl Rendezvous {
                     p.seq += 1_000;
                 }
             }
-            let value = Arc::new(value);
-            for r in self.replicas_of(ctx, &key) {
+            let msg = Msg::replicate(&value);
+            for r in self.replicas_of(ctx, &quorum_key) {
                 if r != self.index {
-                    ctx.send(Addr::Rdv(r), Msg::Replicate(value.clone()));
+                    ctx.send(Addr::Rdv(r), msg.clone());
                 }
             }
         }
+    }
+}
+
+impl Pending {
+    fn from_addr(&self) -> Addr {
+        self.to
     }
 }
 

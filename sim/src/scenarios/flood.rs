@@ -85,7 +85,7 @@ impl Flood {
         let mut problems = Vec::new();
         for (r, rdv) in world.rdvs.iter().enumerate() {
             let rdv = lock(rdv);
-            let stats = rdv.store.stats();
+            let stats = rdv.store().stats();
             self.max_namespaces_seen = self.max_namespaces_seen.max(stats.namespaces);
             self.max_peer_records_seen = self.max_peer_records_seen.max(stats.peer_records);
             if stats.namespaces > quotas.max_namespaces {
@@ -101,7 +101,7 @@ impl Flood {
                 ));
             }
             for peer in &world.shared.attacker_peers {
-                let held = rdv.store.source_count(peer);
+                let held = rdv.store().source_count(peer);
                 self.max_per_source_seen = self.max_per_source_seen.max(held);
                 if held > quotas.max_registrations_per_source {
                     problems.push(format!(

@@ -85,7 +85,7 @@ impl ForgedNamespace {
                         Addr::Rdv(r),
                         Msg::request(0, Request::RegisterNamespace((*record).clone()), remote),
                     );
-                    world.send(from, Addr::Rdv(r), Msg::Replicate(value.clone()));
+                    world.send(from, Addr::Rdv(r), Msg::replicate(&value));
                     self.attempts += 2;
                 }
             }
@@ -100,7 +100,7 @@ impl ForgedNamespace {
             };
             for &r in &truth.replicas {
                 let rdv = lock(&world.rdvs[r as usize]);
-                match rdv.store.namespace(&key) {
+                match rdv.store().namespace(&key) {
                     Some(stored) if stored.record() == &**ns => {}
                     Some(stored) => problems.push(format!(
                         "rdv {r}: quorum {q} namespace is epoch {} issued {}, expected epoch {}",

@@ -236,14 +236,14 @@ pub fn check_stores(world: &mut World) {
                 continue;
             }
             let rdv = crate::world::lock(rdv);
-            if let Some(stored) = rdv.store.namespace(&key) {
+            if let Some(stored) = rdv.store().namespace(&key) {
                 if stored.record().commitments != ns.commitments {
                     problems.push(format!(
                         "rdv {r}: namespace of quorum {q} has a foreign key set"
                     ));
                 }
             }
-            if let Some(value) = rdv.store.namespace_value(&key, now) {
+            if let Some(value) = rdv.store().namespace_value(&key, now) {
                 for p in &value.peers {
                     let genuine = p.index >= 1 && p.index <= n && {
                         let flat = (q as u32 * n + p.index - 1) as usize;

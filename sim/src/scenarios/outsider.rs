@@ -107,7 +107,7 @@ impl Outsider {
                         world.send(*from, Addr::Rdv(r), msg.clone());
                         self.attempts += 1;
                     }
-                    world.send(attacker, Addr::Rdv(r), Msg::Replicate(value.clone()));
+                    world.send(attacker, Addr::Rdv(r), Msg::replicate(&value));
                     self.attempts += 1;
                 }
             }

@@ -49,7 +49,7 @@ impl Partition {
             let mut first: Option<Vec<u8>> = None;
             for &r in &truth.replicas {
                 let rdv = lock(&world.rdvs[r as usize]);
-                let Some(value) = rdv.store.namespace_value(&key, world.now) else {
+                let Some(value) = rdv.store().namespace_value(&key, world.now) else {
                     return Err(format!("rdv {r} lacks quorum {q}'s namespace"));
                 };
                 if value.peers.len() as u32 != n {

@@ -82,7 +82,7 @@ impl Replay {
                         );
                         self.attempts += 2;
                     }
-                    world.send(attacker, Addr::Rdv(r), Msg::Replicate(value.clone()));
+                    world.send(attacker, Addr::Rdv(r), Msg::replicate(&value));
                     self.attempts += 1;
                 }
             }
@@ -105,7 +105,7 @@ impl Replay {
                     // acknowledged to the member (with loss, the latest
                     // record may simply not have arrived yet).
                     let acked = lock(&world.members[flat]).acked_seq(r);
-                    let seq = lock(&world.rdvs[r as usize]).store.peer_seq(&key, i);
+                    let seq = lock(&world.rdvs[r as usize]).store().peer_seq(&key, i);
                     if let Some(acked) = acked {
                         if seq.is_none_or(|s| s < acked) {
                             problems.push(format!(
