@@ -7,7 +7,7 @@ default:
 test:
     cargo test --workspace --release
 
-# Criterion benchmarks (figures go into README.md's performance section).
+# Criterion benchmarks (figures go into BENCHMARKS.md).
 bench:
     cargo bench -p benches
 

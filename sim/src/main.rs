@@ -12,7 +12,8 @@ use sim::{scenarios, Report, RunOptions};
 #[command(name = "sim", version)]
 struct Cli {
     /// Scenario to run (honest, outsider, forged-namespace, replay,
-    /// bad-dealer, malicious-rendezvous, churn, partition, flood), or all.
+    /// bad-dealer, malicious-rendezvous, churn, partition, flood,
+    /// busy-rendezvous, lying-rendezvous), or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Seed of the world RNG.

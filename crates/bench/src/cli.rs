@@ -39,6 +39,21 @@ pub enum Command {
     },
     /// Registration throughput under load over loopback, beside libp2p's rendezvous server.
     Bench(BenchArgs),
+    /// Time from a quorum's DKG until all its members are discoverable, over loopback.
+    BenchDiscoverable {
+        /// Members in the quorum (each a real member with its own swarm).
+        #[arg(long, default_value_t = 16)]
+        members: u32,
+        /// Rendezvous nodes the members register at.
+        #[arg(long, default_value_t = 3)]
+        rendezvous: usize,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// libp2p-rendezvous's server, for `rdht-bench bench` to measure (prints its address).
     #[command(hide = true)]
     BenchBaselineServer {
@@ -143,6 +158,32 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => {
             init_logs("warn");
             run_bench(args).await
+        }
+        Command::BenchDiscoverable {
+            members,
+            rendezvous,
+            timeout,
+            json,
+        } => {
+            init_logs("warn");
+            match crate::bench_discoverable::bench_discoverable(members, rendezvous, timeout).await
+            {
+                Ok(d) if json => match serde_json::to_string(&d) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                },
+                Ok(d) => {
+                    println!(
+                        "{} members (threshold {}), {} rendezvous: DKG {:.3} s, then all discoverable after {:.3} s",
+                        d.members, d.threshold, d.rendezvous, d.dkg_s, d.discoverable_after_dkg_s
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
         }
         Command::BenchBaselineServer {
             listen,

@@ -6,6 +6,8 @@
 //!   each as a child process.
 //! - [`bench_discover`]: `rdht-bench bench-discover`, discover latency for
 //!   one namespace over loopback.
+//! - [`bench_discoverable`]: `rdht-bench bench-discoverable`, how long
+//!   after its DKG a quorum of real members is discoverable.
 //! - [`cli`]: the command line.
 //!
 //! This crate is the only one that links libp2p-rendezvous and enables
@@ -17,4 +19,5 @@
 
 pub mod bench;
 pub mod bench_discover;
+pub mod bench_discoverable;
 pub mod cli;

@@ -272,6 +272,8 @@ pub struct Member {
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
     failure: Option<MemberError>,
+    /// The most recent refusal any rendezvous node answered.
+    last_refusal: Option<StatusCode>,
     // DKG
     dkg_config: Option<DkgConfig>,
     dkg: Option<DkgMember>,
@@ -358,6 +360,7 @@ impl Member {
             timers: BTreeMap::new(),
             timer_seq: 0,
             failure: None,
+            last_refusal: None,
             dkg_config,
             dkg: None,
             dkg_wait_until: now.saturating_add(config.dkg_wait_ms),
@@ -1347,6 +1350,9 @@ impl Member {
     ) {
         if let (Some(slot), Some(code)) = (self.slots.get_mut(rendezvous), code) {
             slot.shown.last_code = Some(code);
+        }
+        if code.is_some() {
+            self.last_refusal = code;
         }
         self.events.push_back(Event::Refused {
             rendezvous,

@@ -29,7 +29,7 @@ pub enum MemberError {
     NoRendezvousAccepted {
         /// How long it waited.
         waited_ms: u64,
-        /// The last status code any node answered, if any.
+        /// The most recent refusal any node answered, if any.
         last_code: Option<StatusCode>,
     },
 }

@@ -31,7 +31,7 @@ pub struct Metrics {
     pub discovers: AtomicU64,
     /// Replicated values merged from other rendezvous nodes.
     pub replications_merged: AtomicU64,
-    /// DKG messages handled by this member.
+    /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
     pub dkg_rounds: AtomicU64,
@@ -128,7 +128,7 @@ impl Metrics {
         metric(
             "rdht_dkg_messages_total",
             "counter",
-            "DKG messages handled.",
+            "DKG messages sent (resends included).",
             &self.dkg_messages,
         );
         metric(
