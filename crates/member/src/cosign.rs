@@ -52,9 +52,13 @@ pub fn check_sign_request(
     rendezvous_proto::validate::check_expiry(record.expires_at_ms, now_ms, limits)
 }
 
-/// Whether a signed namespace record a fellow member announces is this
-/// quorum's: everything [`check_sign_request`] checks, and its threshold
-/// signature under the quorum key (one pairing).
+/// Whether a signed namespace record (a fellow member's announcement, a
+/// rendezvous node's answer) is this quorum's: everything
+/// [`check_sign_request`] checks, the record's own field ranges, and its
+/// threshold signature. Since the commitments were compared byte for byte
+/// with this member's own key set, the signature is checked under the
+/// quorum key the member already holds decoded: one pairing, without
+/// decoding (and subgroup-checking) every commitment again.
 pub(crate) fn check_namespace(
     record: &NamespaceRecord,
     share: &KeyShare,
@@ -63,7 +67,17 @@ pub(crate) fn check_namespace(
     limits: &Limits,
 ) -> Result<(), StatusCode> {
     check_sign_request(record, share, quorum, now_ms, limits)?;
-    rendezvous_proto::verify_namespace(record, now_ms, limits).map(|_| ())
+    rendezvous_proto::validate::check_namespace_fields(record, now_ms, limits)?;
+    let signature =
+        dkg::Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
+    if share
+        .quorum_key()
+        .verify(&record.signing_bytes(), &signature)
+    {
+        Ok(())
+    } else {
+        Err(StatusCode::InvalidNamespaceSignature)
+    }
 }
 
 /// A coordinator's collection of signature shares over one record.
