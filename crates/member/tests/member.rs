@@ -416,10 +416,10 @@ fn the_dkg_runs_through_the_core_and_the_first_member_coordinates() {
             Member::new(config, Start::Dkg(dkg), T0, [i as u8; 32]).unwrap()
         })
         .collect();
-    for i in 0..4 {
+    for (i, m) in members.iter_mut().enumerate() {
         for j in 1..=4u32 {
             if j != i as u32 + 1 {
-                members[i].handle_connected(T0, j);
+                m.handle_connected(T0, j);
             }
         }
     }

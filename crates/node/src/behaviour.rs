@@ -8,10 +8,13 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use dht::KadStore;
+use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    identify, kad, noise, ping, request_response, tcp, yamux, Multiaddr, StreamProtocol, Swarm,
+};
 
 use crate::codec::{RdhtCodec, MAX_FRAME_BYTES, PROTOCOL};
 
@@ -156,4 +159,43 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Listens on every address and waits until each listener reports its
+/// resolved address (ports of `/tcp/0` are known afterwards).
+pub async fn listen_all(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, crate::rendezvous::StartError> {
+    let mut pending = std::collections::HashSet::new();
+    for addr in addrs {
+        pending.insert(swarm.listen_on(addr.clone())?);
+    }
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| "timed out waiting for listen addresses")?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                pending.remove(&listener_id);
+                out.push(address);
+            }
+            SwarmEvent::ListenerError { error, .. } => return Err(Box::new(error)),
+            SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => return Err(Box::new(error)),
+            _ => {}
+        }
+    }
+    // Listeners on 0.0.0.0 report one address per interface; take what is
+    // already there without waiting.
+    while let Some(Some(SwarmEvent::NewListenAddr { address, .. })) = swarm.next().now_or_never() {
+        out.push(address);
+    }
+    Ok(out)
 }

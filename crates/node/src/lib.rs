@@ -1,16 +1,16 @@
 //! rdht's node: tokio + libp2p drivers of the sans-IO cores.
 //!
-//! - [`rendezvous`]: a rendezvous node (Kademlia server, registration,
-//!   discovery, liveness pings, replication, persistence).
-//! - [`quorum`]: a quorum member (DKG over the network, namespace
-//!   co-signing, registration and refresh).
+//! - [`rendezvous`]: a rendezvous node: the driver of `dht::Server`
+//!   (Kademlia, request-response, pings, the database), with its
+//!   [`verifier`] threads.
+//! - [`quorum`]: a quorum member: the driver of `member::Member`.
 //! - [`discover`]: the client that asks a rendezvous and verifies.
 //! - [`demo`]: the whole system on loopback, narrated.
 //! - [`behaviour`], [`codec`]: the libp2p plumbing; [`identity`],
 //!   [`quorum_file`], [`duration`], [`metrics`], [`persist`]: the rest.
 //!
-//! Every protocol decision lives in the `dkg`, `rendezvous-proto` and `dht`
-//! crates; this crate moves bytes, keeps time and talks to the OS. The load
+//! Every protocol decision lives in the `dkg`, `rendezvous-proto`, `dht`
+//! and `member` crates; this crate moves bytes, keeps time and talks to the OS. The load
 //! generators (`rdht-bench`, crates/bench) use this library from outside.
 
 #![forbid(unsafe_code)]
@@ -28,3 +28,4 @@ pub mod persist;
 pub mod quorum;
 pub mod quorum_file;
 pub mod rendezvous;
+pub mod verifier;

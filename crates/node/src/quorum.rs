@@ -25,11 +25,12 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::behaviour::listen_all;
 use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
 use crate::codec::Frame;
 use crate::metrics::Metrics;
 use crate::quorum_file::QuorumFile;
-use crate::rendezvous::{listen_all, StartError};
+use crate::rendezvous::StartError;
 
 /// The key share file's name inside a data directory.
 pub const KEY_SHARE_FILE: &str = "key_share.json";

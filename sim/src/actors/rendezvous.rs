@@ -422,7 +422,7 @@ impl Rendezvous {
                     Outcome::Rejected(StatusCode::StaleEpoch) if held => Outcome::Unchanged,
                     o => o,
                 };
-                self.note(ctx, pending.from_addr(), RegKind::Namespace, outcome);
+                self.note(ctx, pending.to, RegKind::Namespace, outcome);
             }
             What::Peer(record) => {
                 if outcome == Outcome::Accepted && self.malice == Some(Malice::Stale) {
@@ -438,14 +438,14 @@ impl Rendezvous {
                     Outcome::Rejected(StatusCode::StaleSequence) if held => Outcome::Unchanged,
                     o => o,
                 };
-                self.note(ctx, pending.from_addr(), RegKind::Peer, outcome);
+                self.note(ctx, pending.to, RegKind::Peer, outcome);
             }
             What::Raw => {
                 if matches!(
                     response,
                     Response::Registered { .. } | Response::Rejected(_)
                 ) {
-                    self.note(ctx, pending.from_addr(), RegKind::Raw, outcome);
+                    self.note(ctx, pending.to, RegKind::Raw, outcome);
                 }
             }
             What::Other => {}
@@ -512,12 +512,6 @@ impl Rendezvous {
                 }
             }
         }
-    }
-}
-
-impl Pending {
-    fn from_addr(&self) -> Addr {
-        self.to
     }
 }
 
