@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
+use node::cli::{block_on, fail, init_logs};
 use node::duration::parse_duration;
 
 /// The name of the production binary `bench` runs `rdht rendezvous` from.
@@ -108,38 +109,9 @@ pub struct BenchArgs {
     pub rdht: Option<PathBuf>,
 }
 
-fn init_logs(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // kad warns about bootstrapping a lone node; that is normal here.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("{default},libp2p_kad=error"))
-        });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(run(cli))
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
+    block_on(run(Cli::parse()))
 }
 
 /// Runs a parsed command line.

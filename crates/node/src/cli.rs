@@ -134,7 +134,9 @@ pub struct DiscoverArgs {
     pub timeout: Duration,
 }
 
-fn init_logs(default: &str) {
+/// Logs to standard error at `default` (or `RUST_LOG`), with kad's
+/// warnings about a lone node silenced. Shared by `rdht` and `rdht-bench`.
+pub fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // kad warns about bootstrapping a lone node; that is normal here.
         .unwrap_or_else(|_| {
@@ -146,9 +148,9 @@ fn init_logs(default: &str) {
         .try_init();
 }
 
-/// Parses the command line and runs it.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs `command` to completion on a two-thread tokio runtime (the
+/// binaries' entry points).
+pub fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -160,10 +162,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(command)
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    block_on(run(Cli::parse()))
+}
+
+/// Prints `error: message` and gives the failure exit code.
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }

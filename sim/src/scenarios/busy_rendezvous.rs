@@ -11,12 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use rand_core::RngCore;
 use rendezvous_proto::StatusCode;
 
 use super::{
     check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_stores, schedule_discoveries, Scenario,
+    check_stores, pick_rendezvous, schedule_discoveries, Scenario,
 };
 use crate::world::{lock, SimConfig, World, T0};
 
@@ -35,14 +34,7 @@ impl Scenario for BusyRendezvous {
     }
 
     fn setup(&mut self, world: &mut World) {
-        let nodes = world.params().rendezvous;
-        let count = world.params().adversaries.min(nodes);
-        while (self.busy.len() as u32) < count {
-            let r = (world.rng.next_u64() % u64::from(nodes)) as u32;
-            if !self.busy.contains(&r) {
-                self.busy.push(r);
-            }
-        }
+        self.busy = pick_rendezvous(world, world.params().adversaries);
         for &r in &self.busy {
             world.set_busy(r, T0 + BUSY_UNTIL_MS);
         }

@@ -11,11 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use rand_core::RngCore;
 use rendezvous_proto::StatusCode;
 
 use super::busy_rendezvous::check_no_member_gave_up;
-use super::{check_dkg, check_namespaces, check_served_everywhere, check_stores, Scenario};
+use super::{
+    check_dkg, check_namespaces, check_served_everywhere, check_stores, pick_rendezvous, Scenario,
+};
 use crate::actors::rendezvous::Malice;
 use crate::msg::{Addr, Note};
 use crate::world::{lock, SimConfig, World, T0};
@@ -52,15 +53,7 @@ impl Scenario for LyingRendezvous {
     }
 
     fn setup(&mut self, world: &mut World) {
-        let nodes = world.params().rendezvous;
-        let count = world.params().adversaries.min(nodes);
-        let mut chosen = Vec::new();
-        while (chosen.len() as u32) < count {
-            let r = (world.rng.next_u64() % u64::from(nodes)) as u32;
-            if !chosen.contains(&r) {
-                chosen.push(r);
-            }
-        }
+        let chosen = pick_rendezvous(world, world.params().adversaries);
         for (k, r) in chosen.into_iter().enumerate() {
             world.set_malice(r, Malice::Lie(LIES[k % LIES.len()]));
         }

@@ -11,9 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use rand_core::RngCore;
-
-use super::{check_dkg, check_namespaces, check_stores, Scenario};
+use super::{check_dkg, check_namespaces, check_stores, pick_rendezvous, Scenario};
 use crate::actors::rendezvous::Malice;
 use crate::msg::{Addr, Note};
 use crate::world::{SimConfig, World, T0};
@@ -45,16 +43,8 @@ impl Scenario for MaliciousRendezvous {
     }
 
     fn setup(&mut self, world: &mut World) {
-        let nodes = world.params().rendezvous;
-        let count = world.params().adversaries.min(nodes);
         let kinds = [Malice::Forge, Malice::Drop, Malice::Stale];
-        let mut chosen = Vec::new();
-        while (chosen.len() as u32) < count {
-            let r = (world.rng.next_u64() % u64::from(nodes)) as u32;
-            if !chosen.contains(&r) {
-                chosen.push(r);
-            }
-        }
+        let chosen = pick_rendezvous(world, world.params().adversaries);
         for (k, r) in chosen.into_iter().enumerate() {
             world.set_malice(r, kinds[k % kinds.len()]);
         }

@@ -323,6 +323,22 @@ pub fn honest_refusals(world: &World) -> u64 {
     world.stats.honest.rejected_total()
 }
 
+/// `count` distinct rendezvous nodes (at most all of them), drawn from the
+/// world RNG: the nodes a scenario makes busy, malicious or lying.
+pub fn pick_rendezvous(world: &mut World, count: u32) -> Vec<u32> {
+    use rand_core::RngCore;
+    let nodes = world.params().rendezvous;
+    let count = count.min(nodes);
+    let mut chosen = Vec::new();
+    while (chosen.len() as u32) < count {
+        let r = (world.rng.next_u64() % u64::from(nodes)) as u32;
+        if !chosen.contains(&r) {
+            chosen.push(r);
+        }
+    }
+    chosen
+}
+
 /// Schedules verified discoveries: from every (entry node, quorum) pair
 /// when that is at most `full_limit` discoveries, else one per quorum from
 /// a random entry. They are spread over `spread_ms` from `at_ms`.
