@@ -15,6 +15,68 @@ use std::path::Path;
 use libp2p::{Multiaddr, PeerId};
 use serde::Deserialize;
 
+/// Why a quorum file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not the expected TOML (syntax, unknown or missing fields).
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// A member's `peer_id` is not a PeerId.
+    #[error("member {index}: peer_id: {reason}")]
+    PeerId {
+        /// The member's index.
+        index: usize,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A member's `addr` is not a multiaddr.
+    #[error("member {index}: addr: {reason}")]
+    Addr {
+        /// The member's index.
+        index: usize,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A PeerId is listed twice.
+    #[error("member {index}: peer_id listed twice")]
+    Duplicate {
+        /// The second listing's index.
+        index: usize,
+    },
+    /// The threshold is 0 or above the number of members.
+    #[error("threshold {threshold} must be between 1 and the number of members ({n})")]
+    Threshold {
+        /// The threshold given.
+        threshold: u32,
+        /// The number of members.
+        n: u64,
+    },
+    /// The kind is not a short lowercase label.
+    #[error("kind {kind:?} must be 1 to {max} bytes of a-z, 0-9 and -")]
+    Kind {
+        /// The kind given.
+        kind: String,
+        /// The longest label allowed.
+        max: usize,
+    },
+    /// A refusal of [`QuorumFile::parse`], for this file.
+    #[error("{path}: {source}")]
+    In {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The refusal.
+        source: Box<QuorumFileError>,
+    },
+}
+
 /// One `[[member]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -54,37 +116,44 @@ struct RawMember {
 impl QuorumFile {
     /// Parses and checks TOML text: `1 <= threshold <= n`, PeerIds and
     /// addresses parse, no PeerId twice, the kind is a label.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, QuorumFileError> {
+        let raw: RawFile = toml::from_str(text)?;
         let mut members = Vec::with_capacity(raw.member.len());
         for (position, m) in raw.member.iter().enumerate() {
             let index = position + 1;
-            let peer_id: PeerId = m
-                .peer_id
-                .parse()
-                .map_err(|e| format!("member {index}: peer_id: {e}"))?;
-            let addr: Multiaddr = m
-                .addr
-                .parse()
-                .map_err(|e| format!("member {index}: addr: {e}"))?;
+            let peer_id: PeerId =
+                m.peer_id
+                    .parse()
+                    .map_err(|e: libp2p::identity::ParseError| QuorumFileError::PeerId {
+                        index,
+                        reason: e.to_string(),
+                    })?;
+            let addr: Multiaddr =
+                m.addr
+                    .parse()
+                    .map_err(|e: libp2p::multiaddr::Error| QuorumFileError::Addr {
+                        index,
+                        reason: e.to_string(),
+                    })?;
             if members.iter().any(|x: &Member| x.peer_id == peer_id) {
-                return Err(format!("member {index}: peer_id listed twice"));
+                return Err(QuorumFileError::Duplicate { index });
             }
             members.push(Member { peer_id, addr });
         }
         let n = members.len() as u64;
         if raw.threshold == 0 || u64::from(raw.threshold) > n {
-            return Err(format!(
-                "threshold {} must be between 1 and the number of members ({n})",
-                raw.threshold
-            ));
+            return Err(QuorumFileError::Threshold {
+                threshold: raw.threshold,
+                n,
+            });
         }
         if let Some(kind) = &raw.kind {
             let max = rendezvous_proto::Limits::DEFAULT.max_kind_bytes;
             if !rendezvous_proto::validate::is_valid_kind(kind, max) {
-                return Err(format!(
-                    "kind {kind:?} must be 1 to {max} bytes of a-z, 0-9 and -"
-                ));
+                return Err(QuorumFileError::Kind {
+                    kind: kind.clone(),
+                    max,
+                });
             }
         }
         Ok(Self {
@@ -95,9 +164,15 @@ impl QuorumFile {
     }
 
     /// Reads and parses a file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, QuorumFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| QuorumFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| QuorumFileError::In {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Renders the file as TOML (what [`QuorumFile::parse`] reads back).
@@ -159,14 +234,38 @@ mod tests {
         let parsed = QuorumFile::parse(&file.to_toml()).unwrap();
         assert_eq!(parsed, file);
         assert_eq!(parsed.index_of(&file.members[2].peer_id), Some(3));
-        assert!(QuorumFile::parse("threshold = 0").is_err());
-        assert!(QuorumFile::parse("threshold = 1").is_err());
+        assert!(matches!(
+            QuorumFile::parse("threshold = 0"),
+            Err(QuorumFileError::Threshold { threshold: 0, n: 0 })
+        ));
+        assert!(matches!(
+            QuorumFile::parse("threshold = 1"),
+            Err(QuorumFileError::Threshold { threshold: 1, n: 0 })
+        ));
         let bad_kind = file.to_toml().replace("farmer", "Farmer!");
-        assert!(QuorumFile::parse(&bad_kind).is_err());
-        assert!(QuorumFile::parse(
-            "threshold = 1\n[[member]]\npeer_id = \"x\"\naddr = \"/ip4/1.2.3.4\""
-        )
-        .is_err());
-        assert!(QuorumFile::parse("garbage = [").is_err());
+        assert!(matches!(
+            QuorumFile::parse(&bad_kind),
+            Err(QuorumFileError::Kind { .. })
+        ));
+        assert!(matches!(
+            QuorumFile::parse(
+                "threshold = 1\n[[member]]\npeer_id = \"x\"\naddr = \"/ip4/1.2.3.4\""
+            ),
+            Err(QuorumFileError::PeerId { index: 1, .. })
+        ));
+        let twice = file.to_toml().replace(
+            &file.members[1].peer_id.to_string(),
+            &file.members[0].peer_id.to_string(),
+        );
+        assert!(matches!(
+            QuorumFile::parse(&twice),
+            Err(QuorumFileError::Duplicate { index: 2 })
+        ));
+        assert!(matches!(
+            QuorumFile::parse("garbage = ["),
+            Err(QuorumFileError::Toml(_))
+        ));
+        let missing = QuorumFile::load(Path::new("/nonexistent/quorum.toml"));
+        assert!(matches!(missing, Err(QuorumFileError::Read { .. })));
     }
 }
