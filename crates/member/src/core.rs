@@ -744,7 +744,7 @@ impl Member {
                     .get(rendezvous)
                     .is_some_and(|s| s.generation == generation && s.shown.dropped.is_none());
                 if current {
-                    self.register_at(now, rendezvous);
+                    self.register_at(rendezvous);
                 }
             }
         }
@@ -1207,7 +1207,7 @@ impl Member {
             slot.in_flight = None;
         }
         match class {
-            Class::AlreadyHeld => self.register_at(now, rendezvous),
+            Class::AlreadyHeld => self.register_at(rendezvous),
             Class::Permanent => {}
             Class::Transient | Class::NeedsNamespace => self.back_off(now, rendezvous),
         }
@@ -1245,12 +1245,12 @@ impl Member {
         self.refresh_at = Some(now + self.config.peer_ttl_ms / 2);
         for rendezvous in 0..self.slots.len() {
             if self.slots[rendezvous].shown.dropped.is_none() {
-                self.register_at(now, rendezvous);
+                self.register_at(rendezvous);
             }
         }
     }
 
-    fn register_at(&mut self, _now: u64, rendezvous: usize) {
+    fn register_at(&mut self, rendezvous: usize) {
         let Some(record) = self.record.clone() else {
             return;
         };
