@@ -552,7 +552,7 @@ impl Member {
                 break;
             }
             let timer = entry.remove();
-            self.fire(now, timer);
+            self.fire(timer);
         }
         match &self.task {
             NamespaceTask::Waiting { takeover_at } if *takeover_at <= now => self.coordinate(now),
@@ -709,7 +709,7 @@ impl Member {
         }
     }
 
-    fn fire(&mut self, now: u64, timer: Timer) {
+    fn fire(&mut self, timer: Timer) {
         match timer {
             Timer::DkgResend { to, bytes } => {
                 if self.key_share.is_none() {
