@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
-use node::cli::{block_on, fail, init_logs};
+use node::cli::{block_on, fail, init_logs, stdin_closed};
 use node::duration::parse_duration;
 
 /// The name of the production binary `bench` runs `rdht rendezvous` from.
@@ -245,17 +245,5 @@ async fn run_bench(args: BenchArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
-    }
-}
-
-/// Resolves when standard input reaches its end (or fails).
-async fn stdin_closed() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    while let Ok(n) = stdin.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
     }
 }

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use rdht_bench::bench::{run, BenchConfig};
-use support::{rdht, RDHT_BENCH};
+use support::{rdht, FIGURE_FIELDS, RDHT_BENCH};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_every_field_for_both_servers() {
@@ -27,15 +27,7 @@ async fn bench_reports_every_field_for_both_servers() {
         .expect("the benchmark finished in time")
         .expect("the benchmark ran");
     let json = report.to_json();
-    let fields = [
-        "registrations_per_sec",
-        "register_p50_ms",
-        "register_p99_ms",
-        "discover_p50_ms",
-        "discover_p99_ms",
-        "cpu_s",
-        "peak_rss_mb",
-    ];
+    let fields = FIGURE_FIELDS;
     for field in fields {
         assert!(json[field].is_number(), "ours lacks {field}: {json}");
         assert!(

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use support::{rdht, RDHT_BENCH};
+use support::{rdht, FIGURE_FIELDS, RDHT_BENCH};
 
 /// The binary end to end: `rdht-bench bench --json --rdht PATH` prints the
 /// documented fields (ours only, at the smallest size, for 1 s).
@@ -42,16 +42,7 @@ fn the_binary_prints_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
-    let fields = [
-        "registrations_per_sec",
-        "register_p50_ms",
-        "register_p99_ms",
-        "discover_p50_ms",
-        "discover_p99_ms",
-        "cpu_s",
-        "peak_rss_mb",
-        "baseline",
-    ];
+    let fields: Vec<&str> = FIGURE_FIELDS.into_iter().chain(["baseline"]).collect();
     let object = json.as_object().expect("a JSON object");
     assert_eq!(object.len(), fields.len(), "{json}");
     // Every field, in the documented order (as printed: serde_json's map

@@ -282,8 +282,9 @@ async fn terminated() {
     wait_forever().await;
 }
 
-/// Resolves when standard input reaches its end (or fails).
-async fn stdin_closed() {
+/// Resolves when standard input reaches its end (or fails): how a server
+/// run by a load generator (`--exit-with-stdin`) dies with it.
+pub async fn stdin_closed() {
     use tokio::io::AsyncReadExt;
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];

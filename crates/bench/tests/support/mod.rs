@@ -8,6 +8,18 @@ use std::process::{Command, Stdio};
 
 use rdht_bench::cli::rdht_next_to;
 
+/// The figures `--json` reports for one server, in their documented
+/// order (the whole report adds `baseline`, the same for libp2p's server).
+pub const FIGURE_FIELDS: [&str; 7] = [
+    "registrations_per_sec",
+    "register_p50_ms",
+    "register_p99_ms",
+    "discover_p50_ms",
+    "discover_p99_ms",
+    "cpu_s",
+    "peak_rss_mb",
+];
+
 /// The `rdht-bench` binary under test.
 pub const RDHT_BENCH: &str = env!("CARGO_BIN_EXE_rdht-bench");
 

@@ -389,7 +389,7 @@ impl Member {
         if let Some(share) = key_share {
             member.key_share = Some(share);
             member.registering_since = Some(now);
-            member.start_check(now);
+            member.start_check();
         }
         Ok(member)
     }
@@ -429,11 +429,6 @@ impl Member {
     /// Why the member cannot go on, once it cannot.
     pub fn failure(&self) -> Option<&MemberError> {
         self.failure.as_ref()
-    }
-
-    /// Whether the DKG is still to run or running.
-    pub fn in_dkg(&self) -> bool {
-        self.key_share.is_none() && self.failure.is_none()
     }
 
     /// Fellow members the DKG waits for (to be connected); empty once it
@@ -575,7 +570,7 @@ impl Member {
             self.register_everywhere(now);
         }
         if self.give_up_at().is_some_and(|t| t <= now) {
-            let waited_ms = now.saturating_sub(self.last_registered(now));
+            let waited_ms = now.saturating_sub(self.last_held().unwrap_or(now));
             let last_code = self
                 .slots
                 .iter()

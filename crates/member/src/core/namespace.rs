@@ -6,7 +6,7 @@ use super::*;
 
 impl Member {
     /// After a restart: asks every rendezvous node for the namespace.
-    pub(super) fn start_check(&mut self, _now: u64) {
+    pub(super) fn start_check(&mut self) {
         let Some(share) = &self.key_share else {
             return;
         };

@@ -184,19 +184,9 @@ impl Member {
         }
     }
 
-    /// The last time some node held an accepted registration (or when
-    /// registering began).
-    pub(super) fn last_registered(&self, now: u64) -> u64 {
-        let held = self
-            .slots
-            .iter()
-            .map(|s| s.shown.accepted_until.min(now))
-            .max()
-            .unwrap_or(0);
-        held.max(self.registering_since.unwrap_or(now))
-    }
-
-    pub(super) fn give_up_at(&self) -> Option<u64> {
+    /// Until when some node holds (or held) an accepted registration, or
+    /// when registering began if none ever did; `None` before that.
+    pub(super) fn last_held(&self) -> Option<u64> {
         let since = self.registering_since?;
         let held = self
             .slots
@@ -204,6 +194,12 @@ impl Member {
             .map(|s| s.shown.accepted_until)
             .max()
             .unwrap_or(0);
-        Some(held.max(since).saturating_add(self.config.give_up_after_ms))
+        Some(held.max(since))
+    }
+
+    /// When the member gives up if nothing changes.
+    pub(super) fn give_up_at(&self) -> Option<u64> {
+        self.last_held()
+            .map(|t| t.saturating_add(self.config.give_up_after_ms))
     }
 }
