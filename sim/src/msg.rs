@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use libp2p_identity::PeerId;
-use rendezvous_proto::{
-    DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, Request, Response, StatusCode,
-};
+use rendezvous_proto::{NamespaceRecord, PeerRecord, QuorumKey, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::net::Class;
@@ -77,30 +75,22 @@ pub enum Msg {
         /// The PeerId the connection authenticated.
         remote: PeerId,
     },
-    /// A client asks an entry node for a namespace.
-    Discover {
-        /// The namespace.
-        quorum_key: QuorumKey,
-        /// Who asks.
-        client: u32,
-        /// The client's request id.
-        request: u64,
+    /// A rendezvous node's lookup reaches a replica (a Kademlia GET of the
+    /// namespace's DHT key: libp2p-kad's own message, as
+    /// [`Msg::Replicate`] is its PUT).
+    KadGet {
+        /// The asker's id for this lookup (echoed by the answer).
+        query: u64,
+        /// The DHT key.
+        key: dht::DhtKey,
     },
-    /// The entry node's lookup reaches a replica.
-    DiscoverForward {
-        /// The namespace.
-        quorum_key: QuorumKey,
-        /// Who asks.
-        client: u32,
-        /// The client's request id.
-        request: u64,
-    },
-    /// A replica answers the client.
-    DiscoverReply {
-        /// The client's request id.
-        request: u64,
-        /// The answer.
-        answer: Result<Arc<DiscoverAnswer>, StatusCode>,
+    /// A replica's answer to a [`Msg::KadGet`]: the value's wire bytes,
+    /// which the asker decodes and re-verifies, or nothing held.
+    KadValue {
+        /// The lookup's id.
+        query: u64,
+        /// The encoded [`dht::NamespaceValue`], if the replica holds one.
+        value: Option<Arc<Vec<u8>>>,
     },
     /// A replica pushes a namespace's value (a Kademlia PUT): the key and
     /// the value's wire bytes, which the receiver decodes and re-verifies.
@@ -201,9 +191,8 @@ impl Msg {
                 _ => "response",
             },
             Msg::Raw { .. } => "raw",
-            Msg::Discover { .. } => "discover",
-            Msg::DiscoverForward { .. } => "discover-forward",
-            Msg::DiscoverReply { .. } => "discover-reply",
+            Msg::KadGet { .. } => "kad-get",
+            Msg::KadValue { .. } => "kad-value",
             Msg::Replicate { .. } => "replicate",
             Msg::Ping => "ping",
             Msg::Pong => "pong",
@@ -253,30 +242,15 @@ impl Msg {
                 }
             }
             Msg::Raw { bytes, .. } => h.update(&bytes[..bytes.len().min(16)]),
-            Msg::Discover {
-                quorum_key,
-                client,
-                request,
+            Msg::KadGet { query, key } => {
+                h.update(query.to_be_bytes());
+                h.update(key);
             }
-            | Msg::DiscoverForward {
-                quorum_key,
-                client,
-                request,
-            } => {
-                h.update(quorum_key.0);
-                h.update(client.to_be_bytes());
-                h.update(request.to_be_bytes());
-            }
-            Msg::DiscoverReply { request, answer } => {
-                h.update(request.to_be_bytes());
-                match answer {
-                    Ok(a) => {
-                        h.update((a.peers.len() as u32).to_be_bytes());
-                        for p in &a.peers {
-                            h.update(p.record.signature);
-                        }
-                    }
-                    Err(code) => h.update(code.as_u16().to_be_bytes()),
+            Msg::KadValue { query, value } => {
+                h.update(query.to_be_bytes());
+                if let Some(value) = value {
+                    h.update((value.len() as u64).to_be_bytes());
+                    h.update(&value[value.len().saturating_sub(32)..]);
                 }
             }
             Msg::Replicate { key, value } => {

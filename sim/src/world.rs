@@ -117,7 +117,9 @@ pub struct SimConfig {
     /// How long a rendezvous collects peer registrations before verifying
     /// them as one batch (ms).
     pub batch_window_ms: u64,
-    /// How long a client waits for the replicas' answers (ms).
+    /// How long a client waits for an entry node's answer (ms). A node's
+    /// own lookup gives up after two thirds of it, so that a client gets
+    /// an answer (possibly "unknown") rather than a timeout.
     pub discover_timeout_ms: u64,
     /// How long a member waits for the answer to a request before it
     /// counts as timed out (ms), as libp2p's request-response does.
@@ -444,6 +446,7 @@ impl World {
                     i,
                     config.store.clone(),
                     config.batch_window_ms,
+                    config.discover_timeout_ms * 2 / 3,
                     seed,
                     p.broken_validator,
                 ))
@@ -458,7 +461,10 @@ impl World {
             })
             .collect();
         let clients = (0..config.clients)
-            .map(|i| Mutex::new(Client::new(i, fork(&mut rng))))
+            .map(|i| {
+                let peer = keypair(&mut rng).public().to_peer_id();
+                Mutex::new(Client::new(i, peer, fork(&mut rng)))
+            })
             .collect();
         let net = Net::new(config.net);
         let end = T0 + config.duration_ms;

@@ -189,13 +189,22 @@ pub enum Output {
         value: Vec<u8>,
     },
     /// Look the namespace up in the DHT (a Kademlia GET of `key`); hand
-    /// the values found to [`Server::handle_value`] and the end to
-    /// [`Server::handle_lookup_done`].
+    /// the values found to [`Server::handle_value`] and the end of the
+    /// query to [`Server::handle_lookup_done`]. The core ends the lookup
+    /// itself ([`Output::LookupDone`]) as soon as one value verifies in
+    /// full, so a node that answers first with junk cannot make it fail.
     Lookup {
         /// The namespace.
         quorum_key: QuorumKey,
         /// The DHT key.
         key: crate::keys::DhtKey,
+    },
+    /// The lookup of this namespace has what it needed (a value that
+    /// verified in full arrived, and the discovers waiting for it are answered):
+    /// stop the DHT query; later answers would change nothing.
+    LookupDone {
+        /// The namespace.
+        quorum_key: QuorumKey,
     },
     /// A registered peer is due a liveness check and is not connected:
     /// dial it (an authenticated connection, which the ping protocol
@@ -577,10 +586,21 @@ impl Server {
         value: &[u8],
     ) -> Result<MergeReport, ValueError> {
         let report = merge_kad_value(&mut self.store, now, key, value)?;
-        if report.namespace_updated || report.peers_stored > 0 {
-            self.counters.merges += 1;
-            if let Some(qk) = self.store.quorum_key_for(&dht_key(key)?) {
+        let quorum_key = self.store.quorum_key_for(&dht_key(key)?);
+        if let Some(qk) = quorum_key {
+            if report.namespace_updated || report.peers_stored > 0 {
+                self.counters.merges += 1;
                 self.changed(qk, false);
+            }
+            // A lookup is answered by the first value that verified in
+            // full, not by the first answer: a node that answers first with
+            // junk (or with a genuine namespace and forged peers) only
+            // makes the lookup wait for the next.
+            let clean = report.namespace_rejected.is_none() && report.peers_rejected.is_empty();
+            if clean && self.lookups.contains_key(&qk) && self.store.namespace(&qk).is_some() {
+                self.handle_lookup_done(now, qk);
+                self.outputs
+                    .push_back(Output::LookupDone { quorum_key: qk });
             }
         }
         self.drive(now);

@@ -235,8 +235,14 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
     let key = dht::namespace_key(&q.quorum_key());
     let report = s.handle_value(NOW, &key, &value.encode()).unwrap();
     assert_eq!(report.peers_stored, 1);
+    // It verified in full: both askers are answered at once, and the
+    // driver is told to stop the query.
+    let (replies, _, other) = drain(&mut s);
+    assert!(other.iter().any(
+        |o| matches!(o, Output::LookupDone { quorum_key } if *quorum_key == q.quorum_key())
+    ));
     s.handle_lookup_done(NOW, q.quorum_key());
-    let (replies, _, _) = drain(&mut s);
+    assert!(drain(&mut s).0.is_empty(), "answered twice");
     assert_eq!(replies.len(), 2);
     for (_, r) in &replies {
         let Response::Discovered(answer) = r else {
@@ -262,6 +268,48 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
         replies,
         vec![(ReplyId(3), Response::Rejected(StatusCode::UnknownNamespace))]
     );
+}
+
+#[test]
+fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
+    let q = quorum(3, 8);
+    let mut s = server(ServerConfig::default());
+    let discover = Request::Discover {
+        quorum_key: q.quorum_key(),
+        limit: 0,
+        cookie: None,
+    };
+    s.handle_request(NOW, PeerId::random(), ReplyId(1), discover);
+    drain(&mut s);
+    let key = dht::namespace_key(&q.quorum_key());
+    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let genuine = |i| q.peer(i, 1, 1, NOW + HOUR);
+    // A liar answers first: the genuine namespace record, one genuine
+    // peer record and one redirected to it.
+    let mut forged = genuine(2);
+    forged.addrs = vec!["/ip4/6.6.6.6/tcp/666".parse().unwrap()];
+    let lie = dht::NamespaceValue {
+        namespace: ns.clone(),
+        peers: vec![genuine(1), forged],
+    };
+    let report = s.handle_value(NOW, &key, &lie.encode()).unwrap();
+    assert_eq!(report.peers_rejected.len(), 1);
+    let (replies, _, other) = drain(&mut s);
+    assert!(replies.is_empty(), "a lie ended the lookup: {replies:?}");
+    assert!(!other.iter().any(|o| matches!(o, Output::LookupDone { .. })));
+    // An honest replica answers next: the lookup ends with its records.
+    let honest = dht::NamespaceValue {
+        namespace: ns,
+        peers: vec![genuine(1), genuine(2), genuine(3)],
+    };
+    s.handle_value(NOW, &key, &honest.encode()).unwrap();
+    let (replies, _, other) = drain(&mut s);
+    assert!(other.iter().any(|o| matches!(o, Output::LookupDone { .. })));
+    let [(ReplyId(1), Response::Discovered(answer))] = replies.as_slice() else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(answer.peers.len(), 3);
+    assert!(answer.peers.iter().all(|p| p.record == genuine(p.record.index)));
 }
 
 #[test]

@@ -371,6 +371,21 @@ impl Driver {
                         self.lookups.insert(id, quorum_key);
                     }
                 }
+                Output::LookupDone { quorum_key } => {
+                    let ids: Vec<kad::QueryId> = self
+                        .lookups
+                        .iter()
+                        .filter(|(_, qk)| **qk == quorum_key)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ids {
+                        self.lookups.remove(&id);
+                        let kad = self.swarm.behaviour_mut().kad.as_mut();
+                        if let Some(mut query) = kad.and_then(|k| k.query_mut(&id)) {
+                            query.finish();
+                        }
+                    }
+                }
                 Output::Dial { peer, addrs } => {
                     let opts = DialOpts::peer_id(peer)
                         .addresses(addrs)
@@ -542,22 +557,11 @@ impl Driver {
                 if let kad::QueryResult::PutRecord(Err(e)) = &result {
                     debug!("replication incomplete: {e}");
                 }
-                let done = step.last
-                    || matches!(
-                        result,
-                        kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(_)))
-                    );
-                if done {
+                // The core ends a lookup once a value verifies
+                // (`Output::LookupDone`); the query's own end answers
+                // whatever did.
+                if step.last {
                     if let Some(quorum_key) = self.lookups.remove(&id) {
-                        if let Some(mut q) = self
-                            .swarm
-                            .behaviour_mut()
-                            .kad
-                            .as_mut()
-                            .and_then(|k| k.query_mut(&id))
-                        {
-                            q.finish();
-                        }
                         self.core().handle_lookup_done(now, quorum_key);
                     }
                 }

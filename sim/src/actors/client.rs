@@ -1,56 +1,65 @@
-//! A client: asks a random rendezvous node for a quorum's members,
-//! collects the k replicas' answers, verifies them with
-//! `rendezvous_proto::verify_discover_answer`, and merges the verified
-//! records by member index, keeping the highest seq.
+//! A client: asks one rendezvous node for a quorum's members with a real
+//! `Request::Discover` (as `rdht discover` does), verifies the answer with
+//! `rendezvous_proto::verify_discover_answer`, and keeps the verified
+//! records by member index (highest seq).
 //!
-//! Answers that carry the same namespace record are verified together
-//! (their distinct peer records in one batch: byte-identical records
-//! served by several replicas are verified once, which cannot change a
-//! verdict). If no replica answered before the deadline, the client tries
-//! another entry node, at most twice.
+//! A rendezvous node is not trusted: an answer whose namespace record does
+//! not verify, that carries any record that does not verify, or a refusal
+//! or silence past the deadline, sends the client to another entry node it
+//! has not asked yet, at most five nodes in all. What verified in earlier
+//! answers is kept. A node that served something that does not verify
+//! lied (an honest node verifies what it stores), so the client does not
+//! ask it again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
+use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
-use rendezvous_proto::messages::DiscoveredPeer;
 use rendezvous_proto::{
-    verify_discover_answer, Cookie, DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey,
-    StatusCode,
+    verify_discover_answer, DiscoverAnswer, PeerRecord, QuorumKey, Request, Response, StatusCode,
 };
 
 use crate::msg::{Addr, Ctx, DiscoveryResult, EventKind, Msg, Note, Timer};
 
-/// Answers sharing one namespace record: the record, the distinct peer
-/// records served with it, and their encodings (for deduplication).
-type Group = (NamespaceRecord, Vec<DiscoveredPeer>, BTreeSet<Vec<u8>>);
+/// Entry nodes a client tries for one discovery, at most.
+const MAX_ATTEMPTS: u32 = 5;
 
 struct Query {
     quorum: u32,
     key: QuorumKey,
     entry: u32,
+    /// The entry nodes asked so far (the last is `entry`).
+    asked: Vec<u32>,
     attempts: u32,
-    replies: Vec<Result<Arc<DiscoverAnswer>, StatusCode>>,
+    replies: u32,
+    best: BTreeMap<u32, PeerRecord>,
+    rejected: Vec<StatusCode>,
+    namespace_errors: Vec<StatusCode>,
 }
 
 /// One client.
 pub struct Client {
     /// Client index.
     pub index: u32,
+    peer: PeerId,
     rng: ChaCha20Rng,
     next_request: u64,
     queries: BTreeMap<u64, Query>,
+    /// Nodes that served records that do not verify.
+    liars: BTreeSet<u32>,
 }
 
 impl Client {
-    /// An idle client.
-    pub fn new(index: u32, rng: ChaCha20Rng) -> Self {
+    /// An idle client that authenticates as `peer`.
+    pub fn new(index: u32, peer: PeerId, rng: ChaCha20Rng) -> Self {
         Self {
             index,
+            peer,
             rng,
             next_request: 0,
             queries: BTreeMap::new(),
+            liars: BTreeSet::new(),
         }
     }
 
@@ -62,35 +71,33 @@ impl Client {
                     quorum,
                     key,
                     entry: 0,
+                    asked: Vec::new(),
                     attempts: 0,
-                    replies: Vec::new(),
+                    replies: 0,
+                    best: BTreeMap::new(),
+                    rejected: Vec::new(),
+                    namespace_errors: Vec::new(),
                 };
                 self.ask(ctx, query, entry);
             }
             EventKind::Timer(Timer::DiscoverDeadline { request }) => {
                 if let Some(query) = self.queries.remove(&request) {
-                    if query.replies.is_empty() && query.attempts < 3 {
-                        self.ask(ctx, query, None);
-                    } else {
-                        self.finish(ctx, query);
-                    }
+                    self.next_or_finish(ctx, query);
                 }
             }
             EventKind::Deliver {
-                msg: Msg::DiscoverReply { request, answer },
+                msg: Msg::Response { id, response, .. },
                 from: Addr::Rdv(_),
             } => {
-                let k = ctx.shared.config.params.replication as usize;
-                let complete = match self.queries.get_mut(&request) {
-                    Some(q) => {
-                        q.replies.push(answer);
-                        q.replies.len() >= k
-                    }
-                    None => false,
-                };
-                if complete {
-                    if let Some(query) = self.queries.remove(&request) {
+                if let Some(mut query) = self.queries.remove(&id) {
+                    let trusted = match &*response {
+                        Response::Discovered(answer) => self.verify(ctx, &mut query, answer),
+                        _ => false,
+                    };
+                    if trusted {
                         self.finish(ctx, query);
+                    } else {
+                        self.next_or_finish(ctx, query);
                     }
                 }
             }
@@ -98,19 +105,35 @@ impl Client {
         }
     }
 
+    /// Asks `entry`, or (if `None`) a random node not asked yet in this
+    /// query that never lied to this client (any node not asked yet, if
+    /// none is left).
     fn ask(&mut self, ctx: &mut Ctx<'_>, mut query: Query, entry: Option<u32>) {
         let nodes = ctx.shared.config.params.rendezvous.max(1);
-        query.entry = entry.unwrap_or_else(|| (self.rng.next_u64() % u64::from(nodes)) as u32);
+        let fresh: Vec<u32> = (0..nodes).filter(|r| !query.asked.contains(r)).collect();
+        let trusted: Vec<u32> = fresh
+            .iter()
+            .copied()
+            .filter(|r| !self.liars.contains(r))
+            .collect();
+        let pool = if trusted.is_empty() { &fresh } else { &trusted };
+        query.entry = match (entry, pool.len() as u64) {
+            (Some(e), _) => e,
+            (None, 0) => (self.rng.next_u64() % u64::from(nodes)) as u32,
+            (None, len) => pool[(self.rng.next_u64() % len) as usize],
+        };
+        query.asked.push(query.entry);
         query.attempts += 1;
         self.next_request += 1;
         let request = self.next_request;
+        let discover = Request::Discover {
+            quorum_key: query.key,
+            limit: 0,
+            cookie: None,
+        };
         ctx.send(
             Addr::Rdv(query.entry),
-            Msg::Discover {
-                quorum_key: query.key,
-                client: self.index,
-                request,
-            },
+            Msg::request(request, discover, self.peer),
         );
         ctx.timer(
             ctx.now + ctx.shared.config.discover_timeout_ms,
@@ -119,55 +142,55 @@ impl Client {
         self.queries.insert(request, query);
     }
 
-    fn finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
-        let limits = ctx.shared.config.store.limits;
-        let replies = query.replies.iter().filter(|r| r.is_ok()).count() as u32;
-        // Group answers by namespace record, deduplicating peer records.
-        let mut groups: BTreeMap<Vec<u8>, Group> = BTreeMap::new();
-        for answer in query.replies.iter().flatten() {
-            let group = groups
-                .entry(answer.namespace.encode())
-                .or_insert_with(|| (answer.namespace.clone(), Vec::new(), BTreeSet::new()));
-            for p in &answer.peers {
-                if group.2.insert(p.record.encode()) {
-                    group.1.push(p.clone());
-                }
-            }
+    fn next_or_finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
+        if query.attempts < MAX_ATTEMPTS {
+            self.ask(ctx, query, None);
+        } else {
+            self.finish(ctx, query);
         }
-        let mut best: BTreeMap<u32, PeerRecord> = BTreeMap::new();
-        let mut rejected = Vec::new();
-        let mut namespace_errors = Vec::new();
-        for (_, (namespace, peers, _)) in groups {
-            let answer = DiscoverAnswer {
-                namespace,
-                peers,
-                cookie: Cookie::default(),
-            };
-            match verify_discover_answer(&answer, &query.key, ctx.now, &limits, &mut self.rng) {
-                Ok(verified) => {
-                    rejected.extend(
-                        verified
-                            .rejected
-                            .iter()
-                            .map(|r| r.code)
-                            .filter(|c| *c != StatusCode::StaleSequence),
-                    );
-                    for p in verified.peers {
-                        let index = p.record.index;
-                        let newer = best.get(&index).is_none_or(|b| p.record.seq > b.seq);
-                        if newer {
-                            best.insert(index, p.record);
-                        }
+    }
+
+    /// Verifies one answer into the query. Returns whether everything in
+    /// it verified (the node can be believed to have answered in full).
+    fn verify(&mut self, ctx: &Ctx<'_>, query: &mut Query, answer: &DiscoverAnswer) -> bool {
+        query.replies += 1;
+        let limits = ctx.shared.config.store.limits;
+        match verify_discover_answer(answer, &query.key, ctx.now, &limits, &mut self.rng) {
+            Ok(verified) => {
+                let forged: Vec<StatusCode> = verified
+                    .rejected
+                    .iter()
+                    .map(|r| r.code)
+                    .filter(|c| *c != StatusCode::StaleSequence)
+                    .collect();
+                let clean = forged.is_empty();
+                if !clean {
+                    self.liars.insert(query.entry);
+                }
+                query.rejected.extend(forged);
+                for p in verified.peers {
+                    let index = p.record.index;
+                    let newer = query.best.get(&index).is_none_or(|b| p.record.seq > b.seq);
+                    if newer {
+                        query.best.insert(index, p.record);
                     }
                 }
-                Err(code) => namespace_errors.push(code),
+                clean
+            }
+            Err(code) => {
+                self.liars.insert(query.entry);
+                query.namespace_errors.push(code);
+                false
             }
         }
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
         // Ground truth check: a verified record must be exactly what the
         // real member signed (its PeerId and address, this namespace).
         let n = ctx.shared.n();
         let mut forged_accepted = 0;
-        for (index, record) in &best {
+        for (index, record) in &query.best {
             let genuine = *index >= 1 && *index <= n && record.quorum_key == query.key && {
                 let flat = (query.quorum * n + index - 1) as usize;
                 record.peer_id == ctx.shared.member_peers[flat]
@@ -181,10 +204,10 @@ impl Client {
             client: self.index,
             quorum: query.quorum,
             entry: query.entry,
-            replies,
-            found: best.iter().map(|(i, r)| (*i, r.seq)).collect(),
-            rejected,
-            namespace_errors,
+            replies: query.replies,
+            found: query.best.iter().map(|(i, r)| (*i, r.seq)).collect(),
+            rejected: query.rejected,
+            namespace_errors: query.namespace_errors,
             forged_accepted,
         })));
     }

@@ -13,10 +13,13 @@
 //! - Liveness: the core's due dials become pings; a pong is
 //!   [`Server::handle_pong`], and an unanswered ping becomes a miss inside
 //!   the store when the next one is due.
-//! - Discovery: the node a client asks forwards the lookup to the
-//!   namespace's k replicas (the end of a Kademlia lookup), and each
-//!   replica answers the client directly from its store. (A lookup the core
-//!   asks for itself is answered at once from what the node holds.)
+//! - Discovery: a client's `Request::Discover` goes to the core like any
+//!   request. A node that does not hold the namespace gets the core's
+//!   [`Output::Lookup`]: it asks the namespace's replicas ([`Msg::KadGet`],
+//!   the end of a Kademlia GET), hands their values to
+//!   [`Server::handle_value`], and ends the lookup when the core says it
+//!   has what it needs ([`Output::LookupDone`]) or every replica answered
+//!   ([`Server::handle_lookup_done`]).
 //!
 //! What this driver adds is adversarial only: a malicious node
 //! ([`Malice`]) runs the same core but lies in what it serves and
@@ -35,8 +38,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::messages::DiscoveredPeer;
 use rendezvous_proto::{
-    DiscoverAnswer, NamespaceRecord, PeerRecord, QuorumKey, Rejection, Request, Response,
-    StatusCode,
+    NamespaceRecord, PeerRecord, QuorumKey, Rejection, Request, Response, StatusCode,
 };
 
 use crate::msg::{Addr, Ctx, EventKind, Msg, Note, Outcome, RegKind, Timer};
@@ -81,8 +83,19 @@ pub struct Rendezvous {
     wake_at: Option<u64>,
     first_seen: BTreeMap<(QuorumKey, u32), PeerRecord>,
     replicas: BTreeMap<QuorumKey, Vec<u32>>,
+    /// This node's DHT lookups in flight, by query id.
+    lookups: BTreeMap<u64, KadLookup>,
+    next_query: u64,
     rng: ChaCha20Rng,
     answers: u64,
+}
+
+/// A DHT lookup in flight: which namespace, and how many replicas have
+/// not answered yet.
+struct KadLookup {
+    quorum_key: QuorumKey,
+    key: dht::DhtKey,
+    unanswered: usize,
 }
 
 /// A request the core has not answered yet.
@@ -102,11 +115,13 @@ enum What {
 
 impl Rendezvous {
     /// A node with an empty store seeded by `seed`; the core verifies a
-    /// batch once it is full or `batch_window_ms` after its first record.
+    /// batch once it is full or `batch_window_ms` after its first record,
+    /// and gives a lookup up after `lookup_timeout_ms`.
     pub fn new(
         index: u32,
         config: StoreConfig,
         batch_window_ms: u64,
+        lookup_timeout_ms: u64,
         seed: [u8; 32],
         broken: bool,
     ) -> Self {
@@ -117,6 +132,7 @@ impl Rendezvous {
             max_batch: 64,
             min_batch: 64,
             max_jobs: 1,
+            lookup_timeout_ms,
             ..ServerConfig::default()
         };
         Self {
@@ -132,6 +148,8 @@ impl Rendezvous {
             wake_at: None,
             first_seen: BTreeMap::new(),
             replicas: BTreeMap::new(),
+            lookups: BTreeMap::new(),
+            next_query: 0,
             rng: ChaCha20Rng::from_seed(own),
             answers: 0,
         }
@@ -215,62 +233,35 @@ impl Rendezvous {
                     }
                 }
             }
-            Msg::Discover {
-                quorum_key,
-                client,
-                request,
-            } => {
+            Msg::KadGet { query, key } => {
                 if self.malice == Some(Malice::Drop) {
                     return;
                 }
-                for r in self.replicas_of(ctx, &quorum_key) {
-                    ctx.send(
-                        Addr::Rdv(r),
-                        Msg::DiscoverForward {
-                            quorum_key,
-                            client,
-                            request,
-                        },
-                    );
-                }
+                let value = self.kad_value(ctx, &key).map(Arc::new);
+                ctx.send(from, Msg::KadValue { query, value });
             }
-            Msg::DiscoverForward {
-                quorum_key,
-                client,
-                request,
-            } => {
-                let answer = self.answer(ctx, &quorum_key);
-                ctx.send(
-                    Addr::Client(client),
-                    Msg::DiscoverReply {
-                        request,
-                        answer: answer.map(Arc::new),
-                    },
-                );
+            Msg::KadValue { query, value } => {
+                let Some(lookup) = self.lookups.get_mut(&query) else {
+                    return;
+                };
+                lookup.unanswered = lookup.unanswered.saturating_sub(1);
+                let (key, quorum_key, last) =
+                    (lookup.key, lookup.quorum_key, lookup.unanswered == 0);
+                if last {
+                    self.lookups.remove(&query);
+                }
+                if let Some(value) = value {
+                    self.merge(ctx, from, &key, &value);
+                }
+                if last {
+                    self.server.handle_lookup_done(ctx.now, quorum_key);
+                }
             }
             Msg::Replicate { key, value } => {
                 if self.malice == Some(Malice::Drop) {
                     return;
                 }
-                let (stored, unchanged, rejected) =
-                    match self.server.handle_value(ctx.now, &key, &value) {
-                        Ok(report) => {
-                            let mut rejected: Vec<StatusCode> =
-                                report.namespace_rejected.into_iter().collect();
-                            rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
-                            (report.peers_stored, report.peers_unchanged, rejected)
-                        }
-                        Err(_) => (0, 0, vec![StatusCode::Decode]),
-                    };
-                if self.malice.is_none() {
-                    ctx.note(Note::Merge {
-                        rdv: self.index,
-                        from,
-                        stored: stored as u32,
-                        unchanged: unchanged as u32,
-                        rejected,
-                    });
-                }
+                self.merge(ctx, from, &key, &value);
             }
             Msg::Pong => {
                 if let Some(peer) = ctx.shared.peer_of(from) {
@@ -279,6 +270,44 @@ impl Rendezvous {
             }
             _ => {}
         }
+    }
+
+    /// A value another replica pushed or served: the core re-verifies it.
+    fn merge(&mut self, ctx: &mut Ctx<'_>, from: Addr, key: &dht::DhtKey, value: &[u8]) {
+        let (stored, unchanged, rejected) = match self.server.handle_value(ctx.now, key, value) {
+            Ok(report) => {
+                let mut rejected: Vec<StatusCode> = report.namespace_rejected.into_iter().collect();
+                rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
+                (report.peers_stored, report.peers_unchanged, rejected)
+            }
+            Err(_) => (0, 0, vec![StatusCode::Decode]),
+        };
+        if self.malice.is_none() {
+            ctx.note(Note::Merge {
+                rdv: self.index,
+                from,
+                stored: stored as u32,
+                unchanged: unchanged as u32,
+                rejected,
+            });
+        }
+    }
+
+    /// What this node serves to a Kademlia GET of `key` (lies included):
+    /// the namespace's value as wire bytes, if it holds one.
+    fn kad_value(&mut self, ctx: &Ctx<'_>, key: &dht::DhtKey) -> Option<Vec<u8>> {
+        let quorum_key = self.store().quorum_key_for(key)?;
+        let mut value = self.store().namespace_value(&quorum_key, ctx.now)?;
+        self.lie(&quorum_key, &mut value.namespace, value.peers.iter_mut());
+        if self.broken {
+            value.peers.extend(
+                self.unchecked
+                    .iter()
+                    .filter(|r| r.quorum_key == quorum_key)
+                    .cloned(),
+            );
+        }
+        Some(value.encode())
     }
 
     /// A protocol request (from the wire, or raw bytes that decoded): the
@@ -323,12 +352,9 @@ impl Rendezvous {
             ctx.send(from, Msg::response(id, Response::Registered { ttl_ms }));
             return;
         }
-        // A malicious node serves its own version of a namespace.
-        if let (Request::Discover { quorum_key, .. }, Some(_)) = (&request, self.malice) {
-            let response = match self.answer(ctx, quorum_key) {
-                Ok(answer) => Response::Discovered(answer),
-                Err(code) => Response::Rejected(code),
-            };
+        // A dropping node hides every namespace.
+        if matches!(request, Request::Discover { .. }) && self.malice == Some(Malice::Drop) {
+            let response = Response::Rejected(StatusCode::UnknownNamespace);
             ctx.send(from, Msg::response(id, response));
             return;
         }
@@ -369,11 +395,32 @@ impl Rendezvous {
                         }
                     }
                 }
-                // The simulated client's lookups end at the replicas
-                // themselves (`DiscoverForward`): the core's own lookup is
-                // answered from what this node holds.
-                Output::Lookup { quorum_key, .. } => {
-                    self.server.handle_lookup_done(ctx.now, quorum_key)
+                Output::Lookup { quorum_key, key } => {
+                    let replicas: Vec<u32> = self
+                        .replicas_of(ctx, &quorum_key)
+                        .into_iter()
+                        .filter(|r| *r != self.index)
+                        .collect();
+                    if replicas.is_empty() {
+                        self.server.handle_lookup_done(ctx.now, quorum_key);
+                        continue;
+                    }
+                    self.next_query += 1;
+                    let query = self.next_query;
+                    for &r in &replicas {
+                        ctx.send(Addr::Rdv(r), Msg::KadGet { query, key });
+                    }
+                    self.lookups.insert(
+                        query,
+                        KadLookup {
+                            quorum_key,
+                            key,
+                            unanswered: replicas.len(),
+                        },
+                    );
+                }
+                Output::LookupDone { quorum_key } => {
+                    self.lookups.retain(|_, l| l.quorum_key != quorum_key);
                 }
                 Output::Dial { peer, .. } => {
                     if let Some(&addr) = ctx.shared.peer_addr.get(&peer) {
@@ -391,6 +438,15 @@ impl Rendezvous {
         let Some(pending) = self.replies.remove(&to.0) else {
             return;
         };
+        if let Response::Discovered(answer) = &mut response {
+            if let Some(key) = answer.namespace.quorum_key() {
+                let peers = answer.peers.iter_mut().map(|p| &mut p.record);
+                self.lie(&key, &mut answer.namespace, peers);
+                if self.broken {
+                    self.serve_unchecked(&key, &mut answer.peers);
+                }
+            }
+        }
         if let (true, Response::Rejected(code)) = (self.broken, &response) {
             match &pending.what {
                 What::Peer(record) if *code != StatusCode::StaleSequence => {
@@ -453,36 +509,42 @@ impl Rendezvous {
         ctx.send(pending.to, Msg::response(pending.id, response));
     }
 
-    /// What this replica answers a lookup with (lies included).
-    fn answer(&mut self, ctx: &Ctx<'_>, key: &QuorumKey) -> Result<DiscoverAnswer, StatusCode> {
-        self.answers += 1;
-        let mut answer = match self.malice {
-            Some(Malice::Drop) => return Err(StatusCode::UnknownNamespace),
-            _ => self.server.store().discover(key, 0, None, ctx.now)?,
-        };
+    /// Applies this node's lies to what it serves (a discover answer, or
+    /// a value a GET asked for): altered records for a forger, the first
+    /// version seen for a stale node.
+    fn lie<'a>(
+        &mut self,
+        key: &QuorumKey,
+        namespace: &mut NamespaceRecord,
+        peers: impl Iterator<Item = &'a mut PeerRecord>,
+    ) {
         match self.malice {
-            Some(Malice::Forge) => forge(&mut answer, self.answers, &mut self.rng),
+            Some(Malice::Forge) => {
+                self.answers += 1;
+                forge(namespace, peers, self.answers, &mut self.rng);
+            }
             Some(Malice::Stale) => {
-                for p in &mut answer.peers {
-                    if let Some(old) = self.first_seen.get(&(*key, p.record.index)) {
-                        p.record = old.clone();
+                for p in peers {
+                    if let Some(old) = self.first_seen.get(&(*key, p.index)) {
+                        *p = old.clone();
                     }
                 }
             }
             _ => {}
         }
-        if self.broken {
-            answer.peers.extend(
-                self.unchecked
-                    .iter()
-                    .filter(|r| r.quorum_key == *key)
-                    .map(|r| DiscoveredPeer {
-                        record: r.clone(),
-                        last_seen_ms: None,
-                    }),
-            );
-        }
-        Ok(answer)
+    }
+
+    /// The broken validator serves what it acknowledged without checking.
+    fn serve_unchecked(&self, key: &QuorumKey, peers: &mut Vec<DiscoveredPeer>) {
+        peers.extend(
+            self.unchecked
+                .iter()
+                .filter(|r| r.quorum_key == *key)
+                .map(|r| DiscoveredPeer {
+                    record: r.clone(),
+                    last_seen_ms: None,
+                }),
+        );
     }
 
     fn anti_entropy(&mut self, ctx: &mut Ctx<'_>) {
@@ -515,31 +577,37 @@ impl Rendezvous {
     }
 }
 
-/// Alters an answer the way a forging replica would. Signatures are kept
-/// (the forger has no key), so every alteration must fail verification.
-fn forge(answer: &mut DiscoverAnswer, counter: u64, rng: &mut ChaCha20Rng) {
+/// Alters what a forging node serves (a discover answer, or a value a GET
+/// asked for). Signatures are kept (the forger has no key), so every
+/// alteration must fail verification.
+fn forge<'a>(
+    namespace: &mut NamespaceRecord,
+    peers: impl Iterator<Item = &'a mut PeerRecord>,
+    counter: u64,
+    rng: &mut ChaCha20Rng,
+) {
     let evil: Multiaddr = "/ip4/6.6.6.6/tcp/666"
         .parse()
         .unwrap_or_else(|_| Multiaddr::empty());
     match counter % 3 {
         // Redirect every member to the attacker.
         0 => {
-            for p in &mut answer.peers {
-                p.record.addrs = vec![evil.clone()];
+            for p in peers {
+                p.addrs = vec![evil.clone()];
             }
         }
         // Claim newer registrations (which would win a naive merge).
         1 => {
-            for p in &mut answer.peers {
-                p.record.seq += 1_000 + between(rng, 0, 1_000);
-                p.record.addrs.push(evil.clone());
+            for p in peers {
+                p.seq += 1_000 + between(rng, 0, 1_000);
+                p.addrs.push(evil.clone());
             }
         }
         // Tamper with the namespace record itself.
         _ => {
-            answer.namespace.epoch += 1;
-            if answer.namespace.commitments.len() > 1 {
-                answer.namespace.commitments.swap(0, 1);
+            namespace.epoch += 1;
+            if namespace.commitments.len() > 1 {
+                namespace.commitments.swap(0, 1);
             }
         }
     }
