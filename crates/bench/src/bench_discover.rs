@@ -10,16 +10,18 @@
 use std::time::{Duration, Instant};
 
 use node::behaviour::now_ms;
-use node::demo::{start_rendezvous_nodes, DemoError};
+use node::demo::start_rendezvous_nodes;
 use node::discover::Client;
 use rendezvous_proto::{Request, Response};
+
+use crate::error::MeasureError;
 
 /// Times discover round trips for an `members`-member namespace over
 /// loopback (one rendezvous node, one long-lived client connection) and
 /// reports p50/p99, with and without the client's verification.
-pub async fn bench_discover(members: u32, requests: usize) -> Result<String, DemoError> {
+pub async fn bench_discover(members: u32, requests: usize) -> Result<String, MeasureError> {
     if members == 0 {
-        return Err("--members must be at least 1".into());
+        return Err(MeasureError::Usage("--members must be at least 1"));
     }
     use rand_core::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -31,25 +33,35 @@ pub async fn bench_discover(members: u32, requests: usize) -> Result<String, Dem
     let now = now_ms();
     let expires = now + 3_600_000;
     let quorum_key = quorum.quorum_key();
-    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+    let mut client = Client::ephemeral()?;
     let ns = quorum.namespace(0, Some("bench"), true, now, expires);
     match client
         .request(&at, Request::RegisterNamespace(ns), Duration::from_secs(10))
-        .await
+        .await?
     {
-        Ok(Response::Registered { .. }) => {}
-        other => return Err(format!("namespace registration: {other:?}")),
+        Response::Registered { .. } => {}
+        answer => {
+            return Err(MeasureError::Unexpected {
+                what: "namespace registration",
+                answer: Box::new(answer),
+            })
+        }
     }
     for i in 1..=members {
         let identity = quorum.identities[i as usize - 1].clone();
-        let mut member = Client::new(identity).map_err(|e| e.to_string())?;
+        let mut member = Client::new(identity)?;
         let record = quorum.peer(i, 0, 1, expires);
         match member
             .request(&at, Request::RegisterPeer(record), Duration::from_secs(10))
-            .await
+            .await?
         {
-            Ok(Response::Registered { .. }) => {}
-            other => return Err(format!("peer {i}: {other:?}")),
+            Response::Registered { .. } => {}
+            answer => {
+                return Err(MeasureError::Unexpected {
+                    what: "peer registration",
+                    answer: Box::new(answer),
+                })
+            }
         }
     }
     let request = Request::Discover {
@@ -61,8 +73,7 @@ pub async fn bench_discover(members: u32, requests: usize) -> Result<String, Dem
     for _ in 0..50 {
         client
             .request(&at, request.clone(), Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     let mut round_trips = Vec::with_capacity(requests);
     let mut bytes = 0;
@@ -70,16 +81,22 @@ pub async fn bench_discover(members: u32, requests: usize) -> Result<String, Dem
         let t = Instant::now();
         let r = client
             .request(&at, request.clone(), Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         round_trips.push(t.elapsed());
         if let Response::Discovered(a) = &r {
             if a.peers.len() != members as usize {
-                return Err(format!("expected {members} peers, got {}", a.peers.len()));
+                return Err(MeasureError::Incomplete {
+                    expected: members as usize,
+                    verified: a.peers.len(),
+                    rejected: 0,
+                });
             }
             bytes = Response::Discovered(a.clone()).encode().len();
         } else {
-            return Err(format!("unexpected {r:?}"));
+            return Err(MeasureError::Unexpected {
+                what: "discover",
+                answer: Box::new(r),
+            });
         }
     }
     let mut verified = Vec::with_capacity(requests.min(200));
@@ -87,11 +104,14 @@ pub async fn bench_discover(members: u32, requests: usize) -> Result<String, Dem
         let t = Instant::now();
         let a = client
             .discover(&at, quorum_key, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         verified.push(t.elapsed());
         if a.peers.len() != members as usize || !a.rejected.is_empty() {
-            return Err("verification failed".into());
+            return Err(MeasureError::Incomplete {
+                expected: members as usize,
+                verified: a.peers.len(),
+                rejected: a.rejected.len(),
+            });
         }
     }
     let pct = |v: &mut Vec<Duration>, p: f64| {

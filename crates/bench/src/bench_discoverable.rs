@@ -11,9 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use node::demo::{start_quorum, start_rendezvous_nodes, DemoError};
+use node::demo::{start_quorum, start_rendezvous_nodes};
 use node::discover::Client;
 use rendezvous_proto::{Request, Response};
+
+use crate::error::MeasureError;
 
 /// What one run measured (seconds).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -35,9 +37,11 @@ pub async fn bench_discoverable(
     members: u32,
     rendezvous: usize,
     timeout: Duration,
-) -> Result<Discoverable, DemoError> {
+) -> Result<Discoverable, MeasureError> {
     if members == 0 || rendezvous == 0 {
-        return Err("--members and --rendezvous must be at least 1".into());
+        return Err(MeasureError::Usage(
+            "--members and --rendezvous must be at least 1",
+        ));
     }
     let threshold = members * 2 / 3 + 1;
     let nodes = start_rendezvous_nodes(rendezvous, Duration::from_secs(5), 3).await?;
@@ -65,7 +69,7 @@ pub async fn bench_discoverable(
             break Instant::now();
         }
         if Instant::now() > deadline {
-            return Err("the DKG did not finish in time".into());
+            return Err(MeasureError::Timeout("the DKG's end"));
         }
         tokio::time::sleep(poll).await;
     };
@@ -74,8 +78,8 @@ pub async fn bench_discoverable(
         .iter()
         .flatten()
         .find_map(|m| m.status.borrow().quorum_key)
-        .ok_or("no quorum key")?;
-    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+        .ok_or(MeasureError::Timeout("a quorum key"))?;
+    let mut client = Client::ephemeral()?;
     let discover = Request::Discover {
         quorum_key,
         limit: 0,
@@ -84,29 +88,27 @@ pub async fn bench_discoverable(
     let listed = loop {
         let answer = client
             .request(&addrs[0], discover.clone(), Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if let Response::Discovered(a) = answer {
             if a.peers.len() == members as usize {
                 break Instant::now();
             }
         }
         if Instant::now() > deadline {
-            return Err("the quorum was not discoverable in time".into());
+            return Err(MeasureError::Timeout("every member discoverable"));
         }
         tokio::time::sleep(poll).await;
     };
     // Verified once, as a client would.
     let verified = client
         .discover(&addrs[0], quorum_key, Duration::from_secs(10))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if verified.peers.len() != members as usize || !verified.rejected.is_empty() {
-        return Err(format!(
-            "the answer verified {} of {} members",
-            verified.peers.len(),
-            members
-        ));
+        return Err(MeasureError::Incomplete {
+            expected: members as usize,
+            verified: verified.peers.len(),
+            rejected: verified.rejected.len(),
+        });
     }
     for m in quorum.members.into_iter().flatten() {
         m.kill();

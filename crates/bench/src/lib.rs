@@ -8,7 +8,7 @@
 //!   one namespace over loopback.
 //! - [`bench_discoverable`]: `rdht-bench bench-discoverable`, how long
 //!   after its DKG a quorum of real members is discoverable.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`error`]: why a measurement stopped.
 //!
 //! This crate is the only one that links libp2p-rendezvous and enables
 //! `rendezvous-proto`'s `testkit`; the `node` crate (the `rdht` binary)
@@ -21,3 +21,4 @@ pub mod bench;
 pub mod bench_discover;
 pub mod bench_discoverable;
 pub mod cli;
+pub mod error;

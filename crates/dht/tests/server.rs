@@ -238,9 +238,9 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
     // It verified in full: both askers are answered at once, and the
     // driver is told to stop the query.
     let (replies, _, other) = drain(&mut s);
-    assert!(other.iter().any(
-        |o| matches!(o, Output::LookupDone { quorum_key } if *quorum_key == q.quorum_key())
-    ));
+    assert!(other
+        .iter()
+        .any(|o| matches!(o, Output::LookupDone { quorum_key } if *quorum_key == q.quorum_key())));
     s.handle_lookup_done(NOW, q.quorum_key());
     assert!(drain(&mut s).0.is_empty(), "answered twice");
     assert_eq!(replies.len(), 2);
@@ -309,7 +309,10 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
         panic!("{replies:?}")
     };
     assert_eq!(answer.peers.len(), 3);
-    assert!(answer.peers.iter().all(|p| p.record == genuine(p.record.index)));
+    assert!(answer
+        .peers
+        .iter()
+        .all(|p| p.record == genuine(p.record.index)));
 }
 
 #[test]

@@ -89,13 +89,35 @@ pub fn kad_config() -> kad::Config {
     cfg
 }
 
+/// Why a swarm could not be built or could not listen.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The Noise handshake could not be configured with this identity.
+    #[error("noise: {0}")]
+    Noise(#[from] libp2p::noise::Error),
+    /// An address could not be listened on.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        source: libp2p::TransportError<std::io::Error>,
+    },
+    /// A listener failed before reporting its address.
+    #[error("listener failed: {0}")]
+    Listener(std::io::Error),
+    /// Not every listener reported its address within 10 s.
+    #[error("timed out waiting for listen addresses")]
+    ListenTimeout,
+}
+
 /// Builds a swarm (TCP, Noise, Yamux) around the behaviour. `store` is
 /// required when `settings.kad` is on.
 pub fn build_swarm(
     keypair: Keypair,
     settings: &SwarmSettings,
     store: Option<KadStore>,
-) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Swarm<Behaviour>, SwarmError> {
     let settings = settings.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -138,7 +160,8 @@ pub fn build_swarm(
                 ping,
                 identify,
             }
-        })?
+        })
+        .map_err(|never| -> SwarmError { match never {} })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(settings.idle_timeout))
         .build();
     Ok(swarm)
@@ -166,17 +189,23 @@ pub fn now_ms() -> u64 {
 pub async fn listen_all(
     swarm: &mut Swarm<Behaviour>,
     addrs: &[Multiaddr],
-) -> Result<Vec<Multiaddr>, crate::rendezvous::StartError> {
+) -> Result<Vec<Multiaddr>, SwarmError> {
     let mut pending = std::collections::HashSet::new();
     for addr in addrs {
-        pending.insert(swarm.listen_on(addr.clone())?);
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|source| SwarmError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        pending.insert(id);
     }
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !pending.is_empty() {
         let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
             .await
-            .map_err(|_| "timed out waiting for listen addresses")?;
+            .map_err(|_| SwarmError::ListenTimeout)?;
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,
@@ -185,10 +214,10 @@ pub async fn listen_all(
                 pending.remove(&listener_id);
                 out.push(address);
             }
-            SwarmEvent::ListenerError { error, .. } => return Err(Box::new(error)),
+            SwarmEvent::ListenerError { error, .. } => return Err(SwarmError::Listener(error)),
             SwarmEvent::ListenerClosed {
                 reason: Err(error), ..
-            } => return Err(Box::new(error)),
+            } => return Err(SwarmError::Listener(error)),
             _ => {}
         }
     }

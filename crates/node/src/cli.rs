@@ -176,14 +176,43 @@ pub fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Why a command could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The metrics endpoint could not listen.
+    #[error("--metrics {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key share file exists but could not be read.
+    #[error("{path}: {source}")]
+    ReadKeyShare {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key share file is not a key share.
+    #[error("{path}: key share refused: {source}")]
+    KeyShare {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
 async fn start_metrics(
     addr: Option<SocketAddr>,
     metrics: &std::sync::Arc<Metrics>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     if let Some(addr) = addr {
         let bound = crate::metrics::serve(addr, metrics.clone())
             .await
-            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+            .map_err(|source| CliError::Metrics { addr, source })?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
     Ok(())
@@ -299,13 +328,21 @@ async fn wait_forever() {
     std::future::pending::<()>().await
 }
 
-fn load_key_share(path: &Path) -> Result<Option<dkg::KeyShare>, String> {
+fn load_key_share(path: &Path) -> Result<Option<dkg::KeyShare>, CliError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: key share refused: {e}", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| CliError::KeyShare {
+                    path: path.to_owned(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(CliError::ReadKeyShare {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

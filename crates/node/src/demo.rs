@@ -15,8 +15,55 @@ use crate::quorum::{bind, MemberConfig, MemberError, MemberHandle};
 use crate::quorum_file::{Member, QuorumFile};
 use crate::rendezvous::{start, RendezvousConfig, RendezvousHandle};
 
-/// Errors of the demo and helpers, as text.
-pub type DemoError = String;
+/// Why the demo (or one of its helpers) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A rendezvous node did not start.
+    #[error("starting a rendezvous node: {0}")]
+    Rendezvous(#[from] crate::rendezvous::StartError),
+    /// A member could not listen.
+    #[error("a member could not listen: {0}")]
+    Listen(#[from] crate::behaviour::SwarmError),
+    /// A member listened but reported no address.
+    #[error("a member has no listen address")]
+    NoListenAddress,
+    /// A member failed to start or stopped with an error.
+    #[error(transparent)]
+    Member(#[from] MemberError),
+    /// A member's task ended while it was awaited.
+    #[error("member {0} stopped")]
+    MemberStopped(libp2p::PeerId),
+    /// A member had no key share when one was needed.
+    #[error("member {0} has no key share")]
+    NoKeyShare(u32),
+    /// A key share could not be altered (a scalar that does not decode).
+    #[error("altering a key share: {0}")]
+    KeyShare(#[from] dkg::DecodeError),
+    /// A request of the client failed.
+    #[error(transparent)]
+    Client(#[from] crate::discover::ClientError),
+    /// Something did not happen in time.
+    #[error("timed out waiting for {what}; last seen: {last}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The last state or answer seen.
+        last: String,
+    },
+    /// A node accepted what it must refuse (the demo's claims are checked,
+    /// not only printed).
+    #[error("{what} was not refused: {answer:?}")]
+    NotRefused {
+        /// What was sent.
+        what: &'static str,
+        /// What the node answered.
+        answer: Box<Response>,
+    },
+    /// A member started with a key share that does not match its public
+    /// key set.
+    #[error("member 3 started with an altered share")]
+    AlteredShareAccepted,
+}
 
 /// `/ip4/127.0.0.1/tcp/0`: loopback, ephemeral port.
 pub fn loopback() -> Multiaddr {
@@ -41,9 +88,7 @@ pub async fn start_rendezvous_nodes(
         };
         config.store.liveness.ping_interval_ms = ping_interval.as_millis().max(1) as u64;
         config.store.liveness.max_misses = ping_misses;
-        let node = start(Keypair::generate_ed25519(), config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let node = start(Keypair::generate_ed25519(), config).await?;
         nodes.push(node);
     }
     Ok(nodes)
@@ -78,14 +123,12 @@ pub async fn start_quorum(
     let mut members = Vec::new();
     for _ in 0..n {
         let keypair = Keypair::generate_ed25519();
-        let b = bind(keypair.clone(), &[loopback()])
-            .await
-            .map_err(|e| e.to_string())?;
+        let b = bind(keypair.clone(), &[loopback()]).await?;
         let addr = b
             .listen_addrs
             .first()
             .cloned()
-            .ok_or("member has no listen address")?;
+            .ok_or(DemoError::NoListenAddress)?;
         members.push(Member {
             peer_id: b.peer_id,
             addr,
@@ -103,7 +146,7 @@ pub async fn start_quorum(
         let mut config = MemberConfig::new(file.clone(), rendezvous.clone());
         config.ttl = ttl;
         config.dkg_phase_timeout = dkg_phase_timeout;
-        handles.push(Some(b.start(config).map_err(|e| e.to_string())?));
+        handles.push(Some(b.start(config)?));
     }
     Ok(LocalQuorum {
         file,
@@ -128,17 +171,26 @@ impl LocalQuorum {
             let mut ready = true;
             for m in self.members.iter().flatten() {
                 if m.is_finished() {
-                    return Err(format!("member {} stopped", m.peer_id));
+                    return Err(DemoError::MemberStopped(m.peer_id));
                 }
                 let s = m.status.borrow().clone();
                 key = key.or(s.quorum_key);
                 ready &= s.quorum_key.is_some() && s.registered_at >= at_least;
             }
-            if ready {
-                return key.ok_or_else(|| "no member has a key".to_owned());
+            if let (true, Some(key)) = (ready, key) {
+                return Ok(key);
             }
             if Instant::now() > deadline {
-                return Err("timed out waiting for the quorum to register".into());
+                let registered: Vec<usize> = self
+                    .members
+                    .iter()
+                    .flatten()
+                    .map(|m| m.status.borrow().registered_at)
+                    .collect();
+                return Err(DemoError::Timeout {
+                    what: "the quorum to register",
+                    last: format!("registered at {registered:?} nodes"),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -192,11 +244,10 @@ pub async fn register_raw(
         now + 600_000,
         share,
     );
-    let mut client = Client::new(keypair).map_err(|e| e.to_string())?;
-    client
+    let mut client = Client::new(keypair)?;
+    Ok(client
         .request(at, Request::RegisterPeer(record), Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// A key share for `seat` of the same quorum key set whose secret is not
@@ -207,7 +258,7 @@ pub fn forged_share(real: &dkg::KeyShare, seat: u32) -> Result<dkg::KeyShare, De
     if let Some(last) = bytes.last_mut() {
         *last ^= 0x01;
     }
-    let secret = dkg::SecretKeyShare::from_bytes(seat, &bytes).map_err(|e| e.to_string())?;
+    let secret = dkg::SecretKeyShare::from_bytes(seat, &bytes)?;
     Ok(dkg::KeyShare {
         n: real.n,
         public_key_set: real.public_key_set.clone(),
@@ -241,7 +292,10 @@ pub async fn discover_until(
             Err(e) => last = e.to_string(),
         }
         if Instant::now() > deadline {
-            return Err(format!("timed out; last answer: {last}"));
+            return Err(DemoError::Timeout {
+                what: "a discover answer that passes",
+                last,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -287,7 +341,7 @@ pub async fn run() -> Result<(), DemoError> {
         3,
         "Discovery from R3, a rendezvous neither quorum ever talked to",
     );
-    let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+    let mut client = Client::ephemeral()?;
     let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
     print!("{}", answer_table(&a));
     let b = discover_until(&mut client, &r3, harvester_key, wait, |a| {
@@ -301,13 +355,18 @@ pub async fn run() -> Result<(), DemoError> {
         4,
         "An outsider with a fresh identity claims seat 2 of 'farmer' with a share it made up",
     );
-    let real = farmer.key_share(2).ok_or("member 2 has no key share")?;
+    let real = farmer.key_share(2).ok_or(DemoError::NoKeyShare(2))?;
     let forged = forged_share(&real, 2)?;
     match register_raw(&r1, Keypair::generate_ed25519(), farmer_key, &forged.secret).await? {
         Response::Rejected(code) => println!("  refused by R1: {code}"),
-        other => return Err(format!("the outsider was not refused: {other:?}")),
+        other => {
+            return Err(DemoError::NotRefused {
+                what: "the outsider's record",
+                answer: Box::new(other),
+            })
+        }
     }
-    let mut raw = Client::ephemeral().map_err(|e| e.to_string())?;
+    let mut raw = Client::ephemeral()?;
     let answer = raw
         .request(
             &r1,
@@ -318,8 +377,7 @@ pub async fn run() -> Result<(), DemoError> {
             },
             Duration::from_secs(5),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if let Response::Discovered(d) = answer {
         let mut seats: Vec<u32> = d.peers.iter().map(|p| p.record.index).collect();
         seats.sort_unstable();
@@ -331,9 +389,9 @@ pub async fn run() -> Result<(), DemoError> {
         "Member 3 of 'farmer' restarts with an altered secret share",
     );
     let keypair3 = farmer.keypairs[2].clone();
-    let real3 = farmer.key_share(3).ok_or("member 3 has no key share")?;
+    let real3 = farmer.key_share(3).ok_or(DemoError::NoKeyShare(3))?;
     if let Some(m) = farmer.members[2].take() {
-        m.shutdown().await.map_err(|e| e.to_string())?;
+        m.shutdown().await?;
         println!("  member 3 stopped gracefully (unregistered)");
     }
     let tampered = forged_share(&real3, 3)?;
@@ -342,21 +400,21 @@ pub async fn run() -> Result<(), DemoError> {
         .await
     {
         Err(e) => println!("  member 3 refuses to start: {e}"),
-        Ok(_) => return Err("member 3 started with an altered share".into()),
+        Ok(_) => return Err(DemoError::AlteredShareAccepted),
     }
     match register_raw(&r1, keypair3.clone(), farmer_key, &tampered.secret).await? {
         Response::Rejected(code) => {
             println!("  the same record sent by hand, from member 3's own identity: refused by R1: {code}")
         }
-        other => return Err(format!("the tampered record was not refused: {other:?}")),
+        other => {
+            return Err(DemoError::NotRefused {
+                what: "the tampered record",
+                answer: Box::new(other),
+            })
+        }
     }
     println!("  ...and with its real key share it is listed again after its next registration:");
-    farmer.members[2] = Some(
-        farmer
-            .start_member_with(keypair3, real3)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
+    farmer.members[2] = Some(farmer.start_member_with(keypair3, real3).await?);
     let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
     println!("  R3 lists seats {:?}", indices(&a));
 

@@ -27,22 +27,23 @@ pub enum ClientError {
     NoPeerId(Multiaddr),
     /// The node could not be reached or did not answer.
     #[error("request failed: {0}")]
-    Failed(String),
+    Failed(#[from] request_response::OutboundFailure),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The node refused the request.
     #[error("refused: {0}")]
     Rejected(StatusCode),
-    /// The node answered something that is not an answer to the request.
-    #[error("unexpected answer: {0}")]
-    Unexpected(String),
+    /// The node answered something that is not an answer to the request
+    /// (a response of another kind, or a frame that did not decode).
+    #[error("unexpected answer: {0:?}")]
+    Unexpected(Box<Frame<Response>>),
     /// The namespace record served does not verify.
     #[error("the rendezvous served a namespace record that does not verify: {0}")]
     Unverified(StatusCode),
     /// Setting up the client failed.
-    #[error("{0}")]
-    Setup(String),
+    #[error("setting up the client: {0}")]
+    Setup(#[from] crate::behaviour::SwarmError),
 }
 
 /// A libp2p client that sends requests to rendezvous nodes (and keeps its
@@ -54,8 +55,7 @@ pub struct Client {
 impl Client {
     /// A client with this identity.
     pub fn new(keypair: Keypair) -> Result<Self, ClientError> {
-        let swarm = build_swarm(keypair, &SwarmSettings::default(), None)
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let swarm = build_swarm(keypair, &SwarmSettings::default(), None)?;
         Ok(Self { swarm })
     }
 
@@ -96,7 +96,7 @@ impl Client {
                         request_response::Event::OutboundFailure {
                             request_id, error, ..
                         },
-                    )) if request_id == id => return Err(ClientError::Failed(error.to_string())),
+                    )) if request_id == id => return Err(ClientError::Failed(error)),
                     _ => {}
                 }
             }
@@ -116,7 +116,7 @@ impl Client {
     ) -> Result<Response, ClientError> {
         match self.send(target, Frame::Message(request), timeout).await? {
             Frame::Message(r) => Ok(r),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
 
@@ -142,7 +142,7 @@ impl Client {
             )
             .map_err(ClientError::Unverified),
             Response::Rejected(code) => Err(ClientError::Rejected(code)),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
         }
     }
 
@@ -162,7 +162,7 @@ impl Client {
         let namespaces = match self.request(target, request, timeout).await? {
             Response::Namespaces { namespaces, .. } => namespaces,
             Response::Rejected(code) => return Err(ClientError::Rejected(code)),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
         };
         let verified = verify_namespaces_answer(
             &namespaces,

@@ -2,36 +2,49 @@
 
 use std::time::Duration;
 
+/// Why a duration flag was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No unit after the number (a bare integer is refused).
+    #[error("{0:?}: missing unit (use ms, s, m, h or d)")]
+    MissingUnit(String),
+    /// No number before the unit.
+    #[error("{0:?}: expected a number then a unit, e.g. 500ms")]
+    MissingNumber(String),
+    /// A unit other than ms, s, m, h or d.
+    #[error("{0:?}: unknown unit (use ms, s, m, h or d)")]
+    UnknownUnit(String),
+    /// Over `u64::MAX` milliseconds.
+    #[error("{0:?}: duration out of range")]
+    OutOfRange(String),
+}
+
 /// Parses a duration written as an integer and a unit (`ms`, `s`, `m`,
 /// `h`, `d`). A bare integer is refused: a timing flag whose unit is
 /// guessed is a classic source of off-by-1000 bugs.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: missing unit (use ms, s, m, h or d)"))?;
+        .ok_or_else(|| DurationError::MissingUnit(s.to_owned()))?;
     let (digits, unit) = s.split_at(split);
     if digits.is_empty() {
-        return Err(format!("{s:?}: expected a number then a unit, e.g. 500ms"));
+        return Err(DurationError::MissingNumber(s.to_owned()));
     }
     let value: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?}: number out of range"))?;
+        .map_err(|_| DurationError::OutOfRange(s.to_owned()))?;
     let unit_ms: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
-        }
+        _ => return Err(DurationError::UnknownUnit(s.to_owned())),
     };
     let ms = value
         .checked_mul(unit_ms)
-        .ok_or_else(|| format!("{s:?}: duration out of range"))?;
+        .ok_or_else(|| DurationError::OutOfRange(s.to_owned()))?;
     Ok(Duration::from_millis(ms))
 }
 

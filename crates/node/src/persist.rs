@@ -25,27 +25,41 @@ impl std::fmt::Debug for RecordDb {
     }
 }
 
-/// Any database error, as text (they are only logged or reported).
-pub type DbError = String;
+/// Why the record database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The data directory could not be created.
+    #[error("creating the data directory: {0}")]
+    Dir(#[from] std::io::Error),
+    /// redb refused an operation (boxed: redb's error is large, and
+    /// this one travels on every save's path).
+    #[error("record database: {0}")]
+    Redb(Box<redb::Error>),
+}
+
+/// Turns any of redb's specific errors into [`DbError`].
+fn redb_error<E: Into<redb::Error>>(e: E) -> DbError {
+    DbError::Redb(Box::new(e.into()))
+}
 
 impl RecordDb {
     /// Opens (or creates) `dir/records.redb`.
     pub fn open(dir: &Path) -> Result<Self, DbError> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let db = Database::create(dir.join(DB_FILE)).map_err(|e| e.to_string())?;
-        let tx = db.begin_write().map_err(|e| e.to_string())?;
-        tx.open_table(NAMESPACES).map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir)?;
+        let db = Database::create(dir.join(DB_FILE)).map_err(redb_error)?;
+        let tx = db.begin_write().map_err(redb_error)?;
+        tx.open_table(NAMESPACES).map_err(redb_error)?;
+        tx.commit().map_err(redb_error)?;
         Ok(Self { db })
     }
 
     /// Every stored value's bytes.
     pub fn load_all(&self) -> Result<Vec<Vec<u8>>, DbError> {
-        let tx = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = tx.open_table(NAMESPACES).map_err(|e| e.to_string())?;
+        let tx = self.db.begin_read().map_err(redb_error)?;
+        let table = tx.open_table(NAMESPACES).map_err(redb_error)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| e.to_string())? {
-            let (_, v) = entry.map_err(|e| e.to_string())?;
+        for entry in table.iter().map_err(redb_error)? {
+            let (_, v) = entry.map_err(redb_error)?;
             out.push(v.value().to_vec());
         }
         Ok(out)
@@ -57,23 +71,23 @@ impl RecordDb {
         if updates.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        let tx = self.db.begin_write().map_err(redb_error)?;
         {
-            let mut table = tx.open_table(NAMESPACES).map_err(|e| e.to_string())?;
+            let mut table = tx.open_table(NAMESPACES).map_err(redb_error)?;
             for (qk, value) in updates {
                 match value {
                     Some(v) => {
                         let bytes = v.encode();
                         table
                             .insert(&qk.0[..], bytes.as_slice())
-                            .map_err(|e| e.to_string())?;
+                            .map_err(redb_error)?;
                     }
                     None => {
-                        table.remove(&qk.0[..]).map_err(|e| e.to_string())?;
+                        table.remove(&qk.0[..]).map_err(redb_error)?;
                     }
                 }
             }
         }
-        tx.commit().map_err(|e| e.to_string())
+        tx.commit().map_err(redb_error)
     }
 }

@@ -30,7 +30,6 @@ use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent
 use crate::codec::Frame;
 use crate::metrics::Metrics;
 use crate::quorum_file::QuorumFile;
-use crate::rendezvous::StartError;
 
 /// The key share file's name inside a data directory.
 pub const KEY_SHARE_FILE: &str = "key_share.json";
@@ -101,7 +100,7 @@ pub enum MemberError {
     },
     /// The member could not listen.
     #[error("listening: {0}")]
-    Listen(StartError),
+    Listen(crate::behaviour::SwarmError),
     /// The member's task ended abnormally (it panicked or was cancelled).
     #[error("member task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -173,7 +172,10 @@ impl MemberHandle {
 
 /// Creates the member's swarm and listens (so that its addresses are
 /// known before the quorum file is written, e.g. with `/tcp/0`).
-pub async fn bind(keypair: Keypair, listen: &[Multiaddr]) -> Result<BoundMember, StartError> {
+pub async fn bind(
+    keypair: Keypair,
+    listen: &[Multiaddr],
+) -> Result<BoundMember, crate::behaviour::SwarmError> {
     let peer_id = keypair.public().to_peer_id();
     let settings = SwarmSettings {
         kad: false,

@@ -132,7 +132,15 @@ impl RendezvousHandle {
 }
 
 /// Why a node could not start.
-pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its swarm could not be built or could not listen.
+    #[error(transparent)]
+    Swarm(#[from] crate::behaviour::SwarmError),
+    /// Its record database could not be opened or read.
+    #[error("--data-dir: {0}")]
+    Db(#[from] crate::persist::DbError),
+}
 
 /// Starts a rendezvous node as a tokio task.
 pub async fn start(
