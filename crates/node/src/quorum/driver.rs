@@ -1,10 +1,6 @@
-//! The quorum member's driver: the sans-IO [`member::Member`] on a libp2p
-//! swarm. Every protocol decision (when the DKG starts, who coordinates
-//! the namespace, what a member co-signs, what each rendezvous answer
-//! means, when to retry, refresh or give up) is the core's; this file
-//! only carries its requests over request-response, hands back answers,
-//! connection events and timeouts, writes the key share when the DKG
-//! ends (`DIR/key_share.json`, mode 0600, atomically), and reports.
+//! The member's event loop: swarm events, answers and timeouts go to the
+//! core ([`member::Member`]); its requests go out over request-response;
+//! its events become status, metrics, logs and the key share file.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,317 +8,43 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dkg::{DkgConfig, KeyShare};
 use libp2p::futures::StreamExt;
-use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use member::{Event, Member, Peer, QuorumSpec, RequestId, Start, TransportError};
+use member::{Event, Member, Peer, RequestId, TransportError};
 use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::behaviour::listen_all;
-use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
+use super::{MemberError, MemberStatus};
+use crate::behaviour::{now_ms, Behaviour, BehaviourEvent};
 use crate::codec::Frame;
 use crate::metrics::Metrics;
 use crate::quorum_file::QuorumFile;
 
-/// The key share file's name inside a data directory.
-pub const KEY_SHARE_FILE: &str = "key_share.json";
-
-/// How a member runs.
-#[derive(Debug, Clone)]
-pub struct MemberConfig {
-    /// The quorum file.
-    pub quorum: QuorumFile,
-    /// Rendezvous nodes to register at (with `/p2p/<id>`).
-    pub rendezvous: Vec<Multiaddr>,
-    /// The key share, if the DKG already ran.
-    pub key_share: Option<KeyShare>,
-    /// Where to write the key share after the DKG.
-    pub key_share_path: Option<PathBuf>,
-    /// Lifetime of the records; they are refreshed at half of it.
-    pub ttl: Duration,
-    /// Length of each DKG phase.
-    pub dkg_phase_timeout: Duration,
-    /// The member stops with an error once no rendezvous node has held
-    /// an accepted registration of it for this long.
-    pub give_up_after: Duration,
-    /// Counters for `--metrics`.
-    pub metrics: Arc<Metrics>,
-}
-
-impl MemberConfig {
-    /// A config with the defaults (TTL 2 h, DKG phases of 10 s, give up
-    /// after 10 minutes without any registration).
-    pub fn new(quorum: QuorumFile, rendezvous: Vec<Multiaddr>) -> Self {
-        Self {
-            quorum,
-            rendezvous,
-            key_share: None,
-            key_share_path: None,
-            ttl: Duration::from_secs(2 * 3600),
-            dkg_phase_timeout: Duration::from_secs(10),
-            give_up_after: Duration::from_secs(600),
-            metrics: Metrics::new(),
-        }
-    }
-}
-
-/// Why a member stopped with an error. What a rendezvous node answers is
-/// never one of these on its own (see `member::retry`).
-#[derive(Debug, thiserror::Error)]
-pub enum MemberError {
-    /// This node's PeerId is not in the quorum file.
-    #[error("this node ({0}) is not a member of the quorum file")]
-    NotAMember(PeerId),
-    /// No `--rendezvous` address ends with `/p2p/<peer id>`.
-    #[error("no usable --rendezvous address (each must end with /p2p/<peer id>)")]
-    NoRendezvous,
-    /// The quorum file does not give a valid DKG configuration.
-    #[error("the quorum file does not make a valid DKG: {0}")]
-    DkgConfig(#[from] dkg::ConfigError),
-    /// The member core stopped: a damaged key share, a failed DKG, or no
-    /// rendezvous node accepting the member for the configured time.
-    #[error(transparent)]
-    Member(#[from] member::MemberError),
-    /// The key share could not be written.
-    #[error("writing the key share to {path}: {source}")]
-    WriteKeyShare {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The member could not listen.
-    #[error("listening: {0}")]
-    Listen(crate::behaviour::SwarmError),
-    /// The member's task ended abnormally (it panicked or was cancelled).
-    #[error("member task: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-/// What a running member reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemberStatus {
-    /// The quorum key, once the member has a key share.
-    pub quorum_key: Option<QuorumKey>,
-    /// The key share itself (in-process callers keep it to restart the
-    /// member; its `Debug` does not show the secret).
-    pub key_share: Option<KeyShare>,
-    /// Rendezvous nodes holding an unexpired registration of this member.
-    pub registered_at: usize,
-    /// Whether this member knows its quorum's namespace record.
-    pub namespace_registered: bool,
-    /// Rendezvous nodes no longer used (they refused for good).
-    pub dropped: usize,
-}
-
-/// A member bound to its listen addresses, not yet running.
-pub struct BoundMember {
-    swarm: Swarm<Behaviour>,
-    /// Its PeerId.
-    pub peer_id: PeerId,
-    /// Where it listens (resolved).
-    pub listen_addrs: Vec<Multiaddr>,
-}
-
-/// A running member.
-#[derive(Debug)]
-pub struct MemberHandle {
-    /// Its PeerId.
-    pub peer_id: PeerId,
-    /// Where it listens.
-    pub listen_addrs: Vec<Multiaddr>,
-    /// Its status, updated as it goes.
-    pub status: watch::Receiver<MemberStatus>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), MemberError>>,
-}
-
-impl MemberHandle {
-    /// Asks the member to unregister and stop, and waits for it.
-    pub async fn shutdown(mut self) -> Result<(), MemberError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.join().await
-    }
-
-    /// Waits for the member to stop on its own (a failed DKG, a damaged
-    /// share, or no rendezvous node accepting it for too long).
-    pub async fn join(self) -> Result<(), MemberError> {
-        self.task.await?
-    }
-
-    /// Kills the member at once, as a crash would.
-    pub fn kill(&self) {
-        self.task.abort();
-    }
-
-    /// Whether the member has stopped.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-}
-
-/// Creates the member's swarm and listens (so that its addresses are
-/// known before the quorum file is written, e.g. with `/tcp/0`).
-pub async fn bind(
-    keypair: Keypair,
-    listen: &[Multiaddr],
-) -> Result<BoundMember, crate::behaviour::SwarmError> {
-    let peer_id = keypair.public().to_peer_id();
-    let settings = SwarmSettings {
-        kad: false,
-        // Keep member connections up through the DKG and between refreshes.
-        idle_timeout: Duration::from_secs(120),
-        ..SwarmSettings::default()
-    };
-    let mut swarm = build_swarm(keypair, &settings, None)?;
-    let listen_addrs = listen_all(&mut swarm, listen).await?;
-    Ok(BoundMember {
-        swarm,
-        peer_id,
-        listen_addrs,
-    })
-}
-
-/// The core's configuration for a member of `file` at `index`.
-fn core_config(
-    config: &MemberConfig,
-    index: u32,
-    peer_id: PeerId,
-    addrs: Vec<Multiaddr>,
-    rendezvous: usize,
-) -> member::MemberConfig {
-    let spec = QuorumSpec {
-        members: config.quorum.members.iter().map(|m| m.peer_id).collect(),
-        threshold: config.quorum.threshold,
-        kind: config.quorum.kind.clone(),
-    };
-    let ttl_ms = (config.ttl.as_millis() as u64).max(2);
-    let phase_ms = (config.dkg_phase_timeout.as_millis() as u64).max(1);
-    let mut core = member::MemberConfig::new(spec, index, peer_id, rendezvous);
-    core.addrs = addrs;
-    core.peer_ttl_ms = ttl_ms;
-    core.namespace_ttl_ms = ttl_ms;
-    // Members started by hand seconds apart still share the DKG's phases.
-    core.dkg_wait_ms = 6 * phase_ms;
-    core.cosign_timeout_ms = (4 * phase_ms).max(10_000);
-    core.give_up_after_ms = config.give_up_after.as_millis() as u64;
-    core
-}
-
-/// The DKG session every member derives from the same quorum file.
-fn dkg_config(file: &QuorumFile, index: u32, phase: Duration) -> Result<DkgConfig, MemberError> {
-    let members: Vec<Vec<u8>> = file.members.iter().map(|m| m.peer_id.to_bytes()).collect();
-    let mut nonce = b"rdht/quorum-file/v1".to_vec();
-    nonce.extend_from_slice(file.kind.as_deref().unwrap_or("").as_bytes());
-    Ok(DkgConfig::new(
-        &members,
-        file.threshold,
-        &nonce,
-        index,
-        (phase.as_millis() as u64).max(1),
-    )?)
-}
-
-impl BoundMember {
-    /// Starts the member as a tokio task. Fails at once if this node is
-    /// not in the quorum file, no rendezvous address is usable, or the key
-    /// share does not match its public key set.
-    pub fn start(self, config: MemberConfig) -> Result<MemberHandle, MemberError> {
-        let index = config
-            .quorum
-            .index_of(&self.peer_id)
-            .ok_or(MemberError::NotAMember(self.peer_id))?;
-        let rendezvous: Vec<(PeerId, Multiaddr)> = config
-            .rendezvous
-            .iter()
-            .filter_map(|a| {
-                let split = split_p2p(a);
-                if split.is_none() {
-                    warn!("--rendezvous {a} has no /p2p/<peer id>; skipped");
-                }
-                split
-            })
-            .collect();
-        if rendezvous.is_empty() {
-            return Err(MemberError::NoRendezvous);
-        }
-        let start = match config.key_share.clone() {
-            Some(share) => Start::KeyShare(share),
-            None => Start::Dkg(dkg_config(&config.quorum, index, config.dkg_phase_timeout)?),
-        };
-        let core_config = core_config(
-            &config,
-            index,
-            self.peer_id,
-            self.listen_addrs.clone(),
-            rendezvous.len(),
-        );
-        let seed = member::seed_from(&mut rand::rngs::OsRng);
-        let core = Member::new(core_config, start, now_ms(), seed)?;
-        match core.key_share() {
-            Some(share) => info!(
-                index,
-                quorum_key = %QuorumKey::from(share.quorum_key()),
-                "key share loaded and checked: skipping the DKG"
-            ),
-            None => info!(
-                index,
-                n = config.quorum.n(),
-                threshold = config.quorum.threshold,
-                "no key share: waiting for the other members to run the DKG"
-            ),
-        }
-        let (status_tx, status_rx) = watch::channel(MemberStatus::default());
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let driver = Driver {
-            swarm: self.swarm,
-            core,
-            index,
-            rendezvous,
-            in_flight: HashMap::new(),
-            metrics: config.metrics.clone(),
-            key_share_path: config.key_share_path.clone(),
-            quorum: config.quorum,
-            status: status_tx,
-        };
-        let task = tokio::spawn(driver.run(shutdown_rx));
-        Ok(MemberHandle {
-            peer_id: self.peer_id,
-            listen_addrs: self.listen_addrs,
-            status: status_rx,
-            shutdown: Some(shutdown_tx),
-            task,
-        })
-    }
-}
-
-struct Driver {
-    swarm: Swarm<Behaviour>,
-    core: Member,
-    index: u32,
-    quorum: QuorumFile,
-    rendezvous: Vec<(PeerId, Multiaddr)>,
+pub(super) struct Driver {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) core: Member,
+    pub(super) index: u32,
+    pub(super) quorum: QuorumFile,
+    pub(super) rendezvous: Vec<(PeerId, Multiaddr)>,
     /// libp2p's ids of the core's requests.
-    in_flight: HashMap<OutboundRequestId, RequestId>,
-    metrics: Arc<Metrics>,
-    key_share_path: Option<PathBuf>,
-    status: watch::Sender<MemberStatus>,
+    pub(super) in_flight: HashMap<OutboundRequestId, RequestId>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) key_share_path: Option<PathBuf>,
+    pub(super) status: watch::Sender<MemberStatus>,
 }
 
 /// Longest wait for the rendezvous nodes' answers to the unregistration.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
 impl Driver {
-    async fn run(mut self, mut shutdown: oneshot::Receiver<()>) -> Result<(), MemberError> {
+    pub(super) async fn run(
+        mut self,
+        mut shutdown: oneshot::Receiver<()>,
+    ) -> Result<(), MemberError> {
         let mut redial = tokio::time::interval(Duration::from_secs(1));
         loop {
             self.flush()?;

@@ -1,0 +1,238 @@
+//! The rendezvous node's driver: the sans-IO [`dht::Server`] core on a
+//! libp2p swarm. The core decides everything (what is queued or refused,
+//! when a batch goes to verification, in which order replies go out, what
+//! is replicated, persisted, looked up or dialled); this module carries
+//! requests and replies over request-response, runs the core's
+//! verification jobs on threads of their own, performs its Kademlia PUTs
+//! and GETs, dials, writes the database, and keeps the metrics.
+//!
+//! Verification jobs run on the threads of [`crate::verifier`]; a job
+//! that panics is reported to the core, which answers its batch
+//! `Internal` and goes on.
+//!
+//! This file is the public side (configuration, the handle, starting a
+//! node and reloading its records); `driver.rs` is the event loop.
+
+mod driver;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dht::{KadStore, NamespaceStore, NamespaceValue, Server, ServerConfig, StoreConfig};
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::behaviour::{build_swarm, listen_all, now_ms, split_p2p, SwarmSettings};
+use crate::metrics::Metrics;
+use crate::persist::RecordDb;
+use crate::verifier::spawn_verifiers;
+
+use driver::Driver;
+
+/// Changed namespaces are written to the database at most this often. A
+/// write is a redb transaction with an fsync on the event loop: one per
+/// verified batch (up to a hundred a second under load) would stall
+/// discover answers behind the disk. A crash loses at most this much of
+/// the registrations, which members renew anyway; a clean shutdown writes
+/// everything.
+const PERSIST_PERIOD_MS: u64 = 1_000;
+
+/// Everything a rendezvous node is configured with.
+#[derive(Debug, Clone)]
+pub struct RendezvousConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Other rendezvous nodes to join (with `/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Keep accepted records in an embedded database here.
+    pub data_dir: Option<PathBuf>,
+    /// Store configuration (its liveness part is what `--ping-interval`
+    /// and `--ping-misses` set).
+    pub store: StoreConfig,
+    /// Counters for `--metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for RendezvousConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            data_dir: None,
+            store: StoreConfig::default(),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+/// Questions a test or the CLI can ask a running node.
+#[derive(Debug)]
+enum Command {
+    Fingerprint(oneshot::Sender<Vec<u8>>),
+    Stats(oneshot::Sender<dht::StoreStats>),
+    Shutdown,
+}
+
+/// A running rendezvous node.
+#[derive(Debug)]
+pub struct RendezvousHandle {
+    /// Its PeerId.
+    pub peer_id: PeerId,
+    /// Where it listens (resolved, without `/p2p`).
+    pub listen_addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl RendezvousHandle {
+    /// The first listen address with `/p2p/<id>` appended: what
+    /// `--bootstrap` and `--rendezvous` take.
+    pub fn addr(&self) -> Multiaddr {
+        let base = self
+            .listen_addrs
+            .first()
+            .cloned()
+            .unwrap_or_else(Multiaddr::empty);
+        base.with(libp2p::multiaddr::Protocol::P2p(self.peer_id))
+    }
+
+    /// A canonical dump of the store (equal dumps, equal state).
+    pub async fn fingerprint(&self) -> Option<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Fingerprint(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The store's counts.
+    pub async fn stats(&self) -> Option<dht::StoreStats> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the node cleanly (database flushed) and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let _ = self.task.await;
+    }
+
+    /// Kills the node at once, as a crash would (connections drop).
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
+    /// Waits until the node stops.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its swarm could not be built or could not listen.
+    #[error(transparent)]
+    Swarm(#[from] crate::behaviour::SwarmError),
+    /// Its record database could not be opened or read.
+    #[error("--data-dir: {0}")]
+    Db(#[from] crate::persist::DbError),
+}
+
+/// Starts a rendezvous node as a tokio task.
+pub async fn start(
+    keypair: Keypair,
+    config: RendezvousConfig,
+) -> Result<RendezvousHandle, StartError> {
+    let peer_id = keypair.public().to_peer_id();
+    let mut store = NamespaceStore::new(config.store.clone(), rand::random());
+    let db = match &config.data_dir {
+        Some(dir) => Some(RecordDb::open(dir)?),
+        None => None,
+    };
+    let mut loaded = Vec::new();
+    if let Some(db) = &db {
+        let now = now_ms();
+        for bytes in db.load_all()? {
+            match NamespaceValue::decode(&bytes, &config.store.limits) {
+                Ok(value) => {
+                    let qk = value.namespace.quorum_key();
+                    let report = store.merge_value(value, now);
+                    if let (Some(qk), None) = (qk, report.namespace_rejected) {
+                        loaded.push(qk);
+                    }
+                }
+                Err(e) => warn!("skipping an undecodable stored value: {e}"),
+            }
+        }
+        info!(namespaces = loaded.len(), "reloaded stored records");
+    }
+    let depth = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let server_config = ServerConfig {
+        max_jobs: depth,
+        persist_period_ms: if db.is_some() { PERSIST_PERIOD_MS } else { 0 },
+        ..ServerConfig::default()
+    };
+    let mut core = Server::new(server_config, store);
+    for qk in loaded {
+        core.republish(qk);
+    }
+    let interval = Duration::from_millis(config.store.liveness.ping_interval_ms.max(2));
+    let settings = SwarmSettings {
+        kad: true,
+        // Twice per interval, so that every window between two due times
+        // holds at least one ping of a live peer.
+        ping_interval: interval / 2,
+        ping_timeout: interval.max(Duration::from_millis(500)),
+        idle_timeout: Duration::from_secs(60).max(interval * 4),
+        ..SwarmSettings::default()
+    };
+    let kad_store = KadStore::new(core, Box::new(now_ms));
+    let mut swarm = build_swarm(keypair, &settings, Some(kad_store))?;
+    let listen_addrs = listen_all(&mut swarm, &config.listen).await?;
+    for addr in &listen_addrs {
+        info!(%peer_id, "rendezvous listening on {addr}/p2p/{peer_id}");
+    }
+    let bootstrapping = !config.bootstrap.is_empty();
+    for addr in &config.bootstrap {
+        let Some((peer, base)) = split_p2p(addr) else {
+            warn!("--bootstrap {addr} has no /p2p/<peer id>; skipped");
+            continue;
+        };
+        if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+            kad.add_address(&peer, base);
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!("dialing bootstrap node {addr}: {e}");
+        }
+    }
+    if bootstrapping {
+        if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+            let _ = kad.bootstrap();
+        }
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let (jobs, verified) = spawn_verifiers(depth);
+    let driver = Driver {
+        swarm,
+        db,
+        metrics: config.metrics.clone(),
+        replies: HashMap::new(),
+        next_reply: 0,
+        lookups: HashMap::new(),
+        jobs,
+        verified,
+        stats_due: std::time::Instant::now(),
+    };
+    let task = tokio::spawn(driver.run(rx));
+    Ok(RendezvousHandle {
+        peer_id,
+        listen_addrs,
+        commands: tx,
+        task,
+    })
+}
