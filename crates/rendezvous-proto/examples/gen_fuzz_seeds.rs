@@ -50,6 +50,19 @@ fn main() -> std::io::Result<()> {
     write(&dir, "namespace_record", "plain", &ns_plain.encode())?;
     write(&dir, "peer_record", "member1", &peers[0].encode())?;
     write(&dir, "peer_record", "member5", &peers[4].encode())?;
+    // Protocol version 2.
+    write(
+        &dir,
+        "seated_record",
+        "member1",
+        &q.seated(1, 1, 1, NOW + HOUR).encode(),
+    )?;
+    write(
+        &dir,
+        "seated_record",
+        "member4",
+        &q.seated(4, 1, 9, NOW + HOUR).encode(),
+    )?;
 
     // Requests.
     let key = q.quorum_key();

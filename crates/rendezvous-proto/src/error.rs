@@ -74,6 +74,12 @@ pub enum StatusCode {
     NotAMember = 124,
     /// The peer record was made for another epoch of the namespace.
     EpochMismatch = 125,
+    /// The envelope is signed with a key type other than Ed25519.
+    UnsupportedKeyType = 126,
+    /// The envelope's signature does not verify under its key.
+    InvalidEnvelopeSignature = 127,
+    /// The envelope names another seat than the one it came with.
+    SeatMismatch = 128,
     /// The node's admission policy refuses this namespace or kind.
     NotAuthorized = 200,
     /// The node failed internally.
@@ -84,7 +90,7 @@ pub enum StatusCode {
 
 impl StatusCode {
     /// Every code, in ascending order.
-    pub const ALL: [StatusCode; 20] = [
+    pub const ALL: [StatusCode; 23] = [
         StatusCode::Ok,
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
@@ -102,6 +108,9 @@ impl StatusCode {
         StatusCode::PeerIdMismatch,
         StatusCode::NotAMember,
         StatusCode::EpochMismatch,
+        StatusCode::UnsupportedKeyType,
+        StatusCode::InvalidEnvelopeSignature,
+        StatusCode::SeatMismatch,
         StatusCode::NotAuthorized,
         StatusCode::Internal,
         StatusCode::QuotaExceeded,
@@ -137,6 +146,9 @@ impl StatusCode {
             StatusCode::PeerIdMismatch => "PeerIdMismatch",
             StatusCode::NotAMember => "NotAMember",
             StatusCode::EpochMismatch => "EpochMismatch",
+            StatusCode::UnsupportedKeyType => "UnsupportedKeyType",
+            StatusCode::InvalidEnvelopeSignature => "InvalidEnvelopeSignature",
+            StatusCode::SeatMismatch => "SeatMismatch",
             StatusCode::NotAuthorized => "NotAuthorized",
             StatusCode::Internal => "Internal",
             StatusCode::QuotaExceeded => "QuotaExceeded",

@@ -4,6 +4,10 @@
 //!   their canonical encodings and signing bytes.
 //! - [`validate`]: one validation function per record, cheap checks before
 //!   pairings, each failure a [`StatusCode`].
+//! - Protocol version 2's peer record, in progress (not yet on the wire):
+//!   [`seat`] (the share signature, valid for an epoch), [`envelope`] (the
+//!   libp2p signed envelope of each refresh) and [`seated`] (the record
+//!   both make, and its validation).
 //! - [`error`]: decode errors and the stable wire status codes.
 //! - [`limits`]: the protocol's bounds and defaults.
 //! - [`wire`]: the primitive canonical reader/writer every codec uses.
@@ -21,10 +25,13 @@
 
 pub mod client;
 pub mod codec;
+pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod messages;
 pub mod records;
+pub mod seat;
+pub mod seated;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod validate;

@@ -121,4 +121,35 @@ impl TestQuorum {
             &self.shares[index as usize - 1].secret,
         )
     }
+
+    /// Member `index`'s seat for `epoch` (protocol version 2).
+    pub fn seat(&self, index: u32, epoch: u64) -> crate::seat::Seat {
+        crate::seat::Seat::sign(
+            self.quorum_key(),
+            epoch,
+            self.peer_id(index),
+            &self.shares[index as usize - 1].secret,
+        )
+    }
+
+    /// Member `index`'s seated record for `epoch` (protocol version 2):
+    /// its seat, and an envelope signed with its own identity.
+    pub fn seated(
+        &self,
+        index: u32,
+        epoch: u64,
+        seq: u64,
+        expires_at_ms: u64,
+    ) -> crate::seated::SeatedPeerRecord {
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + index)
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty());
+        crate::seated::SeatedPeerRecord::sign(
+            self.seat(index, epoch),
+            vec![addr],
+            seq,
+            expires_at_ms,
+            &self.identities[index as usize - 1],
+        )
+    }
 }

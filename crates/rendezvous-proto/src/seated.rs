@@ -1,0 +1,228 @@
+//! A member's registration in protocol version 2: its [`Seat`] (signed
+//! with its key share, valid for the epoch) and its [`PeerEnvelope`]
+//! (signed with its libp2p identity key at every refresh).
+//!
+//! ```text
+//! SeatedPeerRecord =
+//!   seat       Seat                  (starts with the version byte 0x02)
+//!   envelope   bytes32               the libp2p signed envelope, <= MAX_ENVELOPE_BYTES
+//! ```
+//!
+//! Validation ([`check_seated_fields`], then the envelope and the seat
+//! signatures) accepts a record only if the envelope verifies under the
+//! key of the PeerId the seat names, names this seat's hash, and the seat
+//! verifies under `PK_index` (or was verified before): so nobody but the
+//! PeerId's owner can say where that PeerId listens, and nobody but the
+//! holder of share `index` can seat a PeerId at `index`.
+
+use libp2p_identity::{Keypair, PeerId};
+use multiaddr::Multiaddr;
+
+use crate::envelope::{PeerEnvelope, PeerPayload, KEY_TYPE_ED25519, MAX_PAYLOAD_BYTES};
+use crate::error::{DecodeError, StatusCode};
+use crate::limits::Limits;
+use crate::records::{QuorumKey, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
+use crate::seat::Seat;
+use crate::validate::{check_expiry, VerifiedNamespace};
+use crate::wire::{Reader, Writer};
+
+/// Longest envelope: the largest payload plus the key, type and
+/// signature fields around it.
+pub const MAX_ENVELOPE_BYTES: usize = MAX_PAYLOAD_BYTES + 2048;
+
+/// A member's seat and its signed envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeatedPeerRecord {
+    /// Who sits at which index (signed with the key share).
+    pub seat: Seat,
+    /// Where it is now (signed with the PeerId's key).
+    pub envelope: PeerEnvelope,
+}
+
+impl SeatedPeerRecord {
+    /// A record for `seat` with these addresses, seq and expiry, its
+    /// envelope signed by `keypair` (which should be the seat's PeerId's).
+    pub fn sign(
+        seat: Seat,
+        addrs: Vec<Multiaddr>,
+        seq: u64,
+        expires_at_ms: u64,
+        keypair: &Keypair,
+    ) -> Self {
+        let payload = PeerPayload {
+            seat_hash: seat.hash(),
+            addrs,
+            seq,
+            expires_at_ms,
+        };
+        Self {
+            envelope: PeerEnvelope::sign(payload, keypair),
+            seat,
+        }
+    }
+
+    /// The namespace.
+    pub fn quorum_key(&self) -> QuorumKey {
+        self.seat.quorum_key
+    }
+
+    /// The member index.
+    pub fn index(&self) -> u32 {
+        self.seat.index
+    }
+
+    /// The member's PeerId (as its seat names it).
+    pub fn peer_id(&self) -> PeerId {
+        self.seat.peer_id
+    }
+
+    /// Where the member listens.
+    pub fn addrs(&self) -> &[Multiaddr] {
+        &self.envelope.payload.addrs
+    }
+
+    /// The refresh's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.envelope.payload.seq
+    }
+
+    /// When the record expires.
+    pub fn expires_at_ms(&self) -> u64 {
+        self.envelope.payload.expires_at_ms
+    }
+
+    /// Writes the canonical encoding into `w`.
+    pub fn encode_into(&self, w: &mut Writer) {
+        self.seat.encode_into(w);
+        w.bytes32(&self.envelope.encode());
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    /// Decodes one record from `r`. Checks structure only: validation
+    /// does the rest.
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let seat = Seat::decode_from(r)?;
+        let envelope = PeerEnvelope::decode(r.bytes32(MAX_ENVELOPE_BYTES, "envelope")?)?;
+        Ok(Self { seat, envelope })
+    }
+
+    /// Decodes a whole buffer strictly.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let record = Self::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// Every check of a seated record against its namespace except the two
+/// signatures, cheapest first; the first that fails decides the code:
+///
+/// 1. the seat's quorum key is the namespace's, else `UnknownNamespace`;
+/// 2. `1 <= index <= n`, else `IndexOutOfRange`;
+/// 3. the seat's epoch is the namespace's, else `EpochMismatch`;
+/// 4. at most `max_addrs` addresses of at most `max_addr_bytes`, else
+///    `RecordTooLarge`;
+/// 5. on a direct registration, the connection's PeerId is the seat's,
+///    else `PeerIdMismatch`;
+/// 6. the namespace's member list names the seat's PeerId at `index`
+///    (a namespace without a list seats nobody), else `NotAMember`;
+/// 7. the envelope's expiry is in the future and within the maximum TTL,
+///    else `Expired` / `TtlTooLong`;
+/// 8. the envelope's key is Ed25519, else `UnsupportedKeyType`;
+/// 9. the envelope's key is the seat's PeerId's, else `PeerIdMismatch`;
+/// 10. the envelope names this seat's hash, else `SeatMismatch`.
+pub fn check_seated_fields(
+    record: &SeatedPeerRecord,
+    namespace: &VerifiedNamespace,
+    now_ms: u64,
+    limits: &Limits,
+    remote: Option<&PeerId>,
+) -> Result<(), StatusCode> {
+    let seat = &record.seat;
+    if seat.quorum_key != namespace.quorum_key() {
+        return Err(StatusCode::UnknownNamespace);
+    }
+    if seat.index == 0 || seat.index > namespace.n() {
+        return Err(StatusCode::IndexOutOfRange);
+    }
+    if seat.epoch != namespace.record().epoch {
+        return Err(StatusCode::EpochMismatch);
+    }
+    let addrs = record.addrs();
+    let max_addrs = limits.max_addrs.min(WIRE_MAX_ADDRS);
+    let max_addr_bytes = limits.max_addr_bytes.min(WIRE_MAX_ADDR_BYTES);
+    if addrs.len() > max_addrs || addrs.iter().any(|a| a.as_ref().len() > max_addr_bytes) {
+        return Err(StatusCode::RecordTooLarge);
+    }
+    if remote.is_some_and(|remote| *remote != seat.peer_id) {
+        return Err(StatusCode::PeerIdMismatch);
+    }
+    let listed = namespace
+        .record()
+        .members
+        .as_ref()
+        .and_then(|m| m.get(seat.index as usize - 1));
+    if listed != Some(&seat.peer_id) {
+        return Err(StatusCode::NotAMember);
+    }
+    check_expiry(record.expires_at_ms(), now_ms, limits)?;
+    if record.envelope.key_type != KEY_TYPE_ED25519 {
+        return Err(StatusCode::UnsupportedKeyType);
+    }
+    if record.envelope.signer() != Some(seat.peer_id) {
+        return Err(StatusCode::PeerIdMismatch);
+    }
+    if record.envelope.payload.seat_hash != seat.hash() {
+        return Err(StatusCode::SeatMismatch);
+    }
+    Ok(())
+}
+
+/// The envelope's Ed25519 signature, else `InvalidEnvelopeSignature`.
+pub fn check_envelope(record: &SeatedPeerRecord) -> Result<(), StatusCode> {
+    if record.envelope.verify() {
+        Ok(())
+    } else {
+        Err(StatusCode::InvalidEnvelopeSignature)
+    }
+}
+
+/// The seat's signature share under `PK_index`: `Decode` if it is not a
+/// valid point, else `InvalidShareSignature` if it does not verify.
+pub fn check_seat(seat: &Seat, namespace: &VerifiedNamespace) -> Result<(), StatusCode> {
+    let signature = dkg::Signature::from_bytes(&seat.signature).map_err(|_| StatusCode::Decode)?;
+    let share_key = namespace
+        .share_key(seat.index)
+        .ok_or(StatusCode::IndexOutOfRange)?;
+    if share_key.verify(&seat.signing_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(StatusCode::InvalidShareSignature)
+    }
+}
+
+/// A whole seated record, alone: [`check_seated_fields`], the envelope,
+/// then the seat (skipped when `seat_known`, i.e. this node verified this
+/// very seat before).
+pub fn verify_seated(
+    record: &SeatedPeerRecord,
+    namespace: &VerifiedNamespace,
+    now_ms: u64,
+    limits: &Limits,
+    remote: Option<&PeerId>,
+    seat_known: bool,
+) -> Result<(), StatusCode> {
+    check_seated_fields(record, namespace, now_ms, limits, remote)?;
+    check_envelope(record)?;
+    if !seat_known {
+        check_seat(&record.seat, namespace)?;
+    }
+    Ok(())
+}
