@@ -167,6 +167,12 @@ fn main() -> std::io::Result<()> {
         "register-peer",
         &with_mode(3, requests[1].1.encode()),
     )?;
+    write(
+        &dir,
+        "validate",
+        "seated",
+        &with_mode(4, q.seated(3, 1, 2, NOW + HOUR).encode()),
+    )?;
 
     // DKG messages, built with the DKG's own types and encoder.
     let mut rng = ChaCha20Rng::seed_from_u64(FIXTURE_SEED + 1);

@@ -36,7 +36,7 @@ use libp2p_identity::{Keypair, PeerId, PublicKey};
 use multiaddr::Multiaddr;
 
 use crate::error::DecodeError;
-use crate::records::{WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
+use crate::records::{decode_addrs, encode_addrs, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
 use crate::seat::{SeatHash, VERSION_2};
 use crate::wire::{Reader, Writer};
 
@@ -73,10 +73,7 @@ impl PeerPayload {
         let mut w = Writer::new();
         w.u8(VERSION_2);
         w.raw(&self.seat_hash.0);
-        w.u8(self.addrs.len().min(WIRE_MAX_ADDRS) as u8);
-        for a in self.addrs.iter().take(WIRE_MAX_ADDRS) {
-            w.bytes16(a.as_ref());
-        }
+        encode_addrs(&mut w, &self.addrs);
         w.u64(self.seq);
         w.u64(self.expires_at_ms);
         w.into_bytes()
@@ -87,14 +84,7 @@ impl PeerPayload {
         let mut r = Reader::new(bytes);
         r.expect_version(VERSION_2)?;
         let seat_hash = SeatHash(r.array::<32>()?);
-        let count = r.list_len8(WIRE_MAX_ADDRS, 2, "addrs")?;
-        let mut addrs = Vec::with_capacity(count);
-        for _ in 0..count {
-            let bytes = r.bytes16(WIRE_MAX_ADDR_BYTES, "addr")?;
-            let addr = Multiaddr::try_from(bytes.to_vec())
-                .map_err(|_| DecodeError::InvalidValue("multiaddr"))?;
-            addrs.push(addr);
-        }
+        let addrs = decode_addrs(&mut r)?;
         let seq = r.u64()?;
         let expires_at_ms = r.u64()?;
         r.finish()?;

@@ -69,6 +69,8 @@ macro_rules! record_codec {
     };
 }
 
+pub(crate) use record_codec;
+
 record_codec!(
     NamespaceRecord,
     NAMESPACE_RECORD_DST,
@@ -296,10 +298,7 @@ impl PeerRecord {
         w.u64(self.epoch);
         w.u32(self.index);
         w.bytes8(&self.peer_id.to_bytes());
-        w.u8(self.addrs.len().min(WIRE_MAX_ADDRS) as u8);
-        for a in self.addrs.iter().take(WIRE_MAX_ADDRS) {
-            w.bytes16(a.as_ref());
-        }
+        encode_addrs(w, &self.addrs);
         w.u64(self.seq);
         w.u64(self.expires_at_ms);
     }
@@ -312,14 +311,7 @@ impl PeerRecord {
         let epoch = r.u64()?;
         let index = r.u32()?;
         let peer_id = decode_peer_id(r)?;
-        let count = r.list_len8(WIRE_MAX_ADDRS, 2, "addrs")?;
-        let mut addrs = Vec::with_capacity(count);
-        for _ in 0..count {
-            let bytes = r.bytes16(WIRE_MAX_ADDR_BYTES, "addr")?;
-            let addr = Multiaddr::try_from(bytes.to_vec())
-                .map_err(|_| DecodeError::InvalidValue("multiaddr"))?;
-            addrs.push(addr);
-        }
+        let addrs = decode_addrs(r)?;
         let seq = r.u64()?;
         let expires_at_ms = r.u64()?;
         let signature = r.array::<G2_BYTES>()?;
@@ -344,4 +336,26 @@ pub(crate) fn decode_peer_id(r: &mut Reader<'_>) -> Result<PeerId, DecodeError> 
         return Err(DecodeError::InvalidValue("peer id"));
     }
     Ok(peer_id)
+}
+
+/// Writes an address list: `list8<bytes16>`, at most [`WIRE_MAX_ADDRS`]
+/// (validation refuses records with more, so nothing signed is cut).
+pub(crate) fn encode_addrs(w: &mut Writer, addrs: &[Multiaddr]) {
+    w.u8(addrs.len().min(WIRE_MAX_ADDRS) as u8);
+    for a in addrs.iter().take(WIRE_MAX_ADDRS) {
+        w.bytes16(a.as_ref());
+    }
+}
+
+/// Reads an address list, each a multiaddr that parses.
+pub(crate) fn decode_addrs(r: &mut Reader<'_>) -> Result<Vec<Multiaddr>, DecodeError> {
+    let count = r.list_len8(WIRE_MAX_ADDRS, 2, "addrs")?;
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let bytes = r.bytes16(WIRE_MAX_ADDR_BYTES, "addr")?;
+        let addr = Multiaddr::try_from(bytes.to_vec())
+            .map_err(|_| DecodeError::InvalidValue("multiaddr"))?;
+        addrs.push(addr);
+    }
+    Ok(addrs)
 }

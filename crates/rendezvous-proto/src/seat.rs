@@ -21,7 +21,7 @@ use libp2p_identity::PeerId;
 use sha2::{Digest, Sha256};
 
 use crate::error::DecodeError;
-use crate::records::{decode_peer_id, QuorumKey, G1_BYTES, G2_BYTES};
+use crate::records::{decode_peer_id, record_codec, QuorumKey, G1_BYTES, G2_BYTES};
 use crate::wire::{Reader, Writer};
 
 /// Version byte of every version-2 encoding.
@@ -69,34 +69,12 @@ impl Seat {
         seat
     }
 
-    /// The bytes the signature share covers: the DST, then every field
-    /// but the signature.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes8(SEAT_DST);
-        self.encode_body(&mut w);
-        w.into_bytes()
-    }
-
     fn encode_body(&self, w: &mut Writer) {
         w.u8(VERSION_2);
         w.raw(&self.quorum_key.0);
         w.u64(self.epoch);
         w.u32(self.index);
         w.bytes8(&self.peer_id.to_bytes());
-    }
-
-    /// Writes the canonical encoding into `w`.
-    pub fn encode_into(&self, w: &mut Writer) {
-        self.encode_body(w);
-        w.raw(&self.signature);
-    }
-
-    /// The canonical encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.encode_into(&mut w);
-        w.into_bytes()
     }
 
     /// The seat's hash (over its whole encoding, signature included).
@@ -121,12 +99,6 @@ impl Seat {
             signature,
         })
     }
-
-    /// Decodes a whole buffer strictly.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let seat = Self::decode_from(&mut r)?;
-        r.finish()?;
-        Ok(seat)
-    }
 }
+
+record_codec!(Seat, SEAT_DST, "the signature share");

@@ -21,9 +21,9 @@ use multiaddr::Multiaddr;
 use crate::envelope::{PeerEnvelope, PeerPayload, KEY_TYPE_ED25519, MAX_PAYLOAD_BYTES};
 use crate::error::{DecodeError, StatusCode};
 use crate::limits::Limits;
-use crate::records::{QuorumKey, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
+use crate::records::QuorumKey;
 use crate::seat::Seat;
-use crate::validate::{check_expiry, VerifiedNamespace};
+use crate::validate::{check_addrs, check_expiry, VerifiedNamespace};
 use crate::wire::{Reader, Writer};
 
 /// Longest envelope: the largest payload plus the key, type and
@@ -155,12 +155,7 @@ pub fn check_seated_fields(
     if seat.epoch != namespace.record().epoch {
         return Err(StatusCode::EpochMismatch);
     }
-    let addrs = record.addrs();
-    let max_addrs = limits.max_addrs.min(WIRE_MAX_ADDRS);
-    let max_addr_bytes = limits.max_addr_bytes.min(WIRE_MAX_ADDR_BYTES);
-    if addrs.len() > max_addrs || addrs.iter().any(|a| a.as_ref().len() > max_addr_bytes) {
-        return Err(StatusCode::RecordTooLarge);
-    }
+    check_addrs(record.addrs(), limits)?;
     if remote.is_some_and(|remote| *remote != seat.peer_id) {
         return Err(StatusCode::PeerIdMismatch);
     }

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use dkg::{BatchItem, PublicKey, PublicKeySet, Signature};
 use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
 use rand_core::RngCore;
 
 use crate::error::StatusCode;
@@ -24,6 +25,20 @@ pub fn is_valid_kind(kind: &str, max: usize) -> bool {
         && kind
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// At most `max_addrs` addresses of at most `max_addr_bytes` each, else
+/// `RecordTooLarge`. The wire caps bound the configured limits: the
+/// encoding (and so the signing bytes) holds at most `WIRE_MAX_ADDRS`
+/// addresses of at most `WIRE_MAX_ADDR_BYTES`, so a record beyond them is
+/// never acceptable.
+pub fn check_addrs(addrs: &[Multiaddr], limits: &Limits) -> Result<(), StatusCode> {
+    let max_addrs = limits.max_addrs.min(WIRE_MAX_ADDRS);
+    let max_addr_bytes = limits.max_addr_bytes.min(WIRE_MAX_ADDR_BYTES);
+    if addrs.len() > max_addrs || addrs.iter().any(|a| a.as_ref().len() > max_addr_bytes) {
+        return Err(StatusCode::RecordTooLarge);
+    }
+    Ok(())
 }
 
 /// Checks an expiry against `now` and the maximum TTL.
@@ -259,19 +274,7 @@ pub fn check_peer_fields(
     if record.epoch != namespace.record().epoch {
         return Err(StatusCode::EpochMismatch);
     }
-    // The wire caps bound the configured limits: the encoding (and so the
-    // signing bytes) holds at most WIRE_MAX_ADDRS addresses of at most
-    // WIRE_MAX_ADDR_BYTES, so a record beyond them is never acceptable.
-    let max_addrs = limits.max_addrs.min(WIRE_MAX_ADDRS);
-    let max_addr_bytes = limits.max_addr_bytes.min(WIRE_MAX_ADDR_BYTES);
-    if record.addrs.len() > max_addrs
-        || record
-            .addrs
-            .iter()
-            .any(|a| a.as_ref().len() > max_addr_bytes)
-    {
-        return Err(StatusCode::RecordTooLarge);
-    }
+    check_addrs(&record.addrs, limits)?;
     if let Some(remote) = remote {
         if *remote != record.peer_id {
             return Err(StatusCode::PeerIdMismatch);
