@@ -21,7 +21,7 @@ use multiaddr::Multiaddr;
 use crate::envelope::{PeerEnvelope, PeerPayload, KEY_TYPE_ED25519, MAX_PAYLOAD_BYTES};
 use crate::error::{DecodeError, StatusCode};
 use crate::limits::Limits;
-use crate::records::QuorumKey;
+use crate::records::{NamespaceRecord, QuorumKey};
 use crate::seat::Seat;
 use crate::validate::{check_addrs, check_expiry, VerifiedNamespace};
 use crate::wire::{Reader, Writer};
@@ -121,8 +121,9 @@ impl SeatedPeerRecord {
     }
 }
 
-/// Every check of a seated record against its namespace except the two
-/// signatures, cheapest first; the first that fails decides the code:
+/// Every check of a seated record against its (verified) namespace record
+/// except the two signatures, cheapest first; the first that fails
+/// decides the code:
 ///
 /// 1. the seat's quorum key is the namespace's, else `UnknownNamespace`;
 /// 2. `1 <= index <= n`, else `IndexOutOfRange`;
@@ -140,19 +141,19 @@ impl SeatedPeerRecord {
 /// 10. the envelope names this seat's hash, else `SeatMismatch`.
 pub fn check_seated_fields(
     record: &SeatedPeerRecord,
-    namespace: &VerifiedNamespace,
+    namespace: &NamespaceRecord,
     now_ms: u64,
     limits: &Limits,
     remote: Option<&PeerId>,
 ) -> Result<(), StatusCode> {
     let seat = &record.seat;
-    if seat.quorum_key != namespace.quorum_key() {
+    if Some(seat.quorum_key) != namespace.quorum_key() {
         return Err(StatusCode::UnknownNamespace);
     }
-    if seat.index == 0 || seat.index > namespace.n() {
+    if seat.index == 0 || seat.index > namespace.n {
         return Err(StatusCode::IndexOutOfRange);
     }
-    if seat.epoch != namespace.record().epoch {
+    if seat.epoch != namespace.epoch {
         return Err(StatusCode::EpochMismatch);
     }
     check_addrs(record.addrs(), limits)?;
@@ -160,7 +161,6 @@ pub fn check_seated_fields(
         return Err(StatusCode::PeerIdMismatch);
     }
     let listed = namespace
-        .record()
         .members
         .as_ref()
         .and_then(|m| m.get(seat.index as usize - 1));
@@ -214,10 +214,32 @@ pub fn verify_seated(
     remote: Option<&PeerId>,
     seat_known: bool,
 ) -> Result<(), StatusCode> {
-    check_seated_fields(record, namespace, now_ms, limits, remote)?;
+    check_seated_fields(record, namespace.record(), now_ms, limits, remote)?;
     check_envelope(record)?;
     if !seat_known {
         check_seat(&record.seat, namespace)?;
     }
     Ok(())
+}
+
+/// What a client checks of the seated records a node served with
+/// `namespace` (whose signature it checked:
+/// [`crate::validate::check_namespace_signature`]): each record's fields
+/// (no connection to compare with) and its envelope. Seats are not
+/// checked: the namespace's member list, under the quorum's signature,
+/// already binds each index to its PeerId, and the envelope proves that
+/// PeerId's owner signed the addresses. One result per record, in order.
+pub fn verify_served(
+    records: &[SeatedPeerRecord],
+    namespace: &NamespaceRecord,
+    now_ms: u64,
+    limits: &Limits,
+) -> Vec<Result<(), StatusCode>> {
+    records
+        .iter()
+        .map(|r| {
+            check_seated_fields(r, namespace, now_ms, limits, None)?;
+            check_envelope(r)
+        })
+        .collect()
 }

@@ -152,6 +152,31 @@ pub fn verify_namespace(
     PendingNamespace::prepare(record, now_ms, limits)?.verify()
 }
 
+/// What a client needs of a namespace record in protocol version 2: its
+/// fields (6.1 steps 1-5), and its threshold signature under `C_0`
+/// (`Decode` if `C_0` or the signature is not a valid point). The other
+/// commitments are covered by that signature but not decoded: only nodes
+/// derive `PK_i` from them (to check seats); a client checks envelopes,
+/// and each decoded G1 point costs about as much as 2% of a pairing.
+pub fn check_namespace_signature(
+    record: &NamespaceRecord,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<(), StatusCode> {
+    check_namespace_fields(record, now_ms, limits)?;
+    let signature = Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
+    let quorum_key = record
+        .quorum_key()
+        .ok_or(StatusCode::InvalidParameters)?
+        .decode()
+        .map_err(|_| StatusCode::Decode)?;
+    if quorum_key.verify(&record.signing_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(StatusCode::InvalidNamespaceSignature)
+    }
+}
+
 /// Validates many namespace records, checking every signature that gets
 /// that far in one safe batch (bisecting on failure): one result per
 /// input, in order. One bad record never fails the others.

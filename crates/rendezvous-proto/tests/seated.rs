@@ -286,3 +286,33 @@ proptest! {
         prop_assert!(check(&moved).is_err());
     }
 }
+
+#[test]
+fn a_client_checks_the_namespace_under_c0_and_then_the_envelopes() {
+    use rendezvous_proto::seated::verify_served;
+    use rendezvous_proto::validate::check_namespace_signature;
+    let q = quorum();
+    let record = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    assert_eq!(check_namespace_signature(&record, NOW, &L), Ok(()));
+    let mut tampered = record.clone();
+    tampered.n = 4;
+    tampered.members.as_mut().unwrap().pop();
+    assert_eq!(
+        check_namespace_signature(&tampered, NOW, &L),
+        Err(StatusCode::InvalidNamespaceSignature)
+    );
+    let mut junk_key = record.clone();
+    junk_key.commitments[0] = [0xff; 48];
+    assert_eq!(
+        check_namespace_signature(&junk_key, NOW, &L),
+        Err(StatusCode::Decode)
+    );
+    // Served records: the good ones verify, a redirected one does not.
+    let mut redirected = good(3);
+    redirected.envelope = PeerEnvelope::sign(redirected.envelope.payload.clone(), &stranger());
+    let served = [good(1), good(2), redirected];
+    assert_eq!(
+        verify_served(&served, &record, NOW, &L),
+        vec![Ok(()), Ok(()), Err(StatusCode::PeerIdMismatch)]
+    );
+}
