@@ -63,6 +63,11 @@ pub struct LivenessConfig {
     pub ping_interval_ms: u64,
     /// Consecutive misses after which a peer is unreachable.
     pub max_misses: u32,
+    /// Longest wait between two pings of an unreachable peer. While a
+    /// peer stays unreachable, the wait doubles after each miss (from one
+    /// interval) up to this: a node does not keep dialling addresses that
+    /// do not answer every few seconds for as long as a record lives.
+    pub max_backoff_ms: u64,
 }
 
 impl Default for LivenessConfig {
@@ -70,6 +75,7 @@ impl Default for LivenessConfig {
         Self {
             ping_interval_ms: 5_000,
             max_misses: 3,
+            max_backoff_ms: 300_000,
         }
     }
 }

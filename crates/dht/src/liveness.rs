@@ -3,7 +3,12 @@
 //!
 //! Tracked per PeerId (one ping answers for every namespace the peer is
 //! registered in). Each node decides on its own: nothing another node says
-//! can mark a peer unreachable here.
+//! can mark a peer unreachable here, and only a ping this node asked for
+//! (a due ping, [`Liveness::due_pings`]) can count as a miss: a failure
+//! reported for a ping nobody here was waiting for changes nothing, so
+//! misses come at most once per interval. An unreachable peer is pinged
+//! ever less often (the wait doubles per miss, up to
+//! `LivenessConfig::max_backoff_ms`) until it answers or registers anew.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,6 +80,24 @@ impl Liveness {
             rng.next_u64() % (spread + 1)
         };
         base - base / 10 + offset
+    }
+
+    /// How long until the next ping of `peer_id`: one jittered interval,
+    /// or while it is unreachable, that doubled for every miss beyond the
+    /// allowed ones, at most `max_backoff_ms`.
+    fn wait_after<R: RngCore>(&self, peer_id: &PeerId, rng: &mut R) -> u64 {
+        let interval = self.jittered(rng);
+        let Some(state) = self.peers.get(peer_id).filter(|s| s.unreachable) else {
+            return interval;
+        };
+        let doublings = state
+            .misses
+            .saturating_sub(self.config.max_misses.max(1))
+            .saturating_add(1)
+            .min(32);
+        interval
+            .saturating_mul(1u64 << doublings)
+            .min(self.config.max_backoff_ms.max(interval))
     }
 
     fn reschedule(&mut self, peer_id: &PeerId, at: u64) {
@@ -163,8 +186,6 @@ impl Liveness {
             if at > now_ms {
                 break;
             }
-            let next = now_ms + self.jittered(rng);
-            self.reschedule(&peer_id, next);
             let unanswered = self.peers.get(&peer_id).is_some_and(|s| s.awaiting);
             if unanswered {
                 let t = self.handle_miss(&peer_id);
@@ -172,6 +193,8 @@ impl Liveness {
                     transitions.push((peer_id, t));
                 }
             }
+            let next = now_ms + self.wait_after(&peer_id, rng);
+            self.reschedule(&peer_id, next);
             if let Some(state) = self.peers.get_mut(&peer_id) {
                 state.awaiting = true;
                 due.push(PingTarget {
@@ -205,9 +228,12 @@ impl Liveness {
     }
 
     /// A ping failed (timeout, refused, or answered by another identity).
+    /// It counts only if this node was waiting for that peer's answer to a
+    /// due ping; anything else (a failure on a connection the node did not
+    /// ping for liveness, a second failure in one interval) is ignored.
     pub fn handle_miss(&mut self, peer_id: &PeerId) -> Transition {
         let max = self.config.max_misses.max(1);
-        let Some(state) = self.peers.get_mut(peer_id) else {
+        let Some(state) = self.peers.get_mut(peer_id).filter(|s| s.awaiting) else {
             return Transition::None;
         };
         state.misses = state.misses.saturating_add(1);

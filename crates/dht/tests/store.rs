@@ -373,11 +373,8 @@ fn namespace_quota_edge_and_eviction_of_namespaces_without_live_peers() {
     assert_eq!(s.fingerprint(), before);
     // Once one namespace's only peer is unreachable, it makes room.
     let victim = qs[0].peer_id(1);
-    for _ in 0..3 {
-        s.handle_ping_miss(&victim);
-    }
-    assert!(s.is_unreachable(&victim));
-    assert!(s.register_namespace(third, None, NOW).is_ok());
+    let now = silence(&mut s, &victim, NOW);
+    assert!(s.register_namespace(third, None, now).is_ok());
     assert_eq!(s.stats().namespaces, 2);
     assert!(s.namespace(&qs[0].quorum_key()).is_none());
 }
@@ -575,12 +572,33 @@ fn kind_listing_pages_with_cookies() {
     );
 }
 
+/// Plays the driver from `now` until `peer` is unreachable: every other
+/// peer due a ping answers it, `peer` fails each of its pings. Returns the
+/// time reached.
+fn silence(s: &mut NamespaceStore, peer: &PeerId, mut now: u64) -> u64 {
+    for _ in 0..1_000 {
+        if s.is_unreachable(peer) {
+            return now;
+        }
+        now = s.poll_timeout().expect("a ping is due").max(now);
+        for t in s.due_pings(now) {
+            if t.peer_id == *peer {
+                s.handle_ping_miss(peer);
+            } else {
+                s.handle_pong(&t.peer_id, now);
+            }
+        }
+    }
+    panic!("{peer} never became unreachable");
+}
+
 #[test]
 fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
     let config = StoreConfig {
         liveness: LivenessConfig {
             ping_interval_ms: 1_000,
             max_misses: 3,
+            ..LivenessConfig::default()
         },
         ..StoreConfig::default()
     };
@@ -599,16 +617,20 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
     assert!(s.poll_timeout().unwrap() >= NOW + 110 + 900);
     let dead = q.peer_id(2);
     let mut now = NOW + 110;
+    let mut due = due;
     for miss in 1..=3 {
         for t in &due {
             if t.peer_id == dead {
                 let became = s.handle_ping_miss(&dead);
                 assert_eq!(became, miss == 3);
+                // A second failure in the same interval is not a miss.
+                assert!(!s.handle_ping_miss(&dead));
             } else {
                 s.handle_pong(&t.peer_id, now);
             }
         }
         now += 1_100;
+        due = s.due_pings(now);
     }
     let answer = s.discover(&q.quorum_key(), 0, None, now).unwrap();
     assert_eq!(
@@ -646,10 +668,7 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
         vec![2]
     );
     // A new registration after unreachable lists it at once too.
-    for _ in 0..3 {
-        s.handle_ping_miss(&dead);
-    }
-    assert!(s.is_unreachable(&dead));
+    let now = silence(&mut s, &dead, now);
     s.register_peer(reg(&q, q.peer(2, 1, 2, NOW + HOUR)), now)
         .unwrap();
     assert!(!s.is_unreachable(&dead));
@@ -845,6 +864,7 @@ fn unanswered_pings_count_as_misses_without_a_driver_timer() {
         liveness: LivenessConfig {
             ping_interval_ms: 1_000,
             max_misses: 2,
+            ..LivenessConfig::default()
         },
         ..StoreConfig::default()
     };
@@ -874,6 +894,60 @@ fn unanswered_pings_count_as_misses_without_a_driver_timer() {
     // First ping within 0.11 s, then two intervals of at most 1.1 s each.
     assert!(now - NOW <= 110 + 2 * 1_100, "took {} ms", now - NOW);
     assert!(!s.is_unreachable(&q.peer_id(1)));
+}
+
+#[test]
+fn only_misses_of_due_pings_count_and_unreachable_peers_back_off() {
+    let config = StoreConfig {
+        liveness: LivenessConfig {
+            ping_interval_ms: 1_000,
+            max_misses: 2,
+            max_backoff_ms: 8_000,
+        },
+        ..StoreConfig::default()
+    };
+    let q = quorum(2, 1, 14);
+    let mut s = store_with(config);
+    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    let peer = q.peer_id(1);
+    // Failures nobody here asked for (no ping was due) change nothing,
+    // however many arrive.
+    for _ in 0..50 {
+        assert!(!s.handle_ping_miss(&peer));
+    }
+    assert!(!s.is_unreachable(&peer));
+    // Silent from now on: unreachable after two due pings, then pinged
+    // ever less often, the wait doubling up to the 8 s cap.
+    let mut now = NOW;
+    let mut pings = Vec::new();
+    while now < NOW + 60_000 {
+        now = s.poll_timeout().unwrap().max(now);
+        if !s.due_pings(now).is_empty() {
+            pings.push(now);
+        }
+    }
+    assert!(s.is_unreachable(&peer));
+    let gaps: Vec<u64> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    // 0.9-1.1 s while reachable, then about 2, 4 and 8 s, then 8 s.
+    assert!(gaps[0] <= 1_100 && gaps[1] <= 1_100, "{gaps:?}");
+    assert!((1_800..=2_200).contains(&gaps[2]), "{gaps:?}");
+    assert!((3_600..=4_400).contains(&gaps[3]), "{gaps:?}");
+    assert!(
+        gaps[4..].iter().all(|g| (7_200..=8_000).contains(g)),
+        "{gaps:?}"
+    );
+    assert!(pings.len() < 15, "{} pings in a minute", pings.len());
+    // A pong brings it back, and back to the normal interval.
+    s.handle_pong(&peer, now);
+    assert!(!s.is_unreachable(&peer));
+    let before = now;
+    now = s.poll_timeout().unwrap();
+    assert!(now - before <= 8_000);
+    s.due_pings(now);
+    assert!(s.poll_timeout().unwrap() - now <= 1_100);
 }
 
 /// The two phases a driver uses to verify off its event loop: precheck

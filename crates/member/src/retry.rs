@@ -46,6 +46,9 @@ pub fn classify(code: StatusCode) -> Class {
         | StatusCode::InvalidShareSignature
         | StatusCode::PeerIdMismatch
         | StatusCode::NotAMember
+        | StatusCode::UnsupportedKeyType
+        | StatusCode::InvalidEnvelopeSignature
+        | StatusCode::SeatMismatch
         | StatusCode::NotAuthorized => Class::Permanent,
     }
 }
