@@ -25,7 +25,7 @@ const HOUR: u64 = 3_600_000;
 fn answer_of_64(c: &mut Criterion) {
     let q = TestQuorum::deal(64, 43, &mut ChaCha20Rng::seed_from_u64(64));
     let limits = Limits::DEFAULT;
-    let namespace = q.namespace(1, Some("bench"), true, NOW, NOW + HOUR);
+    let namespace = q.namespace(1, Some("bench"), NOW, NOW + HOUR);
     let v1 = DiscoverAnswer {
         namespace: namespace.clone(),
         peers: (1..=64)
@@ -36,7 +36,7 @@ fn answer_of_64(c: &mut Criterion) {
             .collect(),
         cookie: Cookie::default(),
     };
-    let v2: Vec<_> = (1..=64).map(|i| q.seated(i, 1, 1, NOW + HOUR)).collect();
+    let v2: Vec<_> = (1..=64).map(|i| q.peer(i, 1, 1, NOW + HOUR)).collect();
     let key = q.quorum_key();
     let mut g = c.benchmark_group("client_verifies_64_member_answer");
     g.sample_size(20);

@@ -87,7 +87,7 @@ fn warm_store(f: &Fixture) -> NamespaceStore {
             .get_or_insert_with(|| {
                 f.quorums
                     .iter()
-                    .map(|q| q.namespace(1, Some("farmer"), false, NOW, NOW + 2 * HOUR))
+                    .map(|q| q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR))
                     .collect()
             })
             .clone()

@@ -48,7 +48,7 @@ fn main() {
     for q in &qs {
         store
             .register_namespace(
-                q.namespace(1, Some("farmer"), false, NOW, NOW + 2 * HOUR),
+                q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
                 None,
                 NOW,
             )

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use rendezvous_proto::seated::{verify_seated, SeatedPeerRecord};
+use rendezvous_proto::seated::{verify_seated, PeerRecord};
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{
     check_namespace_update, verify_discover_answer, verify_namespace, verify_namespaces_answer,
@@ -32,7 +32,7 @@ fn fixture() -> &'static VerifiedNamespace {
     static FIXTURE: OnceLock<VerifiedNamespace> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let q = TestQuorum::deal(5, 3, &mut ChaCha20Rng::seed_from_u64(FIXTURE_SEED));
-        let record = q.namespace(1, Some("farmer"), true, NOW - 3_600_000, NOW + 3_600_000);
+        let record = q.namespace(1, Some("farmer"), NOW - 3_600_000, NOW + 3_600_000);
         match verify_namespace(&record, NOW, &L) {
             Ok(v) => v,
             Err(code) => panic!("fixture namespace invalid: {code}"),
@@ -54,7 +54,7 @@ fn check_peer(record: &PeerRecord) {
     );
 }
 
-fn check_seated(record: &SeatedPeerRecord) {
+fn check_seated(record: &PeerRecord) {
     let alone = verify_seated(record, fixture(), NOW, &L, None, false);
     let own = record.peer_id();
     let connected = verify_seated(record, fixture(), NOW, &L, Some(&own), false);
@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         4 => {
-            if let Ok(record) = SeatedPeerRecord::decode(rest) {
+            if let Ok(record) = PeerRecord::decode(rest) {
                 check_seated(&record);
             }
         }

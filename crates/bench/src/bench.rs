@@ -817,7 +817,7 @@ impl Calibration {
     fn new(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<Self> {
         let quorum = quorums.first()?;
         let limits = rendezvous_proto::Limits::DEFAULT;
-        let namespace = quorum.namespace(1, None, true, now, now + 3_600_000);
+        let namespace = quorum.namespace(1, None, now, now + 3_600_000);
         let namespace = rendezvous_proto::verify_namespace(&namespace, now, &limits).ok()?;
         let records: Vec<PeerRecord> = members
             .iter()
@@ -1068,7 +1068,7 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchEr
         let Some(client) = setup.as_mut() else {
             continue;
         };
-        let ns = quorum.namespace(1, Some("bench"), true, now, expires);
+        let ns = quorum.namespace(1, Some("bench"), now, expires);
         match client
             .request(
                 &server.addr,

@@ -34,7 +34,7 @@ pub async fn bench_discover(members: u32, requests: usize) -> Result<String, Mea
     let expires = now + 3_600_000;
     let quorum_key = quorum.quorum_key();
     let mut client = Client::ephemeral()?;
-    let ns = quorum.namespace(0, Some("bench"), true, now, expires);
+    let ns = quorum.namespace(0, Some("bench"), now, expires);
     match client
         .request(&at, Request::RegisterNamespace(ns), Duration::from_secs(10))
         .await?

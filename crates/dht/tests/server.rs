@@ -45,7 +45,7 @@ fn drain(s: &mut Server) -> (Vec<(ReplyId, Response)>, Vec<VerifyJob>, Vec<Outpu
 
 fn with_namespace(q: &TestQuorum, config: ServerConfig) -> Server {
     let mut s = server(config);
-    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     s.handle_request(
         NOW,
         q.peer_id(1),
@@ -227,7 +227,7 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
         .collect();
     assert_eq!(lookups, vec![q.quorum_key()], "one lookup for both askers");
     // The lookup finds the namespace's value at a replica.
-    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     let value = dht::NamespaceValue {
         namespace: ns,
         peers: vec![q.peer(1, 1, 1, NOW + HOUR)],
@@ -282,7 +282,7 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
     s.handle_request(NOW, PeerId::random(), ReplyId(1), discover);
     drain(&mut s);
     let key = dht::namespace_key(&q.quorum_key());
-    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     let genuine = |i| q.peer(i, 1, 1, NOW + HOUR);
     // A liar answers first: the genuine namespace record, one genuine
     // peer record and one redirected to it.
@@ -346,7 +346,7 @@ fn only_registered_peers_that_are_not_connected_are_dialled() {
 fn changed_namespaces_are_replicated_once_per_period() {
     let q = quorum(4, 8);
     let mut s = server(one_per_job());
-    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     s.handle_request(
         NOW,
         q.peer_id(1),

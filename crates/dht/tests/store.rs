@@ -38,7 +38,7 @@ fn reg(q: &TestQuorum, record: PeerRecord) -> PeerRegistration {
 /// A store holding `q`'s namespace (epoch 1, members listed) and no peers.
 fn with_namespace(q: &TestQuorum) -> NamespaceStore {
     let mut s = store();
-    let ns = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     assert_eq!(
         s.register_namespace(ns, Some(q.peer_id(1)), NOW),
         Ok(2 * HOUR)
@@ -103,7 +103,7 @@ fn every_peer_rejection_has_its_code_and_changes_nothing() {
     // An outsider with a fresh key claiming index 2 under its own PeerId
     // (no member list check: use a namespace without members).
     let mut open = store();
-    open.register_namespace(q.namespace(1, None, false, NOW, NOW + 2 * HOUR), None, NOW)
+    open.register_namespace(q.namespace(1, None, NOW, NOW + 2 * HOUR), None, NOW)
         .unwrap();
     let outsider = Keypair::generate_ed25519();
     let fresh = dkg::SecretKeyShare::new(2, blstrs::Scalar::from(424242u64)).unwrap();
@@ -233,19 +233,19 @@ fn namespace_rejections_have_their_codes_and_change_nothing() {
     let before = s.fingerprint();
 
     // Same epoch and issued-at again, and an older epoch: stale.
-    let again = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let again = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     assert_eq!(
         s.register_namespace(again, None, NOW),
         Err(StatusCode::StaleEpoch)
     );
-    let older = q.namespace(0, Some("farmer"), true, NOW + 1, NOW + 2 * HOUR);
+    let older = q.namespace(0, Some("farmer"), NOW + 1, NOW + 2 * HOUR);
     assert_eq!(
         s.register_namespace(older, None, NOW),
         Err(StatusCode::StaleEpoch)
     );
 
     // A squatter's key set claiming q's quorum key, signed by the squatter.
-    let mut squat = squatter.namespace_unsigned(2, Some("farmer"), false, NOW, NOW + HOUR);
+    let mut squat = squatter.namespace_unsigned(2, Some("farmer"), NOW, NOW + HOUR);
     squat.commitments[0] = q.quorum_key().0;
     let message = squat.signing_bytes();
     let shares: Vec<_> = squatter.shares[..3]
@@ -259,7 +259,7 @@ fn namespace_rejections_have_their_codes_and_change_nothing() {
     );
 
     // Too few shares: threshold - 1 interpolated as if enough.
-    let mut weak = q.namespace_unsigned(2, Some("farmer"), true, NOW, NOW + HOUR);
+    let mut weak = q.namespace_unsigned(2, Some("farmer"), NOW, NOW + HOUR);
     let message = weak.signing_bytes();
     let shares: Vec<_> = q.shares[..2]
         .iter()
@@ -272,33 +272,31 @@ fn namespace_rejections_have_their_codes_and_change_nothing() {
     );
 
     // Tampered commitments after signing.
-    let mut tampered = q.namespace(2, Some("farmer"), true, NOW, NOW + HOUR);
-    tampered.commitments[1] = squatter
-        .namespace(1, None, false, NOW, NOW + HOUR)
-        .commitments[1];
+    let mut tampered = q.namespace(2, Some("farmer"), NOW, NOW + HOUR);
+    tampered.commitments[1] = squatter.namespace(1, None, NOW, NOW + HOUR).commitments[1];
     assert_eq!(
         s.register_namespace(tampered, None, NOW),
         Err(StatusCode::InvalidNamespaceSignature)
     );
 
     // Out-of-range parameters, kind, times.
-    let mut bad = q.namespace(2, Some("farmer"), true, NOW, NOW + HOUR);
+    let mut bad = q.namespace(2, Some("farmer"), NOW, NOW + HOUR);
     bad.n = 2; // threshold 3 > n 2
     assert_eq!(
         s.register_namespace(bad, None, NOW),
         Err(StatusCode::InvalidParameters)
     );
-    let bad_kind = q.namespace(2, Some("Farmer!"), true, NOW, NOW + HOUR);
+    let bad_kind = q.namespace(2, Some("Farmer!"), NOW, NOW + HOUR);
     assert_eq!(
         s.register_namespace(bad_kind, None, NOW),
         Err(StatusCode::InvalidKind)
     );
-    let expired = q.namespace(2, None, true, NOW - 2, NOW);
+    let expired = q.namespace(2, None, NOW - 2, NOW);
     assert_eq!(
         s.register_namespace(expired, None, NOW),
         Err(StatusCode::Expired)
     );
-    let too_long = q.namespace(2, None, true, NOW, NOW + 73 * HOUR);
+    let too_long = q.namespace(2, None, NOW, NOW + 73 * HOUR);
     assert_eq!(
         s.register_namespace(too_long, None, NOW),
         Err(StatusCode::TtlTooLong)
@@ -309,7 +307,7 @@ fn namespace_rejections_have_their_codes_and_change_nothing() {
     // A newer epoch is accepted and drops peer records of the old one.
     s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
         .unwrap();
-    let newer = q.namespace(2, Some("harvester"), true, NOW + 5, NOW + 2 * HOUR);
+    let newer = q.namespace(2, Some("harvester"), NOW + 5, NOW + 2 * HOUR);
     assert!(s.register_namespace(newer, None, NOW + 5).is_ok());
     assert_eq!(s.stats().peer_records, 0);
     assert_eq!(
@@ -336,12 +334,12 @@ fn admission_policy_refuses_with_not_authorized() {
         ..StoreConfig::default()
     };
     let mut s = store_with(config);
-    let ns = q.namespace(1, Some("harvester"), false, NOW, NOW + HOUR);
+    let ns = q.namespace(1, Some("harvester"), NOW, NOW + HOUR);
     assert_eq!(
         s.register_namespace(ns, None, NOW),
         Err(StatusCode::NotAuthorized)
     );
-    let ns = q.namespace(1, Some("farmer"), false, NOW, NOW + HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + HOUR);
     assert!(s.register_namespace(ns, None, NOW).is_ok());
 }
 
@@ -358,14 +356,14 @@ fn namespace_quota_edge_and_eviction_of_namespaces_without_live_peers() {
     let qs: Vec<TestQuorum> = (0..4).map(|i| quorum(2, 1, 10 + i)).collect();
     for q in &qs[..2] {
         assert!(s
-            .register_namespace(q.namespace(1, None, false, NOW, NOW + HOUR), None, NOW)
+            .register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
             .is_ok());
         s.register_peer(reg(q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
             .unwrap();
     }
     // Exactly at the cap: both have live peers, so the third is refused.
     let before = s.fingerprint();
-    let third = qs[2].namespace(1, None, false, NOW, NOW + HOUR);
+    let third = qs[2].namespace(1, None, NOW, NOW + HOUR);
     assert_eq!(
         s.register_namespace(third.clone(), None, NOW),
         Err(StatusCode::QuotaExceeded)
@@ -393,15 +391,11 @@ fn per_source_quota_edge() {
     let qs: Vec<TestQuorum> = (0..4).map(|i| quorum(2, 1, 20 + i)).collect();
     for q in &qs[..3] {
         assert!(s
-            .register_namespace(
-                q.namespace(1, None, false, NOW, NOW + HOUR),
-                Some(source),
-                NOW
-            )
+            .register_namespace(q.namespace(1, None, NOW, NOW + HOUR), Some(source), NOW)
             .is_ok());
     }
     assert_eq!(s.source_count(&source), 3);
-    let fourth = qs[3].namespace(1, None, false, NOW, NOW + HOUR);
+    let fourth = qs[3].namespace(1, None, NOW, NOW + HOUR);
     assert_eq!(
         s.register_namespace(fourth.clone(), Some(source), NOW),
         Err(StatusCode::QuotaExceeded)
@@ -421,7 +415,7 @@ fn peer_record_quota_edge() {
     };
     let q = quorum(3, 2, 1);
     let mut s = store_with(config);
-    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
         .unwrap();
     assert!(s
         .register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
@@ -520,7 +514,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
 
     // A cookie is bound to its namespace and to this node.
     let other = quorum(2, 1, 6);
-    s.register_namespace(other.namespace(1, None, false, NOW, NOW + HOUR), None, NOW)
+    s.register_namespace(other.namespace(1, None, NOW, NOW + HOUR), None, NOW)
         .unwrap();
     assert_eq!(
         s.discover(&other.quorum_key(), 0, Some(&page1.cookie), NOW),
@@ -529,7 +523,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
     let mut elsewhere = NamespaceStore::new(StoreConfig::default(), [9; 32]);
     elsewhere
         .register_namespace(
-            q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+            q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
             None,
             NOW,
         )
@@ -549,12 +543,8 @@ fn kind_listing_pages_with_cookies() {
     let mut s = store();
     let qs: Vec<TestQuorum> = (0..5).map(|i| quorum(1, 1, 30 + i)).collect();
     for q in &qs {
-        s.register_namespace(
-            q.namespace(1, Some("farmer"), false, NOW, NOW + HOUR),
-            None,
-            NOW,
-        )
-        .unwrap();
+        s.register_namespace(q.namespace(1, Some("farmer"), NOW, NOW + HOUR), None, NOW)
+            .unwrap();
     }
     let (first, cookie) = s.discover_kind("farmer", 3, None, NOW).unwrap();
     let (rest, cookie2) = s.discover_kind("farmer", 3, Some(&cookie), NOW).unwrap();
@@ -604,7 +594,7 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
     };
     let q = quorum(3, 2, 7);
     let mut s = store_with(config);
-    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
         .unwrap();
     for i in 1..=3 {
         s.register_peer(reg(&q, q.peer(i, 1, 1, NOW + HOUR)), NOW)
@@ -644,7 +634,7 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
     assert!(answer.peers.iter().all(|p| p.last_seen_ms.is_some()));
     // Replication of the same record cannot bring it back...
     let value = NamespaceValue {
-        namespace: q.namespace(1, None, true, NOW, NOW + HOUR),
+        namespace: q.namespace(1, None, NOW, NOW + HOUR),
         peers: vec![q.peer(2, 1, 1, NOW + HOUR)],
     };
     s.merge_value(value, now);
@@ -679,7 +669,7 @@ fn expiry_drops_records_and_namespaces() {
     let q = quorum(3, 2, 8);
     let mut s = store();
     s.register_namespace(
-        q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+        q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
         None,
         NOW,
     )
@@ -727,7 +717,7 @@ fn unregister_needs_the_owner_and_survives_replication() {
     assert_eq!(s.unregister(&q.quorum_key(), 1, &q.peer_id(1), NOW), Ok(()));
     assert_eq!(s.stats().peer_records, 0);
     let value = NamespaceValue {
-        namespace: q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR),
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
         peers: vec![q.peer(1, 1, 4, NOW + HOUR)],
     };
     s.merge_value(value, NOW);
@@ -801,7 +791,7 @@ fn universe() -> &'static Universe {
 fn value_of(picks: &[usize]) -> NamespaceValue {
     let u = universe();
     NamespaceValue {
-        namespace: u.quorum.namespace(1, None, false, NOW, NOW + 2 * HOUR),
+        namespace: u.quorum.namespace(1, None, NOW, NOW + 2 * HOUR),
         peers: picks
             .iter()
             .map(|&i| u.records[i % u.records.len()].clone())
@@ -870,7 +860,7 @@ fn unanswered_pings_count_as_misses_without_a_driver_timer() {
     };
     let q = quorum(2, 1, 13);
     let mut s = store_with(config);
-    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
         .unwrap();
     s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
         .unwrap();
@@ -908,7 +898,7 @@ fn only_misses_of_due_pings_count_and_unreachable_peers_back_off() {
     };
     let q = quorum(2, 1, 14);
     let mut s = store_with(config);
-    s.register_namespace(q.namespace(1, None, true, NOW, NOW + HOUR), None, NOW)
+    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
         .unwrap();
     s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
         .unwrap();
@@ -1028,7 +1018,7 @@ fn apply_rechecks_what_changed_since_the_precheck() {
     // The namespace moves to epoch 2 while a record of epoch 1 is being
     // verified: it is checked again against the new record and refused.
     let c = s.precheck_peers(vec![reg(&q, q.peer(2, 1, 1, NOW + HOUR))], NOW);
-    let ns2 = q.namespace(2, Some("farmer"), true, NOW + 1, NOW + 2 * HOUR);
+    let ns2 = q.namespace(2, Some("farmer"), NOW + 1, NOW + 2 * HOUR);
     assert!(s.register_namespace(ns2, Some(q.peer_id(1)), NOW).is_ok());
     let before = s.fingerprint();
     assert_eq!(

@@ -39,6 +39,7 @@ pub fn classify(code: StatusCode) -> Class {
         | StatusCode::Expired
         | StatusCode::TtlTooLong
         | StatusCode::InvalidCookie
+        | StatusCode::UnsupportedVersion
         | StatusCode::InvalidNamespaceSignature
         | StatusCode::InvalidParameters
         | StatusCode::InvalidKind

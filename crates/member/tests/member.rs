@@ -360,7 +360,7 @@ fn members_only_sign_and_adopt_their_own_namespace() {
     let now = T0;
     let good = net
         .quorum
-        .namespace_unsigned(0, Some("farmer"), true, now, now + 60_000);
+        .namespace_unsigned(0, Some("farmer"), now, now + 60_000);
     let from = net.quorum.peer_id(2);
     let r = net.members[0].handle_request(now, &from, Request::SignNamespace(good.clone()));
     assert!(matches!(r, Response::NamespaceShare { index: 1, .. }));
@@ -386,9 +386,7 @@ fn members_only_sign_and_adopt_their_own_namespace() {
     );
     // A record whose signature does not cover it, announced as ready, is
     // refused; the genuine one is adopted.
-    let signed = net
-        .quorum
-        .namespace(0, Some("farmer"), true, now, now + 60_000);
+    let signed = net.quorum.namespace(0, Some("farmer"), now, now + 60_000);
     let mut altered = signed.clone();
     altered.issued_at_ms += 1;
     assert_eq!(

@@ -24,7 +24,7 @@ async fn each_record_is_judged_alone_with_the_peer_id_binding() {
     let now = now_ms();
     let expires = now + 3_600_000;
     let mut member1 = Client::new(q.identities[0].clone()).expect("client");
-    let ns = q.namespace(1, None, true, now, expires);
+    let ns = q.namespace(1, None, now, expires);
     assert!(matches!(
         member1
             .request(&at, Request::RegisterNamespace(ns), T)

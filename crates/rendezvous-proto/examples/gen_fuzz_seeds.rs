@@ -39,11 +39,13 @@ fn main() -> std::io::Result<()> {
         PathBuf::from,
     );
     let q = TestQuorum::deal(5, 3, &mut ChaCha20Rng::seed_from_u64(FIXTURE_SEED));
-    let ns = q.namespace(1, Some("farmer"), true, NOW - HOUR, NOW + HOUR);
-    let ns_plain = q.namespace(2, None, false, NOW - HOUR, NOW + HOUR);
+    let ns = q.namespace(1, Some("farmer"), NOW - HOUR, NOW + HOUR);
+    let ns_plain = q.namespace(2, None, NOW - HOUR, NOW + HOUR);
     let peers: Vec<_> = (1..=q.n()).map(|i| q.peer(i, 1, 1, NOW + HOUR)).collect();
     let mut tampered = q.peer(2, 1, 1, NOW + HOUR);
-    tampered.seq = 7;
+    let mut payload = tampered.envelope.payload.clone();
+    payload.seq = 7;
+    tampered.envelope.replace_payload_unsigned(payload);
 
     // Records.
     write(&dir, "namespace_record", "members", &ns.encode())?;
@@ -55,13 +57,13 @@ fn main() -> std::io::Result<()> {
         &dir,
         "seated_record",
         "member1",
-        &q.seated(1, 1, 1, NOW + HOUR).encode(),
+        &q.peer(1, 1, 1, NOW + HOUR).encode(),
     )?;
     write(
         &dir,
         "seated_record",
         "member4",
-        &q.seated(4, 1, 9, NOW + HOUR).encode(),
+        &q.peer(4, 1, 9, NOW + HOUR).encode(),
     )?;
 
     // Requests.
@@ -133,7 +135,7 @@ fn main() -> std::io::Result<()> {
             "namespace-share",
             Response::NamespaceShare {
                 index: 2,
-                signature: peers[1].signature,
+                signature: peers[1].seat.signature,
             },
         ),
         (
@@ -171,7 +173,7 @@ fn main() -> std::io::Result<()> {
         &dir,
         "validate",
         "seated",
-        &with_mode(4, q.seated(3, 1, 2, NOW + HOUR).encode()),
+        &with_mode(4, q.peer(3, 1, 2, NOW + HOUR).encode()),
     )?;
 
     // DKG messages, built with the DKG's own types and encoder.

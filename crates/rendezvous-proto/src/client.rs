@@ -83,7 +83,12 @@ pub fn verify_discover_answer<R: RngCore>(
     let mut pending = Vec::new();
     let mut positions = Vec::new();
     for (position, peer) in answer.peers.iter().enumerate() {
-        match PendingPeer::prepare(peer.record.clone(), &namespace, now_ms, limits, None) {
+        // Seats are left to rendezvous nodes: the namespace's member list
+        // (under the quorum's signature) binds each index to its PeerId,
+        // and the envelope proves the PeerId's owner signed the record.
+        let prepared =
+            PendingPeer::prepare_with(peer.record.clone(), &namespace, now_ms, limits, None, true);
+        match prepared {
             Ok(p) => {
                 pending.push(p);
                 positions.push(position);
@@ -108,13 +113,13 @@ pub fn verify_discover_answer<R: RngCore>(
             });
             continue;
         }
-        let index = p.record.index;
+        let index = p.record.index();
         let Some(&held) = best.get(&index) else {
             best.insert(index, position);
             continue;
         };
-        let held_seq = answer.peers.get(held).map_or(0, |d| d.record.seq);
-        let loser = if p.record.seq > held_seq {
+        let held_seq = answer.peers.get(held).map_or(0, |d| d.record.seq());
+        let loser = if p.record.seq() > held_seq {
             best.insert(index, position);
             held
         } else {

@@ -24,10 +24,10 @@ use crate::wire::{Reader, Writer};
 /// The libp2p protocol id of the rendezvous request-response protocol:
 /// one request frame and one response frame per substream, each delimited
 /// by the end of its half of the stream.
-pub const PROTOCOL_ID: &str = "/rdht/rendezvous/1.0.0";
+pub const PROTOCOL_ID: &str = "/rdht/rendezvous/2.0.0";
 
 /// Version byte that starts every request and response frame.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Longest kind label in a `DiscoverKind` request, in bytes (the wire cap;
 /// nodes accept only [`Limits::max_kind_bytes`]).

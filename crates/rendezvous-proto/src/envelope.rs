@@ -131,6 +131,15 @@ impl PeerEnvelope {
         }
     }
 
+    /// Replaces the payload and keeps the signature (which then no longer
+    /// verifies): what an attacker altering a record in transit makes.
+    /// For tests, fuzz seeds and test vectors only.
+    #[cfg(feature = "testkit")]
+    pub fn replace_payload_unsigned(&mut self, payload: PeerPayload) {
+        self.payload_bytes = payload.encode();
+        self.payload = payload;
+    }
+
     /// The exact bytes the signature covers.
     pub fn signing_bytes(&self) -> Vec<u8> {
         signing_bytes(&self.payload_bytes)

@@ -3,7 +3,8 @@
 use thiserror::Error;
 
 /// Why bytes could not be decoded. All of these map to
-/// [`StatusCode::Decode`] on the wire except [`DecodeError::TooLarge`].
+/// [`StatusCode::Decode`] on the wire except [`DecodeError::TooLarge`]
+/// (`RecordTooLarge`) and [`DecodeError::Version`] (`UnsupportedVersion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum DecodeError {
     /// The input ended inside a field.
@@ -51,6 +52,9 @@ pub enum StatusCode {
     TtlTooLong = 103,
     /// A discover cookie that this node did not issue, or issued for another query.
     InvalidCookie = 104,
+    /// A frame or record of another protocol version (version 1 is no
+    /// longer accepted).
+    UnsupportedVersion = 105,
     /// No valid namespace record is stored for the quorum key.
     UnknownNamespace = 110,
     /// The namespace record's threshold signature does not verify under its quorum key.
@@ -90,13 +94,14 @@ pub enum StatusCode {
 
 impl StatusCode {
     /// Every code, in ascending order.
-    pub const ALL: [StatusCode; 23] = [
+    pub const ALL: [StatusCode; 24] = [
         StatusCode::Ok,
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
         StatusCode::Expired,
         StatusCode::TtlTooLong,
         StatusCode::InvalidCookie,
+        StatusCode::UnsupportedVersion,
         StatusCode::UnknownNamespace,
         StatusCode::InvalidNamespaceSignature,
         StatusCode::InvalidParameters,
@@ -135,6 +140,7 @@ impl StatusCode {
             StatusCode::Expired => "Expired",
             StatusCode::TtlTooLong => "TtlTooLong",
             StatusCode::InvalidCookie => "InvalidCookie",
+            StatusCode::UnsupportedVersion => "UnsupportedVersion",
             StatusCode::UnknownNamespace => "UnknownNamespace",
             StatusCode::InvalidNamespaceSignature => "InvalidNamespaceSignature",
             StatusCode::InvalidParameters => "InvalidParameters",
@@ -179,6 +185,7 @@ impl Rejection {
     pub fn code(&self) -> StatusCode {
         match self {
             Rejection::Decode(DecodeError::TooLarge) => StatusCode::RecordTooLarge,
+            Rejection::Decode(DecodeError::Version(_)) => StatusCode::UnsupportedVersion,
             Rejection::Decode(_) => StatusCode::Decode,
             Rejection::Invalid(code) => *code,
         }

@@ -16,12 +16,14 @@ use crate::error::DecodeError;
 use crate::limits::MAX_PEER_ID_BYTES;
 use crate::wire::{Reader, Writer};
 
-/// Version byte of both record encodings.
-pub const RECORD_VERSION: u8 = 1;
+/// Version byte of the namespace record's encoding (protocol version 2).
+pub const RECORD_VERSION: u8 = 2;
 /// Domain separation tag of a namespace record's signing bytes.
-pub const NAMESPACE_RECORD_DST: &[u8] = b"rdht/namespace-record/v1";
-/// Domain separation tag of a peer record's signing bytes.
-pub const PEER_RECORD_DST: &[u8] = b"rdht/peer-record/v1";
+pub const NAMESPACE_RECORD_DST: &[u8] = b"rdht/namespace-record/v2";
+
+/// A member's registration: its seat and its signed envelope (see
+/// [`crate::seated`]).
+pub use crate::seated::PeerRecord;
 /// Bytes of a compressed G1 point.
 pub const G1_BYTES: usize = dkg::G1_BYTES;
 /// Bytes of a compressed G2 point.
@@ -32,7 +34,7 @@ pub const WIRE_MAX_ADDRS: usize = 64;
 /// Protocol maximum of one encoded multiaddr.
 pub const WIRE_MAX_ADDR_BYTES: usize = 1024;
 
-/// The methods both records share, built on each record's `encode_body`
+/// The methods the signed records share, built on each record's `encode_body`
 /// (every field but the signature) and `decode_from`.
 macro_rules! record_codec {
     ($ty:ty, $dst:expr, $what:literal) => {
@@ -76,7 +78,6 @@ record_codec!(
     NAMESPACE_RECORD_DST,
     "the threshold signature"
 );
-record_codec!(PeerRecord, PEER_RECORD_DST, "the signature share");
 
 /// A quorum key as raw compressed bytes: the namespace's name.
 ///
@@ -238,90 +239,6 @@ impl NamespaceRecord {
             kind,
             members,
             issued_at_ms,
-            expires_at_ms,
-            signature,
-        })
-    }
-}
-
-/// One member's registration under its quorum's namespace, signed with
-/// the member's secret key share.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerRecord {
-    /// The namespace (quorum key).
-    pub quorum_key: QuorumKey,
-    /// The namespace epoch the record was made for.
-    pub epoch: u64,
-    /// The member index (1-based).
-    pub index: u32,
-    /// The member's libp2p identity.
-    pub peer_id: PeerId,
-    /// Where to reach it.
-    pub addrs: Vec<Multiaddr>,
-    /// Monotonic sequence number: a higher one replaces a lower one.
-    pub seq: u64,
-    /// When it expires (ms since the Unix epoch).
-    pub expires_at_ms: u64,
-    /// Member `index`'s signature share over [`PeerRecord::signing_bytes`].
-    pub signature: [u8; G2_BYTES],
-}
-
-impl PeerRecord {
-    /// Builds and signs a record with member `share.index()`'s share.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sign(
-        quorum_key: QuorumKey,
-        epoch: u64,
-        peer_id: PeerId,
-        addrs: Vec<Multiaddr>,
-        seq: u64,
-        expires_at_ms: u64,
-        share: &dkg::SecretKeyShare,
-    ) -> Self {
-        let mut record = Self {
-            quorum_key,
-            epoch,
-            index: share.index(),
-            peer_id,
-            addrs,
-            seq,
-            expires_at_ms,
-            signature: [0; G2_BYTES],
-        };
-        record.signature = share.sign(&record.signing_bytes()).signature.to_bytes();
-        record
-    }
-
-    fn encode_body(&self, w: &mut Writer) {
-        w.u8(RECORD_VERSION);
-        w.raw(&self.quorum_key.0);
-        w.u64(self.epoch);
-        w.u32(self.index);
-        w.bytes8(&self.peer_id.to_bytes());
-        encode_addrs(w, &self.addrs);
-        w.u64(self.seq);
-        w.u64(self.expires_at_ms);
-    }
-
-    /// Decodes one record from `r`. Checks structure only (the signature
-    /// stays raw): validation does the rest.
-    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.expect_version(RECORD_VERSION)?;
-        let quorum_key = QuorumKey(r.array::<G1_BYTES>()?);
-        let epoch = r.u64()?;
-        let index = r.u32()?;
-        let peer_id = decode_peer_id(r)?;
-        let addrs = decode_addrs(r)?;
-        let seq = r.u64()?;
-        let expires_at_ms = r.u64()?;
-        let signature = r.array::<G2_BYTES>()?;
-        Ok(Self {
-            quorum_key,
-            epoch,
-            index,
-            peer_id,
-            addrs,
-            seq,
             expires_at_ms,
             signature,
         })

@@ -3,7 +3,7 @@
 //! (signed with its libp2p identity key at every refresh).
 //!
 //! ```text
-//! SeatedPeerRecord =
+//! PeerRecord =
 //!   seat       Seat                  (starts with the version byte 0x02)
 //!   envelope   bytes32               the libp2p signed envelope, <= MAX_ENVELOPE_BYTES
 //! ```
@@ -32,14 +32,14 @@ pub const MAX_ENVELOPE_BYTES: usize = MAX_PAYLOAD_BYTES + 2048;
 
 /// A member's seat and its signed envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeatedPeerRecord {
+pub struct PeerRecord {
     /// Who sits at which index (signed with the key share).
     pub seat: Seat,
     /// Where it is now (signed with the PeerId's key).
     pub envelope: PeerEnvelope,
 }
 
-impl SeatedPeerRecord {
+impl PeerRecord {
     /// A record for `seat` with these addresses, seq and expiry, its
     /// envelope signed by `keypair` (which should be the seat's PeerId's).
     pub fn sign(
@@ -140,7 +140,7 @@ impl SeatedPeerRecord {
 /// 9. the envelope's key is the seat's PeerId's, else `PeerIdMismatch`;
 /// 10. the envelope names this seat's hash, else `SeatMismatch`.
 pub fn check_seated_fields(
-    record: &SeatedPeerRecord,
+    record: &PeerRecord,
     namespace: &NamespaceRecord,
     now_ms: u64,
     limits: &Limits,
@@ -181,7 +181,7 @@ pub fn check_seated_fields(
 }
 
 /// The envelope's Ed25519 signature, else `InvalidEnvelopeSignature`.
-pub fn check_envelope(record: &SeatedPeerRecord) -> Result<(), StatusCode> {
+pub fn check_envelope(record: &PeerRecord) -> Result<(), StatusCode> {
     if record.envelope.verify() {
         Ok(())
     } else {
@@ -207,7 +207,7 @@ pub fn check_seat(seat: &Seat, namespace: &VerifiedNamespace) -> Result<(), Stat
 /// then the seat (skipped when `seat_known`, i.e. this node verified this
 /// very seat before).
 pub fn verify_seated(
-    record: &SeatedPeerRecord,
+    record: &PeerRecord,
     namespace: &VerifiedNamespace,
     now_ms: u64,
     limits: &Limits,
@@ -230,7 +230,7 @@ pub fn verify_seated(
 /// already binds each index to its PeerId, and the envelope proves that
 /// PeerId's owner signed the addresses. One result per record, in order.
 pub fn verify_served(
-    records: &[SeatedPeerRecord],
+    records: &[PeerRecord],
     namespace: &NamespaceRecord,
     now_ms: u64,
     limits: &Limits,

@@ -61,12 +61,12 @@ impl TestQuorum {
         self.identities[index as usize - 1].public().to_peer_id()
     }
 
-    /// An unsigned namespace record for this quorum (signature all zero).
+    /// An unsigned namespace record for this quorum, listing its members
+    /// (signature all zero).
     pub fn namespace_unsigned(
         &self,
         epoch: u64,
         kind: Option<&str>,
-        with_members: bool,
         issued_at_ms: u64,
         expires_at_ms: u64,
     ) -> NamespaceRecord {
@@ -76,24 +76,23 @@ impl TestQuorum {
             n: self.n(),
             epoch,
             kind: kind.map(str::to_owned),
-            members: with_members.then(|| (1..=self.n()).map(|i| self.peer_id(i)).collect()),
+            members: Some((1..=self.n()).map(|i| self.peer_id(i)).collect()),
             issued_at_ms,
             expires_at_ms,
             signature: [0; G2_BYTES],
         }
     }
 
-    /// A namespace record signed by the first `threshold` members.
+    /// A namespace record listing the members, signed by the first
+    /// `threshold` of them.
     pub fn namespace(
         &self,
         epoch: u64,
         kind: Option<&str>,
-        with_members: bool,
         issued_at_ms: u64,
         expires_at_ms: u64,
     ) -> NamespaceRecord {
-        let mut record =
-            self.namespace_unsigned(epoch, kind, with_members, issued_at_ms, expires_at_ms);
+        let mut record = self.namespace_unsigned(epoch, kind, issued_at_ms, expires_at_ms);
         let threshold = self.shares[0].threshold();
         let message = record.signing_bytes();
         let shares: Vec<SignatureShare> = self.shares[..threshold as usize]
@@ -106,22 +105,6 @@ impl TestQuorum {
         record
     }
 
-    /// Member `index`'s signed peer record.
-    pub fn peer(&self, index: u32, epoch: u64, seq: u64, expires_at_ms: u64) -> PeerRecord {
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + index)
-            .parse()
-            .unwrap_or_else(|_| Multiaddr::empty());
-        PeerRecord::sign(
-            self.quorum_key(),
-            epoch,
-            self.peer_id(index),
-            vec![addr],
-            seq,
-            expires_at_ms,
-            &self.shares[index as usize - 1].secret,
-        )
-    }
-
     /// Member `index`'s seat for `epoch` (protocol version 2).
     pub fn seat(&self, index: u32, epoch: u64) -> crate::seat::Seat {
         crate::seat::Seat::sign(
@@ -132,19 +115,13 @@ impl TestQuorum {
         )
     }
 
-    /// Member `index`'s seated record for `epoch` (protocol version 2):
-    /// its seat, and an envelope signed with its own identity.
-    pub fn seated(
-        &self,
-        index: u32,
-        epoch: u64,
-        seq: u64,
-        expires_at_ms: u64,
-    ) -> crate::seated::SeatedPeerRecord {
+    /// Member `index`'s peer record for `epoch`: its seat, and an
+    /// envelope signed with its own identity.
+    pub fn peer(&self, index: u32, epoch: u64, seq: u64, expires_at_ms: u64) -> PeerRecord {
         let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + index)
             .parse()
             .unwrap_or_else(|_| Multiaddr::empty());
-        crate::seated::SeatedPeerRecord::sign(
+        PeerRecord::sign(
             self.seat(index, epoch),
             vec![addr],
             seq,

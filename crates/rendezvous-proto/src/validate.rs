@@ -17,6 +17,7 @@ use rand_core::RngCore;
 use crate::error::StatusCode;
 use crate::limits::Limits;
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
+use crate::seated::{check_envelope, check_seated_fields};
 
 /// Whether a kind label is well formed: 1 to `max` bytes of `[a-z0-9-]`.
 pub fn is_valid_kind(kind: &str, max: usize) -> bool {
@@ -124,10 +125,11 @@ pub fn check_namespace_fields(
     if threshold == 0 || threshold > n || n > max_members {
         return Err(StatusCode::InvalidParameters);
     }
-    if let Some(members) = &record.members {
-        if members.len() as u64 != n {
-            return Err(StatusCode::InvalidParameters);
-        }
+    // Version 2: the member list is mandatory (it binds each index to
+    // the PeerId whose envelope a client checks).
+    match &record.members {
+        Some(members) if members.len() as u64 == n => {}
+        _ => return Err(StatusCode::InvalidParameters),
     }
     if let Some(kind) = &record.kind {
         // A kind is a bytes8 on the wire: a longer one would be signed cut.
@@ -278,55 +280,27 @@ pub fn check_namespace_update(
     Ok(())
 }
 
-/// Checks everything about a peer record that needs no cryptography,
-/// against its verified namespace: same quorum key and epoch, index in
-/// range, addresses within limits, the authenticated remote (when the
-/// record came over a direct connection) is the record's PeerId, the
-/// member list (if any) names this PeerId at this index, expiry in range.
-pub fn check_peer_fields(
-    record: &PeerRecord,
-    namespace: &VerifiedNamespace,
-    now_ms: u64,
-    limits: &Limits,
-    remote: Option<&PeerId>,
-) -> Result<(), StatusCode> {
-    if record.quorum_key != namespace.quorum_key() {
-        return Err(StatusCode::UnknownNamespace);
-    }
-    if record.index == 0 || record.index > namespace.n() {
-        return Err(StatusCode::IndexOutOfRange);
-    }
-    if record.epoch != namespace.record().epoch {
-        return Err(StatusCode::EpochMismatch);
-    }
-    check_addrs(&record.addrs, limits)?;
-    if let Some(remote) = remote {
-        if *remote != record.peer_id {
-            return Err(StatusCode::PeerIdMismatch);
-        }
-    }
-    if let Some(members) = &namespace.record().members {
-        let listed = members.get(record.index as usize - 1);
-        if listed != Some(&record.peer_id) {
-            return Err(StatusCode::NotAMember);
-        }
-    }
-    check_expiry(record.expires_at_ms, now_ms, limits)
-}
-
-/// A peer record that passed every cheap check and whose signature
-/// decoded: what is left is one pairing check, alone or in a batch.
+/// A peer record that passed every cheap check
+/// ([`crate::seated::check_seated_fields`]): what is left is its envelope
+/// (one Ed25519 verification) and, unless this node verified its seat
+/// before, its seat's signature share (a pairing, alone or in a batch).
 #[derive(Debug, Clone)]
 pub struct PendingPeer {
     /// The record.
     pub record: PeerRecord,
+    seat: Option<PendingSeat>,
+}
+
+/// A seat whose signature decoded, with the key it must verify under.
+#[derive(Debug, Clone)]
+struct PendingSeat {
     signing_bytes: Vec<u8>,
     signature: Signature,
     share_key: PublicKey,
 }
 
 impl PendingPeer {
-    /// Runs [`check_peer_fields`], decodes the signature and looks up
+    /// Runs the cheap checks, decodes the seat's signature and looks up
     /// `PK_index` (cached in the namespace).
     pub fn prepare(
         record: PeerRecord,
@@ -335,75 +309,104 @@ impl PendingPeer {
         limits: &Limits,
         remote: Option<&PeerId>,
     ) -> Result<Self, StatusCode> {
-        check_peer_fields(&record, namespace, now_ms, limits, remote)?;
-        let signature = Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
-        let share_key = namespace
-            .share_key(record.index)
-            .ok_or(StatusCode::IndexOutOfRange)?;
-        Ok(Self {
-            signing_bytes: record.signing_bytes(),
-            record,
-            signature,
-            share_key,
-        })
+        Self::prepare_with(record, namespace, now_ms, limits, remote, false)
     }
 
-    /// Verifies this one signature (two pairings).
-    pub fn verify(&self) -> Result<(), StatusCode> {
-        if self.share_key.verify(&self.signing_bytes, &self.signature) {
-            Ok(())
+    /// [`PendingPeer::prepare`] for a node that may have verified this
+    /// very seat before (`seat_known`: its hash is in the node's memory),
+    /// in which case only the envelope is left to check.
+    pub fn prepare_with(
+        record: PeerRecord,
+        namespace: &VerifiedNamespace,
+        now_ms: u64,
+        limits: &Limits,
+        remote: Option<&PeerId>,
+        seat_known: bool,
+    ) -> Result<Self, StatusCode> {
+        check_seated_fields(&record, namespace.record(), now_ms, limits, remote)?;
+        let seat = if seat_known {
+            None
         } else {
-            Err(StatusCode::InvalidShareSignature)
-        }
+            let signature =
+                Signature::from_bytes(&record.seat.signature).map_err(|_| StatusCode::Decode)?;
+            let share_key = namespace
+                .share_key(record.seat.index)
+                .ok_or(StatusCode::IndexOutOfRange)?;
+            Some(PendingSeat {
+                signing_bytes: record.seat.signing_bytes(),
+                signature,
+                share_key,
+            })
+        };
+        Ok(Self { record, seat })
     }
 
-    fn batch_item(&self) -> BatchItem<'_> {
-        BatchItem {
-            public_key: &self.share_key,
-            message: &self.signing_bytes,
-            signature: &self.signature,
+    /// Whether verifying this record includes its seat (a pairing).
+    pub fn checks_seat(&self) -> bool {
+        self.seat.is_some()
+    }
+
+    /// Verifies the envelope, then the seat if it is to be checked.
+    pub fn verify(&self) -> Result<(), StatusCode> {
+        check_envelope(&self.record)?;
+        match &self.seat {
+            Some(seat) if !seat.share_key.verify(&seat.signing_bytes, &seat.signature) => {
+                Err(StatusCode::InvalidShareSignature)
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// Verifies many pending records with one safe batch check (bisecting on
-/// failure), returning one result per input in order. One bad signature
-/// never fails the others.
+/// Verifies many pending records, returning one result per input in
+/// order: every envelope alone, then the seats left to check in one safe
+/// batch (bisecting on failure). One bad signature never fails the
+/// others.
 pub fn verify_batch<R: RngCore>(
     pending: &[PendingPeer],
     rng: &mut R,
 ) -> Vec<Result<(), StatusCode>> {
-    let items: Vec<BatchItem<'_>> = pending.iter().map(PendingPeer::batch_item).collect();
-    verdicts(pending.len(), dkg::find_invalid(&items, rng))
+    verify_batch_with(pending, rng, &mut || {})
 }
 
 /// [`verify_batch`], calling `checkpoint` between the steps of the batch
-/// check (see [`dkg::batch_verify_with`]): for a driver that shares its
-/// cores with latency work.
+/// check (see [`dkg::batch_verify_with`]) and after each envelope: for a
+/// driver that shares its cores with latency work.
 pub fn verify_batch_with<R: RngCore>(
     pending: &[PendingPeer],
     rng: &mut R,
     checkpoint: &mut dyn FnMut(),
 ) -> Vec<Result<(), StatusCode>> {
-    let items: Vec<BatchItem<'_>> = pending.iter().map(PendingPeer::batch_item).collect();
-    verdicts(
-        pending.len(),
-        dkg::find_invalid_with(&items, rng, checkpoint),
-    )
-}
-
-/// One verdict per record: `InvalidShareSignature` at the `bad` positions.
-fn verdicts(count: usize, bad: Vec<usize>) -> Vec<Result<(), StatusCode>> {
-    let mut results = vec![Ok(()); count];
-    for i in bad {
-        if let Some(slot) = results.get_mut(i) {
+    let mut results: Vec<Result<(), StatusCode>> = pending
+        .iter()
+        .map(|p| {
+            let r = check_envelope(&p.record);
+            checkpoint();
+            r
+        })
+        .collect();
+    let mut positions = Vec::new();
+    let mut items = Vec::new();
+    for (position, (p, result)) in pending.iter().zip(&results).enumerate() {
+        if let (Ok(()), Some(seat)) = (result, &p.seat) {
+            positions.push(position);
+            items.push(BatchItem {
+                public_key: &seat.share_key,
+                message: &seat.signing_bytes,
+                signature: &seat.signature,
+            });
+        }
+    }
+    for bad in dkg::find_invalid_with(&items, rng, checkpoint) {
+        if let Some(slot) = positions.get(bad).and_then(|&p| results.get_mut(p)) {
             *slot = Err(StatusCode::InvalidShareSignature);
         }
     }
     results
 }
 
-/// Verifies one peer record against its namespace completely.
+/// Verifies one peer record against its namespace completely (its seat
+/// included).
 pub fn verify_peer(
     record: &PeerRecord,
     namespace: &VerifiedNamespace,

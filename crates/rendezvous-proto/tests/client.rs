@@ -29,13 +29,15 @@ fn discover_answer_keeps_valid_peers_and_names_the_rest() {
     let b = deal(2);
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut tampered = a.peer(3, 1, 1, NOW + HOUR);
-    tampered.seq = 99;
+    let mut payload = tampered.envelope.payload.clone();
+    payload.seq = 99;
+    tampered.envelope.replace_payload_unsigned(payload);
     let answer = DiscoverAnswer {
-        namespace: a.namespace(1, Some("farmer"), true, NOW, NOW + HOUR),
+        namespace: a.namespace(1, Some("farmer"), NOW, NOW + HOUR),
         peers: vec![
             found(a.peer(2, 1, 5, NOW + HOUR), Some(NOW - 10)), // 0: valid
             found(a.peer(1, 1, 1, NOW + HOUR), None),           // 1: valid
-            found(tampered, None),                              // 2: bad signature
+            found(tampered, None),                              // 2: altered after signing
             found(b.peer(1, 1, 1, NOW + HOUR), None),           // 3: other namespace
             found(a.peer(2, 1, 4, NOW + HOUR), None),           // 4: older seq of member 2
             found(a.peer(4, 1, 1, NOW - 1), None),              // 5: expired
@@ -50,7 +52,7 @@ fn discover_answer_keeps_valid_peers_and_names_the_rest() {
     let peers: Vec<(u32, u64, Option<u64>)> = verified
         .peers
         .iter()
-        .map(|p| (p.record.index, p.record.seq, p.last_seen_ms))
+        .map(|p| (p.record.index(), p.record.seq(), p.last_seen_ms))
         .collect();
     assert_eq!(
         peers,
@@ -64,7 +66,7 @@ fn discover_answer_keeps_valid_peers_and_names_the_rest() {
     assert_eq!(
         rejected,
         vec![
-            (2, StatusCode::InvalidShareSignature),
+            (2, StatusCode::InvalidEnvelopeSignature),
             (3, StatusCode::UnknownNamespace),
             (4, StatusCode::StaleSequence),
             (5, StatusCode::Expired),
@@ -83,7 +85,7 @@ fn discover_answer_for_another_or_a_forged_namespace_is_refused() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     // A valid namespace, but not the one asked for.
     let answer = DiscoverAnswer {
-        namespace: b.namespace(1, None, false, NOW, NOW + HOUR),
+        namespace: b.namespace(1, None, NOW, NOW + HOUR),
         peers: vec![found(b.peer(1, 1, 1, NOW + HOUR), None)],
         cookie: Cookie::default(),
     };
@@ -92,7 +94,7 @@ fn discover_answer_for_another_or_a_forged_namespace_is_refused() {
         Err(StatusCode::UnknownNamespace)
     );
     // A's namespace record, altered by the rendezvous.
-    let mut forged = a.namespace(1, None, false, NOW, NOW + HOUR);
+    let mut forged = a.namespace(1, None, NOW, NOW + HOUR);
     forged.epoch = 2;
     let answer = DiscoverAnswer {
         namespace: forged,
@@ -105,7 +107,7 @@ fn discover_answer_for_another_or_a_forged_namespace_is_refused() {
     );
     // An expired namespace.
     let answer = DiscoverAnswer {
-        namespace: a.namespace(1, None, false, NOW - 2 * HOUR, NOW - HOUR),
+        namespace: a.namespace(1, None, NOW - 2 * HOUR, NOW - HOUR),
         peers: vec![],
         cookie: Cookie::default(),
     };
@@ -120,7 +122,7 @@ fn discover_answer_survives_the_wire() {
     let a = deal(1);
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let answer = DiscoverAnswer {
-        namespace: a.namespace(1, None, false, NOW, NOW + HOUR),
+        namespace: a.namespace(1, None, NOW, NOW + HOUR),
         peers: (1..=4)
             .map(|i| found(a.peer(i, 1, 1, NOW + HOUR), Some(NOW - u64::from(i))))
             .collect(),
@@ -140,16 +142,16 @@ fn discover_answer_survives_the_wire() {
 fn namespaces_answer_keeps_valid_records_of_the_kind() {
     let qs: Vec<TestQuorum> = (10..14).map(deal).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let mut forged = qs[2].namespace(1, Some("farmer"), false, NOW, NOW + HOUR);
-    forged.n = 9;
+    let mut forged = qs[2].namespace(1, Some("farmer"), NOW, NOW + HOUR);
+    forged.epoch = 9;
     let records = vec![
-        qs[0].namespace(1, Some("farmer"), false, NOW, NOW + HOUR), // 0: valid
-        qs[1].namespace(1, Some("harvester"), false, NOW, NOW + HOUR), // 1: other kind
-        forged,                                                     // 2: bad signature
-        qs[3].namespace(2, Some("farmer"), true, NOW, NOW + HOUR),  // 3: valid
-        qs[3].namespace(1, Some("farmer"), true, NOW, NOW + HOUR),  // 4: older epoch
-        qs[1].namespace(1, None, false, NOW, NOW + HOUR),           // 5: no kind
-        qs[0].namespace(1, Some("farmer"), false, NOW - HOUR, NOW - 1), // 6: expired
+        qs[0].namespace(1, Some("farmer"), NOW, NOW + HOUR), // 0: valid
+        qs[1].namespace(1, Some("harvester"), NOW, NOW + HOUR), // 1: other kind
+        forged,                                              // 2: bad signature
+        qs[3].namespace(2, Some("farmer"), NOW, NOW + HOUR), // 3: valid
+        qs[3].namespace(1, Some("farmer"), NOW, NOW + HOUR), // 4: older epoch
+        qs[1].namespace(1, None, NOW, NOW + HOUR),           // 5: no kind
+        qs[0].namespace(1, Some("farmer"), NOW - HOUR, NOW - 1), // 6: expired
     ];
     let verified = verify_namespaces_answer(&records, "farmer", NOW, &L, &mut rng);
     let mut keys: Vec<_> = verified.namespaces.iter().map(|n| n.quorum_key()).collect();

@@ -103,22 +103,24 @@ fn peer_record() -> impl Strategy<Value = PeerRecord> {
         g1(),
         any::<u64>(),
         any::<u32>(),
-        peer_id(),
+        any::<[u8; 32]>(),
         vec(multiaddr(), 0..5),
         any::<u64>(),
         any::<u64>(),
         g2(),
     )
         .prop_map(
-            |(key, epoch, index, peer_id, addrs, seq, expires_at_ms, signature)| PeerRecord {
-                quorum_key: QuorumKey(key),
-                epoch,
-                index,
-                peer_id,
-                addrs,
-                seq,
-                expires_at_ms,
-                signature,
+            |(key, epoch, index, secret, addrs, seq, expires_at_ms, signature)| {
+                let identity = libp2p_identity::Keypair::ed25519_from_bytes(secret)
+                    .expect("any 32 bytes are a key");
+                let seat = rendezvous_proto::seat::Seat {
+                    quorum_key: QuorumKey(key),
+                    epoch,
+                    index,
+                    peer_id: identity.public().to_peer_id(),
+                    signature,
+                };
+                PeerRecord::sign(seat, addrs, seq, expires_at_ms, &identity)
             },
         )
 }
@@ -276,11 +278,16 @@ proptest! {
         let decoded = PeerRecord::decode(&bytes).unwrap();
         prop_assert_eq!(&decoded, &record);
         prop_assert_eq!(decoded.encode(), bytes.clone());
-        let signing = record.signing_bytes();
-        let dst = rendezvous_proto::records::PEER_RECORD_DST;
+        // The seat comes first; its signing bytes are the DST, then the
+        // seat's encoding without its signature.
+        let seat = record.seat.encode();
+        prop_assert_eq!(&bytes[..seat.len()], &seat[..]);
+        let signing = record.seat.signing_bytes();
+        let dst = rendezvous_proto::seat::SEAT_DST;
         prop_assert_eq!(signing[0] as usize, dst.len());
         prop_assert_eq!(&signing[1..=dst.len()], dst);
-        prop_assert_eq!(&signing[1 + dst.len()..], &bytes[..bytes.len() - G2_BYTES]);
+        prop_assert_eq!(&signing[1 + dst.len()..], &seat[..seat.len() - G2_BYTES]);
+        prop_assert!(record.envelope.verify());
         check_truncations_and_mutations(&bytes, DECODERS[1].1, m)?;
     }
 
@@ -342,19 +349,21 @@ proptest! {
 // ------------------------------------------------------- fixed edge cases
 
 fn sample_peer() -> PeerRecord {
-    PeerRecord {
+    let identity = Keypair::ed25519_from_bytes([1; 32]).unwrap();
+    let seat = rendezvous_proto::seat::Seat {
         quorum_key: QuorumKey([7; G1_BYTES]),
         epoch: 1,
         index: 1,
-        peer_id: Keypair::ed25519_from_bytes([1; 32])
-            .unwrap()
-            .public()
-            .to_peer_id(),
-        addrs: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
-        seq: 1,
-        expires_at_ms: 2,
+        peer_id: identity.public().to_peer_id(),
         signature: [9; G2_BYTES],
-    }
+    };
+    PeerRecord::sign(
+        seat,
+        vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+        1,
+        2,
+        &identity,
+    )
 }
 
 fn sample_namespace() -> NamespaceRecord {

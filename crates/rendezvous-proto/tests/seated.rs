@@ -12,7 +12,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::envelope::{PeerEnvelope, PeerPayload, ENVELOPE_DOMAIN, PAYLOAD_TYPE};
 use rendezvous_proto::seat::{Seat, SeatHash};
-use rendezvous_proto::seated::{verify_seated, SeatedPeerRecord};
+use rendezvous_proto::seated::{verify_seated, PeerRecord};
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{verify_namespace, Limits, StatusCode, VerifiedNamespace};
 
@@ -30,16 +30,16 @@ fn quorum() -> &'static TestQuorum {
 fn namespace() -> &'static VerifiedNamespace {
     static N: OnceLock<VerifiedNamespace> = OnceLock::new();
     N.get_or_init(|| {
-        let record = quorum().namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+        let record = quorum().namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
         verify_namespace(&record, NOW, &L).expect("valid namespace")
     })
 }
 
-fn good(index: u32) -> SeatedPeerRecord {
-    quorum().seated(index, 1, 7, NOW + HOUR)
+fn good(index: u32) -> PeerRecord {
+    quorum().peer(index, 1, 7, NOW + HOUR)
 }
 
-fn check(record: &SeatedPeerRecord) -> Result<(), StatusCode> {
+fn check(record: &PeerRecord) -> Result<(), StatusCode> {
     verify_seated(record, namespace(), NOW, &L, None, false)
 }
 
@@ -52,7 +52,7 @@ fn a_seated_record_round_trips_and_validates() {
     let record = good(2);
     let bytes = record.encode();
     assert_eq!(bytes[0], 2, "version 2");
-    let decoded = SeatedPeerRecord::decode(&bytes).expect("decodes");
+    let decoded = PeerRecord::decode(&bytes).expect("decodes");
     assert_eq!(decoded, record);
     assert_eq!(decoded.encode(), bytes);
     assert_eq!(check(&decoded), Ok(()));
@@ -67,7 +67,7 @@ fn a_seated_record_round_trips_and_validates() {
 #[test]
 fn a_refresh_keeps_the_seat_and_signs_only_the_envelope() {
     let first = good(3);
-    let refresh = SeatedPeerRecord::sign(
+    let refresh = PeerRecord::sign(
         first.seat.clone(),
         vec!["/ip4/10.0.0.3/tcp/4003".parse().unwrap()],
         8,
@@ -121,9 +121,9 @@ fn each_refusal_has_its_code() {
     let q = quorum();
     let base = good(2);
     let resign = |seat: Seat, keypair: &Keypair| {
-        SeatedPeerRecord::sign(seat, base.addrs().to_vec(), 7, NOW + HOUR, keypair)
+        PeerRecord::sign(seat, base.addrs().to_vec(), 7, NOW + HOUR, keypair)
     };
-    let mut cases: Vec<(&str, SeatedPeerRecord, StatusCode)> = Vec::new();
+    let mut cases: Vec<(&str, PeerRecord, StatusCode)> = Vec::new();
 
     // Signed by another key that claims to be the member: the signature
     // does not verify under the member's key.
@@ -176,7 +176,7 @@ fn each_refusal_has_its_code() {
     other_seat.seat_hash = SeatHash([7; 32]);
     cases.push((
         "envelope of another seat",
-        SeatedPeerRecord {
+        PeerRecord {
             seat: base.seat.clone(),
             envelope: PeerEnvelope::sign(other_seat, &q.identities[1]),
         },
@@ -187,10 +187,10 @@ fn each_refusal_has_its_code() {
     rsa.envelope.key_type = 0;
     cases.push(("not an Ed25519 key", rsa, StatusCode::UnsupportedKeyType));
     // Expired, and too long.
-    cases.push(("expired", q.seated(2, 1, 7, NOW), StatusCode::Expired));
+    cases.push(("expired", q.peer(2, 1, 7, NOW), StatusCode::Expired));
     cases.push((
         "ttl too long",
-        q.seated(2, 1, 7, NOW + L.max_ttl_ms + 1),
+        q.peer(2, 1, 7, NOW + L.max_ttl_ms + 1),
         StatusCode::TtlTooLong,
     ));
     // Index 6 of 5.
@@ -201,7 +201,7 @@ fn each_refusal_has_its_code() {
     let other = TestQuorum::deal(5, 3, &mut ChaCha20Rng::seed_from_u64(0xbad));
     cases.push((
         "another quorum's record",
-        other.seated(2, 1, 7, NOW + HOUR),
+        other.peer(2, 1, 7, NOW + HOUR),
         StatusCode::UnknownNamespace,
     ));
     // Too many addresses.
@@ -210,13 +210,13 @@ fn each_refusal_has_its_code() {
         .collect();
     cases.push((
         "too many addresses",
-        SeatedPeerRecord::sign(base.seat.clone(), many, 7, NOW + HOUR, &q.identities[1]),
+        PeerRecord::sign(base.seat.clone(), many, 7, NOW + HOUR, &q.identities[1]),
         StatusCode::RecordTooLarge,
     ));
     let mut codes = std::collections::BTreeSet::new();
     for (name, record, code) in cases {
         // Every case survives the wire: the refusal is validation's.
-        let decoded = SeatedPeerRecord::decode(&record.encode())
+        let decoded = PeerRecord::decode(&record.encode())
             .unwrap_or_else(|e| panic!("{name}: does not decode: {e}"));
         assert_eq!(check(&decoded), Err(code), "{name}");
         codes.insert(code);
@@ -226,10 +226,17 @@ fn each_refusal_has_its_code() {
 
 #[test]
 fn a_namespace_without_a_member_list_seats_nobody() {
-    let record = quorum().namespace(1, None, false, NOW, NOW + 2 * HOUR);
-    let unlisted = verify_namespace(&record, NOW, &L).expect("valid namespace");
+    use rendezvous_proto::seated::check_seated_fields;
+    let mut record = quorum().namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    record.members = None;
+    // Such a record is refused itself...
     assert_eq!(
-        verify_seated(&good(1), &unlisted, NOW, &L, None, false),
+        verify_namespace(&record, NOW, &L).err(),
+        Some(StatusCode::InvalidParameters)
+    );
+    // ...and would seat nobody.
+    assert_eq!(
+        check_seated_fields(&good(1), &record, NOW, &L, None),
         Err(StatusCode::NotAMember)
     );
 }
@@ -244,14 +251,18 @@ fn a_direct_registration_from_another_connection_is_refused() {
 }
 
 #[test]
-fn v1_records_and_garbage_do_not_decode_as_v2() {
-    let v1 = quorum().peer(2, 1, 7, NOW + HOUR).encode();
-    assert!(SeatedPeerRecord::decode(&v1).is_err());
+fn v1_records_and_garbage_do_not_decode() {
     let mut bytes = good(2).encode();
+    let mut v1 = bytes.clone();
+    v1[0] = 1;
+    assert_eq!(
+        PeerRecord::decode(&v1),
+        Err(rendezvous_proto::DecodeError::Version(1))
+    );
     bytes.push(0);
-    assert!(SeatedPeerRecord::decode(&bytes).is_err(), "trailing byte");
+    assert!(PeerRecord::decode(&bytes).is_err(), "trailing byte");
     bytes.truncate(bytes.len() - 2);
-    assert!(SeatedPeerRecord::decode(&bytes).is_err(), "truncated");
+    assert!(PeerRecord::decode(&bytes).is_err(), "truncated");
 }
 
 proptest! {
@@ -265,7 +276,7 @@ proptest! {
         let mut bytes = good(index).encode();
         let i = at.index(bytes.len());
         bytes[i] ^= flip;
-        if let Ok(record) = SeatedPeerRecord::decode(&bytes) {
+        if let Ok(record) = PeerRecord::decode(&bytes) {
             prop_assert!(check(&record).is_err(), "byte {i} changed by {flip:#04x} still validates");
         }
     }
@@ -292,7 +303,7 @@ fn a_client_checks_the_namespace_under_c0_and_then_the_envelopes() {
     use rendezvous_proto::seated::verify_served;
     use rendezvous_proto::validate::check_namespace_signature;
     let q = quorum();
-    let record = q.namespace(1, Some("farmer"), true, NOW, NOW + 2 * HOUR);
+    let record = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     assert_eq!(check_namespace_signature(&record, NOW, &L), Ok(()));
     let mut tampered = record.clone();
     tampered.n = 4;

@@ -40,29 +40,47 @@ fn committed_vectors_match_the_generator() {
 fn every_case_validates_to_its_stated_result() {
     let vectors: Vectors = serde_json::from_str(&committed_json()).expect("valid JSON");
     assert_eq!(vectors.now_ms, NOW_MS);
-    assert!(vectors.cases.len() >= 12);
+    assert!(vectors.cases.len() >= 16);
     let mut names = BTreeSet::new();
     let mut codes = BTreeSet::new();
     for case in &vectors.cases {
         assert!(names.insert(case.name.clone()), "duplicate {}", case.name);
         assert_eq!(case.valid, case.error.is_none(), "{}", case.name);
-        let public_key = unhex(&case.public_key);
         let encoded = unhex(&case.encoded);
         let result = match case.record_type.as_str() {
             "namespace" => {
                 let record = NamespaceRecord::decode(&encoded).expect("decodes");
                 assert_eq!(record.encode(), encoded, "{}: canonical", case.name);
-                assert_eq!(hex::encode(record.signing_bytes()), case.signing_bytes);
-                assert_eq!(hex::encode(record.signature), case.signature);
-                assert_eq!(record.commitments[0].to_vec(), public_key, "{}", case.name);
-                assert!(case.namespace.is_none());
+                let signing_bytes = case.signing_bytes.as_deref().expect("signing bytes");
+                let signature = case.signature.as_deref().expect("signature");
+                let public_key = case.public_key.as_deref().expect("public key");
+                assert_eq!(hex::encode(record.signing_bytes()), signing_bytes);
+                assert_eq!(hex::encode(record.signature), signature);
+                assert_eq!(hex::encode(record.commitments[0]), public_key);
+                assert!(case.namespace.is_none() && case.seat.is_none());
+                if case.valid {
+                    assert!(
+                        bls_holds(public_key, signing_bytes, signature),
+                        "{}",
+                        case.name
+                    );
+                }
                 verify_namespace(&record, vectors.now_ms, &L).map(|_| ())
             }
             "peer" => {
                 let record = PeerRecord::decode(&encoded).expect("decodes");
                 assert_eq!(record.encode(), encoded, "{}: canonical", case.name);
-                assert_eq!(hex::encode(record.signing_bytes()), case.signing_bytes);
-                assert_eq!(hex::encode(record.signature), case.signature);
+                let seat = case.seat.as_ref().expect("peer cases have a seat");
+                let envelope = case.envelope.as_ref().expect("and an envelope");
+                assert!(case.signing_bytes.is_none() && case.signature.is_none());
+                assert_eq!(hex::encode(record.seat.signing_bytes()), seat.signing_bytes);
+                assert_eq!(hex::encode(record.seat.signature), seat.signature);
+                assert_eq!(
+                    hex::encode(record.envelope.signing_bytes()),
+                    envelope.signing_bytes
+                );
+                assert_eq!(hex::encode(&record.envelope.signature), envelope.signature);
+                assert_eq!(hex::encode(&record.envelope.key), envelope.public_key);
                 let namespace = case
                     .namespace
                     .as_deref()
@@ -73,36 +91,49 @@ fn every_case_validates_to_its_stated_result() {
                 assert_eq!(
                     namespace
                         .key_set()
-                        .public_key_share(record.index)
-                        .to_bytes()
-                        .to_vec(),
-                    public_key,
+                        .public_key_share(record.index())
+                        .to_hex(),
+                    seat.public_key,
                     "{}",
                     case.name
                 );
+                if case.valid {
+                    // Independent checks, as another implementation would
+                    // make them: both signatures are inside the encoding,
+                    // the seat names the PeerId of the envelope's key, and
+                    // each stated triple verifies.
+                    let hex_encoded = &case.encoded;
+                    assert!(hex_encoded.contains(&seat.signature), "{}", case.name);
+                    assert!(hex_encoded.contains(&envelope.signature), "{}", case.name);
+                    let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&unhex(
+                        &envelope.public_key,
+                    ))
+                    .expect("an Ed25519 key");
+                    let peer_id = libp2p_identity::PublicKey::from(key.clone()).to_peer_id();
+                    assert!(seat
+                        .signing_bytes
+                        .contains(&hex::encode(peer_id.to_bytes())));
+                    assert!(bls_holds(
+                        &seat.public_key,
+                        &seat.signing_bytes,
+                        &seat.signature
+                    ));
+                    assert!(
+                        key.verify(&unhex(&envelope.signing_bytes), &unhex(&envelope.signature))
+                    );
+                }
                 verify_peer(&record, &namespace, vectors.now_ms, &L, None)
             }
             other => panic!("unknown type {other}"),
         };
         let error = result.err().map(|c| c.name().to_owned());
         assert_eq!(error, case.error, "{}", case.name);
-        if case.valid {
-            // An independent check of the stated triple, as another
-            // implementation would do it.
-            let pk = dkg::PublicKey::from_bytes(&public_key).expect("key");
-            let sig = dkg::Signature::from_bytes(&unhex(&case.signature)).expect("sig");
-            assert!(
-                pk.verify(&unhex(&case.signing_bytes), &sig),
-                "{}",
-                case.name
-            );
-        }
         if let Some(code) = result.err() {
             codes.insert(code);
         }
     }
     // Every code that a record (and, for a peer record, its namespace)
-    // decides alone is covered.
+    // decides alone is covered, the three peer cases among them.
     for code in [
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
@@ -114,9 +145,27 @@ fn every_case_validates_to_its_stated_result() {
         StatusCode::InvalidKind,
         StatusCode::IndexOutOfRange,
         StatusCode::InvalidShareSignature,
+        StatusCode::PeerIdMismatch,
         StatusCode::NotAMember,
         StatusCode::EpochMismatch,
+        StatusCode::UnsupportedKeyType,
+        StatusCode::InvalidEnvelopeSignature,
+        StatusCode::SeatMismatch,
     ] {
         assert!(codes.contains(&code), "no case for {code}");
     }
+    for name in [
+        "peer/envelope-signed-by-another-key",
+        "peer/seat-of-another-epoch",
+        "peer/seat-of-another-peer-id",
+    ] {
+        assert!(names.contains(name), "no case {name}");
+    }
+}
+
+/// A BLS triple as hex: `verify(public_key, signing_bytes, signature)`.
+fn bls_holds(public_key: &str, signing_bytes: &str, signature: &str) -> bool {
+    let pk = dkg::PublicKey::from_bytes(&unhex(public_key)).expect("key");
+    let sig = dkg::Signature::from_bytes(&unhex(signature)).expect("sig");
+    pk.verify(&unhex(signing_bytes), &sig)
 }

@@ -55,13 +55,8 @@ pub fn peer_record(
 pub fn squat(live: &NamespaceRecord, rng: &mut ChaCha20Rng, now: u64) -> NamespaceRecord {
     let threshold = live.threshold().max(1);
     let fake = TestQuorum::deal(live.n.max(threshold), threshold, rng);
-    let mut record = fake.namespace_unsigned(
-        live.epoch + 1,
-        live.kind.as_deref(),
-        false,
-        now,
-        now + 3_600_000,
-    );
+    let mut record =
+        fake.namespace_unsigned(live.epoch + 1, live.kind.as_deref(), now, now + 3_600_000);
     if let (Some(c), Some(live_key)) = (record.commitments.first_mut(), live.commitments.first()) {
         *c = *live_key;
     }
@@ -121,7 +116,7 @@ pub fn fake_namespace(
     peer_id: PeerId,
 ) -> (NamespaceRecord, PeerRecord) {
     let fake = TestQuorum::deal(1, 1, rng);
-    let ns = fake.namespace(0, Some("spam"), false, now, now + ttl_ms);
+    let ns = fake.namespace(0, Some("spam"), now, now + ttl_ms);
     let peer = PeerRecord::sign(
         fake.quorum_key(),
         0,

@@ -8,9 +8,11 @@
 //! written into the file.
 
 use dkg::{Polynomial, SecretKeyShare, SignatureShare};
+use libp2p_identity::Keypair;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::records::{NamespaceRecord, PeerRecord, G2_BYTES};
+use rendezvous_proto::seat::Seat;
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{verify_namespace, verify_peer, Limits, Multiaddr, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,19 @@ pub struct Vectors {
     pub cases: Vec<Case>,
 }
 
+/// One signature of a case: what it covers, the signature, and the key
+/// it must verify under (all hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// Exactly the bytes the signature covers.
+    pub signing_bytes: String,
+    /// The signature.
+    pub signature: String,
+    /// The key: compressed G1 for BLS (`PK_i` for a seat), the 32-byte
+    /// raw key for Ed25519 (an envelope).
+    pub public_key: String,
+}
+
 /// One record and its expected validation result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -37,20 +52,28 @@ pub struct Case {
     /// `namespace` or `peer`.
     #[serde(rename = "type")]
     pub record_type: String,
-    /// The record's canonical encoding (hex).
-    pub encoded: String,
-    /// The bytes its signature covers (hex).
-    pub signing_bytes: String,
-    /// The key the signature must verify under (hex, compressed G1): the
-    /// quorum key `commitments[0]` for a namespace record, `PK_index`
-    /// derived from the namespace's commitments for a peer record.
-    pub public_key: String,
-    /// The record's signature field (hex, compressed G2).
-    pub signature: String,
     /// Whether validation accepts it.
     pub valid: bool,
     /// `StatusCode::name()` of the rejection, or null.
     pub error: Option<String>,
+    /// The record's canonical encoding (hex).
+    pub encoded: String,
+    /// Namespace records: the bytes the threshold signature covers (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_bytes: Option<String>,
+    /// Namespace records: the signature field (hex, compressed G2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Namespace records: the quorum key `commitments[0]` (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Peer records: the seat's share signature, under `PK_index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<Signed>,
+    /// Peer records: the envelope's Ed25519 signature, under the key the
+    /// envelope carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Signed>,
     /// Peer records only: the namespace record (hex) to validate against
     /// (it is itself valid at `now_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,10 +109,6 @@ fn sign_as_quorum(q: &TestQuorum, record: &mut NamespaceRecord) {
     sign_namespace(q, record, threshold as usize, threshold);
 }
 
-fn resign_peer(record: &mut PeerRecord, share: &SecretKeyShare) {
-    record.signature = share.sign(&record.signing_bytes()).signature.to_bytes();
-}
-
 fn not_a_point_g2() -> [u8; G2_BYTES] {
     // Top (compression) bit clear: not a compressed point.
     let mut bytes = [0x11u8; G2_BYTES];
@@ -108,12 +127,14 @@ impl Builder {
         self.cases.push(Case {
             name: name.to_owned(),
             record_type: "namespace".to_owned(),
-            encoded: hex::encode(record.encode()),
-            signing_bytes: hex::encode(record.signing_bytes()),
-            public_key: hex::encode(record.commitments[0]),
-            signature: hex::encode(record.signature),
             valid: error.is_none(),
             error: error.map(|e| e.name().to_owned()),
+            encoded: hex::encode(record.encode()),
+            signing_bytes: Some(hex::encode(record.signing_bytes())),
+            signature: Some(hex::encode(record.signature)),
+            public_key: Some(hex::encode(record.commitments[0])),
+            seat: None,
+            envelope: None,
             namespace: None,
         });
     }
@@ -128,16 +149,26 @@ impl Builder {
         let verified = verify_namespace(namespace, NOW_MS, &L).expect("case namespace is valid");
         let got = verify_peer(record, &verified, NOW_MS, &L, None).err();
         assert_eq!(got, error, "case {name}: validation disagrees");
-        let public_key = verified.key_set().public_key_share(record.index);
+        let share_key = verified.key_set().public_key_share(record.index());
         self.cases.push(Case {
             name: name.to_owned(),
             record_type: "peer".to_owned(),
-            encoded: hex::encode(record.encode()),
-            signing_bytes: hex::encode(record.signing_bytes()),
-            public_key: public_key.to_hex(),
-            signature: hex::encode(record.signature),
             valid: error.is_none(),
             error: error.map(|e| e.name().to_owned()),
+            encoded: hex::encode(record.encode()),
+            signing_bytes: None,
+            signature: None,
+            public_key: None,
+            seat: Some(Signed {
+                signing_bytes: hex::encode(record.seat.signing_bytes()),
+                signature: hex::encode(record.seat.signature),
+                public_key: share_key.to_hex(),
+            }),
+            envelope: Some(Signed {
+                signing_bytes: hex::encode(record.envelope.signing_bytes()),
+                signature: hex::encode(&record.envelope.signature),
+                public_key: hex::encode(&record.envelope.key),
+            }),
             namespace: Some(hex::encode(namespace.encode())),
         });
     }
@@ -153,12 +184,21 @@ pub fn generate() -> Vectors {
     let mut v = Builder { cases: Vec::new() };
 
     // ---- namespace records
-    let ns_a = a.namespace(1, Some("farmer"), true, issued, expires);
+    let ns_a = a.namespace(1, Some("farmer"), issued, expires);
     v.namespace("namespace/valid-kind-and-members", &ns_a, None);
-    let ns_solo = solo.namespace(0, None, false, issued, expires);
+    let ns_solo = solo.namespace(0, None, issued, expires);
     v.namespace("namespace/valid-minimal-1-of-1", &ns_solo, None);
 
-    let mut r = a.namespace_unsigned(1, None, false, issued, expires);
+    let mut r = a.namespace_unsigned(1, Some("farmer"), issued, expires);
+    r.members = None;
+    sign_as_quorum(&a, &mut r);
+    v.namespace(
+        "namespace/no-member-list",
+        &r,
+        Some(StatusCode::InvalidParameters),
+    );
+
+    let mut r = a.namespace_unsigned(1, None, issued, expires);
     r.n = 2; // threshold 3
     sign_as_quorum(&a, &mut r);
     v.namespace(
@@ -167,7 +207,7 @@ pub fn generate() -> Vectors {
         Some(StatusCode::InvalidParameters),
     );
 
-    let mut r = a.namespace_unsigned(1, None, false, issued, expires);
+    let mut r = a.namespace_unsigned(1, None, issued, expires);
     r.n = L.max_members + 1;
     sign_as_quorum(&a, &mut r);
     v.namespace(
@@ -176,7 +216,7 @@ pub fn generate() -> Vectors {
         Some(StatusCode::InvalidParameters),
     );
 
-    let mut r = a.namespace_unsigned(1, None, true, issued, expires);
+    let mut r = a.namespace_unsigned(1, None, issued, expires);
     if let Some(members) = r.members.as_mut() {
         members.pop();
     }
@@ -187,27 +227,27 @@ pub fn generate() -> Vectors {
         Some(StatusCode::InvalidParameters),
     );
 
-    let r = a.namespace(1, None, false, expires + 1, expires);
+    let r = a.namespace(1, None, expires + 1, expires);
     v.namespace(
         "namespace/issued-after-expiry",
         &r,
         Some(StatusCode::InvalidParameters),
     );
 
-    let r = a.namespace(1, Some("Farmer"), false, issued, expires);
+    let r = a.namespace(1, Some("Farmer"), issued, expires);
     v.namespace(
         "namespace/kind-not-a-lowercase-label",
         &r,
         Some(StatusCode::InvalidKind),
     );
 
-    let r = a.namespace(1, None, false, NOW_MS - 2 * HOUR, NOW_MS);
+    let r = a.namespace(1, None, NOW_MS - 2 * HOUR, NOW_MS);
     v.namespace("namespace/expired", &r, Some(StatusCode::Expired));
 
-    let r = a.namespace(1, None, false, issued, NOW_MS + L.max_ttl_ms + 1);
+    let r = a.namespace(1, None, issued, NOW_MS + L.max_ttl_ms + 1);
     v.namespace("namespace/ttl-too-long", &r, Some(StatusCode::TtlTooLong));
 
-    let mut r = a.namespace(1, None, false, issued, expires);
+    let mut r = a.namespace(1, None, issued, expires);
     r.signature = not_a_point_g2();
     v.namespace(
         "namespace/signature-not-a-point",
@@ -215,7 +255,7 @@ pub fn generate() -> Vectors {
         Some(StatusCode::Decode),
     );
 
-    let mut r = a.namespace_unsigned(1, None, false, issued, expires);
+    let mut r = a.namespace_unsigned(1, None, issued, expires);
     r.commitments[1] = [0x02; 48];
     sign_as_quorum(&a, &mut r);
     v.namespace(
@@ -232,7 +272,7 @@ pub fn generate() -> Vectors {
         Some(StatusCode::InvalidNamespaceSignature),
     );
 
-    let mut r = a.namespace_unsigned(1, Some("farmer"), true, issued, expires);
+    let mut r = a.namespace_unsigned(1, Some("farmer"), issued, expires);
     sign_namespace(&a, &mut r, 2, 2);
     v.namespace(
         "namespace/fewer-than-threshold-shares",
@@ -241,7 +281,7 @@ pub fn generate() -> Vectors {
     );
 
     // B's key set with A's quorum key in front, signed by B's members.
-    let mut r = b.namespace_unsigned(1, Some("farmer"), true, issued, expires);
+    let mut r = b.namespace_unsigned(1, Some("farmer"), issued, expires);
     r.commitments[0] = a.quorum_key().0;
     sign_as_quorum(&b, &mut r);
     v.namespace(
@@ -252,14 +292,25 @@ pub fn generate() -> Vectors {
 
     // ---- peer records, against ns_a (epoch 1, n = 5, members listed)
     let peer_expires = NOW_MS + 2 * HOUR;
+    let stranger = Keypair::ed25519_from_bytes([0x5e; 32]).expect("a key");
+    // Member i's record around `seat`, its envelope signed by `signer`.
+    let around = |seat: Seat, signer: &Keypair, addrs: Vec<Multiaddr>| {
+        PeerRecord::sign(seat, addrs, 1, peer_expires, signer)
+    };
+    let addr = |i: u32| -> Vec<Multiaddr> {
+        vec![format!("/ip4/192.0.2.{i}/tcp/{}", 4000 + i)
+            .parse()
+            .expect("addr")]
+    };
+    let id = |q: &TestQuorum, i: u32| q.identities[i as usize - 1].clone();
+
     v.peer("peer/valid", &a.peer(2, 1, 1, peer_expires), &ns_a, None);
-    let mut r = a.peer(5, 1, 42, peer_expires);
-    r.addrs = vec![
+    let three = vec![
         "/ip4/192.0.2.5/tcp/4005".parse().expect("addr"),
         "/ip6/2001:db8::5/udp/4005/quic-v1".parse().expect("addr"),
         "/dns/member5.example/tcp/4005".parse().expect("addr"),
     ];
-    resign_peer(&mut r, &a.shares[4].secret);
+    let r = PeerRecord::sign(a.seat(5, 1), three, 42, peer_expires, &id(&a, 5));
     v.peer("peer/valid-last-member-three-addrs", &r, &ns_a, None);
     v.peer(
         "peer/valid-solo-quorum",
@@ -276,40 +327,47 @@ pub fn generate() -> Vectors {
     );
 
     for (name, index) in [("peer/index-zero", 0), ("peer/index-above-n", 6)] {
-        let mut r = a.peer(1, 1, 1, peer_expires);
-        r.index = index;
-        resign_peer(&mut r, &a.shares[0].secret);
+        let mut seat = a.seat(1, 1);
+        seat.index = index;
+        seat.signature = a.shares[0]
+            .secret
+            .sign(&seat.signing_bytes())
+            .signature
+            .to_bytes();
+        let r = around(seat, &id(&a, 1), addr(1));
         v.peer(name, &r, &ns_a, Some(StatusCode::IndexOutOfRange));
     }
 
     v.peer(
-        "peer/epoch-mismatch",
+        "peer/seat-of-another-epoch",
         &a.peer(2, 2, 1, peer_expires),
         &ns_a,
         Some(StatusCode::EpochMismatch),
     );
 
-    let mut r = a.peer(3, 1, 1, peer_expires);
-    r.addrs = (0..=L.max_addrs as u16)
+    let many = (0..=L.max_addrs as u16)
         .map(|i| {
             format!("/ip4/192.0.2.3/tcp/{}", 5000 + i)
                 .parse::<Multiaddr>()
                 .expect("addr")
         })
         .collect();
-    resign_peer(&mut r, &a.shares[2].secret);
     v.peer(
         "peer/too-many-addrs",
-        &r,
+        &around(a.seat(3, 1), &id(&a, 3), many),
         &ns_a,
         Some(StatusCode::RecordTooLarge),
     );
 
-    // Member 1's own share, but member 2's PeerId.
-    let mut r = a.peer(1, 1, 1, peer_expires);
-    r.peer_id = a.peer_id(2);
-    resign_peer(&mut r, &a.shares[0].secret);
-    v.peer("peer/not-a-member", &r, &ns_a, Some(StatusCode::NotAMember));
+    // Member 1's share seats member 2's PeerId at index 1; member 2 signs
+    // the envelope. The member list says index 1 is member 1.
+    let seat = Seat::sign(a.quorum_key(), 1, a.peer_id(2), &a.shares[0].secret);
+    v.peer(
+        "peer/seat-of-another-peer-id",
+        &around(seat, &id(&a, 2), addr(2)),
+        &ns_a,
+        Some(StatusCode::NotAMember),
+    );
 
     v.peer(
         "peer/expired",
@@ -324,52 +382,95 @@ pub fn generate() -> Vectors {
         Some(StatusCode::TtlTooLong),
     );
 
-    let outsider = Polynomial::random(1, &mut ChaCha20Rng::seed_from_u64(0x5eed_0004));
-    let outsider = SecretKeyShare::new(4, outsider.evaluate(1)).expect("outsider share");
-    let mut r = a.peer(4, 1, 1, peer_expires);
-    resign_peer(&mut r, &outsider);
+    let mut r = a.peer(2, 1, 1, peer_expires);
+    r.envelope.key_type = 0;
     v.peer(
-        "peer/signed-by-outsider-key",
+        "peer/envelope-key-not-ed25519",
         &r,
         &ns_a,
-        Some(StatusCode::InvalidShareSignature),
+        Some(StatusCode::UnsupportedKeyType),
     );
 
-    let mut r = a.peer(4, 1, 1, peer_expires);
-    resign_peer(&mut r, &b.shares[3].secret);
+    // Member 2's seat in a stranger's own (valid) envelope.
     v.peer(
-        "peer/signed-with-another-quorums-share",
-        &r,
+        "peer/envelope-of-another-peer-id",
+        &around(a.seat(2, 1), &stranger, addr(2)),
         &ns_a,
-        Some(StatusCode::InvalidShareSignature),
+        Some(StatusCode::PeerIdMismatch),
     );
 
-    // Member 1's record moved to index 2 (with member 2's PeerId, so the
-    // member list matches and only the signature can tell).
-    let mut r = a.peer(1, 1, 1, peer_expires);
-    r.index = 2;
-    r.peer_id = a.peer_id(2);
+    // Member 2's key in the envelope, the signature a stranger's.
+    let mut r = a.peer(2, 1, 1, peer_expires);
+    let forged = around(a.seat(2, 1), &stranger, addr(2));
+    r.envelope.signature = forged.envelope.signature;
     v.peer(
-        "peer/moved-to-another-index",
+        "peer/envelope-signed-by-another-key",
         &r,
         &ns_a,
-        Some(StatusCode::InvalidShareSignature),
+        Some(StatusCode::InvalidEnvelopeSignature),
     );
 
     let mut r = a.peer(2, 1, 1, peer_expires);
-    r.seq = 2;
+    let mut payload = r.envelope.payload.clone();
+    payload.seq = 2;
+    r.envelope.replace_payload_unsigned(payload);
     v.peer(
         "peer/seq-changed-after-signing",
         &r,
         &ns_a,
+        Some(StatusCode::InvalidEnvelopeSignature),
+    );
+
+    // An envelope member 2 signed for another of its seats (epoch 2).
+    let mut r = a.peer(2, 1, 1, peer_expires);
+    r.envelope = a.peer(2, 2, 1, peer_expires).envelope;
+    v.peer(
+        "peer/envelope-of-another-seat",
+        &r,
+        &ns_a,
+        Some(StatusCode::SeatMismatch),
+    );
+
+    let outsider = Polynomial::random(1, &mut ChaCha20Rng::seed_from_u64(0x5eed_0004));
+    let outsider = SecretKeyShare::new(4, outsider.evaluate(1)).expect("outsider share");
+    v.peer(
+        "peer/seat-signed-by-outsider-key",
+        &around(
+            Seat::sign(a.quorum_key(), 1, a.peer_id(4), &outsider),
+            &id(&a, 4),
+            addr(4),
+        ),
+        &ns_a,
+        Some(StatusCode::InvalidShareSignature),
+    );
+    v.peer(
+        "peer/seat-signed-with-another-quorums-share",
+        &around(
+            Seat::sign(a.quorum_key(), 1, a.peer_id(4), &b.shares[3].secret),
+            &id(&a, 4),
+            addr(4),
+        ),
+        &ns_a,
         Some(StatusCode::InvalidShareSignature),
     );
 
-    let mut r = a.peer(2, 1, 1, peer_expires);
-    r.signature = not_a_point_g2();
+    // Member 1's seat moved to index 2 with member 2's PeerId (so the
+    // member list matches and only the share signature can tell).
+    let mut seat = a.seat(1, 1);
+    seat.index = 2;
+    seat.peer_id = a.peer_id(2);
     v.peer(
-        "peer/signature-not-a-point",
-        &r,
+        "peer/seat-moved-to-another-index",
+        &around(seat, &id(&a, 2), addr(2)),
+        &ns_a,
+        Some(StatusCode::InvalidShareSignature),
+    );
+
+    let mut seat = a.seat(2, 1);
+    seat.signature = not_a_point_g2();
+    v.peer(
+        "peer/seat-signature-not-a-point",
+        &around(seat, &id(&a, 2), addr(2)),
         &ns_a,
         Some(StatusCode::Decode),
     );
