@@ -449,7 +449,7 @@ mod tests {
         let bytes = request.encode();
         assert_eq!(
             &bytes[..4],
-            &[0x01, request_tag::REGISTER_PEERS, 0x00, 0x03]
+            &[WIRE_VERSION, request_tag::REGISTER_PEERS, 0x00, 0x03]
         );
         assert_eq!(Request::decode(&bytes), Ok(request));
         // An empty list and a list over the cap do not decode.
