@@ -454,7 +454,7 @@ mod tests {
         assert_eq!(Request::decode(&bytes), Ok(request));
         // An empty list and a list over the cap do not decode.
         assert_eq!(
-            Request::decode(&[0x01, request_tag::REGISTER_PEERS, 0, 0]),
+            Request::decode(&[WIRE_VERSION, request_tag::REGISTER_PEERS, 0, 0]),
             Err(DecodeError::InvalidValue("peer records"))
         );
         let many =
