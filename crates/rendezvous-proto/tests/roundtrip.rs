@@ -496,11 +496,16 @@ fn framing_errors_are_precise() {
     }
     .encode();
     assert_eq!(ok.len(), 2 + G1_BYTES + 4);
+    // A version-1 frame is refused, with its own status code.
     let mut wrong_version = ok.clone();
-    wrong_version[0] = 2;
+    wrong_version[0] = 1;
     assert_eq!(
         Request::decode(&wrong_version),
-        Err(DecodeError::Version(2))
+        Err(DecodeError::Version(1))
+    );
+    assert_eq!(
+        rendezvous_proto::Rejection::Decode(DecodeError::Version(1)).code(),
+        StatusCode::UnsupportedVersion
     );
     let mut unknown = ok.clone();
     unknown[1] = 0x42;
@@ -584,11 +589,11 @@ fn protocol_md_examples() {
     let hex = |bytes: Vec<u8>| hex::encode(bytes);
     assert_eq!(
         hex(Response::Registered { ttl_ms: 7_200_000 }.encode()),
-        "0101000000000000006ddd00"
+        "0201000000000000006ddd00"
     );
     assert_eq!(
         hex(Response::Rejected(StatusCode::InvalidShareSignature).encode()),
-        "01ff0079"
+        "02ff0079"
     );
     assert_eq!(
         hex(Request::Unregister {
@@ -596,7 +601,7 @@ fn protocol_md_examples() {
             index: 3
         }
         .encode()),
-        format!("0103{}00000003", "ab".repeat(48))
+        format!("0203{}00000003", "ab".repeat(48))
     );
     assert_eq!(
         hex(Request::Discover {
@@ -605,6 +610,6 @@ fn protocol_md_examples() {
             cookie: None
         }
         .encode()),
-        format!("0104{}0000000a00", "ab".repeat(48))
+        format!("0204{}0000000a00", "ab".repeat(48))
     );
 }
