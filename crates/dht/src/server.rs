@@ -772,7 +772,7 @@ impl Server {
                     let keys: Vec<QuorumKey> = done
                         .checked
                         .iter()
-                        .map(|c| c.registration.record.quorum_key)
+                        .map(|c| c.registration.record.quorum_key())
                         .collect();
                     let outcomes = self
                         .store

@@ -15,14 +15,16 @@
 //! - expired records are never served and are dropped by [`NamespaceStore::expire`];
 //! - quotas are never exceeded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rendezvous_proto::messages::{Cookie, DiscoverAnswer, DiscoveredPeer, MAX_DISCOVER_LIMIT};
-use rendezvous_proto::validate::{check_expiry, check_peer_fields};
+use rendezvous_proto::seat::SeatHash;
+use rendezvous_proto::seated::check_seated_fields;
+use rendezvous_proto::validate::check_expiry;
 use rendezvous_proto::{
     verify_batch, verify_namespace, NamespaceRecord, PeerRecord, PendingPeer, QuorumKey,
     StatusCode, VerifiedNamespace,
@@ -56,24 +58,35 @@ pub struct CheckedPeer {
     /// The registration.
     pub registration: PeerRegistration,
     namespace: Arc<VerifiedNamespace>,
+    /// This node verified this very seat before: only the envelope is
+    /// left to check.
+    seat_known: bool,
 }
 
 impl CheckedPeer {
-    /// Decodes the signature and looks up `PK_index`: the costly half of
-    /// the preparation (tens of microseconds), meant for a worker thread.
-    /// Yields what [`rendezvous_proto::verify_batch`] checks.
+    /// Decodes the seat's signature and looks up `PK_index` (unless the
+    /// seat is known here): the costly half of the preparation (tens of
+    /// microseconds), meant for a worker thread. Yields what
+    /// [`rendezvous_proto::verify_batch`] checks.
     pub fn prepare(
         &self,
         now_ms: u64,
         limits: &rendezvous_proto::Limits,
     ) -> Result<PendingPeer, StatusCode> {
-        PendingPeer::prepare(
+        PendingPeer::prepare_with(
             self.registration.record.clone(),
             &self.namespace,
             now_ms,
             limits,
             self.registration.remote.as_ref(),
+            self.seat_known,
         )
+    }
+
+    /// Whether the seat was verified here before (only the envelope is
+    /// checked).
+    pub fn seat_known(&self) -> bool {
+        self.seat_known
     }
 }
 
@@ -148,7 +161,17 @@ pub struct NamespaceStore {
     liveness: Liveness,
     next_version: u64,
     peer_records: usize,
+    /// Seats this node verified (by hash), so that a refresh costs one
+    /// Ed25519 verification, not a pairing; bounded, oldest forgotten
+    /// first. A stored record's own seat counts as known too.
+    verified_seats: HashSet<SeatHash>,
+    seat_order: VecDeque<SeatHash>,
 }
+
+/// Seats remembered beyond those of stored records: a re-registration
+/// after an expiry or an `Unregister` within this many other seats skips
+/// its pairing.
+const REMEMBERED_SEATS: usize = 65_536;
 
 impl NamespaceStore {
     /// An empty store. `seed` drives every random choice the store makes.
@@ -169,6 +192,31 @@ impl NamespaceStore {
             sources: BTreeMap::new(),
             next_version: 1,
             peer_records: 0,
+            verified_seats: HashSet::new(),
+            seat_order: VecDeque::new(),
+        }
+    }
+
+    /// Whether this node verified `record`'s seat before: it is the seat
+    /// of the record stored in its slot, or one remembered by hash.
+    fn seat_known(&self, entry: &NamespaceEntry, record: &PeerRecord) -> bool {
+        entry
+            .peers
+            .get(&record.index())
+            .is_some_and(|p| p.record.seat == record.seat)
+            || self.verified_seats.contains(&record.seat.hash())
+    }
+
+    /// Remembers a seat that verified here.
+    fn remember_seat(&mut self, record: &PeerRecord) {
+        let hash = record.seat.hash();
+        if self.verified_seats.insert(hash) {
+            self.seat_order.push_back(hash);
+            while self.seat_order.len() > REMEMBERED_SEATS {
+                if let Some(old) = self.seat_order.pop_front() {
+                    self.verified_seats.remove(&old);
+                }
+            }
         }
     }
 
@@ -183,7 +231,7 @@ impl NamespaceStore {
             .namespaces
             .values()
             .flat_map(|ns| ns.peers.values())
-            .filter(|p| !self.liveness.is_unreachable(&p.record.peer_id))
+            .filter(|p| !self.liveness.is_unreachable(&p.record.peer_id()))
             .count();
         StoreStats {
             namespaces: self.namespaces.len(),
@@ -251,7 +299,7 @@ impl NamespaceStore {
         entry
             .peers
             .values()
-            .any(|p| !self.liveness.is_unreachable(&p.record.peer_id))
+            .any(|p| !self.liveness.is_unreachable(&p.record.peer_id()))
     }
 
     /// A namespace that may be dropped to make room: one with no live
@@ -332,7 +380,7 @@ impl NamespaceStore {
                 let stale: Vec<u32> = entry
                     .peers
                     .iter()
-                    .filter(|(index, p)| p.record.epoch != epoch || **index > n)
+                    .filter(|(index, p)| p.record.seat.epoch != epoch || **index > n)
                     .map(|(index, _)| *index)
                     .collect();
                 for index in stale {
@@ -405,9 +453,9 @@ impl NamespaceStore {
         let quorum_key = entry.verified.quorum_key();
         entry.by_version.remove(&peer.version);
         self.expiry
-            .remove(&(peer.record.expires_at_ms, quorum_key, index));
+            .remove(&(peer.record.expires_at_ms(), quorum_key, index));
         self.liveness
-            .remove(&peer.record.peer_id, &(quorum_key, index));
+            .remove(&peer.record.peer_id(), &(quorum_key, index));
         self.remove_source(peer.source);
         self.peer_records -= 1;
         Some(peer)
@@ -420,9 +468,9 @@ impl NamespaceStore {
         record: &PeerRecord,
         source: Option<&PeerId>,
     ) -> Result<(), StatusCode> {
-        match entry.peers.get(&record.index) {
+        match entry.peers.get(&record.index()) {
             Some(stored) => {
-                if record.seq <= stored.record.seq {
+                if record.seq() <= stored.record.seq() {
                     return Err(StatusCode::StaleSequence);
                 }
                 let same_source = stored.source.as_ref() == source;
@@ -431,8 +479,8 @@ impl NamespaceStore {
                 }
             }
             None => {
-                if let Some(&(seq, _)) = entry.withdrawn.get(&record.index) {
-                    if record.seq <= seq {
+                if let Some(&(seq, _)) = entry.withdrawn.get(&record.index()) {
+                    if record.seq() <= seq {
                         return Err(StatusCode::StaleSequence);
                     }
                 }
@@ -523,17 +571,18 @@ impl NamespaceStore {
     ) -> Result<CheckedPeer, StatusCode> {
         let entry = self
             .namespaces
-            .get(&registration.record.quorum_key)
+            .get(&registration.record.quorum_key())
             .ok_or(StatusCode::UnknownNamespace)?;
-        check_peer_fields(
+        check_seated_fields(
             &registration.record,
-            &entry.verified,
+            entry.verified.record(),
             now_ms,
             &self.config.limits,
             registration.remote.as_ref(),
         )?;
         self.check_slot(entry, &registration.record, registration.remote.as_ref())?;
         Ok(CheckedPeer {
+            seat_known: self.seat_known(entry, &registration.record),
             registration,
             namespace: Arc::clone(&entry.verified),
         })
@@ -563,12 +612,12 @@ impl NamespaceStore {
         let PeerRegistration { record, remote } = checked.registration;
         let entry = self
             .namespaces
-            .get(&record.quorum_key)
+            .get(&record.quorum_key())
             .ok_or(StatusCode::UnknownNamespace)?;
         if Arc::ptr_eq(&entry.verified, &checked.namespace) {
-            check_peer_fields(
+            check_seated_fields(
                 &record,
-                &entry.verified,
+                entry.verified.record(),
                 now_ms,
                 &self.config.limits,
                 remote.as_ref(),
@@ -585,6 +634,7 @@ impl NamespaceStore {
             )?
             .verify()?;
         }
+        self.remember_seat(&record);
         self.apply_peer(record, remote, now_ms)
     }
 
@@ -596,7 +646,7 @@ impl NamespaceStore {
         source: Option<PeerId>,
         now_ms: u64,
     ) -> Result<u64, StatusCode> {
-        let quorum_key = record.quorum_key;
+        let quorum_key = record.quorum_key();
         let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
             return Err(StatusCode::UnknownNamespace);
         };
@@ -615,23 +665,23 @@ impl NamespaceStore {
         now_ms: u64,
     ) -> u64 {
         let quorum_key = entry.verified.quorum_key();
-        let index = record.index;
+        let index = record.index();
         self.remove_peer_from(entry, index);
         entry.withdrawn.remove(&index);
         let version = self.bump_version();
         self.expiry
-            .insert((record.expires_at_ms, quorum_key, index));
+            .insert((record.expires_at_ms(), quorum_key, index));
         self.liveness.add(
-            record.peer_id,
+            record.peer_id(),
             (quorum_key, index),
-            record.addrs.clone(),
+            record.addrs().to_vec(),
             now_ms,
             &mut self.rng,
         );
         self.add_source(source);
         self.peer_records += 1;
         entry.by_version.insert(version, index);
-        let ttl = record.expires_at_ms.saturating_sub(now_ms);
+        let ttl = record.expires_at_ms().saturating_sub(now_ms);
         entry.peers.insert(
             index,
             PeerEntry {
@@ -659,12 +709,13 @@ impl NamespaceStore {
             return Ok(());
         };
         let outcome = match entry.peers.get(&index) {
-            Some(p) if p.record.peer_id != *remote => Err(StatusCode::PeerIdMismatch),
+            Some(p) if p.record.peer_id() != *remote => Err(StatusCode::PeerIdMismatch),
             Some(_) => {
                 if let Some(removed) = self.remove_peer_from(&mut entry, index) {
-                    entry
-                        .withdrawn
-                        .insert(index, (removed.record.seq, removed.record.expires_at_ms));
+                    entry.withdrawn.insert(
+                        index,
+                        (removed.record.seq(), removed.record.expires_at_ms()),
+                    );
                 }
                 Ok(())
             }
@@ -704,7 +755,8 @@ impl NamespaceStore {
     }
 
     fn is_served(&self, peer: &PeerEntry, now_ms: u64) -> bool {
-        peer.record.expires_at_ms > now_ms && !self.liveness.is_unreachable(&peer.record.peer_id)
+        peer.record.expires_at_ms() > now_ms
+            && !self.liveness.is_unreachable(&peer.record.peer_id())
     }
 
     /// Merges a value received from another replica (a state-based CRDT
@@ -768,17 +820,17 @@ impl NamespaceStore {
             let Some(entry) = self.namespaces.get(&quorum_key) else {
                 report
                     .peers_rejected
-                    .push((record.index, StatusCode::UnknownNamespace));
+                    .push((record.index(), StatusCode::UnknownNamespace));
                 continue;
             };
-            match entry.peers.get(&record.index) {
+            match entry.peers.get(&record.index()) {
                 Some(stored) if *stored.record == record => {
                     report.peers_unchanged += 1;
                     continue;
                 }
                 Some(stored)
-                    if record.seq < stored.record.seq
-                        || (record.seq == stored.record.seq
+                    if record.seq() < stored.record.seq()
+                        || (record.seq() == stored.record.seq()
                             && record.encode() <= stored.record.encode()) =>
                 {
                     report.peers_unchanged += 1;
@@ -786,15 +838,22 @@ impl NamespaceStore {
                 }
                 _ => {}
             }
-            if let Some(&(seq, _)) = entry.withdrawn.get(&record.index) {
-                if record.seq <= seq {
+            if let Some(&(seq, _)) = entry.withdrawn.get(&record.index()) {
+                if record.seq() <= seq {
                     report.peers_unchanged += 1;
                     continue;
                 }
             }
-            let index = record.index;
-            let prepared =
-                PendingPeer::prepare(record, &entry.verified, now_ms, &self.config.limits, None);
+            let index = record.index();
+            let known = self.seat_known(entry, &record);
+            let prepared = PendingPeer::prepare_with(
+                record,
+                &entry.verified,
+                now_ms,
+                &self.config.limits,
+                None,
+                known,
+            );
             match prepared {
                 Ok(p) => candidates.push(p),
                 Err(code) => report.peers_rejected.push((index, code)),
@@ -802,9 +861,10 @@ impl NamespaceStore {
         }
         let verdicts = verify_batch(&candidates, &mut self.rng);
         for (p, verdict) in candidates.into_iter().zip(verdicts) {
-            let index = p.record.index;
+            let index = p.record.index();
             match verdict {
                 Ok(()) => {
+                    self.remember_seat(&p.record);
                     if self.merge_peer(p.record, now_ms) {
                         report.peers_stored += 1;
                     } else {
@@ -819,14 +879,14 @@ impl NamespaceStore {
 
     /// Stores a verified replicated record if it wins its slot.
     fn merge_peer(&mut self, record: PeerRecord, now_ms: u64) -> bool {
-        let quorum_key = record.quorum_key;
+        let quorum_key = record.quorum_key();
         let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
             return false;
         };
-        let wins = match entry.peers.get(&record.index) {
+        let wins = match entry.peers.get(&record.index()) {
             None => self.peer_records < self.config.quotas.max_peer_records,
             Some(stored) => {
-                (record.seq, record.encode()) > (stored.record.seq, stored.record.encode())
+                (record.seq(), record.encode()) > (stored.record.seq(), stored.record.encode())
             }
         };
         if wins {
@@ -875,7 +935,7 @@ impl NamespaceStore {
             }
             peers.push(DiscoveredPeer {
                 record: (*p.record).clone(),
-                last_seen_ms: self.liveness.last_seen_ms(&p.record.peer_id),
+                last_seen_ms: self.liveness.last_seen_ms(&p.record.peer_id()),
             });
         }
         Ok(DiscoverAnswer {
@@ -1045,7 +1105,7 @@ impl NamespaceStore {
             .get(quorum_key)?
             .peers
             .get(&index)
-            .map(|p| p.record.seq)
+            .map(|p| p.record.seq())
     }
 
     /// Checks an expiry against this store's limits (for callers that

@@ -5,7 +5,7 @@
 use dht::{JobId, NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig, VerifyJob};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use rendezvous_proto::testkit::TestQuorum;
+use rendezvous_proto::testkit::{with_seq_unsigned, TestQuorum};
 use rendezvous_proto::{PeerId, QuorumKey, Request, Response, StatusCode};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -175,8 +175,7 @@ fn register_peers_is_answered_once_with_every_outcome_in_order() {
     let q = quorum(4, 4);
     let mut s = with_namespace(&q, ServerConfig::default());
     let good = q.peer(1, 1, 1, NOW + HOUR);
-    let mut bad = q.peer(1, 1, 2, NOW + HOUR);
-    bad.seq = 3; // the signature no longer covers it
+    let bad = with_seq_unsigned(q.peer(1, 1, 2, NOW + HOUR), 3); // the signature no longer covers it
     let foreign = q.peer(2, 1, 1, NOW + HOUR); // not the sender's PeerId
     s.handle_request(
         NOW,
@@ -197,7 +196,7 @@ fn register_peers_is_answered_once_with_every_outcome_in_order() {
             ReplyId(7),
             Response::RegisteredPeers(vec![
                 Ok(HOUR),
-                Err(StatusCode::InvalidShareSignature),
+                Err(StatusCode::InvalidEnvelopeSignature),
                 Err(StatusCode::PeerIdMismatch),
             ])
         )]
@@ -287,7 +286,9 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
     // A liar answers first: the genuine namespace record, one genuine
     // peer record and one redirected to it.
     let mut forged = genuine(2);
-    forged.addrs = vec!["/ip4/6.6.6.6/tcp/666".parse().unwrap()];
+    let mut payload = forged.envelope.payload.clone();
+    payload.addrs = vec!["/ip4/6.6.6.6/tcp/666".parse().unwrap()];
+    forged.envelope.replace_payload_unsigned(payload);
     let lie = dht::NamespaceValue {
         namespace: ns.clone(),
         peers: vec![genuine(1), forged],
@@ -312,7 +313,7 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
     assert!(answer
         .peers
         .iter()
-        .all(|p| p.record == genuine(p.record.index)));
+        .all(|p| p.record == genuine(p.record.index())));
 }
 
 #[test]

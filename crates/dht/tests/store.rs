@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::messages::Cookie;
-use rendezvous_proto::testkit::TestQuorum;
+use rendezvous_proto::testkit::{with_seq_unsigned, TestQuorum};
 use rendezvous_proto::{PeerRecord, StatusCode};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -31,7 +31,7 @@ fn store() -> NamespaceStore {
 }
 
 fn reg(q: &TestQuorum, record: PeerRecord) -> PeerRegistration {
-    let remote = Some(q.peer_id(record.index));
+    let remote = Some(q.peer_id(record.index()));
     PeerRegistration { record, remote }
 }
 
@@ -64,7 +64,7 @@ fn honest_members_register_and_are_discovered() {
     assert_eq!(results, vec![Ok(HOUR); 4]);
     let answer = s.discover(&q.quorum_key(), 0, None, NOW).unwrap();
     assert_eq!(answer.peers.len(), 4);
-    let indices: Vec<u32> = answer.peers.iter().map(|p| p.record.index).collect();
+    let indices: Vec<u32> = answer.peers.iter().map(|p| p.record.index()).collect();
     assert_eq!(indices, vec![1, 2, 3, 4]);
     assert_eq!(s.stats().peer_records, 4);
 }
@@ -86,10 +86,11 @@ fn every_peer_rejection_has_its_code_and_changes_nothing() {
         StatusCode::UnknownNamespace,
     );
 
-    // Index 0 and n + 1 (re-signed by a share that claims that index).
+    // Index 0 and n + 1.
     for bad_index in [0u32, 5] {
-        let mut r = q.peer(2, 1, 1, NOW + HOUR);
-        r.index = bad_index;
+        let mut seat = q.seat(2, 1);
+        seat.index = bad_index;
+        let r = PeerRecord::sign(seat, vec![], 1, NOW + HOUR, &q.identities[1]);
         assert_peer_rejected(
             &mut s,
             PeerRegistration {
@@ -100,53 +101,32 @@ fn every_peer_rejection_has_its_code_and_changes_nothing() {
         );
     }
 
-    // An outsider with a fresh key claiming index 2 under its own PeerId
-    // (no member list check: use a namespace without members).
-    let mut open = store();
-    open.register_namespace(q.namespace(1, None, NOW, NOW + 2 * HOUR), None, NOW)
-        .unwrap();
-    let outsider = Keypair::generate_ed25519();
+    // An outsider with a fresh share seating member 2 (its own envelope
+    // signed by member 2's key: the worst case, a stolen identity key).
     let fresh = dkg::SecretKeyShare::new(2, blstrs::Scalar::from(424242u64)).unwrap();
-    let forged = PeerRecord::sign(
-        q.quorum_key(),
-        1,
-        outsider.public().to_peer_id(),
-        vec![],
-        1,
-        NOW + HOUR,
-        &fresh,
-    );
-    assert_peer_rejected(
-        &mut open,
-        PeerRegistration {
-            remote: Some(forged.peer_id),
-            record: forged,
-        },
-        StatusCode::InvalidShareSignature,
-    );
+    let forged = q.peer_seated_by(2, 1, 1, NOW + HOUR, &fresh);
+    assert_peer_rejected(&mut s, reg(&q, forged), StatusCode::InvalidShareSignature);
     // The share of another quorum, re-targeted at this namespace.
-    let stolen = PeerRecord::sign(
-        q.quorum_key(),
-        1,
-        q.peer_id(2),
-        vec![],
-        1,
-        NOW + HOUR,
-        &other.shares[1].secret,
-    );
+    let stolen = q.peer_seated_by(2, 1, 1, NOW + HOUR, &other.shares[1].secret);
     assert_peer_rejected(&mut s, reg(&q, stolen), StatusCode::InvalidShareSignature);
-    // A valid record moved to another index.
-    let mut moved = q.peer(3, 1, 1, NOW + HOUR);
-    moved.index = 4;
-    moved.peer_id = q.peer_id(4);
+    // A valid seat moved to another index (with that index's PeerId and
+    // envelope, so that only the share signature can tell).
+    let mut seat = q.seat(3, 1);
+    seat.index = 4;
+    seat.peer_id = q.peer_id(4);
+    let moved = PeerRecord::sign(seat, vec![], 1, NOW + HOUR, &q.identities[3]);
     assert_peer_rejected(&mut s, reg(&q, moved), StatusCode::InvalidShareSignature);
-    // A tampered field.
-    let mut tampered = q.peer(3, 1, 1, NOW + HOUR);
-    tampered.expires_at_ms += 1;
-    assert_peer_rejected(&mut s, reg(&q, tampered), StatusCode::InvalidShareSignature);
-    // Signature bytes that are not a point.
-    let mut garbage = q.peer(3, 1, 1, NOW + HOUR);
-    garbage.signature = [0xaa; 96];
+    // A field changed after signing.
+    let tampered = with_seq_unsigned(q.peer(3, 1, 1, NOW + HOUR), 2);
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, tampered),
+        StatusCode::InvalidEnvelopeSignature,
+    );
+    // Seat signature bytes that are not a point.
+    let mut seat = q.seat(3, 1);
+    seat.signature = [0xaa; 96];
+    let garbage = PeerRecord::sign(seat, vec![], 1, NOW + HOUR, &q.identities[2]);
     assert_peer_rejected(&mut s, reg(&q, garbage), StatusCode::Decode);
 
     // Replays: the same seq, and a lower one.
@@ -180,21 +160,19 @@ fn every_peer_rejection_has_its_code_and_changes_nothing() {
     );
 
     // The member list names another PeerId at this index.
-    let imposter = Keypair::generate_ed25519().public().to_peer_id();
-    let r = PeerRecord::sign(
+    let imposter = Keypair::generate_ed25519();
+    let seat = rendezvous_proto::seat::Seat::sign(
         q.quorum_key(),
         1,
-        imposter,
-        vec![],
-        1,
-        NOW + HOUR,
+        imposter.public().to_peer_id(),
         &q.shares[1].secret,
     );
+    let r = PeerRecord::sign(seat, vec![], 1, NOW + HOUR, &imposter);
     assert_peer_rejected(
         &mut s,
         PeerRegistration {
+            remote: Some(r.peer_id()),
             record: r,
-            remote: Some(imposter),
         },
         StatusCode::NotAMember,
     );
@@ -210,15 +188,7 @@ fn every_peer_rejection_has_its_code_and_changes_nothing() {
     let addrs: Vec<_> = (0..17)
         .map(|i| format!("/ip4/127.0.0.1/tcp/{}", 5000 + i).parse().unwrap())
         .collect();
-    let r = PeerRecord::sign(
-        q.quorum_key(),
-        1,
-        q.peer_id(2),
-        addrs,
-        1,
-        NOW + HOUR,
-        &q.shares[1].secret,
-    );
+    let r = PeerRecord::sign(q.seat(2, 1), addrs, 1, NOW + HOUR, &q.identities[1]);
     assert_peer_rejected(&mut s, reg(&q, r), StatusCode::RecordTooLarge);
 
     // After all that, only the one honest record is stored.
@@ -441,11 +411,16 @@ fn one_bad_signature_does_not_fail_its_batch() {
     let mut regs: Vec<PeerRegistration> = (1..=8)
         .map(|i| reg(&q, q.peer(i, 1, 1, NOW + HOUR)))
         .collect();
-    regs[5].record.seq = 2; // signature no longer matches
+    // Member 6's seat signed with member 1's share: the one bad pairing
+    // of the batch; member 3's envelope altered after signing.
+    regs[5].record = q.peer_seated_by(6, 1, 1, NOW + HOUR, &q.shares[0].secret);
+    regs[2].record = with_seq_unsigned(regs[2].record.clone(), 2);
     let results = s.register_peers(regs, NOW);
     for (i, r) in results.iter().enumerate() {
         if i == 5 {
             assert_eq!(*r, Err(StatusCode::InvalidShareSignature));
+        } else if i == 2 {
+            assert_eq!(*r, Err(StatusCode::InvalidEnvelopeSignature));
         } else {
             assert_eq!(*r, Ok(HOUR), "index {}", i + 1);
         }
@@ -475,7 +450,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
         page1
             .peers
             .iter()
-            .map(|p| p.record.index)
+            .map(|p| p.record.index())
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
@@ -484,7 +459,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
         page2
             .peers
             .iter()
-            .map(|p| p.record.index)
+            .map(|p| p.record.index())
             .collect::<Vec<_>>(),
         vec![3, 4]
     );
@@ -493,7 +468,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
         page3
             .peers
             .iter()
-            .map(|p| p.record.index)
+            .map(|p| p.record.index())
             .collect::<Vec<_>>(),
         vec![5]
     );
@@ -507,7 +482,7 @@ fn cookies_page_through_and_return_only_what_is_new() {
         fresh
             .peers
             .iter()
-            .map(|p| (p.record.index, p.record.seq))
+            .map(|p| (p.record.index(), p.record.seq()))
             .collect::<Vec<_>>(),
         vec![(2, 2)]
     );
@@ -627,7 +602,7 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
         answer
             .peers
             .iter()
-            .map(|p| p.record.index)
+            .map(|p| p.record.index())
             .collect::<Vec<_>>(),
         vec![1, 3]
     );
@@ -653,7 +628,7 @@ fn liveness_marks_unreachable_after_misses_and_back_on_pong() {
         again
             .peers
             .iter()
-            .map(|p| p.record.index)
+            .map(|p| p.record.index())
             .collect::<Vec<_>>(),
         vec![2]
     );
@@ -780,9 +755,8 @@ fn universe() -> &'static Universe {
             for seq in 1..=3 {
                 records.push(quorum.peer(index, 1, seq, NOW + HOUR + seq));
             }
-            let mut bad = quorum.peer(index, 1, 9, NOW + HOUR);
-            bad.seq = 10; // signature no longer matches
-            records.push(bad);
+            let bad = with_seq_unsigned(quorum.peer(index, 1, 9, NOW + HOUR), 10);
+            records.push(bad); // signature no longer matches
         }
         Universe { quorum, records }
     })
@@ -825,16 +799,16 @@ proptest! {
         prop_assert_eq!(merged(std::slice::from_ref(&va)), merged(&[va.clone(), va.clone()]));
         let value = abc.unwrap();
         for p in &value.peers {
-            prop_assert!(p.seq <= 3, "an invalid record was stored");
+            prop_assert!(p.seq() <= 3, "an invalid record was stored");
         }
         // Per index: the highest valid seq seen in any input.
         for index in 1..=4u32 {
             let best = [&va, &vb, &vc].iter()
                 .flat_map(|v| v.peers.iter())
-                .filter(|p| p.index == index && p.seq <= 3)
-                .map(|p| p.seq)
+                .filter(|p| p.index() == index && p.seq() <= 3)
+                .map(|p| p.seq())
                 .max();
-            let held = value.peers.iter().find(|p| p.index == index).map(|p| p.seq);
+            let held = value.peers.iter().find(|p| p.index() == index).map(|p| p.seq());
             prop_assert_eq!(held, best);
         }
     }
@@ -970,7 +944,7 @@ fn precheck_then_apply_is_register_peers() {
         .map(|i| {
             let mut r = reg(&q, q.peer(i, 1, 1, NOW + HOUR));
             if i == 3 {
-                r.record.seq = 9; // bad signature
+                r.record = with_seq_unsigned(r.record.clone(), 9); // bad signature
             }
             if i == 5 {
                 r.remote = Some(q.peer_id(1)); // someone else's connection
@@ -980,7 +954,7 @@ fn precheck_then_apply_is_register_peers() {
         .collect();
     let mut one = with_namespace(&q);
     let expected = one.register_peers(regs.clone(), NOW);
-    assert_eq!(expected[2], Err(StatusCode::InvalidShareSignature));
+    assert_eq!(expected[2], Err(StatusCode::InvalidEnvelopeSignature));
     assert_eq!(expected[4], Err(StatusCode::PeerIdMismatch));
 
     let mut two = with_namespace(&q);
@@ -1046,4 +1020,123 @@ fn apply_rechecks_what_changed_since_the_precheck() {
         vec![Err(StatusCode::InvalidShareSignature)]
     );
     assert_eq!(s.fingerprint(), before);
+}
+
+/// The liveness poisoning of protocol v1 (issue #12): anyone could make a
+/// namespace of their own that seats a victim's PeerId and replicate a
+/// record with unroutable addresses in its name; nodes then pinged those
+/// addresses and stopped listing the victim in its real quorum. In v2 the
+/// addresses must be signed by the PeerId's own key, so every path
+/// refuses the record, and the victim stays listed with its own addresses.
+#[test]
+fn a_record_naming_someone_elses_peer_id_is_refused_on_every_path() {
+    let q = quorum(4, 3, 31);
+    let mut s = with_namespace(&q);
+    let victim = q.peer_id(2);
+    assert_eq!(
+        s.register_peer(reg(&q, q.peer(2, 1, 1, NOW + HOUR)), NOW),
+        Ok(HOUR)
+    );
+    // The attacker's 1-of-1 quorum lists the victim as its member, and its
+    // share seats the victim's PeerId (all of that is the attacker's own).
+    let attacker = TestQuorum::deal(1, 1, &mut ChaCha20Rng::seed_from_u64(32));
+    let mut ns = attacker.namespace_unsigned(1, None, NOW, NOW + HOUR);
+    ns.members = Some(vec![victim]);
+    let message = ns.signing_bytes();
+    let share = attacker.shares[0].secret.sign(&message);
+    ns.signature = dkg::combine_signatures(1, 1, &[share]).unwrap().to_bytes();
+    assert!(s.register_namespace(ns.clone(), None, NOW).is_ok());
+    let seat = rendezvous_proto::seat::Seat::sign(
+        attacker.quorum_key(),
+        1,
+        victim,
+        &attacker.shares[0].secret,
+    );
+    let unroutable: Vec<rendezvous_proto::Multiaddr> =
+        vec!["/ip4/192.0.2.1/tcp/9".parse().unwrap()];
+    // Its envelope signed by the attacker's key: another PeerId.
+    let own_key = Keypair::generate_ed25519();
+    let by_attacker = PeerRecord::sign(seat.clone(), unroutable.clone(), 9, NOW + HOUR, &own_key);
+    // The victim's key named in the envelope, the signature the attacker's.
+    let mut claimed = PeerRecord::sign(
+        seat.clone(),
+        unroutable.clone(),
+        9,
+        NOW + HOUR,
+        &q.identities[1],
+    );
+    claimed.envelope.signature = by_attacker.envelope.signature.clone();
+    for (record, code) in [
+        (by_attacker, StatusCode::PeerIdMismatch),
+        (claimed, StatusCode::InvalidEnvelopeSignature),
+    ] {
+        // A kad PUT or GET answer (no connection to compare with)...
+        let value = NamespaceValue {
+            namespace: ns.clone(),
+            peers: vec![record.clone()],
+        };
+        let report = s.merge_value(value, NOW);
+        assert_eq!(report.peers_rejected, vec![(1, code)]);
+        // ...and a direct registration, even over the victim's own
+        // connection (which the attacker does not have anyway).
+        let direct = PeerRegistration {
+            record,
+            remote: Some(victim),
+        };
+        assert_eq!(s.register_peer(direct, NOW), Err(code));
+    }
+    // The victim is still listed in its quorum, with its own address, and
+    // pinged there only.
+    let answer = s.discover(&q.quorum_key(), 0, None, NOW).unwrap();
+    let listed = answer
+        .peers
+        .iter()
+        .find(|p| p.record.peer_id() == victim)
+        .expect("the victim is listed");
+    assert_eq!(listed.record, q.peer(2, 1, 1, NOW + HOUR));
+    let pinged: Vec<_> = s
+        .due_pings(NOW + 1_000)
+        .into_iter()
+        .filter(|t| t.peer_id == victim)
+        .collect();
+    assert_eq!(pinged.len(), 1);
+    assert_eq!(pinged[0].addrs, q.peer(2, 1, 1, NOW + HOUR).addrs());
+    assert!(!s.is_unreachable(&victim));
+}
+
+/// A refresh of a seat this node verified costs no pairing: its job
+/// checks the envelope only. A new seat is checked in full.
+#[test]
+fn a_known_seat_is_not_verified_again() {
+    let q = quorum(4, 3, 33);
+    let mut s = with_namespace(&q);
+    let first = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 1, NOW + HOUR))], NOW);
+    let first = first.into_iter().next().unwrap().unwrap();
+    assert!(!first.seat_known());
+    assert!(first
+        .prepare(NOW, &rendezvous_proto::Limits::DEFAULT)
+        .unwrap()
+        .checks_seat());
+    assert_eq!(
+        s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW),
+        Ok(HOUR)
+    );
+    // The refresh: same seat, new envelope.
+    let refresh = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 2, NOW + HOUR))], NOW);
+    let refresh = refresh.into_iter().next().unwrap().unwrap();
+    assert!(refresh.seat_known());
+    let pending = refresh
+        .prepare(NOW, &rendezvous_proto::Limits::DEFAULT)
+        .unwrap();
+    assert!(!pending.checks_seat());
+    // A known seat does not excuse a bad envelope.
+    let bad = with_seq_unsigned(q.peer(1, 1, 3, NOW + HOUR), 4);
+    assert_eq!(
+        s.register_peer(reg(&q, bad), NOW),
+        Err(StatusCode::InvalidEnvelopeSignature)
+    );
+    // After an Unregister the seat is still remembered (by hash).
+    assert!(s.unregister(&q.quorum_key(), 1, &q.peer_id(1), NOW).is_ok());
+    let again = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 5, NOW + HOUR))], NOW);
+    assert!(again.into_iter().next().unwrap().unwrap().seat_known());
 }

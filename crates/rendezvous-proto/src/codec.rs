@@ -472,7 +472,14 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                &[WIRE_VERSION, response_tag::REGISTERED_PEERS, 0x00, 0x00, 0x00, 0x03][..],
+                &[
+                    WIRE_VERSION,
+                    response_tag::REGISTERED_PEERS,
+                    0x00,
+                    0x00,
+                    0x00,
+                    0x03
+                ][..],
                 &[0x00, 0x00, 0, 0, 0, 0, 0, 0x6d, 0xdd, 0x00],
                 &[0x00, 0x79],
                 &[0x00, 0x7b],

@@ -129,4 +129,35 @@ impl TestQuorum {
             &self.identities[index as usize - 1],
         )
     }
+
+    /// Member `index`'s record with its seat signed by `share` instead of
+    /// its own (the PeerId and envelope are member `index`'s): what an
+    /// outsider or a member of another quorum can make.
+    pub fn peer_seated_by(
+        &self,
+        index: u32,
+        epoch: u64,
+        seq: u64,
+        expires_at_ms: u64,
+        share: &SecretKeyShare,
+    ) -> PeerRecord {
+        let mut seat = self.seat(index, epoch);
+        seat.signature = share.sign(&seat.signing_bytes()).signature.to_bytes();
+        PeerRecord::sign(
+            seat,
+            vec![],
+            seq,
+            expires_at_ms,
+            &self.identities[index as usize - 1],
+        )
+    }
+}
+
+/// `record` with its seq changed after signing: its envelope no longer
+/// verifies (`InvalidEnvelopeSignature`).
+pub fn with_seq_unsigned(mut record: PeerRecord, seq: u64) -> PeerRecord {
+    let mut payload = record.envelope.payload.clone();
+    payload.seq = seq;
+    record.envelope.replace_payload_unsigned(payload);
+    record
 }
