@@ -1,5 +1,6 @@
 //! What a member is configured with.
 
+use libp2p_identity::Keypair;
 use rendezvous_proto::{Limits, Multiaddr, PeerId};
 
 use crate::retry::Backoff;
@@ -44,8 +45,9 @@ pub struct MemberConfig {
     pub quorum: QuorumSpec,
     /// This member's index (1-based).
     pub index: u32,
-    /// This member's PeerId (what its peer records name).
-    pub peer_id: PeerId,
+    /// This member's libp2p identity: its PeerId is what its seat names,
+    /// and its key signs the envelope of every refresh.
+    pub identity: Keypair,
     /// Addresses its peer records carry (cut to the protocol's limits).
     pub addrs: Vec<Multiaddr>,
     /// How many rendezvous nodes it registers at: they are
@@ -79,14 +81,19 @@ pub struct MemberConfig {
 }
 
 impl MemberConfig {
+    /// This member's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.public().to_peer_id()
+    }
+
     /// A configuration with the defaults: records live 2 h, DKG waits 60 s
     /// for the others, takeovers after 5 s, retries from 500 ms up to 30 s,
     /// and the member gives up after 10 minutes without any registration.
-    pub fn new(quorum: QuorumSpec, index: u32, peer_id: PeerId, rendezvous: usize) -> Self {
+    pub fn new(quorum: QuorumSpec, index: u32, identity: Keypair, rendezvous: usize) -> Self {
         Self {
             quorum,
             index,
-            peer_id,
+            identity,
             addrs: Vec::new(),
             rendezvous,
             peer_ttl_ms: 2 * 3_600_000,

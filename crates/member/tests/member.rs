@@ -35,8 +35,12 @@ fn net(n: u32, threshold: u32, rendezvous: usize) -> Net {
     let quorum = TestQuorum::deal(n, threshold, &mut rng);
     let members = (1..=n)
         .map(|i| {
-            let mut config =
-                MemberConfig::new(spec(&quorum, threshold), i, quorum.peer_id(i), rendezvous);
+            let mut config = MemberConfig::new(
+                spec(&quorum, threshold),
+                i,
+                quorum.identities[(i - 1) as usize].clone(),
+                rendezvous,
+            );
             config.addrs = vec![format!("/ip4/127.0.0.1/tcp/{}", 4000 + i).parse().unwrap()];
             let share = quorum.shares[(i - 1) as usize].clone();
             Member::new(config, Start::KeyShare(share), T0, [i as u8; 32]).unwrap()
@@ -124,7 +128,7 @@ fn honest(ns: &mut Option<NamespaceRecord>, request: &Request) -> Response {
             Response::Rejected(StatusCode::UnknownNamespace)
         }
         Request::RegisterPeer(r) => Response::Registered {
-            ttl_ms: r.expires_at_ms - T0,
+            ttl_ms: r.expires_at_ms() - T0,
         },
         Request::Unregister { .. } => Response::Unregistered,
         _ => Response::Rejected(StatusCode::NotAuthorized),
@@ -349,7 +353,7 @@ fn a_damaged_key_share_is_refused_before_anything_is_sent() {
     // Another member's secret under this member's index: the public key
     // set no longer matches.
     share.secret = dkg::SecretKeyShare::new(1, *q.shares[1].secret.scalar()).unwrap();
-    let config = MemberConfig::new(spec(&q, 2), 1, q.peer_id(1), 1);
+    let config = MemberConfig::new(spec(&q, 2), 1, q.identities[0].clone(), 1);
     let err = Member::new(config, Start::KeyShare(share), T0, [0; 32]).err();
     assert_eq!(err, Some(MemberError::KeyShareMismatch { index: 1 }));
 }
@@ -410,7 +414,8 @@ fn the_dkg_runs_through_the_core_and_the_first_member_coordinates() {
     let mut members: Vec<Member> = (1..=4)
         .map(|i| {
             let dkg = dkg::DkgConfig::new(&ids, 3, b"test", i, 1_000).unwrap();
-            let config = MemberConfig::new(spec.clone(), i, q.peer_id(i), 1);
+            let config =
+                MemberConfig::new(spec.clone(), i, q.identities[(i - 1) as usize].clone(), 1);
             Member::new(config, Start::Dkg(dkg), T0, [i as u8; 32]).unwrap()
         })
         .collect();

@@ -36,6 +36,8 @@ use rendezvous_proto::{
     NamespaceRecord, PeerId, PeerRecord, QuorumKey, Request, Response, StatusCode,
 };
 
+use rendezvous_proto::seat::Seat;
+
 use crate::config::MemberConfig;
 use crate::cosign::{check_namespace, check_sign_request, commitment_bytes, Cosign};
 use crate::error::MemberError;
@@ -323,7 +325,7 @@ impl Member {
         if config.rendezvous == 0 {
             return Err(MemberError::Config("no rendezvous node"));
         }
-        if config.quorum.peer(config.index) != Some(config.peer_id) {
+        if config.quorum.peer(config.index) != Some(config.peer_id()) {
             return Err(MemberError::Config(
                 "this PeerId is not the quorum's member at this index",
             ));
@@ -449,7 +451,7 @@ impl Member {
 
     /// Nodes that accepted the current record.
     pub fn registered_current(&self) -> usize {
-        let Some(seq) = self.record.as_ref().map(|r| r.seq) else {
+        let Some(seq) = self.record.as_ref().map(|r| r.seq()) else {
             return 0;
         };
         self.slots

@@ -12,7 +12,7 @@ impl Member {
             return;
         };
         let limits = &self.config.limits;
-        let addrs = self
+        let addrs: Vec<rendezvous_proto::Multiaddr> = self
             .config
             .addrs
             .iter()
@@ -20,15 +20,22 @@ impl Member {
             .take(limits.max_addrs)
             .cloned()
             .collect();
-        let seq = now.max(self.record.as_ref().map_or(0, |r| r.seq + 1));
+        let seq = now.max(self.record.as_ref().map_or(0, |r| r.seq() + 1));
+        // The seat is signed once per epoch (a pairing at each node, once);
+        // every refresh signs only a new envelope (Ed25519).
+        let quorum_key = QuorumKey::from(share.quorum_key());
+        let seat = match &self.record {
+            Some(r) if r.seat.epoch == ns.epoch && r.seat.quorum_key == quorum_key => {
+                r.seat.clone()
+            }
+            _ => Seat::sign(quorum_key, ns.epoch, self.config.peer_id(), &share.secret),
+        };
         let record = PeerRecord::sign(
-            QuorumKey::from(share.quorum_key()),
-            ns.epoch,
-            self.config.peer_id,
+            seat,
             addrs,
             seq,
             now + self.config.peer_ttl_ms,
-            &share.secret,
+            &self.config.identity,
         );
         self.events.push_back(Event::PeerSigned(record.clone()));
         self.record = Some(record);
@@ -44,7 +51,7 @@ impl Member {
         let Some(record) = self.record.clone() else {
             return;
         };
-        let seq = record.seq;
+        let seq = record.seq();
         let id = self.send(
             Peer::Rendezvous(rendezvous),
             Request::RegisterPeer(record),
@@ -64,7 +71,7 @@ impl Member {
         seq: u64,
         response: Result<Response, TransportError>,
     ) {
-        let current = self.record.as_ref().map(|r| r.seq);
+        let current = self.record.as_ref().map(|r| r.seq());
         let Some(slot) = self.slots.get_mut(rendezvous) else {
             return;
         };
@@ -88,7 +95,7 @@ impl Member {
                     _ => self
                         .record
                         .as_ref()
-                        .map_or(0, |r| r.expires_at_ms.saturating_sub(now)),
+                        .map_or(0, |r| r.expires_at_ms().saturating_sub(now)),
                 };
                 let first = slot.shown.accepted_seq.is_none();
                 slot.shown.accepted_seq = Some(seq);
