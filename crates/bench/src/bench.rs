@@ -826,7 +826,7 @@ impl Calibration {
             .take(256)
             .collect();
         for r in &records {
-            namespace.share_key(r.index);
+            namespace.share_key(r.index());
         }
         Some(Self {
             records,

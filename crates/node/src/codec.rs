@@ -179,10 +179,18 @@ mod tests {
         assert!(read_req(vec![0, 0]).is_err());
         // Garbage of a valid size: answered, not dropped.
         let mut garbage = 9u32.to_be_bytes().to_vec();
-        garbage.extend_from_slice(b"\xffgarbage!");
+        garbage.push(rendezvous_proto::codec::WIRE_VERSION);
+        garbage.extend_from_slice(b"\xeegarbage");
         assert_eq!(
             read_req(garbage).unwrap(),
             Frame::Malformed(StatusCode::Decode)
+        );
+        // A frame of protocol version 1: answered with its own code.
+        let mut v1 = 9u32.to_be_bytes().to_vec();
+        v1.extend_from_slice(b"\x01\x03garbage");
+        assert_eq!(
+            read_req(v1).unwrap(),
+            Frame::Malformed(StatusCode::UnsupportedVersion)
         );
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
+use rendezvous_proto::seat::Seat;
 use rendezvous_proto::{PeerRecord, QuorumKey, Request, Response};
 
 use crate::behaviour::now_ms;
@@ -224,10 +225,11 @@ impl LocalQuorum {
     }
 }
 
-/// What an attacker does without any member software: signs a peer record
-/// for `seat` of `quorum_key` with `share` (forged, or someone else's), in
-/// the name of `keypair`'s PeerId, and sends it straight to `at` over a
-/// connection authenticated as that PeerId. Returns the node's answer.
+/// What an attacker does without any member software: seats
+/// `keypair`'s PeerId at `share`'s index of `quorum_key` with `share`
+/// (forged, or someone else's), signs the envelope with `keypair`, and
+/// sends the record straight to `at` over a connection authenticated as
+/// that PeerId. Returns the node's answer.
 pub async fn register_raw(
     at: &Multiaddr,
     keypair: Keypair,
@@ -235,15 +237,8 @@ pub async fn register_raw(
     share: &dkg::SecretKeyShare,
 ) -> Result<Response, DemoError> {
     let now = now_ms();
-    let record = PeerRecord::sign(
-        quorum_key,
-        0,
-        keypair.public().to_peer_id(),
-        vec![loopback()],
-        now,
-        now + 600_000,
-        share,
-    );
+    let seat = Seat::sign(quorum_key, 0, keypair.public().to_peer_id(), share);
+    let record = PeerRecord::sign(seat, vec![loopback()], now, now + 600_000, &keypair);
     let mut client = Client::new(keypair)?;
     Ok(client
         .request(at, Request::RegisterPeer(record), Duration::from_secs(5))
@@ -286,7 +281,7 @@ pub async fn discover_until(
                 last = format!(
                     "{} peers: {:?}",
                     a.peers.len(),
-                    a.peers.iter().map(|p| p.record.index).collect::<Vec<_>>()
+                    a.peers.iter().map(|p| p.record.index()).collect::<Vec<_>>()
                 )
             }
             Err(e) => last = e.to_string(),
@@ -306,7 +301,7 @@ fn step(n: u32, text: &str) {
 }
 
 fn indices(a: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
-    a.peers.iter().map(|p| p.record.index).collect()
+    a.peers.iter().map(|p| p.record.index()).collect()
 }
 
 /// The narrated demo.
@@ -379,7 +374,7 @@ pub async fn run() -> Result<(), DemoError> {
         )
         .await?;
     if let Response::Discovered(d) = answer {
-        let mut seats: Vec<u32> = d.peers.iter().map(|p| p.record.index).collect();
+        let mut seats: Vec<u32> = d.peers.iter().map(|p| p.record.index()).collect();
         seats.sort_unstable();
         println!("  R1 still lists seats {seats:?} (the outsider is not among them)");
     }

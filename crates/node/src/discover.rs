@@ -207,16 +207,16 @@ pub fn answer_json(answer: &VerifiedAnswer) -> serde_json::Value {
         "kind": record.kind,
         "expires_at_ms": record.expires_at_ms,
         "peers": answer.peers.iter().map(|p| serde_json::json!({
-            "index": p.record.index,
-            "peer_id": p.record.peer_id.to_string(),
-            "addrs": p.record.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "seq": p.record.seq,
+            "index": p.record.index(),
+            "peer_id": p.record.peer_id().to_string(),
+            "addrs": p.record.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "seq": p.record.seq(),
             "last_seen_ms": p.last_seen_ms,
         })).collect::<Vec<_>>(),
         "rejected": answer.rejected.iter().map(|r| serde_json::json!({
             "position": r.position,
-            "index": r.record.index,
-            "peer_id": r.record.peer_id.to_string(),
+            "index": r.record.index(),
+            "peer_id": r.record.peer_id().to_string(),
             "code": r.code.name(),
         })).collect::<Vec<_>>(),
     })
@@ -244,11 +244,11 @@ pub fn answer_table(answer: &VerifiedAnswer) -> String {
             Some(t) => format!("{} ms ago", now.saturating_sub(t)),
             None => "not yet".into(),
         };
-        let addrs: Vec<String> = p.record.addrs.iter().map(|a| a.to_string()).collect();
+        let addrs: Vec<String> = p.record.addrs().iter().map(|a| a.to_string()).collect();
         out.push_str(&format!(
             "  {:>5}  {:<52}  {:<12}  {}\n",
-            p.record.index,
-            p.record.peer_id,
+            p.record.index(),
+            p.record.peer_id(),
             seen,
             addrs.join(" ")
         ));
@@ -265,7 +265,7 @@ pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
         .map(|r| {
             format!(
                 "WARNING: the rendezvous served a record for member {} ({}) that does not verify: {}",
-                r.record.index, r.record.peer_id, r.code
+                r.record.index(), r.record.peer_id(), r.code
             )
         })
         .collect()

@@ -93,8 +93,16 @@ async fn hostile_input_changes_nothing_and_honest_clients_are_served() {
             expect_code(
                 &mut attacker,
                 target,
-                Frame::Raw(b"\xffgarbage!".to_vec()),
+                Frame::Raw(b"\x02\xeegarbage!".to_vec()),
                 StatusCode::Decode,
+            )
+            .await;
+            // A version-1 frame: refused with its own code.
+            expect_code(
+                &mut attacker,
+                target,
+                Frame::Raw(b"\x01\x04garbage!".to_vec()),
+                StatusCode::UnsupportedVersion,
             )
             .await;
             expect_code(
@@ -132,14 +140,14 @@ async fn hostile_input_changes_nothing_and_honest_clients_are_served() {
 
         // Valid frames carrying invalid records, at the rendezvous node.
         let real = before_answer.peers[0].record.clone();
-        let mut forged = real.clone();
-        forged.seq += 1; // signature no longer covers it
-        let mut as_member = Client::new(q.keypairs[(real.index - 1) as usize].clone()).unwrap();
+        // The signature no longer covers it.
+        let forged = rendezvous_proto::testkit::with_seq_unsigned(real.clone(), real.seq() + 1);
+        let mut as_member = Client::new(q.keypairs[(real.index() - 1) as usize].clone()).unwrap();
         expect_code(
             &mut as_member,
             &at,
             Frame::Message(Request::RegisterPeer(forged.clone())),
-            StatusCode::InvalidShareSignature,
+            StatusCode::InvalidEnvelopeSignature,
         )
         .await;
         expect_code(

@@ -19,7 +19,7 @@ const DKG_PHASE: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(20);
 
 fn indices(a: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
-    a.peers.iter().map(|p| p.record.index).collect()
+    a.peers.iter().map(|p| p.record.index()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,8 +61,8 @@ async fn two_quorums_three_rendezvous_refusals_liveness_and_failover() {
                 for p in &ans.peers {
                     let file = if n == 4 { &a.file } else { &b.file };
                     assert_eq!(
-                        Some(p.record.peer_id),
-                        file.member(p.record.index).map(|m| m.peer_id)
+                        Some(p.record.peer_id()),
+                        file.member(p.record.index()).map(|m| m.peer_id)
                     );
                 }
             }
@@ -106,10 +106,10 @@ async fn two_quorums_three_rendezvous_refusals_liveness_and_failover() {
             let ans = discover_until(&mut client, at, key_a, WAIT, |x| x.peers.len() == 4)
                 .await
                 .unwrap();
-            assert!(ans.peers.iter().all(|p| p.record.peer_id != outsider_id));
+            assert!(ans.peers.iter().all(|p| p.record.peer_id() != outsider_id));
             let honest3 = a.file.member(3).unwrap().peer_id;
-            let p3 = ans.peers.iter().find(|p| p.record.index == 3).unwrap();
-            assert_eq!(p3.record.peer_id, honest3);
+            let p3 = ans.peers.iter().find(|p| p.record.index() == 3).unwrap();
+            assert_eq!(p3.record.peer_id(), honest3);
         }
 
         // Kill member 4 of A: it disappears everywhere within

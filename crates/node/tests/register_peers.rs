@@ -31,8 +31,8 @@ async fn each_record_is_judged_alone_with_the_peer_id_binding() {
             .await,
         Ok(Response::Registered { .. })
     ));
-    let mut forged = q.peer(1, 1, 5, expires);
-    forged.seq = 6; // the signature no longer matches
+    // The signature no longer matches.
+    let forged = rendezvous_proto::testkit::with_seq_unsigned(q.peer(1, 1, 5, expires), 6);
     let records = vec![
         q.peer(1, 1, 1, expires),
         // Member 2's valid record, relayed by member 1: refused.
@@ -52,7 +52,7 @@ async fn each_record_is_judged_alone_with_the_peer_id_binding() {
     };
     assert!(matches!(outcomes[0], Ok(ttl) if ttl > 3_500_000));
     assert_eq!(outcomes[1], Err(StatusCode::PeerIdMismatch));
-    assert_eq!(outcomes[2], Err(StatusCode::InvalidShareSignature));
+    assert_eq!(outcomes[2], Err(StatusCode::InvalidEnvelopeSignature));
     assert!(outcomes[3].is_ok());
     assert_eq!(outcomes[4], Err(StatusCode::StaleSequence));
     assert_ne!(nodes[0].fingerprint().await, before);
@@ -75,7 +75,7 @@ async fn each_record_is_judged_alone_with_the_peer_id_binding() {
     let mut seqs: Vec<(u32, u64)> = served
         .peers
         .iter()
-        .map(|p| (p.record.index, p.record.seq))
+        .map(|p| (p.record.index(), p.record.seq()))
         .collect();
     seqs.sort();
     assert_eq!(seqs, vec![(1, 2), (2, 1)]);

@@ -174,7 +174,7 @@ impl Driver {
                 issued_at_ms = record.issued_at_ms,
                 "namespace record in place"
             ),
-            Event::PeerSigned(record) => debug!(index, seq = record.seq, "peer record signed"),
+            Event::PeerSigned(record) => debug!(index, seq = record.seq(), "peer record signed"),
             Event::Registered {
                 rendezvous,
                 seq,

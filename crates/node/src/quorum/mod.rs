@@ -126,6 +126,9 @@ pub struct MemberStatus {
 /// A member bound to its listen addresses, not yet running.
 pub struct BoundMember {
     swarm: Swarm<Behaviour>,
+    /// Its identity: the swarm authenticates with it, and the member core
+    /// signs its envelopes with it.
+    identity: Keypair,
     /// Its PeerId.
     pub peer_id: PeerId,
     /// Where it listens (resolved).
@@ -184,10 +187,11 @@ pub async fn bind(
         idle_timeout: Duration::from_secs(120),
         ..SwarmSettings::default()
     };
-    let mut swarm = build_swarm(keypair, &settings, None)?;
+    let mut swarm = build_swarm(keypair.clone(), &settings, None)?;
     let listen_addrs = listen_all(&mut swarm, listen).await?;
     Ok(BoundMember {
         swarm,
+        identity: keypair,
         peer_id,
         listen_addrs,
     })
@@ -197,7 +201,7 @@ pub async fn bind(
 fn core_config(
     config: &MemberConfig,
     index: u32,
-    peer_id: PeerId,
+    identity: Keypair,
     addrs: Vec<Multiaddr>,
     rendezvous: usize,
 ) -> member::MemberConfig {
@@ -208,7 +212,7 @@ fn core_config(
     };
     let ttl_ms = (config.ttl.as_millis() as u64).max(2);
     let phase_ms = (config.dkg_phase_timeout.as_millis() as u64).max(1);
-    let mut core = member::MemberConfig::new(spec, index, peer_id, rendezvous);
+    let mut core = member::MemberConfig::new(spec, index, identity, rendezvous);
     core.addrs = addrs;
     core.peer_ttl_ms = ttl_ms;
     core.namespace_ttl_ms = ttl_ms;
@@ -263,7 +267,7 @@ impl BoundMember {
         let core_config = core_config(
             &config,
             index,
-            self.peer_id,
+            self.identity.clone(),
             self.listen_addrs.clone(),
             rendezvous.len(),
         );
