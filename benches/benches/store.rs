@@ -113,7 +113,7 @@ fn rejections(c: &mut Criterion) {
         b.iter(|| black_box(PeerRecord::decode(black_box(&garbage)).is_err()))
     });
     let mut out_of_range = q.peer(1, 1, 1, NOW + HOUR);
-    out_of_range.index = MEMBERS + 1;
+    out_of_range.seat.index = MEMBERS + 1;
     let reg = PeerRegistration {
         record: out_of_range,
         remote: Some(q.peer_id(1)),

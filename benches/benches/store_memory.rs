@@ -90,9 +90,15 @@ fn main() {
     );
 }
 
-/// Heap bytes a registration owned before it moved into the store.
+/// Heap bytes a registration owned before it moved into the store: its
+/// addresses, and the envelope's key, payload and signature buffers.
 fn record_heap_bytes(r: &PeerRegistration) -> isize {
-    let addrs: usize = r.record.addrs.iter().map(|a| a.as_ref().len() + 16).sum();
-    (addrs + r.record.addrs.capacity() * std::mem::size_of::<rendezvous_proto::Multiaddr>())
-        as isize
+    let payload = &r.record.envelope.payload;
+    let addrs: usize = payload.addrs.iter().map(|a| a.as_ref().len() + 16).sum();
+    let envelope = r.record.envelope.key.capacity()
+        + r.record.envelope.signature.capacity()
+        + payload.encode().len();
+    (addrs
+        + payload.addrs.capacity() * std::mem::size_of::<rendezvous_proto::Multiaddr>()
+        + envelope) as isize
 }

@@ -222,8 +222,9 @@ impl Msg {
                         h.update(r.issued_at_ms.to_be_bytes());
                     }
                     Request::RegisterPeer(r) => {
-                        h.update(r.signature);
-                        h.update(r.seq.to_be_bytes());
+                        h.update(r.seat.signature);
+                        h.update(&r.envelope.signature);
+                        h.update(r.seq().to_be_bytes());
                     }
                     Request::Dkg(payload) => h.update(&payload[..payload.len().min(48)]),
                     _ => {}

@@ -790,7 +790,7 @@ impl World {
                 for (index, seq) in &d.found {
                     let flat = d.quorum * self.shared.n() + index - 1;
                     if let Some(Some(latest)) = self.records.get(flat as usize) {
-                        if *seq < latest.seq {
+                        if *seq < latest.seq() {
                             self.stats.stale += 1;
                         }
                     }

@@ -52,19 +52,6 @@ fn main() -> std::io::Result<()> {
     write(&dir, "namespace_record", "plain", &ns_plain.encode())?;
     write(&dir, "peer_record", "member1", &peers[0].encode())?;
     write(&dir, "peer_record", "member5", &peers[4].encode())?;
-    // Protocol version 2.
-    write(
-        &dir,
-        "seated_record",
-        "member1",
-        &q.peer(1, 1, 1, NOW + HOUR).encode(),
-    )?;
-    write(
-        &dir,
-        "seated_record",
-        "member4",
-        &q.peer(4, 1, 9, NOW + HOUR).encode(),
-    )?;
 
     // Requests.
     let key = q.quorum_key();
@@ -168,12 +155,6 @@ fn main() -> std::io::Result<()> {
         "validate",
         "register-peer",
         &with_mode(3, requests[1].1.encode()),
-    )?;
-    write(
-        &dir,
-        "validate",
-        "seated",
-        &with_mode(4, q.peer(3, 1, 2, NOW + HOUR).encode()),
     )?;
 
     // DKG messages, built with the DKG's own types and encoder.

@@ -9,10 +9,11 @@
 use blstrs::Scalar;
 use dkg::{combine_signatures, KeyShare, SecretKeyShare, SignatureShare};
 use ff::Field;
-use libp2p_identity::PeerId;
+use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
+use rendezvous_proto::seat::Seat;
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{NamespaceRecord, PeerRecord, QuorumKey};
 
@@ -28,25 +29,21 @@ pub fn fresh_share(index: u32, rng: &mut ChaCha20Rng) -> Option<SecretKeyShare> 
     SecretKeyShare::new(index, Scalar::random(rng)).ok()
 }
 
-/// A peer record for `quorum_key` at `index`, signed with `share`.
-#[allow(clippy::too_many_arguments)]
+/// A peer record for `quorum_key` at `share`'s index: a seat naming
+/// `seated` signed with `share`, in an envelope signed by `signer` (an
+/// attacker holds only its own identity keys, so `seated` is the signer's
+/// PeerId unless it is stealing someone else's).
 pub fn peer_record(
     quorum_key: QuorumKey,
     epoch: u64,
-    peer_id: PeerId,
+    seated: PeerId,
+    signer: &Keypair,
     seq: u64,
     expires_at_ms: u64,
     share: &SecretKeyShare,
 ) -> PeerRecord {
-    PeerRecord::sign(
-        quorum_key,
-        epoch,
-        peer_id,
-        vec![evil_addr()],
-        seq,
-        expires_at_ms,
-        share,
-    )
+    let seat = Seat::sign(quorum_key, epoch, seated, share);
+    PeerRecord::sign(seat, vec![evil_addr()], seq, expires_at_ms, signer)
 }
 
 /// Squatting: a record claiming the live quorum key but carrying another
@@ -107,21 +104,28 @@ pub fn tampered_commitments(live: &NamespaceRecord, rng: &mut ChaCha20Rng) -> Na
     record
 }
 
-/// A valid namespace of a fresh single-member fake quorum, and that
-/// member's valid peer record (what a flooder registers cheaply).
+/// A valid namespace of a fresh single-member fake quorum whose member is
+/// `identity`, and that member's valid peer record (what a flooder
+/// registers cheaply).
 pub fn fake_namespace(
     rng: &mut ChaCha20Rng,
     now: u64,
     ttl_ms: u64,
-    peer_id: PeerId,
+    identity: &Keypair,
 ) -> (NamespaceRecord, PeerRecord) {
     let fake = TestQuorum::deal(1, 1, rng);
-    let ns = fake.namespace(0, Some("spam"), now, now + ttl_ms);
-    let peer = PeerRecord::sign(
+    let peer_id = identity.public().to_peer_id();
+    let mut ns = fake.namespace_unsigned(0, Some("spam"), now, now + ttl_ms);
+    ns.members = Some(vec![peer_id]);
+    let share = fake.shares[0].secret.sign(&ns.signing_bytes());
+    if let Ok(signature) = dkg::combine_signatures(1, 1, &[share]) {
+        ns.signature = signature.to_bytes();
+    }
+    let peer = peer_record(
         fake.quorum_key(),
         0,
         peer_id,
-        vec![evil_addr()],
+        identity,
         now,
         now + ttl_ms,
         &fake.shares[0].secret,
@@ -136,7 +140,7 @@ pub fn garbage(rng: &mut ChaCha20Rng) -> Vec<u8> {
     rng.fill_bytes(&mut bytes);
     if rng.next_u64().is_multiple_of(2) {
         // Version and a real request tag, then noise: deeper into the codec.
-        bytes[0] = 1;
+        bytes[0] = rendezvous_proto::codec::WIRE_VERSION;
         if len > 1 {
             bytes[1] = 1 + (rng.next_u64() % 7) as u8;
         }

@@ -169,8 +169,11 @@ impl Client {
                 }
                 query.rejected.extend(forged);
                 for p in verified.peers {
-                    let index = p.record.index;
-                    let newer = query.best.get(&index).is_none_or(|b| p.record.seq > b.seq);
+                    let index = p.record.index();
+                    let newer = query
+                        .best
+                        .get(&index)
+                        .is_none_or(|b| p.record.seq() > b.seq());
                     if newer {
                         query.best.insert(index, p.record);
                     }
@@ -191,10 +194,10 @@ impl Client {
         let n = ctx.shared.n();
         let mut forged_accepted = 0;
         for (index, record) in &query.best {
-            let genuine = *index >= 1 && *index <= n && record.quorum_key == query.key && {
+            let genuine = *index >= 1 && *index <= n && record.quorum_key() == query.key && {
                 let flat = (query.quorum * n + index - 1) as usize;
-                record.peer_id == ctx.shared.member_peers[flat]
-                    && record.addrs == [ctx.shared.member_addrs[flat].clone()]
+                record.peer_id() == ctx.shared.member_peers[flat]
+                    && record.addrs() == [ctx.shared.member_addrs[flat].clone()]
             };
             if !genuine {
                 forged_accepted += 1;
@@ -205,7 +208,7 @@ impl Client {
             quorum: query.quorum,
             entry: query.entry,
             replies: query.replies,
-            found: query.best.iter().map(|(i, r)| (*i, r.seq)).collect(),
+            found: query.best.iter().map(|(i, r)| (*i, r.seq())).collect(),
             rejected: query.rejected,
             namespace_errors: query.namespace_errors,
             forged_accepted,

@@ -105,6 +105,11 @@ impl Member {
         }
     }
 
+    /// Its libp2p identity (an attacker that corrupts it holds this too).
+    pub fn keypair(&self) -> &Keypair {
+        &self.keypair
+    }
+
     /// The key share, once the DKG gave one.
     pub fn key(&self) -> Option<&dkg::KeyShare> {
         self.key.as_ref()
@@ -223,7 +228,7 @@ impl Member {
         let mut config = member::MemberConfig::new(
             Self::spec(ctx, self.quorum),
             self.index,
-            self.peer_id,
+            self.keypair.clone(),
             c.params.replication as usize,
         );
         config.addrs = vec![ctx.shared.member_addrs[self.flat as usize].clone()];

@@ -36,6 +36,7 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use rendezvous_proto::envelope::PeerPayload;
 use rendezvous_proto::messages::DiscoveredPeer;
 use rendezvous_proto::{
     NamespaceRecord, PeerRecord, QuorumKey, Rejection, Request, Response, StatusCode,
@@ -303,7 +304,7 @@ impl Rendezvous {
             value.peers.extend(
                 self.unchecked
                     .iter()
-                    .filter(|r| r.quorum_key == quorum_key)
+                    .filter(|r| r.quorum_key() == quorum_key)
                     .cloned(),
             );
         }
@@ -451,7 +452,7 @@ impl Rendezvous {
             match &pending.what {
                 What::Peer(record) if *code != StatusCode::StaleSequence => {
                     self.unchecked.push((**record).clone());
-                    let ttl_ms = record.expires_at_ms.saturating_sub(ctx.now);
+                    let ttl_ms = record.expires_at_ms().saturating_sub(ctx.now);
                     response = Response::Registered { ttl_ms };
                 }
                 What::Namespace(record) => {
@@ -483,13 +484,13 @@ impl Rendezvous {
             What::Peer(record) => {
                 if outcome == Outcome::Accepted && self.malice == Some(Malice::Stale) {
                     self.first_seen
-                        .entry((record.quorum_key, record.index))
+                        .entry((record.quorum_key(), record.index()))
                         .or_insert_with(|| (**record).clone());
                 }
                 // The same seq already held (a resend, or replication got
                 // here first): a duplicate, not a refusal.
-                let held =
-                    self.store().peer_seq(&record.quorum_key, record.index) == Some(record.seq);
+                let held = self.store().peer_seq(&record.quorum_key(), record.index())
+                    == Some(record.seq());
                 let outcome = match outcome {
                     Outcome::Rejected(StatusCode::StaleSequence) if held => Outcome::Unchanged,
                     o => o,
@@ -525,7 +526,7 @@ impl Rendezvous {
             }
             Some(Malice::Stale) => {
                 for p in peers {
-                    if let Some(old) = self.first_seen.get(&(*key, p.index)) {
+                    if let Some(old) = self.first_seen.get(&(*key, p.index())) {
                         *p = old.clone();
                     }
                 }
@@ -539,7 +540,7 @@ impl Rendezvous {
         peers.extend(
             self.unchecked
                 .iter()
-                .filter(|r| r.quorum_key == *key)
+                .filter(|r| r.quorum_key() == *key)
                 .map(|r| DiscoveredPeer {
                     record: r.clone(),
                     last_seen_ms: None,
@@ -563,8 +564,10 @@ impl Rendezvous {
                     .parse()
                     .unwrap_or_else(|_| Multiaddr::empty());
                 for p in &mut value.peers {
-                    p.addrs = vec![evil.clone()];
-                    p.seq += 1_000;
+                    alter(p, |payload| {
+                        payload.addrs = vec![evil.clone()];
+                        payload.seq += 1_000;
+                    });
                 }
             }
             let msg = Msg::replicate(&value);
@@ -593,14 +596,17 @@ fn forge<'a>(
         // Redirect every member to the attacker.
         0 => {
             for p in peers {
-                p.addrs = vec![evil.clone()];
+                alter(p, |payload| payload.addrs = vec![evil.clone()]);
             }
         }
         // Claim newer registrations (which would win a naive merge).
         1 => {
             for p in peers {
-                p.seq += 1_000 + between(rng, 0, 1_000);
-                p.addrs.push(evil.clone());
+                let raise = 1_000 + between(rng, 0, 1_000);
+                alter(p, |payload| {
+                    payload.seq += raise;
+                    payload.addrs.push(evil.clone());
+                });
             }
         }
         // Tamper with the namespace record itself.
@@ -611,4 +617,12 @@ fn forge<'a>(
             }
         }
     }
+}
+
+/// Changes what a record's envelope says, keeping its signature (a forger
+/// holds no member's key).
+fn alter(record: &mut PeerRecord, change: impl FnOnce(&mut PeerPayload)) {
+    let mut payload = record.envelope.payload.clone();
+    change(&mut payload);
+    record.envelope.replace_payload_unsigned(payload);
 }

@@ -138,17 +138,17 @@ impl Scenario for Flood {
         // forked RNG, collected in order: deterministic.
         let seeds: Vec<(u32, rand_chacha::ChaCha20Rng)> =
             (0..attackers).map(|a| (a, fork(&mut world.rng))).collect();
-        let peers = world.shared.attacker_peers.clone();
+        let keys = world.attacker_keys.clone();
         use rayon::prelude::*;
         let pools: Vec<(Vec<NamespaceRecord>, Vec<PeerRecord>)> = seeds
             .into_par_iter()
             .map(|(a, mut rng)| {
-                let peer = peers[a as usize];
+                let key = &keys[a as usize];
                 let namespaces = (0..POOL)
-                    .map(|_| fake_namespace(&mut rng, T0, ttl, peer).0)
+                    .map(|_| fake_namespace(&mut rng, T0, ttl, key).0)
                     .collect();
                 let orphans = (0..8)
-                    .map(|_| fake_namespace(&mut rng, T0, ttl, peer).1)
+                    .map(|_| fake_namespace(&mut rng, T0, ttl, key).1)
                     .collect();
                 (namespaces, orphans)
             })

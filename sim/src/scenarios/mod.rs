@@ -245,15 +245,15 @@ pub fn check_stores(world: &mut World) {
             }
             if let Some(value) = rdv.store().namespace_value(&key, now) {
                 for p in &value.peers {
-                    let genuine = p.index >= 1 && p.index <= n && {
-                        let flat = (q as u32 * n + p.index - 1) as usize;
-                        p.peer_id == world.shared.member_peers[flat]
-                            && p.addrs == [world.shared.member_addrs[flat].clone()]
+                    let genuine = p.index() >= 1 && p.index() <= n && {
+                        let flat = (q as u32 * n + p.index() - 1) as usize;
+                        p.peer_id() == world.shared.member_peers[flat]
+                            && p.addrs() == [world.shared.member_addrs[flat].clone()]
                     };
                     if !genuine {
                         problems.push(format!(
                             "rdv {r}: quorum {q} index {} holds a record not signed by the member",
-                            p.index
+                            p.index()
                         ));
                     }
                 }

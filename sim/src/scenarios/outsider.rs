@@ -39,22 +39,23 @@ impl Outsider {
             for a in 0..attackers {
                 let attacker = Addr::Attacker(a);
                 let own = world.shared.attacker_peers[a as usize];
+                let own_key = world.attacker_keys[a as usize].clone();
                 let index = 1 + (world.rng.next_u64() % u64::from(n)) as u32;
                 let mut sends: Vec<(Addr, Msg)> = Vec::new();
                 // 1. A fresh key, at a real index.
                 if let Some(share) = fresh_share(index, &mut world.rng) {
-                    let r = peer_record(key, ns.epoch, own, now, now + ttl, &share);
+                    let r = peer_record(key, ns.epoch, own, &own_key, now, now + ttl, &share);
                     sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), own)));
                 }
                 // 2. Wrong indices: above n, and 0.
                 if let Some(share) = fresh_share(n + 1 + a, &mut world.rng) {
-                    let r = peer_record(key, ns.epoch, own, now, now + ttl, &share);
+                    let r = peer_record(key, ns.epoch, own, &own_key, now, now + ttl, &share);
                     sends.push((
                         attacker,
                         Msg::request(0, Request::RegisterPeer(r.clone()), own),
                     ));
                     let mut zero = r;
-                    zero.index = 0;
+                    zero.seat.index = 0;
                     sends.push((attacker, Msg::request(0, Request::RegisterPeer(zero), own)));
                 }
                 // 3. A corrupted member of another quorum, with its real
@@ -63,24 +64,28 @@ impl Outsider {
                 if quorums > 1 {
                     let other = (q + 1 + a % (quorums - 1)) % quorums;
                     let flat = other * n + index - 1;
-                    let (share, peer) = {
+                    let (share, peer, identity) = {
                         let m = lock(&world.members[flat as usize]);
-                        (m.key().map(|k| k.secret.clone()), m.peer_id)
+                        (
+                            m.key().map(|k| k.secret.clone()),
+                            m.peer_id,
+                            m.keypair().clone(),
+                        )
                     };
                     if let Some(share) = share {
-                        let r = peer_record(key, ns.epoch, peer, now, now + ttl, &share);
+                        let r = peer_record(key, ns.epoch, peer, &identity, now, now + ttl, &share);
                         sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), peer)));
                     }
                 }
                 // 4. A stolen PeerId (the victim's), over the attacker's own connection.
                 let victim = world.shared.member_peers[(q * n + index - 1) as usize];
                 if let Some(share) = fresh_share(index, &mut world.rng) {
-                    let r = peer_record(key, ns.epoch, victim, now, now + ttl, &share);
+                    let r = peer_record(key, ns.epoch, victim, &own_key, now, now + ttl, &share);
                     sends.push((attacker, Msg::request(0, Request::RegisterPeer(r), own)));
                 }
                 // 5. A namespace nobody registered.
                 let (_, unknown) =
-                    crate::actors::attacker::fake_namespace(&mut world.rng, now, ttl, own);
+                    crate::actors::attacker::fake_namespace(&mut world.rng, now, ttl, &own_key);
                 sends.push((
                     attacker,
                     Msg::request(0, Request::RegisterPeer(unknown), own),
@@ -88,11 +93,20 @@ impl Outsider {
                 // 6. Posing as a replica: the live namespace with forged members.
                 let mut forged = Vec::new();
                 if let Some(share) = fresh_share(index, &mut world.rng) {
-                    forged.push(peer_record(key, ns.epoch, own, now + 1, now + ttl, &share));
+                    forged.push(peer_record(
+                        key,
+                        ns.epoch,
+                        own,
+                        &own_key,
+                        now + 1,
+                        now + ttl,
+                        &share,
+                    ));
                     forged.push(peer_record(
                         key,
                         ns.epoch,
                         victim,
+                        &own_key,
                         now + 2,
                         now + ttl,
                         &share,

@@ -51,18 +51,18 @@ impl Replay {
                     replays.push((**r).clone()); // lower seq than the latest
                     if let Some(key) = other_key {
                         let mut moved = (**r).clone();
-                        moved.quorum_key = key; // another namespace
+                        moved.seat.quorum_key = key; // another namespace
                         replays.push(moved);
                     }
                     let mut shifted = (**r).clone();
-                    shifted.index = i % n + 1; // another index
+                    shifted.seat.index = i % n + 1; // another index
                     replays.push(shifted);
                 }
                 let value = Arc::new(NamespaceValue {
                     namespace: (*ns).clone(),
                     peers: replays
                         .iter()
-                        .filter(|r| r.quorum_key == ns.quorum_key().unwrap_or(r.quorum_key))
+                        .filter(|r| r.quorum_key() == ns.quorum_key().unwrap_or(r.quorum_key()))
                         .cloned()
                         .collect(),
                 });
@@ -78,7 +78,11 @@ impl Replay {
                         world.send(
                             attacker,
                             Addr::Rdv(r),
-                            Msg::request(0, Request::RegisterPeer(record.clone()), record.peer_id),
+                            Msg::request(
+                                0,
+                                Request::RegisterPeer(record.clone()),
+                                record.peer_id(),
+                            ),
                         );
                         self.attempts += 2;
                     }
