@@ -331,6 +331,14 @@ pub struct QuorumTruth {
     pub dkg: BTreeMap<u32, Result<DkgSummary, String>>,
 }
 
+impl QuorumTruth {
+    /// Its key, latest namespace record and replicas, once it has a
+    /// namespace (what an attacker aiming at it needs).
+    pub fn registered(&self) -> Option<(QuorumKey, Arc<NamespaceRecord>, Vec<u32>)> {
+        Some((self.key?, self.namespace.clone()?, self.replicas.clone()))
+    }
+}
+
 /// The simulated world.
 pub struct World {
     /// Read-only data for handlers.

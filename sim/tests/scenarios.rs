@@ -104,3 +104,23 @@ fn busy_rendezvous() {
 fn lying_rendezvous() {
     run_all_seeds("lying-rendezvous");
 }
+
+#[test]
+fn poison() {
+    run_all_seeds("poison");
+}
+
+/// The poison scenario's invariants catch a node that stores what it
+/// should refuse (the test-only broken validator stands in for protocol
+/// v1, which accepted these records).
+#[test]
+fn poison_catches_a_validator_that_stores_poisoned_records() {
+    let mut p = small("poison", 1);
+    p.broken_validator = true;
+    let report = sim::run(p, RunOptions::default()).expect("runs");
+    assert!(!report.passed);
+    assert!(report
+        .violations
+        .iter()
+        .any(|v| v.invariant == "no-poisoned-record-stored"));
+}

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use rendezvous_proto::StatusCode;
 
 use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_stores, pick_rendezvous, schedule_discoveries, Scenario,
+    check_common, check_discovery_complete, check_no_adversarial_acceptance, pick_rendezvous,
+    schedule_discoveries, Scenario,
 };
 use crate::world::{lock, SimConfig, World, T0};
 
@@ -57,10 +57,8 @@ impl Scenario for BusyRendezvous {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
+        check_common(world);
         check_no_adversarial_acceptance(world);
-        check_stores(world);
         check_discovery_complete(world, "honest-members-discoverable");
         let busy = world
             .stats

@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::RngCore;
 
-use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_stores, schedule_discoveries,
-    Scenario,
-};
+use super::{check_common, check_discovery_complete, schedule_discoveries, Scenario};
 use crate::world::{lock, SimConfig, World, T0};
 
 const CHECK: u32 = 1;
@@ -186,9 +183,7 @@ impl Scenario for Churn {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_stores(world);
+        check_common(world);
         check_discovery_complete(world, "alive-members-discoverable");
         for v in &self.victims {
             if v.evicted_at.is_none() {

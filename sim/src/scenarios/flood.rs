@@ -14,8 +14,7 @@ use rand_core::RngCore;
 use rendezvous_proto::{NamespaceRecord, PeerRecord, Request};
 
 use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_stores, honest_refusals,
-    schedule_discoveries, Scenario,
+    check_common, check_discovery_complete, honest_refusals, schedule_discoveries, Scenario,
 };
 use crate::actors::attacker::{fake_namespace, garbage};
 use crate::msg::{Addr, EventKind, Msg, Timer};
@@ -244,9 +243,7 @@ impl Scenario for Flood {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_stores(world);
+        check_common(world);
         check_discovery_complete(world, "honest-members-discoverable");
         // With loss, a lost namespace update makes some first tries fail
         // until the member's fallback repairs the replica: then only the

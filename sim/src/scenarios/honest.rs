@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_no_adversarial_acceptance,
-    check_served_everywhere, check_stores, honest_refusals, schedule_discoveries, Scenario,
+    check_common, check_discovery_complete, check_no_adversarial_acceptance,
+    check_served_everywhere, honest_refusals, schedule_discoveries, Scenario,
 };
 use crate::world::{SimConfig, World};
 
@@ -41,10 +41,8 @@ impl Scenario for Honest {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
+        check_common(world);
         check_no_adversarial_acceptance(world);
-        check_stores(world);
         check_discovery_complete(world, "discoverable-from-every-rendezvous");
         if world.stats.discoveries < self.scheduled && world.params().loss == 0.0 {
             let detail = format!(

@@ -14,9 +14,7 @@ use std::collections::BTreeMap;
 use rendezvous_proto::StatusCode;
 
 use super::busy_rendezvous::check_no_member_gave_up;
-use super::{
-    check_dkg, check_namespaces, check_served_everywhere, check_stores, pick_rendezvous, Scenario,
-};
+use super::{check_common, check_served_everywhere, pick_rendezvous, Scenario};
 use crate::actors::rendezvous::Malice;
 use crate::msg::{Addr, Note};
 use crate::world::{lock, SimConfig, World, T0};
@@ -113,9 +111,7 @@ impl Scenario for LyingRendezvous {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_stores(world);
+        check_common(world);
         let bound = (self.expected as f64 * (1.0 - world.params().loss)).ceil() as u64;
         if self.expected == 0 || self.found < bound {
             world.violate(

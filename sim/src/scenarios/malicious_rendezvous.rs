@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{check_dkg, check_namespaces, check_stores, pick_rendezvous, Scenario};
+use super::{check_common, pick_rendezvous, Scenario};
 use crate::actors::rendezvous::Malice;
 use crate::msg::{Addr, Note};
 use crate::world::{SimConfig, World, T0};
@@ -84,9 +84,7 @@ impl Scenario for MaliciousRendezvous {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_stores(world);
+        check_common(world);
         // Forged records accepted are flagged as each discovery completes;
         // here the totals must be zero too.
         if world.stats.forged_accepted > 0 {

@@ -17,6 +17,7 @@ mod lying_rendezvous;
 mod malicious_rendezvous;
 mod outsider;
 mod partition;
+mod poison;
 mod replay;
 
 /// A scenario's hooks.
@@ -53,7 +54,7 @@ pub struct Size {
 }
 
 /// Every scenario, in the order `--scenario all` runs them.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "honest",
     "outsider",
     "forged-namespace",
@@ -65,12 +66,13 @@ pub const NAMES: [&str; 11] = [
     "flood",
     "busy-rendezvous",
     "lying-rendezvous",
+    "poison",
 ];
 
 /// What `--adversaries` means in each scenario.
 pub fn adversaries_meaning(name: &str) -> &'static str {
     match name {
-        "outsider" | "forged-namespace" | "replay" | "flood" => "attackers",
+        "outsider" | "forged-namespace" | "replay" | "flood" | "poison" => "attackers",
         "bad-dealer" => "faulty dealers per quorum",
         "malicious-rendezvous" => "malicious rendezvous nodes",
         "busy-rendezvous" => "busy rendezvous nodes",
@@ -101,6 +103,7 @@ pub fn default_size(name: &str) -> Option<Size> {
         "flood" => s(10, 8, 5, 16, 4),
         "busy-rendezvous" => s(12, 8, 5, 20, 20),
         "lying-rendezvous" => s(20, 8, 5, 30, 8),
+        "poison" => s(10, 8, 5, 20, 3),
         _ => return None,
     })
 }
@@ -119,6 +122,7 @@ pub fn make(name: &str) -> Option<Box<dyn Scenario>> {
         "flood" => Box::new(flood::Flood::default()),
         "busy-rendezvous" => Box::new(busy_rendezvous::BusyRendezvous::default()),
         "lying-rendezvous" => Box::new(lying_rendezvous::LyingRendezvous::default()),
+        "poison" => Box::new(poison::Poison::default()),
         _ => return None,
     })
 }
@@ -205,15 +209,21 @@ pub fn check_no_adversarial_acceptance(world: &mut World) {
     }
 }
 
+/// The invariants every scenario states: DKG agreement, every quorum's
+/// namespace registered, and honest stores holding only genuine records.
+pub fn check_common(world: &mut World) {
+    check_dkg(world);
+    check_namespaces(world);
+    check_stores(world);
+}
+
 /// The end-of-run invariants every attack scenario shares: the DKG and the
 /// namespaces are sound, no attack was accepted, stores hold only genuine
 /// records, honest members stay discoverable, and the attacks did run
 /// (`what` names them in the violation).
 pub fn check_attack_scenario(world: &mut World, what: &str) {
-    check_dkg(world);
-    check_namespaces(world);
+    check_common(world);
     check_no_adversarial_acceptance(world);
-    check_stores(world);
     check_discovery_complete(world, "honest-members-discoverable");
     if world.stats.adversarial.attempted == 0 {
         world.violate("attacks-ran", format!("no {what} reached a rendezvous"));

@@ -29,13 +29,9 @@ impl Outsider {
         let now = world.now;
         let ttl = world.shared.config.peer_ttl_ms;
         for q in 0..quorums {
-            let (Some(key), Some(ns)) = (
-                world.quorums[q as usize].key,
-                world.quorums[q as usize].namespace.clone(),
-            ) else {
+            let Some((key, ns, replicas)) = world.quorums[q as usize].registered() else {
                 continue;
             };
-            let replicas = world.quorums[q as usize].replicas.clone();
             for a in 0..attackers {
                 let attacker = Addr::Attacker(a);
                 let own = world.shared.attacker_peers[a as usize];

@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 
 use rand_core::RngCore;
 
-use super::{
-    check_discovery_complete, check_dkg, check_namespaces, check_stores, schedule_discoveries,
-    Scenario,
-};
+use super::{check_common, check_discovery_complete, schedule_discoveries, Scenario};
 use crate::msg::{Addr, Note, Outcome, RegKind};
 use crate::world::{lock, SimConfig, World, T0};
 
@@ -151,9 +148,7 @@ impl Scenario for Partition {
     }
 
     fn finish(&mut self, world: &mut World) {
-        check_dkg(world);
-        check_namespaces(world);
-        check_stores(world);
+        check_common(world);
         check_discovery_complete(world, "members-discoverable-after-heal");
         if self.accepted_per_side.contains(&0) {
             world.violate(
