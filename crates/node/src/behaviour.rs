@@ -38,7 +38,7 @@ mod inner {
     pub struct Behaviour {
         /// The DHT, over the validating store (rendezvous nodes only).
         pub kad: Toggle<kad::Behaviour<KadStore>>,
-        /// `/rdht/rendezvous/1.0.0`: registration, discovery, DKG and co-signing.
+        /// `/rdht/rendezvous/2.0.0`: registration, discovery, DKG and co-signing.
         pub rr: request_response::Behaviour<RdhtCodec>,
         /// Liveness: a pong proves the peer behind an authenticated connection.
         pub ping: ping::Behaviour,

@@ -1,4 +1,4 @@
-//! libp2p request-response codec of `/rdht/rendezvous/1.0.0`.
+//! libp2p request-response codec of `/rdht/rendezvous/2.0.0`.
 //!
 //! On a substream: a `u32` big-endian length, then that many bytes of one
 //! `rendezvous-proto` frame. The length is checked against
