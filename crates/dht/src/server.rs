@@ -217,6 +217,14 @@ pub enum Output {
     },
     /// Write these namespaces (`None`: remove it) to durable storage.
     Persist(Vec<(QuorumKey, Option<NamespaceValue>)>),
+    /// `peer` left its last ping unanswered and is no longer listed here
+    /// (until it answers, registers anew, or its records expire): for the
+    /// driver's log and metrics. A miss the driver reported itself
+    /// ([`Server::handle_ping_miss`]) is told by that call's result.
+    Unreachable {
+        /// Who.
+        peer: PeerId,
+    },
 }
 
 /// Where the outcome of one peer registration goes, and who sent it.
@@ -540,6 +548,9 @@ impl Server {
                     addrs: target.addrs,
                 });
             }
+        }
+        for peer in self.store.take_newly_unreachable() {
+            self.outputs.push_back(Output::Unreachable { peer });
         }
         let expired: Vec<QuorumKey> = self
             .lookups

@@ -166,6 +166,8 @@ pub struct NamespaceStore {
     /// first. A stored record's own seat counts as known too.
     verified_seats: HashSet<SeatHash>,
     seat_order: VecDeque<SeatHash>,
+    /// Peers found unreachable by `due_pings`, until taken.
+    newly_unreachable: Vec<PeerId>,
 }
 
 /// Seats remembered beyond those of stored records: a re-registration
@@ -194,6 +196,7 @@ impl NamespaceStore {
             peer_records: 0,
             verified_seats: HashSet::new(),
             seat_order: VecDeque::new(),
+            newly_unreachable: Vec::new(),
         }
     }
 
@@ -1036,8 +1039,22 @@ impl NamespaceStore {
     /// Peers due a ping now. A peer whose previous ping is still
     /// unanswered takes a miss first (see [`crate::liveness::Liveness::due_pings`]).
     pub fn due_pings(&mut self, now_ms: u64) -> Vec<PingTarget> {
-        let (due, _transitions) = self.liveness.due_pings(now_ms, &mut self.rng);
+        let (due, transitions) = self.liveness.due_pings(now_ms, &mut self.rng);
+        self.newly_unreachable.extend(
+            transitions
+                .into_iter()
+                .filter(|(_, t)| *t == Transition::BecameUnreachable)
+                .map(|(peer, _)| peer),
+        );
         due
+    }
+
+    /// The peers that [`NamespaceStore::due_pings`] found unreachable
+    /// (an unanswered ping) since the last call: no longer listed here.
+    /// (A miss reported through [`NamespaceStore::handle_ping_miss`] is
+    /// told by its return value instead.)
+    pub fn take_newly_unreachable(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.newly_unreachable)
     }
 
     /// A peer answered a ping over a connection authenticated as `peer_id`.

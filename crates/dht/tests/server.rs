@@ -385,3 +385,34 @@ fn changed_namespaces_are_replicated_once_per_period() {
     let value = dht::NamespaceValue::decode(values[0], &limits).unwrap();
     assert_eq!(value.peers.len(), 2);
 }
+
+#[test]
+fn a_peer_that_stops_answering_is_reported_unreachable_once() {
+    let q = quorum(3, 9);
+    let mut s = with_namespace(&q, one_per_job());
+    register(&mut s, &q, 1, 1);
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    drain(&mut s);
+    // Connected (no dials), and silent: every due ping goes unanswered.
+    s.handle_connected(q.peer_id(1));
+    let mut reports = Vec::new();
+    let mut now = NOW;
+    for _ in 0..200 {
+        let Some(at) = s.poll_timeout() else { break };
+        now = at.max(now);
+        if now > NOW + 600_000 {
+            break;
+        }
+        s.handle_timeout(now);
+        let (_, _, other) = drain(&mut s);
+        reports.extend(other.into_iter().filter_map(|o| match o {
+            Output::Unreachable { peer } => Some(peer),
+            _ => None,
+        }));
+    }
+    assert!(s.store().is_unreachable(&q.peer_id(1)));
+    assert_eq!(reports, vec![q.peer_id(1)], "reported once, by name");
+}

@@ -428,7 +428,7 @@ impl Rendezvous {
                         ctx.send(addr, Msg::Ping);
                     }
                 }
-                Output::Persist(_) => {}
+                Output::Persist(_) | Output::Unreachable { .. } => {}
             }
         }
     }

@@ -185,6 +185,9 @@ impl Driver {
                         debug!(%peer, "ping dial not started: {e}");
                     }
                 }
+                Output::Unreachable { peer } => {
+                    info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
+                }
                 Output::Persist(updates) => {
                     if let Some(db) = &self.db {
                         if let Err(e) = db.save(&updates) {
