@@ -1,13 +1,13 @@
-//! rdht's rendezvous protocol as data.
+//! rdht's rendezvous protocol (version 2) as data.
 //!
-//! - [`records`]: the self-certifying [`NamespaceRecord`] and [`PeerRecord`],
-//!   their canonical encodings and signing bytes.
+//! - [`records`]: the self-certifying [`NamespaceRecord`] (and
+//!   [`PeerRecord`], re-exported), canonical encodings and signing bytes.
+//! - A member's [`PeerRecord`] is [`seated`]: its [`seat`] (the share
+//!   signature over namespace, epoch, index and PeerId, valid for the
+//!   epoch) and its [`envelope`] (the libp2p signed envelope of each
+//!   refresh, by the PeerId's own key), with their validation.
 //! - [`validate`]: one validation function per record, cheap checks before
 //!   pairings, each failure a [`StatusCode`].
-//! - Protocol version 2's peer record, in progress (not yet on the wire):
-//!   [`seat`] (the share signature, valid for an epoch), [`envelope`] (the
-//!   libp2p signed envelope of each refresh) and [`seated`] (the record
-//!   both make, and its validation).
 //! - [`error`]: decode errors and the stable wire status codes.
 //! - [`limits`]: the protocol's bounds and defaults.
 //! - [`wire`]: the primitive canonical reader/writer every codec uses.

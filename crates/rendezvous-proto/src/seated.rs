@@ -121,7 +121,7 @@ impl PeerRecord {
     }
 }
 
-/// Every check of a seated record against its (verified) namespace record
+/// Every check of a peer record against its (verified) namespace record
 /// except the two signatures, cheapest first; the first that fails
 /// decides the code:
 ///
@@ -203,7 +203,7 @@ pub fn check_seat(seat: &Seat, namespace: &VerifiedNamespace) -> Result<(), Stat
     }
 }
 
-/// A whole seated record, alone: [`check_seated_fields`], the envelope,
+/// A whole peer record, alone: [`check_seated_fields`], the envelope,
 /// then the seat (skipped when `seat_known`, i.e. this node verified this
 /// very seat before).
 pub fn verify_seated(
@@ -222,7 +222,7 @@ pub fn verify_seated(
     Ok(())
 }
 
-/// What a client checks of the seated records a node served with
+/// What a client checks of the peer records a node served with
 /// `namespace` (whose signature it checked:
 /// [`crate::validate::check_namespace_signature`]): each record's fields
 /// (no connection to compare with) and its envelope. Seats are not
