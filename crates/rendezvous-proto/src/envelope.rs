@@ -147,7 +147,16 @@ impl PeerEnvelope {
 
     /// The signer's key as a libp2p public key, if it decodes.
     pub fn public_key(&self) -> Option<PublicKey> {
-        PublicKey::try_decode_protobuf(&public_key_protobuf(self.key_type, &self.key)).ok()
+        match self.key_type {
+            // The only type validation accepts, and the one on every
+            // refresh's path: decoded from its 32 bytes directly.
+            KEY_TYPE_ED25519 => libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.key)
+                .ok()
+                .map(PublicKey::from),
+            _ => {
+                PublicKey::try_decode_protobuf(&public_key_protobuf(self.key_type, &self.key)).ok()
+            }
+        }
     }
 
     /// The PeerId of the signer's key, if the key decodes.
