@@ -31,7 +31,7 @@
 //! seconds during the timed phase (`/proc/PID/stat` utime + stime) and its
 //! peak resident memory (`VmHWM`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -54,6 +54,8 @@ use tokio::time::Instant as TokioInstant;
 use node::behaviour::{build_swarm, now_ms, split_p2p, BehaviourEvent, SwarmSettings};
 use node::codec::Frame;
 use node::discover::Client;
+
+use crate::population::{deal_bulk, home_records, OurMember, Population, TimedRecords};
 
 /// Errors of the benchmark, as text.
 pub type BenchError = String;
@@ -85,9 +87,13 @@ pub struct BenchConfig {
     pub discover_interval: Duration,
     /// Also measure libp2p's rendezvous server.
     pub baseline: bool,
-    /// Most records to pre-sign (default: enough for 6,000/s, or 1.2 x
-    /// the rate, over the duration).
+    /// Most records to pre-sign per load (default: refreshes enough for
+    /// 15,000/s, or 1.2 x the rate, over the duration; fresh seats 1.5 x
+    /// the pairing limit measured at the start).
     pub max_registrations: Option<usize>,
+    /// Records stored at each server before its timed phase (`--stored`):
+    /// seats registered through the real validation, by the same members.
+    pub stored: usize,
     /// Print a line per second on stderr.
     pub progress: bool,
 }
@@ -109,6 +115,7 @@ impl BenchConfig {
             discover_interval: Duration::from_millis(10),
             baseline: true,
             max_registrations: None,
+            stored: 0,
             progress: false,
         }
     }
@@ -118,7 +125,7 @@ impl BenchConfig {
             let per_sec = if self.rate > 0 {
                 f64::from(self.rate) * 1.2
             } else {
-                6_000.0
+                15_000.0
             };
             (per_sec * self.duration.as_secs_f64()).ceil() as usize
         })
@@ -165,12 +172,24 @@ pub struct Figures {
 /// Both servers' figures.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
-    /// `rdht rendezvous`.
+    /// `rdht rendezvous`: members refreshing their seated records,
+    /// `batch` records per request.
     pub ours: Figures,
+    /// `rdht rendezvous`: the same refreshes, one record per request (as
+    /// the baseline sends them). The same run as `ours` when `batch` is 1.
+    pub refresh: Figures,
+    /// `rdht rendezvous`: first registrations of an epoch (a fresh seat
+    /// each, one pairing), `batch` records per request.
+    pub seat: Figures,
     /// libp2p-rendezvous's server, if measured.
     pub baseline: Option<Figures>,
-    /// This machine's pairing limit, measured before our server's run and
-    /// after it (empty if it could not be measured).
+    /// The floor of one record per request on this machine (measured with
+    /// the baseline): our network stack answering every request at once,
+    /// no validation, no store (`rdht-bench bench-floor-server`), under
+    /// the `refresh` load.
+    pub floor: Option<Figures>,
+    /// This machine's pairing limit, measured before our server's first
+    /// load and after its `seat` load (empty if it could not be measured).
     pub limits: Vec<Limit>,
     /// The configuration, for the text report.
     pub config: BenchConfig,
@@ -178,18 +197,6 @@ pub struct BenchReport {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-fn figures_json(f: &Figures) -> serde_json::Value {
-    serde_json::json!({
-        "registrations_per_sec": round3(f.registrations_per_sec),
-        "register_p50_ms": round3(f.register_p50_ms),
-        "register_p99_ms": round3(f.register_p99_ms),
-        "discover_p50_ms": round3(f.discover_p50_ms),
-        "discover_p99_ms": round3(f.discover_p99_ms),
-        "cpu_s": round3(f.cpu_s),
-        "peak_rss_mb": round3(f.peak_rss_mb),
-    })
 }
 
 /// The JSON of one server, fields in the documented order.
@@ -218,44 +225,67 @@ impl From<&Figures> for JsonFigures {
     }
 }
 
+/// The `seat` object: a server's figures and the pairing limit beside them.
+#[derive(Serialize)]
+struct JsonSeat {
+    #[serde(flatten)]
+    figures: JsonFigures,
+    pairing_limit_per_sec: f64,
+}
+
 /// What `rdht-bench bench --json` prints.
 #[derive(Serialize)]
 struct JsonReport {
     #[serde(flatten)]
     ours: JsonFigures,
     baseline: Option<JsonFigures>,
+    refresh: JsonFigures,
+    seat: JsonSeat,
+    stored: usize,
+    floor: Option<JsonFigures>,
 }
 
 impl BenchReport {
+    /// The mean of the pairing limits measured in this run (0 if none).
+    pub fn pairing_limit_per_sec(&self) -> f64 {
+        if self.limits.is_empty() {
+            return 0.0;
+        }
+        self.limits.iter().map(|l| l.per_sec).sum::<f64>() / self.limits.len() as f64
+    }
+
+    fn json_report(&self) -> JsonReport {
+        JsonReport {
+            ours: (&self.ours).into(),
+            baseline: self.baseline.as_ref().map(JsonFigures::from),
+            refresh: (&self.refresh).into(),
+            seat: JsonSeat {
+                figures: (&self.seat).into(),
+                pairing_limit_per_sec: round3(self.pairing_limit_per_sec()),
+            },
+            stored: self.config.stored,
+            floor: self.floor.as_ref().map(JsonFigures::from),
+        }
+    }
+
     /// `rdht-bench bench --json`: the fields of [`BenchReport::to_json`] in the
     /// documented order, pretty-printed.
     pub fn to_json_string(&self) -> String {
-        let report = JsonReport {
-            ours: (&self.ours).into(),
-            baseline: self.baseline.as_ref().map(JsonFigures::from),
-        };
-        serde_json::to_string_pretty(&report).unwrap_or_default()
+        serde_json::to_string_pretty(&self.json_report()).unwrap_or_default()
     }
 
-    /// `{"registrations_per_sec", ..., "baseline": {the same fields}}`.
+    /// `{"registrations_per_sec", ..., "baseline": {the same fields},
+    /// "refresh": {the same fields}, "seat": {the same fields,
+    /// "pairing_limit_per_sec"}, "stored", "floor": {the same fields}}`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = figures_json(&self.ours);
-        if let serde_json::Value::Object(map) = &mut v {
-            map.insert(
-                "baseline".into(),
-                self.baseline
-                    .as_ref()
-                    .map_or(serde_json::Value::Null, figures_json),
-            );
-        }
-        v
+        serde_json::to_value(self.json_report()).unwrap_or_default()
     }
 
     /// A table for people.
     pub fn to_text(&self) -> String {
         let c = &self.config;
         let mut out = format!(
-            "{} quorums x {} members (threshold {}), {:?} per server, {} records per request, window {}, rate {}\n",
+            "{} quorums x {} members (threshold {}), {:?} per load, {} records per request, window {}, rate {}, {} records stored before each load\n",
             c.quorums,
             c.members,
             c.threshold,
@@ -263,6 +293,7 @@ impl BenchReport {
             c.batch,
             c.window,
             if c.rate == 0 { "unpaced".to_string() } else { format!("{}/s", c.rate) },
+            c.stored,
         );
         out.push_str(&format!(
             "{:<10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}\n",
@@ -296,8 +327,13 @@ impl BenchReport {
             ));
         };
         line("rdht", &self.ours);
+        line("refresh", &self.refresh);
+        line("seat", &self.seat);
         if let Some(b) = &self.baseline {
             line("libp2p", b);
+        }
+        if let Some(f) = &self.floor {
+            line("floor", f);
         }
         let detail = |name: &str, f: &Figures| {
             format!(
@@ -310,6 +346,8 @@ impl BenchReport {
             )
         };
         out.push_str(&detail("rdht", &self.ours));
+        out.push_str(&detail("refresh", &self.refresh));
+        out.push_str(&detail("seat", &self.seat));
         if !self.limits.is_empty() {
             let each: Vec<String> = self
                 .limits
@@ -321,21 +359,27 @@ impl BenchReport {
                     )
                 })
                 .collect();
-            let mean =
-                self.limits.iter().map(|l| l.per_sec).sum::<f64>() / self.limits.len() as f64;
             out.push_str(&format!(
-                "pairing limit of this machine, before and after rdht's run: {}; rdht reached {:.0}% of their mean\n",
+                "pairing limit of this machine, before and after rdht's runs: {}; seat reached {:.0}% of their mean\n",
                 each.join(", "),
-                100.0 * self.ours.registrations_per_sec / mean.max(1.0)
+                100.0 * self.seat.registrations_per_sec / self.pairing_limit_per_sec().max(1.0)
             ));
         }
         if let Some(b) = &self.baseline {
             out.push_str(&detail("libp2p", b));
             if b.registrations_per_sec > 0.0 {
                 out.push_str(&format!(
-                    "ratio rdht / libp2p: {:.2} x the registrations per second\n",
-                    self.ours.registrations_per_sec / b.registrations_per_sec
+                    "ratio rdht / libp2p: {:.2} x the registrations per second; refresh (one record per request, as libp2p) / libp2p: {:.2} x\n",
+                    self.ours.registrations_per_sec / b.registrations_per_sec,
+                    self.refresh.registrations_per_sec / b.registrations_per_sec
                 ));
+                if let Some(f) = &self.floor {
+                    out.push_str(&format!(
+                        "floor (our stack answering at once, one record per request) / libp2p: {:.2} x; refresh reached {:.0}% of the floor\n",
+                        f.registrations_per_sec / b.registrations_per_sec,
+                        100.0 * self.refresh.registrations_per_sec / f.registrations_per_sec.max(1.0)
+                    ));
+                }
             }
         }
         out
@@ -503,11 +547,22 @@ struct Load {
     server: Multiaddr,
     server_peer: PeerId,
     window: Arc<Semaphore>,
+    /// Most records in flight in the warm-up (the prefill), over all
+    /// members: under the server's queue cap.
+    warm_window: Arc<Semaphore>,
     pacer: Arc<Pacer>,
     ready: tokio::sync::mpsc::Sender<Result<(), BenchError>>,
     start: tokio::sync::watch::Receiver<Option<Phase>>,
     live: Arc<Live>,
 }
+
+/// Records per request in the warm-up.
+const WARMUP_BATCH: usize = 64;
+/// Most warm-up records in flight over all members (the server queues at
+/// most 16,384).
+const WARMUP_WINDOW: usize = 8_192;
+/// How long one member's warm-up may take (a `--stored` prefill included).
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(600);
 
 type Acquire =
     Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
@@ -564,6 +619,7 @@ impl Coordinator {
             server: server.addr.clone(),
             server_peer: server.peer,
             window: Arc::new(Semaphore::new(window)),
+            warm_window: Arc::new(Semaphore::new(WARMUP_WINDOW)),
             pacer: Arc::new(Pacer {
                 rate,
                 issued: AtomicU64::new(0),
@@ -739,12 +795,6 @@ where
 
 // ----- ours -----------------------------------------------------------------------
 
-/// One simulated member of ours: identity, slot, and pre-signed records.
-struct OurMember {
-    identity: Keypair,
-    records: VecDeque<PeerRecord>,
-}
-
 fn deal(config: &BenchConfig) -> Vec<TestQuorum> {
     use rand::SeedableRng;
     (0..config.quorums)
@@ -755,39 +805,80 @@ fn deal(config: &BenchConfig) -> Vec<TestQuorum> {
         .collect()
 }
 
-/// Signs every record before anything is timed, on every core.
-fn presign(quorums: &[TestQuorum], per_member: usize, expires: u64) -> Vec<OurMember> {
-    let slots: Vec<(usize, u32)> = quorums
+/// Deals the home quorums and signs every record of every load, on every
+/// core, before anything is timed; measures the pairing limit on the way
+/// (fresh seats are dealt to 1.5 x what it allows over the duration).
+fn populate(
+    config: &BenchConfig,
+    now: u64,
+    expires: u64,
+) -> (Population, Option<Calibration>, Option<Limit>) {
+    let t = Instant::now();
+    let quorums = deal(config);
+    let total_members = (config.quorums * config.members) as usize;
+    let refreshes = config.budget().div_ceil(total_members.max(1)) + 1;
+    let namespaces = quorums
         .iter()
-        .enumerate()
-        .flat_map(|(q, quorum)| (1..=quorum.n()).map(move |i| (q, i)))
+        .map(|q| q.namespace(1, Some("bench"), now, expires))
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = slots.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|&(q, i)| {
-                            let quorum = &quorums[q];
-                            OurMember {
-                                identity: quorum.identities[i as usize - 1].clone(),
-                                records: (1..=per_member as u64)
-                                    .map(|seq| quorum.peer(i, 1, seq, expires))
-                                    .collect(),
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let home = home_records(&quorums, refreshes, expires);
+    let mut population = Population {
+        quorums,
+        namespaces,
+        identities: Vec::with_capacity(home.len()),
+        seats: Vec::with_capacity(home.len()),
+        refreshes: Vec::with_capacity(home.len()),
+        prefill: deal_bulk(&[], 0, 0, 0, 0, now, expires),
+        fresh: deal_bulk(&[], 0, 0, 0, 0, now, expires),
+    };
+    for (identity, seat, later) in home {
+        population.identities.push(identity);
+        population.seats.push(seat);
+        population.refreshes.push(later);
+    }
+    let calibration = Calibration::new(
+        &population.identities,
+        config.members as usize,
+        config.threshold,
+        now,
+    );
+    let limit = measure_limit(calibration.as_ref(), "now", config.progress);
+    let members = config.members as usize;
+    let fresh = config.max_registrations.unwrap_or_else(|| {
+        let per_sec = limit.map_or(6_000.0, |l| l.per_sec);
+        (1.5 * per_sec * config.duration.as_secs_f64()).ceil() as usize
+    });
+    population.fresh = deal_bulk(
+        &population.identities,
+        fresh,
+        members,
+        config.threshold,
+        0xf4e5_0000,
+        now,
+        expires,
+    );
+    population.prefill = deal_bulk(
+        &population.identities,
+        config.stored,
+        members,
+        config.threshold,
+        0x5707_0000,
+        now,
+        expires,
+    );
+    if config.progress {
+        eprintln!(
+            "rdht: signed {} home seats and {} refreshes, {} fresh seats in {} namespaces, {} stored seats in {} namespaces, in {:.1} s",
+            population.seats.len(),
+            population.refreshes.iter().map(Vec::len).sum::<usize>(),
+            population.fresh.len(),
+            population.fresh.namespaces.len(),
+            population.prefill.len(),
+            population.prefill.namespaces.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    (population, calibration, limit)
 }
 
 /// The physical limit of this machine, measured before and after the run.
@@ -805,32 +896,48 @@ pub struct Limit {
     pub per_sec: f64,
 }
 
-/// 256 of the pre-signed records, decoded and ready to verify, for
-/// [`calibrate`]; kept aside before the members take their records.
+/// 256 seats (each its own message, as fresh seats are), with their
+/// verified namespaces, ready for [`calibrate`].
 struct Calibration {
-    records: Vec<PeerRecord>,
-    namespace: rendezvous_proto::VerifiedNamespace,
+    /// Each record and the position of its namespace in `namespaces`.
+    records: Vec<(PeerRecord, usize)>,
+    namespaces: Vec<rendezvous_proto::VerifiedNamespace>,
     now: u64,
 }
 
 impl Calibration {
-    fn new(quorums: &[TestQuorum], members: &[OurMember], now: u64) -> Option<Self> {
-        let quorum = quorums.first()?;
+    /// Deals 256 seats of their own over `identities` (bulk quorums of
+    /// `members`), as the `seat` load's are.
+    fn new(identities: &[Keypair], members: usize, threshold: u32, now: u64) -> Option<Self> {
         let limits = rendezvous_proto::Limits::DEFAULT;
-        let namespace = quorum.namespace(1, None, now, now + 3_600_000);
-        let namespace = rendezvous_proto::verify_namespace(&namespace, now, &limits).ok()?;
-        let records: Vec<PeerRecord> = members
+        let bulk = deal_bulk(
+            identities,
+            256,
+            members,
+            threshold,
+            0xca11_0000,
+            now,
+            now + 3_600_000,
+        );
+        let namespaces = bulk
+            .namespaces
             .iter()
-            .take(quorum.n() as usize)
-            .flat_map(|m| m.records.iter().skip(1).take(16).cloned())
-            .take(256)
+            .map(|ns| rendezvous_proto::verify_namespace(ns, now, &limits).ok())
+            .collect::<Option<Vec<_>>>()?;
+        let records: Vec<(PeerRecord, usize)> = bulk
+            .records
+            .into_iter()
+            .zip(bulk.quorums_of)
+            .flat_map(|(records, quorums)| records.into_iter().zip(quorums))
             .collect();
-        for r in &records {
-            namespace.share_key(r.index());
+        // Share keys are derived once per namespace and index on a server
+        // too: not part of what is timed.
+        for (r, j) in &records {
+            namespaces.get(*j)?.share_key(r.index());
         }
         Some(Self {
             records,
-            namespace,
+            namespaces,
             now,
         })
     }
@@ -847,9 +954,9 @@ fn calibrate(c: &Calibration) -> Limit {
     let pending: Vec<rendezvous_proto::PendingPeer> = c
         .records
         .iter()
-        .filter_map(|r| {
-            rendezvous_proto::PendingPeer::prepare(r.clone(), &c.namespace, c.now, &limits, None)
-                .ok()
+        .filter_map(|(r, j)| {
+            let namespace = c.namespaces.get(*j)?;
+            rendezvous_proto::PendingPeer::prepare(r.clone(), namespace, c.now, &limits, None).ok()
         })
         .collect();
     let decode_us = t.elapsed().as_secs_f64() * 1e6 / pending.len().max(1) as f64;
@@ -892,6 +999,7 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
         server,
         server_peer,
         window,
+        warm_window,
         pacer,
         ready,
         mut start,
@@ -909,39 +1017,52 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
             return out;
         }
     };
-    // Warm-up: connect and register the first record, untimed.
+    // Warm-up, untimed: connect, register the prefill's records this
+    // identity holds and then its home seat, a batch at a time.
+    let warmup = std::mem::take(&mut member.warmup);
     let warm = async {
         swarm.dial(server.clone()).map_err(|e| e.to_string())?;
-        let first = member.records.pop_front().ok_or("no records")?;
-        let id = swarm
-            .behaviour_mut()
-            .rr
-            .send_request(&server_peer, Frame::Message(Request::RegisterPeer(first)));
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
+        for chunk in warmup.chunks(WARMUP_BATCH) {
+            let _permit = warm_window
+                .clone()
+                .acquire_many_owned(chunk.len() as u32)
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = swarm.behaviour_mut().rr.send_request(
+                &server_peer,
+                Frame::Message(Request::RegisterPeers(chunk.to_vec())),
+            );
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Response {
+                                    request_id,
+                                    response,
+                                },
+                            ..
                         },
-                    ..
-                })) if request_id == id => {
-                    return match response {
-                        Frame::Message(Response::Registered { .. }) => Ok(()),
-                        other => Err(format!("warm-up registration: {other:?}")),
-                    };
+                    )) if request_id == id => {
+                        match response {
+                            Frame::Message(Response::RegisteredPeers(outcomes))
+                                if outcomes.iter().all(Result::is_ok) => {}
+                            other => return Err(format!("warm-up registration: {other:?}")),
+                        }
+                        break;
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                        request_response::Event::OutboundFailure {
+                            request_id, error, ..
+                        },
+                    )) if request_id == id => return Err(format!("warm-up registration: {error}")),
+                    _ => {}
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                    request_response::Event::OutboundFailure {
-                        request_id, error, ..
-                    },
-                )) if request_id == id => return Err(format!("warm-up registration: {error}")),
-                _ => {}
             }
         }
+        Ok(())
     };
-    let warmed = tokio::time::timeout(Duration::from_secs(60), warm)
+    let warmed = tokio::time::timeout(WARMUP_TIMEOUT, warm)
         .await
         .unwrap_or_else(|_| Err("warm-up timed out".into()));
     let Some(phase) = report_ready_and_wait(&mut swarm, warmed, &ready, &mut start).await else {
@@ -1032,76 +1153,123 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
     out
 }
 
-async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchError> {
-    let quorums = deal(config);
-    let total_members = (config.quorums * config.members) as usize;
-    let per_member = config.budget().div_ceil(total_members.max(1)) + 1;
-    let now = now_ms();
-    let expires = now + 2 * 3_600_000;
+/// Registers `namespaces` at `addr` from a few clients side by side
+/// (each namespace costs the server a threshold-signature check).
+async fn register_namespaces(
+    addr: &Multiaddr,
+    namespaces: Vec<rendezvous_proto::NamespaceRecord>,
+) -> Result<(), BenchError> {
+    const CLIENTS: usize = 8;
+    let chunk = namespaces.len().div_ceil(CLIENTS).max(1);
+    let mut tasks = Vec::new();
+    for part in namespaces.chunks(chunk) {
+        let part = part.to_vec();
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::ephemeral().map_err(|e| e.to_string())?;
+            for ns in part {
+                match client
+                    .request(
+                        &addr,
+                        Request::RegisterNamespace(ns),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                {
+                    Ok(Response::Registered { .. }) => {}
+                    other => return Err(format!("registering a namespace: {other:?}")),
+                }
+            }
+            Ok::<(), BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// The server a load of ours runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `rdht rendezvous`.
+    Rdht,
+    /// `rdht-bench bench-floor-server`: the same network stack answering
+    /// every request at once, with no validation and no store.
+    Floor,
+}
+
+/// One load on a fresh server: the namespaces, the warm-up (prefill and
+/// home seats), then `timed` records `batch` per request.
+async fn run_ours(
+    config: &BenchConfig,
+    population: &Population,
+    timed: TimedRecords,
+    batch: usize,
+    target: Target,
+    name: &'static str,
+) -> Result<Figures, BenchError> {
+    let server = match target {
+        Target::Rdht => ServerProcess::spawn(
+            &config.rdht_exe,
+            &[
+                "rendezvous",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--exit-with-stdin",
+                // Each member holds a seat in many namespaces (the
+                // prefill's, the fresh seats'): more than an open network's
+                // default.
+                "--max-registrations-per-source",
+                "1000000",
+            ],
+            "warn,libp2p_kad=error",
+        )?,
+        Target::Floor => ServerProcess::spawn(
+            &config.baseline_exe,
+            &[
+                "bench-floor-server",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--exit-with-stdin",
+            ],
+            "error",
+        )?,
+    };
     let t = Instant::now();
-    let members = tokio::task::block_in_place(|| presign(&quorums, per_member, expires));
-    if config.progress {
-        eprintln!(
-            "rdht: signed {} records in {:.1} s",
-            per_member * total_members,
-            t.elapsed().as_secs_f64()
-        );
-    }
-    let calibration = Calibration::new(&quorums, &members, now);
-    let limit = measure_limit(calibration.as_ref(), "now", config.progress);
-    let server = ServerProcess::spawn(
-        &config.rdht_exe,
-        &[
-            "rendezvous",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--exit-with-stdin",
-        ],
-        "warn,libp2p_kad=error",
-    )?;
-    // Namespaces, from a few setup clients (a source holds at most 64).
-    let mut setup: Option<Client> = None;
-    for (q, quorum) in quorums.iter().enumerate() {
-        if q % 32 == 0 {
-            setup = Some(Client::ephemeral().map_err(|e| e.to_string())?);
-        }
-        let Some(client) = setup.as_mut() else {
-            continue;
-        };
-        let ns = quorum.namespace(1, Some("bench"), now, expires);
-        match client
-            .request(
-                &server.addr,
-                Request::RegisterNamespace(ns),
-                Duration::from_secs(10),
-            )
-            .await
-        {
-            Ok(Response::Registered { .. }) => {}
-            other => return Err(format!("namespace {q}: {other:?}")),
-        }
-    }
-    drop(setup);
-    let quorum_key = quorums
+    register_namespaces(&server.addr, population.namespaces(timed)).await?;
+    let quorum_key = population
+        .quorums
         .first()
         .map(TestQuorum::quorum_key)
         .ok_or("no quorum")?;
+    let mut members = population.members(timed);
+    if target == Target::Floor {
+        // Nothing is stored there: only the home seat, to connect.
+        for m in &mut members {
+            let keep = m.warmup.len().saturating_sub(1);
+            m.warmup.drain(..keep);
+        }
+    }
     let (mut coordinator, load) = Coordinator::new(
         &server,
-        config.window.max(config.batch),
+        config.window.max(batch),
         config.rate,
-        total_members,
+        members.len(),
     );
-    let mut tasks = Vec::with_capacity(total_members);
+    let mut tasks = Vec::with_capacity(members.len());
     for member in members {
-        tasks.push(tokio::spawn(our_member(
-            member,
-            config.batch.max(1),
-            load.clone(),
-        )));
+        tasks.push(tokio::spawn(our_member(member, batch.max(1), load.clone())));
     }
     drop(load);
     let phase = coordinator.wait_ready("member", config.duration).await?;
+    if config.progress {
+        eprintln!(
+            "{name}: namespaces and warm-up ({} records stored) in {:.1} s",
+            population.prefill.len() + population.seats.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     let addr = server.addr.clone();
     let prober = spawn_prober(phase, config.discover_interval, move || {
         let client = Arc::new(tokio::sync::Mutex::new(
@@ -1125,12 +1293,8 @@ async fn run_ours(config: &BenchConfig) -> Result<(Figures, Vec<Limit>), BenchEr
         })
     });
     coordinator.start(phase);
-    let progress = config.progress.then_some("rdht  ");
-    let figures = measure(&server, phase, tasks, prober, coordinator.live, progress).await;
-    drop(server);
-    let limit_after = measure_limit(calibration.as_ref(), "after the run", config.progress);
-    let limits = limit.into_iter().chain(limit_after).collect();
-    figures.map(|f| (f, limits))
+    let progress = config.progress.then_some(name);
+    measure(&server, phase, tasks, prober, coordinator.live, progress).await
 }
 
 /// [`calibrate`] from within the runtime, saying the figure when `progress`.
@@ -1170,6 +1334,11 @@ fn namespace_of(q: usize) -> Result<rendezvous::Namespace, BenchError> {
     rendezvous::Namespace::new(format!("bench-quorum-{q}")).map_err(|e| e.to_string())
 }
 
+/// The baseline's name for prefill quorum `j`.
+fn fill_namespace_of(j: usize) -> Result<rendezvous::Namespace, BenchError> {
+    rendezvous::Namespace::new(format!("bench-fill-{j}")).map_err(|e| e.to_string())
+}
+
 /// Waits for the outcome of the one registration in flight.
 fn baseline_outcome(event: &SwarmEvent<rendezvous::client::Event>) -> Option<Result<(), String>> {
     match event {
@@ -1181,10 +1350,13 @@ fn baseline_outcome(event: &SwarmEvent<rendezvous::client::Event>) -> Option<Res
     }
 }
 
+/// A baseline member: registers each of `fill` (the prefill) and then
+/// `namespace` untimed, then re-registers in `namespace` during the phase.
 async fn baseline_member(
     identity: Keypair,
     external: Multiaddr,
     namespace: rendezvous::Namespace,
+    fill: Vec<rendezvous::Namespace>,
     count: usize,
     load: Load,
 ) -> MemberOutcome {
@@ -1196,6 +1368,7 @@ async fn baseline_member(
         ready,
         mut start,
         live,
+        ..
     } = load;
     let mut out = MemberOutcome::default();
     let mut swarm = match baseline_swarm(identity) {
@@ -1217,18 +1390,22 @@ async fn baseline_member(
                 }
             }
         }
-        swarm
-            .behaviour_mut()
-            .register(namespace.clone(), server_peer, None)
-            .map_err(|e| e.to_string())?;
-        loop {
-            let event = swarm.select_next_some().await;
-            if let Some(outcome) = baseline_outcome(&event) {
-                return outcome.map_err(|e| format!("warm-up registration: {e}"));
+        for ns in fill.into_iter().chain([namespace.clone()]) {
+            swarm
+                .behaviour_mut()
+                .register(ns, server_peer, None)
+                .map_err(|e| e.to_string())?;
+            loop {
+                let event = swarm.select_next_some().await;
+                if let Some(outcome) = baseline_outcome(&event) {
+                    outcome.map_err(|e| format!("warm-up registration: {e}"))?;
+                    break;
+                }
             }
         }
+        Ok(())
     };
-    let warmed = tokio::time::timeout(Duration::from_secs(60), warm)
+    let warmed = tokio::time::timeout(WARMUP_TIMEOUT, warm)
         .await
         .unwrap_or_else(|_| Err("warm-up timed out".into()));
     let Some(phase) = report_ready_and_wait(&mut swarm, warmed, &ready, &mut start).await else {
@@ -1290,45 +1467,71 @@ async fn baseline_member(
     out
 }
 
-async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
-    let quorums = deal(config);
-    let total_members = (config.quorums * config.members) as usize;
+async fn run_baseline(
+    config: &BenchConfig,
+    population: &Population,
+) -> Result<Figures, BenchError> {
+    let total_members = population.identities.len();
     // Nothing to pre-sign here (the client signs each envelope as it
     // registers), so the baseline gets twice the budget: it is never the
     // budget that stops it.
     let per_member = (2 * config.budget()).div_ceil(total_members.max(1));
-    let server = ServerProcess::spawn(
-        &config.baseline_exe,
-        &[
-            "bench-baseline-server",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--exit-with-stdin",
-        ],
-        // It warns about every request cut short when the run ends.
-        "error",
-    )?;
+    let mut args = vec![
+        "bench-baseline-server",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-with-stdin",
+    ];
+    // libp2p's defaults hold 10,000 registrations, 32 per peer: raised to
+    // hold the prefill when there is one.
+    let cap = (population.prefill.len() + total_members + 1).to_string();
+    if config.stored > 0 {
+        args.extend([
+            "--max-registrations-per-peer",
+            &cap,
+            "--max-registrations-total",
+            &cap,
+        ]);
+    }
+    // It warns about every request cut short when the run ends.
+    let server = ServerProcess::spawn(&config.baseline_exe, &args, "error")?;
+    let t = Instant::now();
     let (mut coordinator, load) =
         Coordinator::new(&server, config.window.max(1), config.rate, total_members);
     let mut tasks = Vec::with_capacity(total_members);
-    for (q, quorum) in quorums.iter().enumerate() {
-        for i in 1..=quorum.n() {
-            let external: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            tasks.push(tokio::spawn(baseline_member(
-                quorum.identities[i as usize - 1].clone(),
-                external,
-                namespace_of(q)?,
-                per_member,
-                load.clone(),
-            )));
-        }
+    let members = config.members as usize;
+    for (p, identity) in population.identities.iter().enumerate() {
+        let (q, i) = (p / members.max(1), p % members.max(1) + 1);
+        let external: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + i)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let fill = population
+            .prefill
+            .quorums_of
+            .get(p)
+            .map(|js| js.iter().map(|&j| fill_namespace_of(j)).collect())
+            .transpose()?
+            .unwrap_or_default();
+        tasks.push(tokio::spawn(baseline_member(
+            identity.clone(),
+            external,
+            namespace_of(q)?,
+            fill,
+            per_member,
+            load.clone(),
+        )));
     }
     drop(load);
     let phase = coordinator
         .wait_ready("baseline member", config.duration)
         .await?;
+    if config.progress {
+        eprintln!(
+            "libp2p: warm-up ({} registrations stored) in {:.1} s",
+            population.prefill.len() + total_members,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let addr = server.addr.clone();
     let server_peer = server.peer;
     let namespace = namespace_of(0)?;
@@ -1376,7 +1579,8 @@ async fn run_baseline(config: &BenchConfig) -> Result<Figures, BenchError> {
     figures
 }
 
-/// Runs the whole benchmark: ours, then (if configured) the baseline.
+/// Runs the whole benchmark: our three loads, then (if configured) the
+/// baseline.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     if config.members == 0 || config.quorums == 0 {
         return Err("--quorums and --members must be at least 1".into());
@@ -1393,24 +1597,135 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             rendezvous_proto::MAX_REGISTER_BATCH
         ));
     }
-    let (ours, limits) = run_ours(&config).await?;
-    let baseline = if config.baseline {
-        Some(run_baseline(&config).await?)
+    let now = now_ms();
+    let expires = now + 2 * 3_600_000;
+    let (population, calibration, before) =
+        tokio::task::block_in_place(|| populate(&config, now, expires));
+    let ours = run_ours(
+        &config,
+        &population,
+        TimedRecords::Refresh,
+        config.batch,
+        Target::Rdht,
+        "rdht   ",
+    )
+    .await?;
+    let refresh = if config.batch == 1 {
+        ours.clone()
     } else {
-        None
+        run_ours(
+            &config,
+            &population,
+            TimedRecords::Refresh,
+            1,
+            Target::Rdht,
+            "refresh",
+        )
+        .await?
+    };
+    let seat = run_ours(
+        &config,
+        &population,
+        TimedRecords::Seat,
+        config.batch,
+        Target::Rdht,
+        "seat   ",
+    )
+    .await?;
+    let after = measure_limit(calibration.as_ref(), "after the run", config.progress);
+    let (baseline, floor) = if config.baseline {
+        let baseline = run_baseline(&config, &population).await?;
+        let floor = run_ours(
+            &config,
+            &population,
+            TimedRecords::Refresh,
+            1,
+            Target::Floor,
+            "floor  ",
+        )
+        .await?;
+        (Some(baseline), Some(floor))
+    } else {
+        (None, None)
     };
     Ok(BenchReport {
         ours,
+        refresh,
+        seat,
         baseline,
-        limits,
+        floor,
+        limits: before.into_iter().chain(after).collect(),
         config,
     })
 }
 
+/// `rdht-bench bench-floor-server`: rdht's network stack (the swarm every
+/// rdht node builds, TCP + Noise + Yamux, request-response with the rdht
+/// codec) answering every registration `Registered` at once, on the event
+/// loop, with no validation and no store. What one record per request
+/// costs before any work: the floor under `bench`'s `refresh` load.
+/// Discover requests are answered `UnknownNamespace`.
+pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
+    let keypair = Keypair::generate_ed25519();
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm =
+        build_swarm(keypair, &SwarmSettings::default(), None).map_err(|e| e.to_string())?;
+    swarm.listen_on(listen).map_err(|e| e.to_string())?;
+    const TTL_MS: u64 = 2 * 3_600_000;
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                println!("listening on {address}/p2p/{peer_id}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let response = match request {
+                    Frame::Message(Request::RegisterPeers(records)) => {
+                        Response::RegisteredPeers(vec![Ok(TTL_MS); records.len()])
+                    }
+                    Frame::Message(Request::RegisterPeer(_) | Request::RegisterNamespace(_)) => {
+                        Response::Registered { ttl_ms: TTL_MS }
+                    }
+                    _ => Response::Rejected(StatusCode::UnknownNamespace),
+                };
+                let _ = swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_response(channel, Frame::Message(response));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The registration caps of libp2p-rendezvous's server (its defaults
+/// unless raised, as `bench --stored` does to hold the prefill).
+#[derive(Debug, Clone, Copy)]
+pub struct BaselineCaps {
+    /// Registrations one peer may hold (libp2p's default: 32).
+    pub per_peer: usize,
+    /// Registrations in all (libp2p's default: 10,000).
+    pub total: usize,
+}
+
+impl Default for BaselineCaps {
+    fn default() -> Self {
+        Self {
+            per_peer: rendezvous::server::MAX_REGISTRATION_PEER,
+            total: rendezvous::server::MAX_REGISTRATIONS_TOTAL,
+        }
+    }
+}
+
 /// `rdht-bench bench-baseline-server`: libp2p-rendezvous's server behaviour
-/// (default configuration) over TCP + Noise + Yamux, printing
-/// `listening on ADDR/p2p/ID` like `rdht rendezvous`.
-pub async fn run_baseline_server(listen: Multiaddr) -> Result<(), BenchError> {
+/// (default configuration but for `caps`) over TCP + Noise + Yamux,
+/// printing `listening on ADDR/p2p/ID` like `rdht rendezvous`.
+pub async fn run_baseline_server(listen: Multiaddr, caps: BaselineCaps) -> Result<(), BenchError> {
     let keypair = Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -1422,7 +1737,11 @@ pub async fn run_baseline_server(listen: Multiaddr) -> Result<(), BenchError> {
         )
         .map_err(|e| e.to_string())?
         .with_behaviour(|_| {
-            rendezvous::server::Behaviour::new(rendezvous::server::Config::default())
+            rendezvous::server::Behaviour::new(
+                rendezvous::server::Config::default()
+                    .with_max_registration_per_peer(caps.per_peer)
+                    .with_max_registration_total(caps.total),
+            )
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))

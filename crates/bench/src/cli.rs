@@ -55,6 +55,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// rdht's network stack answering at once, for `rdht-bench bench` to measure the floor (prints its address).
+    #[command(hide = true)]
+    BenchFloorServer {
+        /// Address to listen on.
+        #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: Multiaddr,
+        /// Stop when standard input closes.
+        #[arg(long)]
+        exit_with_stdin: bool,
+    },
     /// libp2p-rendezvous's server, for `rdht-bench bench` to measure (prints its address).
     #[command(hide = true)]
     BenchBaselineServer {
@@ -64,6 +74,12 @@ pub enum Command {
         /// Stop when standard input closes.
         #[arg(long)]
         exit_with_stdin: bool,
+        /// Registrations one peer may hold (libp2p's default: 32).
+        #[arg(long, value_name = "N", default_value_t = crate::bench::BaselineCaps::default().per_peer)]
+        max_registrations_per_peer: usize,
+        /// Registrations in all (libp2p's default: 10,000).
+        #[arg(long, value_name = "N", default_value_t = crate::bench::BaselineCaps::default().total)]
+        max_registrations_total: usize,
     },
 }
 
@@ -94,9 +110,15 @@ pub struct BenchArgs {
     /// Time between two discover requests of the prober.
     #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
     pub discover_interval: Duration,
-    /// Most records to pre-sign [default: enough for 6,000/s, or 1.2 x --rate].
+    /// Most records to pre-sign per load [default: refreshes for 15,000/s
+    /// or 1.2 x --rate; fresh seats for 1.5 x the measured pairing limit].
     #[arg(long)]
     pub max_registrations: Option<usize>,
+    /// Records stored at each server before its timed phase: seats
+    /// registered through the real validation (ours), registrations
+    /// (libp2p's), by the same members.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub stored: usize,
     /// Skip libp2p's rendezvous server.
     #[arg(long)]
     pub no_baseline: bool,
@@ -157,13 +179,32 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::BenchBaselineServer {
+        Command::BenchFloorServer {
             listen,
             exit_with_stdin,
         } => {
             init_logs("warn");
             tokio::select! {
-                result = crate::bench::run_baseline_server(listen) => match result {
+                result = crate::bench::run_floor_server(listen) => match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                },
+                _ = stdin_closed(), if exit_with_stdin => ExitCode::SUCCESS,
+            }
+        }
+        Command::BenchBaselineServer {
+            listen,
+            exit_with_stdin,
+            max_registrations_per_peer,
+            max_registrations_total,
+        } => {
+            init_logs("warn");
+            let caps = crate::bench::BaselineCaps {
+                per_peer: max_registrations_per_peer,
+                total: max_registrations_total,
+            };
+            tokio::select! {
+                result = crate::bench::run_baseline_server(listen, caps) => match result {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 },
@@ -228,6 +269,7 @@ async fn run_bench(args: BenchArgs) -> ExitCode {
     config.rate = args.rate;
     config.discover_interval = args.discover_interval;
     config.max_registrations = args.max_registrations;
+    config.stored = args.stored;
     config.baseline = !args.no_baseline;
     config.progress = true;
     let outcome = tokio::select! {

@@ -8,6 +8,8 @@
 //!   one namespace over loopback.
 //! - [`bench_discoverable`]: `rdht-bench bench-discoverable`, how long
 //!   after its DKG a quorum of real members is discoverable.
+//! - [`population`]: the load's members and every record they send,
+//!   signed before anything is timed.
 //! - [`cli`]: the command line; [`error`]: why a measurement stopped.
 //!
 //! This crate is the only one that links libp2p-rendezvous and enables
@@ -22,3 +24,4 @@ pub mod bench_discover;
 pub mod bench_discoverable;
 pub mod cli;
 pub mod error;
+pub mod population;

@@ -21,6 +21,7 @@ async fn bench_reports_every_field_for_both_servers() {
     config.batch = 4;
     config.window = 32;
     config.max_registrations = Some(400);
+    config.stored = 24;
     config.discover_interval = Duration::from_millis(50);
     let report = tokio::time::timeout(Duration::from_secs(240), run(config))
         .await
@@ -30,17 +31,32 @@ async fn bench_reports_every_field_for_both_servers() {
     let fields = FIGURE_FIELDS;
     for field in fields {
         assert!(json[field].is_number(), "ours lacks {field}: {json}");
-        assert!(
-            json["baseline"][field].is_number(),
-            "the baseline lacks {field}: {json}"
-        );
+        for object in ["baseline", "refresh", "seat", "floor"] {
+            assert!(
+                json[object][field].is_number(),
+                "{object} lacks {field}: {json}"
+            );
+        }
     }
+    assert!(
+        json["seat"]["pairing_limit_per_sec"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert_eq!(json["stored"].as_u64(), Some(24), "{json}");
     let printed: serde_json::Value =
         serde_json::from_str(&report.to_json_string()).expect("--json prints JSON");
     assert_eq!(printed, json);
     assert!(report.ours.accepted > 0, "{}", report.to_text());
     assert!(report.ours.rejected.is_empty(), "{}", report.to_text());
     assert!(report.ours.discovers > 0, "{}", report.to_text());
+    // Refreshes one per request, and fresh seats, both accepted in full
+    // after a prefill of 24 seats went through the real validation.
+    for load in [&report.refresh, &report.seat] {
+        assert!(load.accepted > 0, "{}", report.to_text());
+        assert!(load.rejected.is_empty(), "{}", report.to_text());
+    }
     // The machine's pairing limit, measured before and after our run.
     assert_eq!(report.limits.len(), 2, "{}", report.to_text());
     assert!(report

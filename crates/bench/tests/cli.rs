@@ -42,7 +42,10 @@ fn the_binary_prints_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
-    let fields: Vec<&str> = FIGURE_FIELDS.into_iter().chain(["baseline"]).collect();
+    let fields: Vec<&str> = FIGURE_FIELDS
+        .into_iter()
+        .chain(["baseline", "refresh", "seat", "stored", "floor"])
+        .collect();
     let object = json.as_object().expect("a JSON object");
     assert_eq!(object.len(), fields.len(), "{json}");
     // Every field, in the documented order (as printed: serde_json's map
@@ -56,7 +59,17 @@ fn the_binary_prints_json() {
         at += pos;
     }
     assert!(json["baseline"].is_null());
+    assert!(
+        json["floor"].is_null(),
+        "the floor is measured with the baseline"
+    );
+    assert_eq!(json["stored"].as_u64(), Some(0));
     assert!(json["registrations_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+    for field in FIGURE_FIELDS {
+        assert!(json["refresh"][field].is_number(), "{json}");
+        assert!(json["seat"][field].is_number(), "{json}");
+    }
+    assert!(json["seat"]["pairing_limit_per_sec"].is_number(), "{json}");
 }
 
 /// Without `rdht`, the error names the path it looked at and how to build it.

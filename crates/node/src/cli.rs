@@ -68,6 +68,12 @@ pub struct RendezvousArgs {
     /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Registrations (namespaces and peer records) one remote peer may hold
+    /// here at once. The default suits open networks; raise it where one
+    /// node is a member of many quorums (or for `rdht-bench`, whose members
+    /// each register in many namespaces).
+    #[arg(long, value_name = "N", default_value_t = dht::Quotas::default().max_registrations_per_source)]
+    pub max_registrations_per_source: usize,
     /// Stop when standard input closes (`rdht-bench bench` runs servers
     /// so, and they die with it).
     #[arg(long, hide = true)]
@@ -266,6 +272,7 @@ async fn run_rendezvous(args: RendezvousArgs) -> ExitCode {
     let mut store = dht::StoreConfig::default();
     store.liveness.ping_interval_ms = args.ping_interval.as_millis().max(1) as u64;
     store.liveness.max_misses = args.ping_misses.max(1);
+    store.quotas.max_registrations_per_source = args.max_registrations_per_source.max(1);
     let config = crate::rendezvous::RendezvousConfig {
         listen: args.listen,
         bootstrap: args.bootstrap,

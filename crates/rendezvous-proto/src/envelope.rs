@@ -164,6 +164,30 @@ impl PeerEnvelope {
         self.public_key().map(|k| k.to_peer_id())
     }
 
+    /// Whether the envelope's key is `peer_id`'s.
+    ///
+    /// An Ed25519 PeerId is the identity multihash of the key's protobuf
+    /// encoding, so for Ed25519 this compares bytes and decodes no point
+    /// (decompressing it costs as much as a fifth of the signature check,
+    /// which decodes it anyway: a key that is not a point fails
+    /// [`Self::verify`]). Other key types are decoded and hashed.
+    pub fn is_signed_by(&self, peer_id: &PeerId) -> bool {
+        if self.key_type != KEY_TYPE_ED25519 {
+            return self.signer().as_ref() == Some(peer_id);
+        }
+        let protobuf = public_key_protobuf(self.key_type, &self.key);
+        // Identity multihash: code 0x00, then the length (one varint byte:
+        // an Ed25519 key's protobuf is 36 bytes), then the bytes.
+        let Ok(len) = u8::try_from(protobuf.len()) else {
+            return false;
+        };
+        if len >= 0x80 {
+            return false;
+        }
+        let expected = [&[0x00, len][..], &protobuf].concat();
+        peer_id.to_bytes() == expected
+    }
+
     /// Whether the signature verifies under the envelope's own key.
     pub fn verify(&self) -> bool {
         self.public_key()

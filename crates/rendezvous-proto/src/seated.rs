@@ -137,7 +137,9 @@ impl PeerRecord {
 /// 7. the envelope's expiry is in the future and within the maximum TTL,
 ///    else `Expired` / `TtlTooLong`;
 /// 8. the envelope's key is Ed25519, else `UnsupportedKeyType`;
-/// 9. the envelope's key is the seat's PeerId's, else `PeerIdMismatch`;
+/// 9. the envelope's key is the seat's PeerId's (compared as bytes; a key
+///    that is not a curve point then fails its signature check), else
+///    `PeerIdMismatch`;
 /// 10. the envelope names this seat's hash, else `SeatMismatch`.
 pub fn check_seated_fields(
     record: &PeerRecord,
@@ -171,7 +173,7 @@ pub fn check_seated_fields(
     if record.envelope.key_type != KEY_TYPE_ED25519 {
         return Err(StatusCode::UnsupportedKeyType);
     }
-    if record.envelope.signer() != Some(seat.peer_id) {
+    if !record.envelope.is_signed_by(&seat.peer_id) {
         return Err(StatusCode::PeerIdMismatch);
     }
     if record.envelope.payload.seat_hash != seat.hash() {

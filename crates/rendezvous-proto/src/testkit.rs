@@ -161,3 +161,100 @@ pub fn with_seq_unsigned(mut record: PeerRecord, seq: u64) -> PeerRecord {
     record.envelope.replace_payload_unsigned(payload);
     record
 }
+
+/// A quorum dealt for load generation, whose members are identities the
+/// caller already has (one identity may sit in many such quorums).
+///
+/// Cheaper than [`TestQuorum`] where thousands of quorums are needed: it
+/// keeps no [`KeyShare`] (whose consistency check costs a polynomial
+/// evaluation in G1 per member) and signs its namespace with the dealt
+/// secret itself, which gives the very signature any `threshold` of the
+/// members' shares combine to.
+pub struct BulkQuorum {
+    polynomial: Polynomial,
+    record: NamespaceRecord,
+    quorum_key: QuorumKey,
+}
+
+impl BulkQuorum {
+    /// Deals a quorum of `members.len()` members (`members[i - 1]` is
+    /// member `i`), and its namespace record for `epoch`. `None` if
+    /// `threshold` is 0 or above the member count.
+    pub fn deal<R: RngCore + CryptoRng>(
+        members: &[PeerId],
+        threshold: u32,
+        epoch: u64,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
+        rng: &mut R,
+    ) -> Option<Self> {
+        let n = u32::try_from(members.len()).ok()?;
+        if threshold == 0 || threshold > n {
+            return None;
+        }
+        let polynomial = Polynomial::random(threshold, rng);
+        let set = polynomial.commitments()?;
+        let quorum_key = QuorumKey::from(*set.commitments().first()?);
+        let mut record = NamespaceRecord {
+            commitments: set.commitments().iter().map(|c| c.to_bytes()).collect(),
+            n,
+            epoch,
+            kind: Some("bench".to_owned()),
+            members: Some(members.to_vec()),
+            issued_at_ms,
+            expires_at_ms,
+            signature: [0; G2_BYTES],
+        };
+        // The dealt secret f(0) as a "share": its signature is the
+        // quorum's signature (the index plays no part in signing).
+        let secret = SecretKeyShare::new(1, polynomial.secret()).ok()?;
+        record.signature = secret.sign(&record.signing_bytes()).signature.to_bytes();
+        Some(Self {
+            polynomial,
+            record,
+            quorum_key,
+        })
+    }
+
+    /// The quorum's signed namespace record.
+    pub fn namespace(&self) -> &NamespaceRecord {
+        &self.record
+    }
+
+    /// The namespace's name.
+    pub fn quorum_key(&self) -> QuorumKey {
+        self.quorum_key
+    }
+
+    /// Member `index`'s record: its seat for the namespace's epoch, and an
+    /// envelope signed by `identity` (which must be member `index`'s).
+    /// `None` for an index outside 1..=n.
+    pub fn peer(
+        &self,
+        index: u32,
+        identity: &Keypair,
+        seq: u64,
+        expires_at_ms: u64,
+    ) -> Option<PeerRecord> {
+        if index == 0 || index > self.record.n {
+            return None;
+        }
+        let share = SecretKeyShare::new(index, self.polynomial.evaluate(index)).ok()?;
+        let seat = crate::seat::Seat::sign(
+            self.quorum_key,
+            self.record.epoch,
+            identity.public().to_peer_id(),
+            &share,
+        );
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + index)
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty());
+        Some(PeerRecord::sign(
+            seat,
+            vec![addr],
+            seq,
+            expires_at_ms,
+            identity,
+        ))
+    }
+}

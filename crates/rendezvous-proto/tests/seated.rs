@@ -327,3 +327,24 @@ fn a_client_checks_the_namespace_under_c0_and_then_the_envelopes() {
         vec![Ok(()), Ok(()), Err(StatusCode::PeerIdMismatch)]
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The envelope's signer is compared to a PeerId as bytes, without
+    /// decoding the key: it must agree with decoding it and hashing it.
+    #[test]
+    fn the_signer_compared_as_bytes_agrees_with_the_decoded_key(seed in any::<[u8; 32]>(), other in any::<[u8; 32]>()) {
+        let signer = Keypair::ed25519_from_bytes(seed).expect("any 32 bytes are an Ed25519 secret");
+        let someone = Keypair::ed25519_from_bytes(other).expect("any 32 bytes are an Ed25519 secret");
+        let mut record = good(1);
+        record.envelope = PeerEnvelope::sign(record.envelope.payload.clone(), &signer);
+        for peer in [signer.public().to_peer_id(), someone.public().to_peer_id(), quorum().peer_id(1)] {
+            prop_assert_eq!(
+                record.envelope.is_signed_by(&peer),
+                record.envelope.signer() == Some(peer)
+            );
+        }
+        prop_assert!(record.envelope.is_signed_by(&signer.public().to_peer_id()));
+    }
+}

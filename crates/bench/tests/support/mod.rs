@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use rdht_bench::cli::rdht_next_to;
 
 /// The figures `--json` reports for one server, in their documented
-/// order (the whole report adds `baseline`, the same for libp2p's server).
+/// order (the whole report adds `baseline`, `refresh`, `seat` and `floor`
+/// with the same fields, and `stored`).
 pub const FIGURE_FIELDS: [&str; 7] = [
     "registrations_per_sec",
     "register_p50_ms",
