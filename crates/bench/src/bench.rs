@@ -53,7 +53,7 @@ use tokio::time::Instant as TokioInstant;
 
 use node::behaviour::{build_swarm, now_ms, split_p2p, BehaviourEvent, SwarmSettings};
 use node::codec::Frame;
-use node::discover::Client;
+use node::discover::{response_to, Client};
 
 use crate::population::{deal_bulk, home_records, OurMember, Population, TimedRecords};
 
@@ -1032,32 +1032,11 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
                 &server_peer,
                 Frame::Message(Request::RegisterPeers(chunk.to_vec())),
             );
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                        request_response::Event::Message {
-                            message:
-                                request_response::Message::Response {
-                                    request_id,
-                                    response,
-                                },
-                            ..
-                        },
-                    )) if request_id == id => {
-                        match response {
-                            Frame::Message(Response::RegisteredPeers(outcomes))
-                                if outcomes.iter().all(Result::is_ok) => {}
-                            other => return Err(format!("warm-up registration: {other:?}")),
-                        }
-                        break;
-                    }
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                        request_response::Event::OutboundFailure {
-                            request_id, error, ..
-                        },
-                    )) if request_id == id => return Err(format!("warm-up registration: {error}")),
-                    _ => {}
-                }
+            match response_to(&mut swarm, id).await {
+                Ok(Frame::Message(Response::RegisteredPeers(outcomes)))
+                    if outcomes.iter().all(Result::is_ok) => {}
+                Ok(other) => return Err(format!("warm-up registration: {other:?}")),
+                Err(error) => return Err(format!("warm-up registration: {error}")),
             }
         }
         Ok(())

@@ -84,46 +84,21 @@ pub fn deal_bulk(
         seats.div_ceil(members)
     };
     let pool_ids: Vec<PeerId> = pool.iter().map(|k| k.public().to_peer_id()).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = quorum_count.div_ceil(threads).max(1);
-    let dealt: Vec<(usize, NamespaceRecord, Vec<PeerRecord>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..quorum_count)
-            .step_by(chunk)
-            .map(|first| {
-                let pool_ids = &pool_ids;
-                scope.spawn(move || {
-                    use rand::SeedableRng;
-                    let last = (first + chunk).min(quorum_count);
-                    (first..last)
-                        .filter_map(|j| {
-                            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ j as u64);
-                            let holders: Vec<usize> = (1..=members)
-                                .map(|i| seat_holder(j, i, members, pool.len()))
-                                .collect();
-                            let ids: Vec<PeerId> = holders.iter().map(|&p| pool_ids[p]).collect();
-                            let quorum = BulkQuorum::deal(
-                                &ids,
-                                threshold,
-                                1,
-                                now_ms,
-                                expires_at_ms,
-                                &mut rng,
-                            )?;
-                            let records = holders
-                                .iter()
-                                .zip(1u32..)
-                                .filter_map(|(&p, i)| quorum.peer(i, &pool[p], 1, expires_at_ms))
-                                .collect();
-                            Some((j, quorum.namespace().clone(), records))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
+    let quorums: Vec<usize> = (0..quorum_count).collect();
+    let dealt = on_every_core(&quorums, |&j| {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ j as u64);
+        let holders: Vec<usize> = (1..=members)
+            .map(|i| seat_holder(j, i, members, pool.len()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let ids: Vec<PeerId> = holders.iter().map(|&p| pool_ids[p]).collect();
+        let quorum = BulkQuorum::deal(&ids, threshold, 1, now_ms, expires_at_ms, &mut rng)?;
+        let records: Vec<PeerRecord> = holders
+            .iter()
+            .zip(1u32..)
+            .filter_map(|(&p, i)| quorum.peer(i, &pool[p], 1, expires_at_ms))
+            .collect();
+        Some((j, quorum.namespace().clone(), records))
     });
     let mut bulk = Bulk {
         namespaces: Vec::with_capacity(dealt.len()),
@@ -175,36 +150,36 @@ pub fn home_records(
         .enumerate()
         .flat_map(|(q, quorum)| (1..=quorum.n()).map(move |i| (q, i)))
         .collect();
+    on_every_core(&slots, |&(q, i)| {
+        let quorum = quorums.get(q)?;
+        let identity = quorum.identities.get(i as usize - 1)?.clone();
+        let seat = quorum.seat(i, 1);
+        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 4000 + i).parse().ok()?;
+        let sign = |seq| {
+            PeerRecord::sign(
+                seat.clone(),
+                vec![addr.clone()],
+                seq,
+                expires_at_ms,
+                &identity,
+            )
+        };
+        let first = sign(1);
+        let later = (2..refreshes as u64 + 2).map(sign).collect();
+        Some((identity, first, later))
+    })
+}
+
+/// `f` over `items` on every core (contiguous chunks, one thread each),
+/// results in `items`' order; `None`s are dropped.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = slots.len().div_ceil(threads).max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .filter_map(|&(q, i)| {
-                            let quorum = quorums.get(q)?;
-                            let identity = quorum.identities.get(i as usize - 1)?.clone();
-                            let seat = quorum.seat(i, 1);
-                            let addr: libp2p::Multiaddr =
-                                format!("/ip4/127.0.0.1/tcp/{}", 4000 + i).parse().ok()?;
-                            let sign = |seq| {
-                                PeerRecord::sign(
-                                    seat.clone(),
-                                    vec![addr.clone()],
-                                    seq,
-                                    expires_at_ms,
-                                    &identity,
-                                )
-                            };
-                            let first = sign(1);
-                            let later = (2..refreshes as u64 + 2).map(sign).collect();
-                            Some((identity, first, later))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

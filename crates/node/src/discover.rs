@@ -80,26 +80,9 @@ impl Client {
                 .rr
                 .send_request_with_addresses(&peer, frame, vec![base]);
         let wait = async {
-            loop {
-                match self.swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                        request_response::Event::Message {
-                            message:
-                                request_response::Message::Response {
-                                    request_id,
-                                    response,
-                                },
-                            ..
-                        },
-                    )) if request_id == id => return Ok(response),
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                        request_response::Event::OutboundFailure {
-                            request_id, error, ..
-                        },
-                    )) if request_id == id => return Err(ClientError::Failed(error)),
-                    _ => {}
-                }
-            }
+            response_to(&mut self.swarm, id)
+                .await
+                .map_err(ClientError::Failed)
         };
         tokio::time::timeout(timeout, wait)
             .await
@@ -269,4 +252,31 @@ pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Drives `swarm` until the response to request `id` arrives (or the
+/// request fails); every other event is dropped. For one-request-at-a-time
+/// callers: a client, a load generator's warm-up.
+pub async fn response_to(
+    swarm: &mut Swarm<Behaviour>,
+    id: request_response::OutboundRequestId,
+) -> Result<Frame<Response>, request_response::OutboundFailure> {
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            })) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) if request_id == id => return Err(error),
+            _ => {}
+        }
+    }
 }
