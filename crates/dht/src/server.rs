@@ -54,12 +54,28 @@ pub struct ServerConfig {
     /// A lookup for a namespace this node does not hold is answered
     /// (from whatever arrived) after this long at the latest.
     pub lookup_timeout_ms: u64,
+    /// Most lookups (Kademlia GETs) running at once; a discover that would
+    /// start one more is answered `QuotaExceeded`.
+    pub max_lookups: usize,
+    /// Most discovers one sender may have waiting for lookups at once.
+    pub max_lookups_per_peer: usize,
+    /// Most discovers waiting for one lookup (askers beyond it are
+    /// answered `QuotaExceeded`).
+    pub max_waiting_per_lookup: usize,
+    /// A lookup that found nothing is remembered this long: discovers of
+    /// that key are answered `UnknownNamespace` at once meanwhile, with no
+    /// new GET (0: no negative answers are kept).
+    pub negative_ttl_ms: u64,
+    /// Most negative answers kept (the oldest go first).
+    pub max_negative: usize,
 }
 
 impl Default for ServerConfig {
     /// The node's values: 16,384 queued (1,024 per sender), batches of 32
     /// after at most 2 ms, 64 per job, 2 jobs at once, replication every
-    /// 200 ms, persistence off, lookups answered within 10 s.
+    /// 200 ms, persistence off, lookups answered within 10 s; at most 256
+    /// lookups at once, 8 per sender, 256 askers per lookup; a lookup
+    /// that found nothing remembered for 5 s (at most 4,096 of them).
     fn default() -> Self {
         Self {
             max_queued: 16_384,
@@ -71,6 +87,11 @@ impl Default for ServerConfig {
             replication_period_ms: 200,
             persist_period_ms: 0,
             lookup_timeout_ms: 10_000,
+            max_lookups: 256,
+            max_lookups_per_peer: 8,
+            max_waiting_per_lookup: 256,
+            negative_ttl_ms: 5_000,
+            max_negative: 4_096,
         }
     }
 }
@@ -257,7 +278,8 @@ struct MultiReply {
 
 /// Discovers waiting for a lookup.
 struct Lookup {
-    waiting: Vec<(ReplyId, u32)>,
+    /// Who waits: where the answer goes, the limit asked for, the asker.
+    waiting: Vec<(ReplyId, u32, PeerId)>,
     deadline: u64,
 }
 
@@ -270,6 +292,10 @@ pub struct ServerCounters {
     pub merges: u64,
     /// Lookups started (after deduplication).
     pub lookups: u64,
+    /// Discovers answered at once from a remembered negative answer.
+    pub negative_hits: u64,
+    /// Discovers refused because a lookup cap was reached.
+    pub lookups_refused: u64,
     /// Verification jobs that failed (their batch was answered `Internal`).
     pub failed_jobs: u64,
 }
@@ -297,6 +323,13 @@ pub struct Server {
     persist: BTreeSet<QuorumKey>,
     next_persist: u64,
     lookups: BTreeMap<QuorumKey, Lookup>,
+    /// Discovers waiting for lookups, per asker.
+    lookups_by_peer: BTreeMap<PeerId, usize>,
+    /// Keys whose lookup found nothing, until when (ms).
+    negative: BTreeMap<QuorumKey, u64>,
+    /// The same, in the order they expire (every entry lives
+    /// `negative_ttl_ms`, so insertion order is expiry order).
+    negative_order: VecDeque<(u64, QuorumKey)>,
     connected: BTreeSet<PeerId>,
     counters: ServerCounters,
 }
@@ -331,6 +364,9 @@ impl Server {
             persist: BTreeSet::new(),
             next_persist: 0,
             lookups: BTreeMap::new(),
+            lookups_by_peer: BTreeMap::new(),
+            negative: BTreeMap::new(),
+            negative_order: VecDeque::new(),
             connected: BTreeSet::new(),
             counters: ServerCounters::default(),
         }
@@ -478,10 +514,11 @@ impl Server {
                 .discover(&quorum_key, limit, cookie.as_ref(), now)
             {
                 Ok(answer) => self.reply(reply, Response::Discovered(answer)),
-                // Not held here: look it up (once for every asker), then
-                // answer from what the store accepted of it.
+                // Not held here: look it up (once for every asker, within
+                // caps, unless it was just looked up in vain), then answer
+                // from what the store accepted of it.
                 Err(StatusCode::UnknownNamespace) if cookie.is_none() => {
-                    self.look_up(now, quorum_key, reply, limit)
+                    self.look_up(now, from, quorum_key, reply, limit)
                 }
                 Err(code) => self.reply(reply, Response::Rejected(code)),
             },
@@ -561,6 +598,7 @@ impl Server {
         for qk in expired {
             self.handle_lookup_done(now, qk);
         }
+        self.expire_negative(now);
         self.drive(now);
     }
 
@@ -624,12 +662,55 @@ impl Server {
         let Some(lookup) = self.lookups.remove(&quorum_key) else {
             return;
         };
-        for (reply, limit) in lookup.waiting {
+        let mut found_nothing = false;
+        for (reply, limit, asker) in lookup.waiting {
+            if let Some(count) = self.lookups_by_peer.get_mut(&asker) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.lookups_by_peer.remove(&asker);
+                }
+            }
             let response = match self.store.discover(&quorum_key, limit, None, now) {
                 Ok(answer) => Response::Discovered(answer),
-                Err(code) => Response::Rejected(code),
+                Err(code) => {
+                    found_nothing |= code == StatusCode::UnknownNamespace;
+                    Response::Rejected(code)
+                }
             };
             self.reply(reply, response);
+        }
+        if found_nothing {
+            self.remember_negative(now, quorum_key);
+        }
+    }
+
+    /// Remembers that a lookup of `quorum_key` found nothing.
+    fn remember_negative(&mut self, now: u64, quorum_key: QuorumKey) {
+        if self.config.negative_ttl_ms == 0 || self.config.max_negative == 0 {
+            return;
+        }
+        while self.negative.len() >= self.config.max_negative {
+            let Some((_, oldest)) = self.negative_order.pop_front() else {
+                break;
+            };
+            self.negative.remove(&oldest);
+        }
+        let until = now + self.config.negative_ttl_ms;
+        if self.negative.insert(quorum_key, until).is_some() {
+            // Re-remembered: drop its older place in the order.
+            self.negative_order.retain(|(_, k)| *k != quorum_key);
+        }
+        self.negative_order.push_back((until, quorum_key));
+    }
+
+    /// Forgets the negative answers that are due by `now`.
+    fn expire_negative(&mut self, now: u64) {
+        while let Some(&(until, key)) = self.negative_order.front() {
+            if until > now {
+                break;
+            }
+            self.negative_order.pop_front();
+            self.negative.remove(&key);
         }
     }
 
@@ -674,14 +755,39 @@ impl Server {
         self.queue.push((registration, reply));
     }
 
-    fn look_up(&mut self, now: u64, quorum_key: QuorumKey, reply: ReplyId, limit: u32) {
+    fn look_up(
+        &mut self,
+        now: u64,
+        from: PeerId,
+        quorum_key: QuorumKey,
+        reply: ReplyId,
+        limit: u32,
+    ) {
+        if self
+            .negative
+            .get(&quorum_key)
+            .is_some_and(|&until| until > now)
+        {
+            self.counters.negative_hits += 1;
+            return self.reply(reply, Response::Rejected(StatusCode::UnknownNamespace));
+        }
+        let asked = self.lookups_by_peer.get(&from).copied().unwrap_or(0);
+        let over = match self.lookups.get(&quorum_key) {
+            Some(lookup) => lookup.waiting.len() >= self.config.max_waiting_per_lookup,
+            None => self.lookups.len() >= self.config.max_lookups,
+        };
+        if over || asked >= self.config.max_lookups_per_peer {
+            self.counters.lookups_refused += 1;
+            return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
+        }
+        *self.lookups_by_peer.entry(from).or_insert(0) += 1;
         let deadline = now + self.config.lookup_timeout_ms;
         let lookup = self.lookups.entry(quorum_key).or_insert_with(|| Lookup {
             waiting: Vec::new(),
             deadline,
         });
         let first = lookup.waiting.is_empty();
-        lookup.waiting.push((reply, limit));
+        lookup.waiting.push((reply, limit, from));
         if first {
             self.counters.lookups += 1;
             self.outputs.push_back(Output::Lookup {

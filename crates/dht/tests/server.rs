@@ -269,6 +269,146 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
     );
 }
 
+fn discover_of(qk: QuorumKey) -> Request {
+    Request::Discover {
+        quorum_key: qk,
+        limit: 0,
+        cookie: None,
+    }
+}
+
+fn lookups_started(other: &[Output]) -> Vec<QuorumKey> {
+    other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Lookup { quorum_key, .. } => Some(*quorum_key),
+            _ => None,
+        })
+        .collect()
+}
+
+/// #13 item 4: a discover for an unknown namespace used to start a new
+/// Kademlia GET every time once the previous one ended (no cap per
+/// asker, none overall, no memory of a GET that found nothing).
+#[test]
+fn amplified_lookups_are_capped_per_asker_and_overall() {
+    let config = ServerConfig {
+        max_lookups: 6,
+        max_lookups_per_peer: 4,
+        max_waiting_per_lookup: 3,
+        ..ServerConfig::default()
+    };
+    let mut s = server(config);
+    let keys: Vec<QuorumKey> = (0..10u8).map(|i| QuorumKey([i + 1; 48])).collect();
+    // One asker, ten unknown keys: four lookups, six refusals at once.
+    let greedy = PeerId::random();
+    for (i, qk) in keys.iter().enumerate() {
+        s.handle_request(NOW, greedy, ReplyId(i as u64), discover_of(*qk));
+    }
+    let (replies, _, other) = drain(&mut s);
+    assert_eq!(lookups_started(&other), keys[..4].to_vec());
+    assert_eq!(replies.len(), 6);
+    assert!(replies
+        .iter()
+        .all(|(_, r)| *r == Response::Rejected(StatusCode::QuotaExceeded)));
+    // Others share the running lookups (up to 3 askers each) and start
+    // new ones up to 6 in all.
+    for (i, qk) in keys[..6].iter().enumerate() {
+        s.handle_request(
+            NOW,
+            PeerId::random(),
+            ReplyId(100 + i as u64),
+            discover_of(*qk),
+        );
+    }
+    let (replies, _, other) = drain(&mut s);
+    assert_eq!(lookups_started(&other), keys[4..6].to_vec());
+    assert!(replies.is_empty(), "{replies:?}");
+    s.handle_request(NOW, PeerId::random(), ReplyId(200), discover_of(keys[6]));
+    s.handle_request(NOW, PeerId::random(), ReplyId(201), discover_of(keys[0]));
+    s.handle_request(NOW, PeerId::random(), ReplyId(202), discover_of(keys[0]));
+    let (replies, _, other) = drain(&mut s);
+    assert!(lookups_started(&other).is_empty(), "over the overall cap");
+    assert_eq!(
+        replies,
+        vec![
+            (ReplyId(200), Response::Rejected(StatusCode::QuotaExceeded)),
+            (ReplyId(202), Response::Rejected(StatusCode::QuotaExceeded)),
+        ],
+        "the 7th lookup, and a 4th asker of one lookup, are refused"
+    );
+    // When the lookups end, their askers' slots are free again.
+    s.handle_timeout(NOW + ServerConfig::default().lookup_timeout_ms);
+    drain(&mut s);
+    s.handle_timeout(NOW + ServerConfig::default().lookup_timeout_ms + 10_000);
+    s.handle_request(NOW + 20_000, greedy, ReplyId(300), discover_of(keys[9]));
+    let (replies, _, other) = drain(&mut s);
+    assert!(replies.is_empty());
+    assert_eq!(lookups_started(&other), vec![keys[9]]);
+}
+
+/// #13 item 4: a GET that found nothing is remembered for a short time;
+/// a namespace registered meanwhile is served all the same.
+#[test]
+fn amplified_lookups_that_found_nothing_are_remembered_briefly() {
+    let q = quorum(3, 9);
+    let negative_ttl_ms = ServerConfig::default().negative_ttl_ms;
+    let mut s = server(ServerConfig::default());
+    let asker = PeerId::random();
+    s.handle_request(NOW, asker, ReplyId(1), discover_of(q.quorum_key()));
+    let (_, _, other) = drain(&mut s);
+    assert_eq!(lookups_started(&other), vec![q.quorum_key()]);
+    // The Kademlia query ends empty-handed.
+    s.handle_lookup_done(NOW + 50, q.quorum_key());
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(ReplyId(1), Response::Rejected(StatusCode::UnknownNamespace))]
+    );
+    // A hundred askers in the next seconds: answered at once, no GET.
+    for i in 0..100 {
+        s.handle_request(
+            NOW + 100 + i,
+            PeerId::random(),
+            ReplyId(10 + i),
+            discover_of(q.quorum_key()),
+        );
+    }
+    let (replies, _, other) = drain(&mut s);
+    assert!(lookups_started(&other).is_empty());
+    assert_eq!(replies.len(), 100);
+    assert!(replies
+        .iter()
+        .all(|(_, r)| *r == Response::Rejected(StatusCode::UnknownNamespace)));
+    assert_eq!(s.counters().negative_hits, 100);
+    // Once it is forgotten, the next asker starts a GET again.
+    let later = NOW + 50 + negative_ttl_ms;
+    s.handle_timeout(later);
+    s.handle_request(later, asker, ReplyId(500), discover_of(q.quorum_key()));
+    let (_, _, other) = drain(&mut s);
+    assert_eq!(lookups_started(&other), vec![q.quorum_key()]);
+    s.handle_lookup_done(later + 1, q.quorum_key());
+    drain(&mut s);
+    // Remembered again, but a namespace registered here meanwhile is
+    // served: the store is asked before the memory.
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    s.handle_request(
+        later + 2,
+        asker,
+        ReplyId(600),
+        Request::RegisterNamespace(ns),
+    );
+    s.handle_request(later + 3, asker, ReplyId(601), discover_of(q.quorum_key()));
+    let (replies, _, _) = drain(&mut s);
+    assert!(
+        matches!(
+            replies.last(),
+            Some((ReplyId(601), Response::Discovered(_)))
+        ),
+        "{replies:?}"
+    );
+}
+
 #[test]
 fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
     let q = quorum(3, 8);

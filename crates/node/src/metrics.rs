@@ -31,6 +31,12 @@ pub struct Metrics {
     pub discovers: AtomicU64,
     /// Replicated values merged from other rendezvous nodes.
     pub replications_merged: AtomicU64,
+    /// Kademlia lookups started for discovers of namespaces not held here.
+    pub lookups: AtomicU64,
+    /// Discovers answered at once from a lookup that recently found nothing.
+    pub lookup_negative_hits: AtomicU64,
+    /// Discovers refused because a lookup cap was reached.
+    pub lookups_refused: AtomicU64,
     /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
@@ -124,6 +130,24 @@ impl Metrics {
             "counter",
             "Replicated values merged.",
             &self.replications_merged,
+        );
+        metric(
+            "rdht_lookups_total",
+            "counter",
+            "Kademlia lookups started for namespaces not held here.",
+            &self.lookups,
+        );
+        metric(
+            "rdht_lookup_negative_hits_total",
+            "counter",
+            "Discovers answered from a lookup that recently found nothing.",
+            &self.lookup_negative_hits,
+        );
+        metric(
+            "rdht_lookups_refused_total",
+            "counter",
+            "Discovers refused over a lookup cap.",
+            &self.lookups_refused,
         );
         metric(
             "rdht_dkg_messages_total",

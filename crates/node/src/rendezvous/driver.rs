@@ -204,6 +204,15 @@ impl Driver {
         self.metrics
             .replications_merged
             .store(counters.merges, Ordering::Relaxed);
+        self.metrics
+            .lookups
+            .store(counters.lookups, Ordering::Relaxed);
+        self.metrics
+            .lookup_negative_hits
+            .store(counters.negative_hits, Ordering::Relaxed);
+        self.metrics
+            .lookups_refused
+            .store(counters.lookups_refused, Ordering::Relaxed);
         if std::time::Instant::now() >= self.stats_due {
             self.stats_due = std::time::Instant::now() + Duration::from_secs(1);
             let stats = self.core().store().stats();
