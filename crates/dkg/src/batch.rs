@@ -75,6 +75,39 @@ fn check<R: RngCore>(
     miller_chunk: usize,
     checkpoint: &mut dyn FnMut(),
 ) -> bool {
+    let hashes = hash_messages(items, checkpoint);
+    check_hashed(items, &hashes, rng, miller_chunk, checkpoint)
+}
+
+/// `H(m)` of every item's message (`hashes[i]` is item `i`'s), each
+/// distinct message hashed once. Hashing is about a third of a
+/// verification: bisection reuses these at every level instead of
+/// hashing again (#13 item 7).
+fn hash_messages(items: &[BatchItem<'_>], checkpoint: &mut dyn FnMut()) -> Vec<G2Affine> {
+    let mut hashed: HashMap<&[u8], G2Affine> = HashMap::with_capacity(items.len());
+    items
+        .iter()
+        .map(|item| {
+            *hashed.entry(item.message).or_insert_with(|| {
+                #[cfg(test)]
+                tests::HASHED.with(|n| n.set(n.get() + 1));
+                let h = G2Projective::hash_to_curve(item.message, crate::CIPHERSUITE, &[]);
+                checkpoint();
+                h.to_affine()
+            })
+        })
+        .collect()
+}
+
+/// The batch check of `items`, whose messages hash to `hashes` (one per
+/// item, in order).
+fn check_hashed<R: RngCore>(
+    items: &[BatchItem<'_>],
+    hashes: &[G2Affine],
+    rng: &mut R,
+    miller_chunk: usize,
+    checkpoint: &mut dyn FnMut(),
+) -> bool {
     if items.is_empty() {
         return true;
     }
@@ -88,9 +121,9 @@ fn check<R: RngCore>(
 
     // Right side: per distinct message m, sum of r_i PK_i over its items.
     let mut slot_of: HashMap<&[u8], usize> = HashMap::with_capacity(items.len());
-    let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut message_hashes: Vec<G2Affine> = Vec::with_capacity(items.len());
     let mut weighted_keys: Vec<G1Projective> = Vec::with_capacity(items.len());
-    for (item, r) in items.iter().zip(&coefficients) {
+    for ((item, r), hash) in items.iter().zip(&coefficients).zip(hashes) {
         let term = g1_mul_short(&item.public_key.point(), *r, 64);
         checkpoint();
         match slot_of.get(item.message) {
@@ -100,25 +133,17 @@ fn check<R: RngCore>(
                 }
             }
             None => {
-                slot_of.insert(item.message, messages.len());
-                messages.push(item.message);
+                slot_of.insert(item.message, message_hashes.len());
+                message_hashes.push(*hash);
                 weighted_keys.push(term);
             }
         }
     }
-    let hashes: Vec<G2Projective> = messages
-        .iter()
-        .map(|m| {
-            let h = G2Projective::hash_to_curve(m, crate::CIPHERSUITE, &[]);
-            checkpoint();
-            h
-        })
-        .collect();
 
     // prod e(sum r_i PK_i, H(m)) * e(-g1, sum r_i s_i) == 1.
     let mut pairs: Vec<(G1Affine, G2Affine)> = to_affine_all(&weighted_keys)
         .into_iter()
-        .zip(to_affine_all(&hashes))
+        .zip(message_hashes)
         .collect();
     pairs.push((-G1Affine::generator(), weighted_signatures.to_affine()));
     pairing_product_is_one(&pairs, miller_chunk, checkpoint)
@@ -131,9 +156,7 @@ fn check<R: RngCore>(
 /// bad signature among `n` costs about `2 log2 n` extra batch checks and
 /// never makes the good ones fail.
 pub fn find_invalid<R: RngCore>(items: &[BatchItem<'_>], rng: &mut R) -> Vec<usize> {
-    let mut bad = Vec::new();
-    bisect(items, 0, rng, 0, &mut || {}, &mut bad);
-    bad
+    find_invalid_chunked(items, rng, 0, &mut || {})
 }
 
 /// [`find_invalid`], calling `checkpoint` between steps as
@@ -143,20 +166,32 @@ pub fn find_invalid_with<R: RngCore>(
     rng: &mut R,
     checkpoint: &mut dyn FnMut(),
 ) -> Vec<usize> {
+    find_invalid_chunked(items, rng, MILLER_CHUNK_PAIRS, checkpoint)
+}
+
+/// Hashes every message once, then bisects.
+fn find_invalid_chunked<R: RngCore>(
+    items: &[BatchItem<'_>],
+    rng: &mut R,
+    miller_chunk: usize,
+    checkpoint: &mut dyn FnMut(),
+) -> Vec<usize> {
+    let hashes = hash_messages(items, checkpoint);
     let mut bad = Vec::new();
-    bisect(items, 0, rng, MILLER_CHUNK_PAIRS, checkpoint, &mut bad);
+    bisect(items, &hashes, 0, rng, miller_chunk, checkpoint, &mut bad);
     bad
 }
 
 fn bisect<R: RngCore>(
     items: &[BatchItem<'_>],
+    hashes: &[G2Affine],
     offset: usize,
     rng: &mut R,
     miller_chunk: usize,
     checkpoint: &mut dyn FnMut(),
     bad: &mut Vec<usize>,
 ) {
-    if items.is_empty() || check(items, rng, miller_chunk, checkpoint) {
+    if items.is_empty() || check_hashed(items, hashes, rng, miller_chunk, checkpoint) {
         return;
     }
     if items.len() == 1 {
@@ -165,8 +200,25 @@ fn bisect<R: RngCore>(
     }
     let mid = items.len() / 2;
     let (left, right) = items.split_at(mid);
-    bisect(left, offset, rng, miller_chunk, checkpoint, bad);
-    bisect(right, offset + mid, rng, miller_chunk, checkpoint, bad);
+    let (left_hashes, right_hashes) = hashes.split_at(mid.min(hashes.len()));
+    bisect(
+        left,
+        left_hashes,
+        offset,
+        rng,
+        miller_chunk,
+        checkpoint,
+        bad,
+    );
+    bisect(
+        right,
+        right_hashes,
+        offset + mid,
+        rng,
+        miller_chunk,
+        checkpoint,
+        bad,
+    );
 }
 
 #[cfg(test)]
@@ -178,6 +230,11 @@ mod tests {
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    thread_local! {
+        /// Messages hashed to G2 on this thread (tests run one per thread).
+        pub(super) static HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     fn signed(count: usize, same_message: bool) -> Vec<(PublicKey, Vec<u8>, Signature)> {
         (0..count)
@@ -235,6 +292,23 @@ mod tests {
             let distinct = if same_message { 1 } else { count };
             prop_assert!(checkpoints >= distinct);
         }
+    }
+
+    /// #13 item 7: bisection used to hash every message again at every
+    /// level (a batch of 64 with one bad signature hashed about 64 x 7
+    /// times); now each distinct message is hashed once.
+    #[test]
+    fn bisection_amplification_hashes_each_message_once() {
+        let mut triples = signed(64, false);
+        triples[37].2 = Signature::from_point(triples[37].2.point().double()).unwrap();
+        let its = items(&triples);
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        HASHED.with(|n| n.set(0));
+        assert_eq!(find_invalid(&its, &mut rng), vec![37]);
+        assert_eq!(HASHED.with(|n| n.get()), 64);
+        HASHED.with(|n| n.set(0));
+        assert_eq!(find_invalid_with(&its, &mut rng, &mut || {}), vec![37]);
+        assert_eq!(HASHED.with(|n| n.get()), 64);
     }
 
     /// Two invalid signatures whose errors cancel in an unweighted sum are
