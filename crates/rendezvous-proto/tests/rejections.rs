@@ -516,3 +516,37 @@ fn quorum_key_parses_and_checks_points() {
     assert!(QuorumKey([0x01; 48]).decode().is_err());
     assert!("abcd".parse::<QuorumKey>().is_err());
 }
+
+/// #13 item 2: a k = n = 1,024 junk record (a genuine `C_0`, 1,023
+/// commitments that are not even points, a signature over something
+/// else) is refused for its signature, before any other commitment is
+/// decoded: it costs a node one pairing, not a thousand decodings.
+#[test]
+fn expensive_namespace_registration_checks_the_signature_before_other_commitments() {
+    let q = quorum_a();
+    let mut record = namespace_a();
+    let mut junk = [0x22u8; 48];
+    junk[0] = 0x02; // compression flag clear: not a point
+    let c0 = record.commitments[0];
+    record.commitments = std::iter::once(c0)
+        .chain(std::iter::repeat_n(junk, 1_023))
+        .collect();
+    record.n = 1_024;
+    record.members = Some(
+        (0..1_024)
+            .map(|_| rendezvous_proto::PeerId::random())
+            .collect(),
+    );
+    // A valid signature of the quorum, but over another record.
+    let mut other = namespace_a();
+    other.epoch += 1;
+    sign_namespace(q, &mut other);
+    record.signature = other.signature;
+    assert_eq!(
+        ns_result(&record),
+        Err(StatusCode::InvalidNamespaceSignature)
+    );
+    // Signed by the quorum after all, the junk commitments are refused.
+    sign_namespace(q, &mut record);
+    assert_eq!(ns_result(&record), Err(StatusCode::Decode));
+}
