@@ -36,5 +36,7 @@ pub use liveness::PingTarget;
 pub use server::{
     JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError, VerifyDone, VerifyJob,
 };
-pub use store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats};
+pub use store::{
+    CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats, ANSWER_BYTES,
+};
 pub use value::NamespaceValue;

@@ -175,6 +175,12 @@ pub struct NamespaceStore {
 /// its pairing.
 const REMEMBERED_SEATS: usize = 65_536;
 
+/// Most bytes of records in one `Discovered` or `Namespaces` answer: the
+/// 1 MiB frame cap less room for the frame's own fields (tags, counts,
+/// cookie). What does not fit is the next page, behind the cookie, so an
+/// answer is never too large to send, whatever `limit` asked for.
+pub const ANSWER_BYTES: usize = rendezvous_proto::Limits::DEFAULT.max_message_bytes - 4_096;
+
 impl NamespaceStore {
     /// An empty store. `seed` drives every random choice the store makes.
     pub fn new(config: StoreConfig, seed: [u8; 32]) -> Self {
@@ -923,19 +929,30 @@ impl NamespaceStore {
             None => 0,
         };
         let limit = effective_limit(limit);
+        let namespace = entry.verified.record();
+        let mut budget = ANSWER_BYTES.saturating_sub(namespace.encode().len());
         let mut peers = Vec::new();
         let mut last = after;
         for (&version, index) in entry.by_version.range(after.saturating_add(1)..) {
             if peers.len() >= limit {
                 break;
             }
-            last = version;
             let Some(p) = entry.peers.get(index) else {
+                last = version;
                 continue;
             };
             if !self.is_served(p, now_ms) {
+                last = version;
                 continue;
             }
+            // The record, its last-seen flag and time: over the budget, it
+            // starts the next page (the cookie points before it).
+            let size = p.record.encode().len() + 9;
+            if size > budget {
+                break;
+            }
+            budget -= size;
+            last = version;
             peers.push(DiscoveredPeer {
                 record: (*p.record).clone(),
                 last_seen_ms: self.liveness.last_seen_ms(&p.record.peer_id()),
@@ -966,6 +983,7 @@ impl NamespaceStore {
             None => None,
         };
         let limit = effective_limit(limit);
+        let mut budget = ANSWER_BYTES;
         let mut out = Vec::new();
         let mut last = after;
         if let Some(set) = self.by_kind.get(kind) {
@@ -977,12 +995,18 @@ impl NamespaceStore {
                 if out.len() >= limit {
                     break;
                 }
-                last = Some(*qk);
                 if let Some(e) = self.namespaces.get(qk) {
-                    if e.verified.record().expires_at_ms > now_ms {
-                        out.push(e.verified.record().clone());
+                    let record = e.verified.record();
+                    if record.expires_at_ms > now_ms {
+                        let size = record.encode().len();
+                        if size > budget {
+                            break;
+                        }
+                        budget -= size;
+                        out.push(record.clone());
                     }
                 }
+                last = Some(*qk);
             }
         }
         Ok((

@@ -1140,3 +1140,78 @@ fn a_known_seat_is_not_verified_again() {
     let again = s.precheck_peers(vec![reg(&q, q.peer(1, 1, 5, NOW + HOUR))], NOW);
     assert!(again.into_iter().next().unwrap().unwrap().seat_known());
 }
+
+/// #13 item 5: a legitimate namespace of 1,024 members, each listing 16
+/// addresses of 64 bytes, holds about 1.5 MB of records: more than one
+/// 1 MiB frame. Every answer is cut to a byte budget that fits the frame
+/// cap, with a cookie for the rest; paging through gets every member.
+#[test]
+fn unbounded_answers_are_paged_to_fit_the_frame_cap() {
+    use rendezvous_proto::testkit::BulkQuorum;
+    use rendezvous_proto::{Multiaddr, Response};
+    let identities: Vec<Keypair> = (0..1_024u32)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            Keypair::ed25519_from_bytes(seed).unwrap()
+        })
+        .collect();
+    let ids: Vec<PeerId> = identities.iter().map(|k| k.public().to_peer_id()).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let quorum = BulkQuorum::deal(&ids, 683, 1, NOW, NOW + 2 * HOUR, &mut rng).unwrap();
+    let mut s = store();
+    s.register_namespace(quorum.namespace().clone(), None, NOW)
+        .expect("the namespace is valid");
+    let addrs: Vec<Multiaddr> = (0..16)
+        .map(|a| {
+            // dns4 (1 byte) + length (1) + 59-byte name + tcp (3): 64 bytes.
+            let host = format!("{a:02}{}", "h".repeat(45)) + ".example.net";
+            format!("/dns4/{host}/tcp/4001").parse().unwrap()
+        })
+        .collect();
+    assert!(addrs.iter().all(|a| a.to_vec().len() == 64));
+    let records: Vec<PeerRecord> = identities
+        .iter()
+        .zip(1u32..)
+        .map(|(identity, i)| {
+            let seat = quorum.peer(i, identity, 1, NOW + HOUR).unwrap().seat;
+            PeerRecord::sign(seat, addrs.clone(), 1, NOW + HOUR, identity)
+        })
+        .collect();
+    let total: usize = records.iter().map(|r| r.encode().len()).sum();
+    assert!(total > 1_200_000, "{total} bytes of records");
+    for chunk in records.chunks(256) {
+        let regs = chunk
+            .iter()
+            .map(|r| PeerRegistration {
+                record: r.clone(),
+                remote: None,
+            })
+            .collect();
+        assert!(s.register_peers(regs, NOW).iter().all(Result::is_ok));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cookie: Option<Cookie> = None;
+    let mut pages = 0;
+    loop {
+        let answer = s
+            .discover(&quorum.quorum_key(), 0, cookie.as_ref(), NOW)
+            .unwrap();
+        let frame = Response::Discovered(answer.clone()).encode();
+        assert!(frame.len() <= rendezvous_proto::Limits::DEFAULT.max_message_bytes);
+        if answer.peers.is_empty() {
+            break;
+        }
+        pages += 1;
+        for p in &answer.peers {
+            assert!(
+                seen.insert(p.record.index()),
+                "index {} twice",
+                p.record.index()
+            );
+        }
+        cookie = Some(answer.cookie);
+    }
+    assert_eq!(seen.len(), 1_024);
+    assert!(pages >= 2, "{pages} page(s)");
+}

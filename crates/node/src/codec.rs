@@ -95,6 +95,14 @@ async fn write_frame<T: AsyncWrite + Unpin + Send, M: Wire>(
         Frame::Raw(b) => b,
         Frame::Malformed(_) => Vec::new(),
     };
+    // The peer refuses a frame over the cap unread: never send one (the
+    // cores page their answers to fit, so this is a bug if it happens).
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", bytes.len()),
+        ));
+    }
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     io.write_all(&len.to_be_bytes()).await?;
@@ -170,6 +178,14 @@ mod tests {
             .unwrap();
         assert_eq!(read_req(out.into_inner()).unwrap(), Frame::Message(req));
 
+        // #13 item 5: a frame over the cap is never written.
+        let mut out = Cursor::new(Vec::new());
+        let oversized = Frame::<Request>::Raw(vec![0; MAX_FRAME_BYTES + 1]);
+        assert!(block_on(RdhtCodec.write_request(&PROTOCOL, &mut out, oversized)).is_err());
+        assert!(
+            out.into_inner().is_empty(),
+            "bytes of an oversized frame were written"
+        );
         // Oversized: refused from the length alone.
         let mut huge = (u32::MAX).to_be_bytes().to_vec();
         huge.extend_from_slice(&[0; 16]);

@@ -110,23 +110,55 @@ impl Client {
         quorum_key: QuorumKey,
         timeout: Duration,
     ) -> Result<VerifiedAnswer, ClientError> {
-        let request = Request::Discover {
-            quorum_key,
-            limit: 0,
-            cookie: None,
-        };
-        match self.request(target, request, timeout).await? {
-            Response::Discovered(answer) => verify_discover_answer(
-                &answer,
-                &quorum_key,
-                now_ms(),
-                &Limits::DEFAULT,
-                &mut rand::thread_rng(),
-            )
-            .map_err(ClientError::Unverified),
-            Response::Rejected(code) => Err(ClientError::Rejected(code)),
-            other => Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
+        let mut merged: Option<VerifiedAnswer> = None;
+        let mut cookie = None;
+        // A node cuts an answer to fit one frame and hands a cookie for the
+        // rest: follow it until a page brings nothing new. A 1,024-member
+        // namespace takes a few pages at most; the cap stops a node that
+        // pages forever.
+        for _ in 0..MAX_DISCOVER_PAGES {
+            let request = Request::Discover {
+                quorum_key,
+                limit: 0,
+                cookie: cookie.take(),
+            };
+            let (page, more) = match self.request(target, request, timeout).await? {
+                Response::Discovered(answer) => {
+                    let more = may_have_more(&answer);
+                    let page = verify_discover_answer(
+                        &answer,
+                        &quorum_key,
+                        now_ms(),
+                        &Limits::DEFAULT,
+                        &mut rand::thread_rng(),
+                    )
+                    .map_err(ClientError::Unverified)?;
+                    (page, more)
+                }
+                Response::Rejected(code) => return Err(ClientError::Rejected(code)),
+                other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
+            };
+            cookie = Some(page.cookie.clone());
+            merged = Some(match merged {
+                None => page,
+                Some(mut all) => {
+                    all.peers.extend(page.peers);
+                    all.rejected.extend(page.rejected);
+                    all.cookie = page.cookie;
+                    all
+                }
+            });
+            if !more {
+                break;
+            }
         }
+        let mut answer = merged.ok_or(ClientError::Rejected(StatusCode::Internal))?;
+        // Each member once, its highest seq, in index order (as one page).
+        answer
+            .peers
+            .sort_by_key(|p| (p.record.index(), std::cmp::Reverse(p.record.seq())));
+        answer.peers.dedup_by_key(|p| p.record.index());
+        Ok(answer)
     }
 
     /// Lists the namespaces of a kind, then discovers and verifies each.
@@ -252,6 +284,19 @@ pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Most pages one [`Client::discover`] follows.
+pub const MAX_DISCOVER_PAGES: usize = 64;
+
+/// Whether a node may have cut `answer` short (PROTOCOL.md, Discover): a
+/// page cut to fit the frame is at least half the frame cap, and one cut
+/// by count holds `MAX_DISCOVER_LIMIT` records. Any other page is the
+/// whole rest: no round trip is spent asking for an empty next page.
+fn may_have_more(answer: &rendezvous_proto::DiscoverAnswer) -> bool {
+    answer.peers.len() >= rendezvous_proto::messages::MAX_DISCOVER_LIMIT as usize
+        || Response::Discovered(answer.clone()).encode().len()
+            >= Limits::DEFAULT.max_message_bytes / 2
 }
 
 /// Drives `swarm` until the response to request `id` arrives (or the
