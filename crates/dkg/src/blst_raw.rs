@@ -1,7 +1,8 @@
 //! The few blst calls that `blstrs` and blst's safe Rust API do not expose
 //! in the form the hot paths need, behind safe functions.
 //!
-//! Why this module exists (the crate's only `unsafe`):
+//! Why this module exists (the crate's `unsafe`, with `wipe`'s one
+//! volatile write):
 //! - scalar multiplication limited to a short bit length: `blstrs` always
 //!   multiplies by 255 bits, four times the work for a 64-bit batch
 //!   coefficient;

@@ -19,7 +19,7 @@
 //! shares), [`batch`] (safe batch verification with bisection), [`dkg`]
 //! (the Joint-Feldman DKG state machine).
 
-// `deny`, not `forbid`: `blst_raw` is the one audited exception.
+// `deny`, not `forbid`: `blst_raw` and `wipe` are the audited exceptions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -35,6 +35,7 @@ pub mod keys;
 pub mod poly;
 pub mod public_key_set;
 pub mod vectors;
+mod wipe;
 
 pub use batch::{batch_verify, batch_verify_with, find_invalid, find_invalid_with, BatchItem};
 pub use combine::{combine_signatures, lagrange_coefficients_at_zero};

@@ -92,9 +92,6 @@ impl fmt::Debug for Polynomial {
 
 impl Drop for Polynomial {
     fn drop(&mut self) {
-        for c in &mut self.coefficients {
-            *c = Scalar::ZERO;
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        crate::wipe::scalars(&mut self.coefficients);
     }
 }

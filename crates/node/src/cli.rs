@@ -193,14 +193,10 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
-    /// The key share file exists but could not be read.
-    #[error("{path}: {source}")]
-    ReadKeyShare {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The key share file exists but could not be read, or group or
+    /// others can access it.
+    #[error(transparent)]
+    ReadKeyShare(#[from] crate::identity::SecretFileError),
     /// The key share file is not a key share.
     #[error("{path}: key share refused: {source}")]
     KeyShare {
@@ -335,22 +331,18 @@ async fn wait_forever() {
     std::future::pending::<()>().await
 }
 
+/// The key share at `path`, if there is one; refused if group or others
+/// can access the file (see [`crate::identity::read_secret_file`]).
 fn load_key_share(path: &Path) -> Result<Option<dkg::KeyShare>, CliError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| CliError::KeyShare {
-                    path: path.to_owned(),
-                    source,
-                })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CliError::ReadKeyShare {
+    let Some(bytes) = crate::identity::read_secret_file(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| CliError::KeyShare {
             path: path.to_owned(),
             source,
-        }),
-    }
+        })
 }
 
 async fn run_quorum(args: QuorumArgs) -> ExitCode {
@@ -499,4 +491,54 @@ async fn run_discover(args: DiscoverArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::tests::{set_mode, temp_dir};
+    use rand_core::SeedableRng;
+
+    fn share_file(tag: &str) -> (PathBuf, dkg::KeyShare) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let quorum = rendezvous_proto::testkit::TestQuorum::deal(3, 2, &mut rng);
+        let share = quorum.shares[1].clone();
+        let path = temp_dir(tag).join(crate::quorum::KEY_SHARE_FILE);
+        std::fs::write(&path, serde_json::to_vec(&share).unwrap()).unwrap();
+        (path, share)
+    }
+
+    /// A key share readable by group or others is refused with an error
+    /// that names the file and the `chmod` that fixes it.
+    #[cfg(unix)]
+    #[test]
+    fn secrets_on_disk_a_key_share_readable_by_group_or_others_is_refused() {
+        let (path, _) = share_file("share-open");
+        for loose in [0o644, 0o640, 0o604] {
+            set_mode(&path, loose);
+            let err = load_key_share(&path).expect_err("a loose key share must be refused");
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+
+    #[test]
+    fn secrets_on_disk_a_key_share_with_mode_0600_loads() {
+        let (path, share) = share_file("share-tight");
+        for tight in [0o600, 0o400] {
+            set_mode(&path, tight);
+            assert_eq!(load_key_share(&path).unwrap(), Some(share.clone()));
+        }
+        if let Some(dir) = path.parent() {
+            assert_eq!(load_key_share(&dir.join("missing.json")).unwrap(), None);
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
 }

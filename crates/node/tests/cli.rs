@@ -217,22 +217,37 @@ fn keygen_quorum_discover_json_through_the_binary() {
         if secret.ends_with('0') { '1' } else { '0' }
     );
     share["secret_share"] = serde_json::Value::String(flipped);
-    std::fs::write(
-        bad.join("key_share.json"),
-        serde_json::to_vec(&share).unwrap(),
-    )
-    .unwrap();
-    let out = rdht(&[
-        "quorum",
-        "--data-dir",
-        bad.to_str().unwrap(),
-        "--quorum",
-        quorum_file.to_str().unwrap(),
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--rendezvous",
-        &rdv_addr,
-    ]);
+    let bad_share = bad.join("key_share.json");
+    std::fs::write(&bad_share, serde_json::to_vec(&share).unwrap()).unwrap();
+    let quorum_in = |data_dir: &Path| {
+        rdht(&[
+            "quorum",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--quorum",
+            quorum_file.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--rendezvous",
+            &rdv_addr,
+        ])
+    };
+    // Written with the umask's mode (0644 here): group and others may
+    // read it, so it is refused before it is even parsed, with the fix.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad_share, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = quorum_in(&bad);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("run `chmod 600 {}`", bad_share.display())),
+            "{stderr}"
+        );
+        std::fs::set_permissions(&bad_share, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = quorum_in(&bad);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("key share refused"), "{stderr}");

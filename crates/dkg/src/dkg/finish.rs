@@ -371,8 +371,7 @@ fn sum_shares(
     }
     let secret = SecretKeyShare::new(me, sum).map_err(|_| DkgError::ZeroShare);
     // The sum is the secret share itself: do not leave a copy behind.
-    sum = Scalar::ZERO;
-    std::hint::black_box(&sum);
+    crate::wipe::scalar(&mut sum);
     secret
 }
 

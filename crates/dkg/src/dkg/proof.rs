@@ -72,9 +72,8 @@ impl ProofOfKnowledge {
         });
         // Scalars are not `Zeroize`; overwrite the nonce and the secret so
         // they do not linger on the stack (a leaked nonce reveals `a_0`).
-        nonce = Scalar::ZERO;
-        secret = Scalar::ZERO;
-        std::hint::black_box((&nonce, &secret));
+        crate::wipe::scalar(&mut nonce);
+        crate::wipe::scalar(&mut secret);
         proof
     }
 

@@ -70,8 +70,7 @@ impl Relation {
 /// it when the relation goes (`Scalar` has no `Zeroize`).
 impl Drop for Relation {
     fn drop(&mut self) {
-        self.g = Scalar::ZERO;
-        std::hint::black_box(&self.g);
+        crate::wipe::scalar(&mut self.g);
     }
 }
 
@@ -113,8 +112,7 @@ fn batch_holds<R: RngCore>(relations: &[Relation], rng: &mut R) -> bool {
         }
     }
     let lhs = crate::fixed_base::generator_mul(&g);
-    g = Scalar::ZERO;
-    std::hint::black_box(&g);
+    crate::wipe::scalar(&mut g);
     let rhs = g1_msm(&to_affine_all(&short_points), &short_scalars, 64)
         + g1_msm(&to_affine_all(&long_points), &long_scalars, 255);
     is_torsion(&(lhs - rhs))

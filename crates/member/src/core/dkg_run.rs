@@ -49,7 +49,7 @@ impl Member {
         }
         let n = self.config.quorum.n();
         for t in outgoing {
-            let bytes = t.message.encode();
+            let bytes = Zeroizing::new(t.message.encode());
             let targets: Vec<u32> = match t.to {
                 dkg::Destination::Member(j) => vec![j],
                 dkg::Destination::All => (1..=n).filter(|j| *j != self.config.index).collect(),
@@ -57,7 +57,7 @@ impl Member {
             for to in targets {
                 self.send(
                     Peer::Member(to),
-                    Request::Dkg(bytes.clone()),
+                    Request::Dkg(bytes.to_vec()),
                     Pending::Dkg {
                         to,
                         bytes: bytes.clone(),

@@ -3,7 +3,10 @@
 //! 1. **DKG** (without a key share): starts once every fellow member is
 //!    connected, a DKG message arrives, or `dkg_wait_ms` has passed; its
 //!    messages travel as `Request::Dkg`, and one that could not be
-//!    delivered is sent again while the run can use it.
+//!    delivered is sent again while the run can use it. The encoded
+//!    messages kept for that (a share message holds a secret in clear)
+//!    are wiped when dropped; the copy handed to the driver in
+//!    `Request::Dkg` is the transport's to handle.
 //! 2. **Namespace**: members take turns in the *coordinator order* (the
 //!    qualified dealers by index, then the others; by index after a
 //!    restart, when QUAL is not known). After a fresh DKG the first in
@@ -35,6 +38,7 @@ use rand_core::{RngCore, SeedableRng};
 use rendezvous_proto::{
     NamespaceRecord, PeerId, PeerRecord, QuorumKey, Request, Response, StatusCode,
 };
+use zeroize::Zeroizing;
 
 use rendezvous_proto::seat::Seat;
 
@@ -202,9 +206,11 @@ pub struct Status {
 /// What an outstanding request was for.
 #[derive(Debug, Clone)]
 enum Pending {
+    /// An encoded DKG message, kept to be sent again; a share message
+    /// holds a secret in clear, so it is wiped when dropped.
     Dkg {
         to: u32,
-        bytes: Vec<u8>,
+        bytes: Zeroizing<Vec<u8>>,
     },
     Sign {
         round: u64,
@@ -228,9 +234,19 @@ enum Pending {
 /// Things to do later.
 #[derive(Debug, Clone)]
 enum Timer {
-    DkgResend { to: u32, bytes: Vec<u8> },
-    SignRetry { round: u64, member: u32 },
-    PeerRetry { rendezvous: usize, generation: u64 },
+    /// Wiped when dropped, as [`Pending::Dkg`].
+    DkgResend {
+        to: u32,
+        bytes: Zeroizing<Vec<u8>>,
+    },
+    SignRetry {
+        round: u64,
+        member: u32,
+    },
+    PeerRetry {
+        rendezvous: usize,
+        generation: u64,
+    },
 }
 
 /// Where the namespace stands.
@@ -719,7 +735,7 @@ impl Member {
                 if self.key_share.is_none() {
                     self.send(
                         Peer::Member(to),
-                        Request::Dkg(bytes.clone()),
+                        Request::Dkg(bytes.to_vec()),
                         Pending::Dkg { to, bytes },
                     );
                 }
@@ -789,4 +805,59 @@ pub fn seed_from<R: RngCore>(rng: &mut R) -> [u8; 32] {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::QuorumSpec;
+    use rendezvous_proto::testkit::TestQuorum;
+
+    /// Compiles only for types that wipe their contents when dropped.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+
+    /// A DKG message that could not be delivered is kept to be sent
+    /// again; for a share that is the dealer's `f(j)` in clear. Both the
+    /// outstanding request and the resend timer must wipe it when they go.
+    #[test]
+    fn secrets_on_disk_encoded_dkg_shares_kept_for_resends_are_zeroized() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let q = TestQuorum::deal(3, 2, &mut rng);
+        let spec = QuorumSpec {
+            members: (1..=3).map(|i| q.peer_id(i)).collect(),
+            threshold: 2,
+            kind: None,
+        };
+        let ids: Vec<Vec<u8>> = spec.members.iter().map(|p| p.to_bytes()).collect();
+        let dkg = DkgConfig::new(&ids, 2, b"test", 1, 1_000).unwrap();
+        let config = MemberConfig::new(spec, 1, q.identities[0].clone(), 1);
+        let mut member = Member::new(config, Start::Dkg(dkg), 0, [1; 32]).unwrap();
+        member.handle_connected(0, 2);
+        member.handle_connected(0, 3);
+
+        let mut shares = 0;
+        while let Some(t) = member.poll_transmit() {
+            let Request::Dkg(bytes) = &t.request else {
+                continue;
+            };
+            let is_share = matches!(DkgMessage::decode(bytes), Ok(DkgMessage::Share(_)));
+            match member.pending.get(&t.id) {
+                Some(Pending::Dkg { bytes: kept, .. }) => {
+                    zeroized_on_drop(kept);
+                    shares += usize::from(is_share);
+                }
+                other => panic!("a DKG message without its pending entry: {other:?}"),
+            }
+            member.handle_response(0, t.id, Err(TransportError::Unreachable));
+        }
+        assert_eq!(shares, 2, "one share for each other member");
+        let mut resends = 0;
+        for timer in member.timers.values() {
+            if let Timer::DkgResend { bytes, .. } = timer {
+                zeroized_on_drop(bytes);
+                resends += 1;
+            }
+        }
+        assert!(resends >= 2, "the undelivered shares wait to be resent");
+    }
 }
