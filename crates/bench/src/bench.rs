@@ -558,9 +558,10 @@ struct Load {
 
 /// Records per request in the warm-up.
 const WARMUP_BATCH: usize = 64;
-/// Most warm-up records in flight over all members (the server queues at
-/// most 16,384).
-const WARMUP_WINDOW: usize = 8_192;
+/// Most warm-up records in flight over all members: under a second of
+/// seat checks, so that no request waits at the server for longer than
+/// its request timeout (10 s), after which the server drops it.
+const WARMUP_WINDOW: usize = 1_024;
 /// How long one member's warm-up may take (a `--stored` prefill included).
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -1023,11 +1024,16 @@ async fn our_member(mut member: OurMember, batch: usize, load: Load) -> MemberOu
     let warm = async {
         swarm.dial(server.clone()).map_err(|e| e.to_string())?;
         for chunk in warmup.chunks(WARMUP_BATCH) {
-            let _permit = warm_window
-                .clone()
-                .acquire_many_owned(chunk.len() as u32)
-                .await
-                .map_err(|e| e.to_string())?;
+            // The swarm is driven while the member waits for its turn:
+            // an undriven connection stalls and the server drops it.
+            let wait = warm_window.clone().acquire_many_owned(chunk.len() as u32);
+            tokio::pin!(wait);
+            let _permit = loop {
+                tokio::select! {
+                    permit = &mut wait => break permit.map_err(|e| e.to_string())?,
+                    _ = swarm.select_next_some() => {}
+                }
+            };
             let id = swarm.behaviour_mut().rr.send_request(
                 &server_peer,
                 Frame::Message(Request::RegisterPeers(chunk.to_vec())),

@@ -5,6 +5,8 @@
 //!   replicated values, expiry, quotas, discover paging.
 //! - [`liveness`]: ping scheduling and unreachable bookkeeping.
 //! - [`cookie`]: stateless discover cookies.
+//! - [`dial`]: which addresses liveness dials go to (scopes), and how
+//!   often per destination IP.
 //! - [`value`]: the DHT value of a namespace and its encoding.
 //! - [`keys`]: DHT key derivation.
 //! - [`server`]: the rendezvous server role as a sans-IO core: the
@@ -22,6 +24,7 @@
 
 pub mod config;
 pub mod cookie;
+pub mod dial;
 pub mod kad_store;
 pub mod keys;
 pub mod liveness;
@@ -30,6 +33,7 @@ pub mod store;
 pub mod value;
 
 pub use config::{Admission, LivenessConfig, Quotas, StoreConfig};
+pub use dial::AddressPolicy;
 pub use kad_store::KadStore;
 pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;

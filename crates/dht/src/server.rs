@@ -23,6 +23,7 @@ use rendezvous_proto::{
     Limits, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
 };
 
+use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
 use crate::store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration};
 use crate::value::{KindValue, NamespaceValue};
@@ -68,6 +69,11 @@ pub struct ServerConfig {
     pub negative_ttl_ms: u64,
     /// Most negative answers kept (the oldest go first).
     pub max_negative: usize,
+    /// Which address scopes liveness dials may go to (see
+    /// [`crate::dial`]); a driver sets it from its own listen addresses.
+    pub dial_policy: AddressPolicy,
+    /// Most liveness dials to one destination IP per minute.
+    pub max_dials_per_ip_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -75,7 +81,9 @@ impl Default for ServerConfig {
     /// after at most 2 ms, 64 per job, 2 jobs at once, replication every
     /// 200 ms, persistence off, lookups answered within 10 s; at most 256
     /// lookups at once, 8 per sender, 256 askers per lookup; a lookup
-    /// that found nothing remembered for 5 s (at most 4,096 of them).
+    /// that found nothing remembered for 5 s (at most 4,096 of them);
+    /// liveness dials to global addresses only, at most 60 a minute per
+    /// destination IP.
     fn default() -> Self {
         Self {
             max_queued: 16_384,
@@ -92,6 +100,8 @@ impl Default for ServerConfig {
             max_waiting_per_lookup: 256,
             negative_ttl_ms: 5_000,
             max_negative: 4_096,
+            dial_policy: AddressPolicy::GLOBAL,
+            max_dials_per_ip_per_minute: 60,
         }
     }
 }
@@ -296,6 +306,13 @@ pub struct ServerCounters {
     pub negative_hits: u64,
     /// Discovers refused because a lookup cap was reached.
     pub lookups_refused: u64,
+    /// Liveness dials not made (no address in an allowed scope, or every
+    /// destination IP over its rate); each counts as a missed ping.
+    pub dials_refused: u64,
+    /// Addresses left out of liveness dials: out of the allowed scopes.
+    pub addrs_out_of_scope: u64,
+    /// Addresses left out of liveness dials: their IP was over its rate.
+    pub addrs_rate_limited: u64,
     /// Verification jobs that failed (their batch was answered `Internal`).
     pub failed_jobs: u64,
 }
@@ -331,6 +348,7 @@ pub struct Server {
     /// `negative_ttl_ms`, so insertion order is expiry order).
     negative_order: VecDeque<(u64, QuorumKey)>,
     connected: BTreeSet<PeerId>,
+    dial_limiter: DialLimiter,
     counters: ServerCounters,
 }
 
@@ -368,6 +386,7 @@ impl Server {
             negative: BTreeMap::new(),
             negative_order: VecDeque::new(),
             connected: BTreeSet::new(),
+            dial_limiter: DialLimiter::new(config.max_dials_per_ip_per_minute),
             counters: ServerCounters::default(),
         }
     }
@@ -580,10 +599,7 @@ impl Server {
             self.counters.pings_due += 1;
             // The ping protocol pings open connections on its own.
             if !self.connected.contains(&target.peer_id) {
-                self.outputs.push_back(Output::Dial {
-                    peer: target.peer_id,
-                    addrs: target.addrs,
-                });
+                self.dial(now, target);
             }
         }
         for peer in self.store.take_newly_unreachable() {
@@ -908,6 +924,39 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A liveness dial of `target`, to the addresses the dial policy and the
+    /// per-IP rate allow; with none left, no dial and a missed ping (a
+    /// record naming only a victim's or an internal address is then
+    /// dropped from the lists, and dialled ever less often).
+    fn dial(&mut self, now: u64, target: crate::liveness::PingTarget) {
+        let policy = self.config.dial_policy;
+        let total = target.addrs.len();
+        let in_scope: Vec<_> = target
+            .addrs
+            .into_iter()
+            .filter(|a| policy.allows(a))
+            .collect();
+        self.counters.addrs_out_of_scope += (total - in_scope.len()) as u64;
+        let scoped = in_scope.len();
+        let addrs = self.dial_limiter.admit(now, in_scope);
+        self.counters.addrs_rate_limited += (scoped - addrs.len()) as u64;
+        if addrs.is_empty() {
+            self.counters.dials_refused += 1;
+            self.store.handle_ping_miss(&target.peer_id);
+            return;
+        }
+        self.outputs.push_back(Output::Dial {
+            peer: target.peer_id,
+            addrs,
+        });
+    }
+
+    /// Sets which address scopes liveness dials may go to (a driver calls
+    /// it once its listen addresses are known).
+    pub fn set_dial_policy(&mut self, policy: AddressPolicy) {
+        self.config.dial_policy = policy;
     }
 
     /// Sends (or, for a record of a `RegisterPeers`, records) the outcome

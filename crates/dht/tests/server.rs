@@ -2,7 +2,10 @@
 //! The test plays the driver: it runs verification jobs itself (in any
 //! order it likes, or not at all) and reads the outputs.
 
-use dht::{JobId, NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig, VerifyJob};
+use dht::{
+    AddressPolicy, JobId, NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig,
+    VerifyJob,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rendezvous_proto::testkit::{with_seq_unsigned, TestQuorum};
@@ -26,6 +29,8 @@ fn one_per_job() -> ServerConfig {
         min_batch: 1,
         max_batch: 1,
         max_jobs: 8,
+        // Test records list loopback addresses.
+        dial_policy: AddressPolicy::LOCAL,
         ..ServerConfig::default()
     }
 }
@@ -481,6 +486,85 @@ fn only_registered_peers_that_are_not_connected_are_dialled() {
         .collect();
     assert_eq!(dialled, vec![q.peer_id(2)]);
     assert!(s.counters().pings_due >= 2);
+}
+
+/// #13 item 3: records name whatever addresses their signer likes: a
+/// victim's, or addresses inside the operator's network. A node listening
+/// on a global address used to dial them all, every interval, however
+/// many records named one victim.
+#[test]
+fn reflection_and_scanning_dials_only_allowed_scopes_at_a_capped_rate() {
+    use rendezvous_proto::{Multiaddr, PeerRecord};
+    let q = TestQuorum::deal(60, 2, &mut ChaCha20Rng::seed_from_u64(21));
+    let config = ServerConfig {
+        min_batch: 256,
+        max_batch: 256,
+        dial_policy: AddressPolicy::GLOBAL,
+        max_dials_per_ip_per_minute: 10,
+        ..ServerConfig::default()
+    };
+    let mut s = with_namespace(&q, config);
+    let addr = |a: &str| -> Multiaddr { a.parse().unwrap() };
+    let own = addr("/ip4/1.1.1.1/tcp/4001");
+    let internal = [
+        addr("/ip4/127.0.0.1/tcp/22"),
+        addr("/ip4/10.0.0.5/tcp/5432"),
+        addr("/ip4/169.254.169.254/tcp/80"),
+        addr("/ip6/fe80::1/tcp/22"),
+    ];
+    let victim = addr("/ip4/8.8.4.4/tcp/53");
+    for i in 1..=60u32 {
+        let addrs = if i == 1 {
+            internal.iter().cloned().chain([own.clone()]).collect()
+        } else if i == 2 {
+            internal.to_vec()
+        } else {
+            vec![victim.clone()]
+        };
+        let record = PeerRecord::sign(
+            q.seat(i, 1),
+            addrs,
+            1,
+            NOW + HOUR,
+            &q.identities[i as usize - 1],
+        );
+        s.handle_request(
+            NOW,
+            q.peer_id(i),
+            ReplyId(u64::from(i)),
+            Request::RegisterPeer(record),
+        );
+    }
+    s.flush(NOW);
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(replies.len(), 60);
+    let due = NOW + 2 * StoreConfig::default().liveness.ping_interval_ms;
+    s.handle_timeout(due);
+    let (_, _, other) = drain(&mut s);
+    let dials: Vec<(PeerId, Vec<Multiaddr>)> = other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dial { peer, addrs } => Some((*peer, addrs.clone())),
+            _ => None,
+        })
+        .collect();
+    // Member 1 is dialled at its global address only; member 2, with
+    // internal addresses only, not at all; the victim at most 10 times.
+    assert!(dials.contains(&(q.peer_id(1), vec![own.clone()])));
+    assert!(!dials.iter().any(|(p, _)| *p == q.peer_id(2)));
+    let at_victim = dials.iter().filter(|(_, a)| a.contains(&victim)).count();
+    assert_eq!(at_victim, 10, "{dials:?}");
+    assert!(dials
+        .iter()
+        .all(|(_, a)| a.iter().all(|a| *a == own || *a == victim)));
+    let c = s.counters();
+    assert_eq!(c.dials_refused, 1 + 48);
+    assert_eq!(c.addrs_out_of_scope, 8);
+    assert_eq!(c.addrs_rate_limited, 48);
 }
 
 #[test]

@@ -74,6 +74,13 @@ pub struct RendezvousArgs {
     /// each register in many namespaces).
     #[arg(long, value_name = "N", default_value_t = dht::Quotas::default().max_registrations_per_source)]
     pub max_registrations_per_source: usize,
+    /// Dial private (and loopback) addresses for liveness checks even when
+    /// listening on a global address. Without it, a node dials only the
+    /// scopes it listens on itself: global addresses if it has one; private
+    /// ones too if its best address is private; loopback ones too if it
+    /// listens on loopback only (tests, the demo).
+    #[arg(long)]
+    pub allow_private_addrs: bool,
     /// Stop when standard input closes (`rdht-bench bench` runs servers
     /// so, and they die with it).
     #[arg(long, hide = true)]
@@ -275,6 +282,7 @@ async fn run_rendezvous(args: RendezvousArgs) -> ExitCode {
         data_dir: args.data_dir.map(|d| d.join("records")),
         store,
         metrics,
+        allow_private_addrs: args.allow_private_addrs,
     };
     let handle = match crate::rendezvous::start(keypair, config).await {
         Ok(h) => h,

@@ -37,6 +37,13 @@ pub struct Metrics {
     pub lookup_negative_hits: AtomicU64,
     /// Discovers refused because a lookup cap was reached.
     pub lookups_refused: AtomicU64,
+    /// Liveness dials not made: no address in an allowed scope, or every
+    /// destination IP over its rate (each counts as a missed ping).
+    pub dials_refused: AtomicU64,
+    /// Addresses left out of liveness dials for their scope.
+    pub dial_addrs_out_of_scope: AtomicU64,
+    /// Addresses left out of liveness dials for their IP's rate.
+    pub dial_addrs_rate_limited: AtomicU64,
     /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
@@ -148,6 +155,24 @@ impl Metrics {
             "counter",
             "Discovers refused over a lookup cap.",
             &self.lookups_refused,
+        );
+        metric(
+            "rdht_dials_refused_total",
+            "counter",
+            "Liveness dials not made (no allowed address, or over the per-IP rate).",
+            &self.dials_refused,
+        );
+        metric(
+            "rdht_dial_addrs_out_of_scope_total",
+            "counter",
+            "Addresses left out of liveness dials for their scope.",
+            &self.dial_addrs_out_of_scope,
+        );
+        metric(
+            "rdht_dial_addrs_rate_limited_total",
+            "counter",
+            "Addresses left out of liveness dials for their IP's rate.",
+            &self.dial_addrs_rate_limited,
         );
         metric(
             "rdht_dkg_messages_total",

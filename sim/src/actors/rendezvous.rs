@@ -134,6 +134,8 @@ impl Rendezvous {
             min_batch: 64,
             max_jobs: 1,
             lookup_timeout_ms,
+            // Simulated members list loopback addresses.
+            dial_policy: dht::AddressPolicy::LOCAL,
             ..ServerConfig::default()
         };
         Self {

@@ -197,34 +197,31 @@ impl Driver {
                 }
             }
         }
-        let counters = self.core().counters();
-        self.metrics
-            .pings_due
-            .store(counters.pings_due, Ordering::Relaxed);
-        self.metrics
-            .replications_merged
-            .store(counters.merges, Ordering::Relaxed);
-        self.metrics
-            .lookups
-            .store(counters.lookups, Ordering::Relaxed);
-        self.metrics
-            .lookup_negative_hits
-            .store(counters.negative_hits, Ordering::Relaxed);
-        self.metrics
-            .lookups_refused
-            .store(counters.lookups_refused, Ordering::Relaxed);
+        let c = self.core().counters();
+        let m = &self.metrics;
+        for (metric, value) in [
+            (&m.pings_due, c.pings_due),
+            (&m.replications_merged, c.merges),
+            (&m.lookups, c.lookups),
+            (&m.lookup_negative_hits, c.negative_hits),
+            (&m.lookups_refused, c.lookups_refused),
+            (&m.dials_refused, c.dials_refused),
+            (&m.dial_addrs_out_of_scope, c.addrs_out_of_scope),
+            (&m.dial_addrs_rate_limited, c.addrs_rate_limited),
+        ] {
+            metric.store(value, Ordering::Relaxed);
+        }
         if std::time::Instant::now() >= self.stats_due {
             self.stats_due = std::time::Instant::now() + Duration::from_secs(1);
             let stats = self.core().store().stats();
-            self.metrics
-                .namespaces
-                .store(stats.namespaces as u64, Ordering::Relaxed);
-            self.metrics
-                .peers
-                .store(stats.peer_records as u64, Ordering::Relaxed);
-            self.metrics
-                .reachable_peers
-                .store(stats.reachable_peer_records as u64, Ordering::Relaxed);
+            let m = &self.metrics;
+            for (metric, value) in [
+                (&m.namespaces, stats.namespaces),
+                (&m.peers, stats.peer_records),
+                (&m.reachable_peers, stats.reachable_peer_records),
+            ] {
+                metric.store(value as u64, Ordering::Relaxed);
+            }
         }
     }
 

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dht::{KadStore, NamespaceStore, NamespaceValue, Server, ServerConfig, StoreConfig};
+use dht::{
+    AddressPolicy, KadStore, NamespaceStore, NamespaceValue, Server, ServerConfig, StoreConfig,
+};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +58,9 @@ pub struct RendezvousConfig {
     pub store: StoreConfig,
     /// Counters for `--metrics`.
     pub metrics: Arc<Metrics>,
+    /// Dial private and loopback addresses for liveness checks even when
+    /// the node listens on a global address (`--allow-private-addrs`).
+    pub allow_private_addrs: bool,
 }
 
 impl Default for RendezvousConfig {
@@ -66,6 +71,7 @@ impl Default for RendezvousConfig {
             data_dir: None,
             store: StoreConfig::default(),
             metrics: Metrics::new(),
+            allow_private_addrs: false,
         }
     }
 }
@@ -196,6 +202,22 @@ pub async fn start(
     let listen_addrs = listen_all(&mut swarm, &config.listen).await?;
     for addr in &listen_addrs {
         info!(%peer_id, "rendezvous listening on {addr}/p2p/{peer_id}");
+    }
+    // Liveness dials go only to the scopes this node is reachable at
+    // itself (#13 item 3): no scanning inside the operator's network.
+    let policy = AddressPolicy::for_listen_addrs(&listen_addrs, config.allow_private_addrs);
+    info!(
+        private = policy.private,
+        loopback = policy.loopback,
+        "liveness dials: global addresses{}",
+        match (policy.private, policy.loopback) {
+            (true, true) => ", private and loopback ones",
+            (true, false) => " and private ones",
+            _ => " only",
+        }
+    );
+    if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+        kad.store_mut().inner_mut().set_dial_policy(policy);
     }
     let bootstrapping = !config.bootstrap.is_empty();
     for addr in &config.bootstrap {
