@@ -46,7 +46,8 @@ struct Cli {
     /// Draw registered and discoverable peers over virtual time into this SVG file.
     #[arg(long)]
     plot: Option<String>,
-    /// Test only: rendezvous nodes accept what their store refuses.
+    /// Test only: rendezvous nodes accept what their store refuses, and
+    /// dial without a per-IP cap.
     #[arg(long, hide = true)]
     broken_validator: bool,
     /// Test only: members end on any refusal they do not special-case (the

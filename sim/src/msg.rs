@@ -452,6 +452,14 @@ pub enum Note {
     },
     /// A client finished a discovery.
     Discovery(Box<DiscoveryResult>),
+    /// A rendezvous's core asked for a liveness dial (after its address
+    /// filter and per-IP rate).
+    Dial {
+        /// The rendezvous.
+        rdv: u32,
+        /// The addresses it would dial.
+        addrs: Vec<rendezvous_proto::Multiaddr>,
+    },
 }
 
 /// A member's DKG result, as compared across members.

@@ -789,6 +789,7 @@ impl World {
                     tally.add(Outcome::Rejected(*code));
                 }
             }
+            Note::Dial { .. } => {}
             Note::Discovery(d) => {
                 let expected = self.expected_members(d.quorum);
                 let found: BTreeSet<u32> = d.found.iter().map(|(i, _)| *i).collect();

@@ -110,17 +110,37 @@ fn poison() {
     run_all_seeds("poison");
 }
 
+#[test]
+fn reflection() {
+    run_all_seeds("reflection");
+}
+
+/// The reflection scenario's cap invariant catches nodes that dial every
+/// address they are given at every interval (the broken validator dials
+/// uncapped, as nodes did before #13 item 3).
+#[test]
+fn reflection_catches_uncapped_dials() {
+    assert_broken_validator_caught("reflection", "victim-dials-under-the-cap");
+}
+
+/// Runs `scenario` (seed 1, small) with the broken validator: it must fail
+/// on `invariant`.
+fn assert_broken_validator_caught(scenario: &str, invariant: &str) {
+    let mut p = small(scenario, 1);
+    p.broken_validator = true;
+    let report = sim::run(p, RunOptions::default()).expect("runs");
+    assert!(!report.passed);
+    assert!(
+        report.violations.iter().any(|v| v.invariant == invariant),
+        "{scenario}: {invariant} did not fire:\n{}",
+        report.table()
+    );
+}
+
 /// The poison scenario's invariants catch a node that stores what it
 /// should refuse (the test-only broken validator stands in for protocol
 /// v1, which accepted these records).
 #[test]
 fn poison_catches_a_validator_that_stores_poisoned_records() {
-    let mut p = small("poison", 1);
-    p.broken_validator = true;
-    let report = sim::run(p, RunOptions::default()).expect("runs");
-    assert!(!report.passed);
-    assert!(report
-        .violations
-        .iter()
-        .any(|v| v.invariant == "no-poisoned-record-stored"));
+    assert_broken_validator_caught("poison", "no-poisoned-record-stored");
 }

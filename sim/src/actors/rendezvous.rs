@@ -26,7 +26,8 @@
 //! acknowledges; a busy node refuses every registration `QuotaExceeded`
 //! for a while; and the `broken` switch is the test-only broken validator:
 //! what the core refuses is acknowledged as accepted anyway and served
-//! from a side table, which the invariants must catch.
+//! from a side table, and liveness dials go out uncapped (as before
+//! #13's per-IP rate), which the invariants must catch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -136,6 +137,11 @@ impl Rendezvous {
             lookup_timeout_ms,
             // Simulated members list loopback addresses.
             dial_policy: dht::AddressPolicy::LOCAL,
+            max_dials_per_ip_per_minute: if broken {
+                u32::MAX
+            } else {
+                ServerConfig::default().max_dials_per_ip_per_minute
+            },
             ..ServerConfig::default()
         };
         Self {
@@ -425,7 +431,11 @@ impl Rendezvous {
                 Output::LookupDone { quorum_key } => {
                     self.lookups.retain(|_, l| l.quorum_key != quorum_key);
                 }
-                Output::Dial { peer, .. } => {
+                Output::Dial { peer, addrs } => {
+                    ctx.note(Note::Dial {
+                        rdv: self.index,
+                        addrs,
+                    });
                     if let Some(&addr) = ctx.shared.peer_addr.get(&peer) {
                         ctx.send(addr, Msg::Ping);
                     }

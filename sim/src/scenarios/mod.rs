@@ -18,6 +18,7 @@ mod malicious_rendezvous;
 mod outsider;
 mod partition;
 mod poison;
+mod reflection;
 mod replay;
 
 /// A scenario's hooks.
@@ -54,7 +55,7 @@ pub struct Size {
 }
 
 /// Every scenario, in the order `--scenario all` runs them.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "honest",
     "outsider",
     "forged-namespace",
@@ -67,12 +68,15 @@ pub const NAMES: [&str; 12] = [
     "busy-rendezvous",
     "lying-rendezvous",
     "poison",
+    "reflection",
 ];
 
 /// What `--adversaries` means in each scenario.
 pub fn adversaries_meaning(name: &str) -> &'static str {
     match name {
-        "outsider" | "forged-namespace" | "replay" | "flood" | "poison" => "attackers",
+        "outsider" | "forged-namespace" | "replay" | "flood" | "poison" | "reflection" => {
+            "attackers"
+        }
         "bad-dealer" => "faulty dealers per quorum",
         "malicious-rendezvous" => "malicious rendezvous nodes",
         "busy-rendezvous" => "busy rendezvous nodes",
@@ -104,6 +108,7 @@ pub fn default_size(name: &str) -> Option<Size> {
         "busy-rendezvous" => s(12, 8, 5, 20, 20),
         "lying-rendezvous" => s(20, 8, 5, 30, 8),
         "poison" => s(10, 8, 5, 20, 3),
+        "reflection" => s(8, 8, 5, 12, 2),
         _ => return None,
     })
 }
@@ -123,6 +128,7 @@ pub fn make(name: &str) -> Option<Box<dyn Scenario>> {
         "busy-rendezvous" => Box::new(busy_rendezvous::BusyRendezvous::default()),
         "lying-rendezvous" => Box::new(lying_rendezvous::LyingRendezvous::default()),
         "poison" => Box::new(poison::Poison::default()),
+        "reflection" => Box::new(reflection::Reflection::default()),
         _ => return None,
     })
 }
