@@ -38,9 +38,10 @@ pub use kad_store::KadStore;
 pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;
 pub use server::{
-    JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError, VerifyDone, VerifyJob,
+    JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError, VerifyDone,
+    VerifyJob, MAX_KIND_VALUE_ENTRIES,
 };
 pub use store::{
     CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats, ANSWER_BYTES,
 };
-pub use value::NamespaceValue;
+pub use value::{KindValue, NamespaceValue};

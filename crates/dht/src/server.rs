@@ -20,7 +20,7 @@ use libp2p_identity::PeerId;
 use rand_core::RngCore;
 use rendezvous_proto::Multiaddr;
 use rendezvous_proto::{
-    Limits, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
+    Limits, NamespaceRecord, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
 };
 
 use crate::dial::{AddressPolicy, DialLimiter};
@@ -1024,6 +1024,11 @@ fn dht_key(key: &[u8]) -> Result<crate::keys::DhtKey, ValueError> {
     key.try_into().map_err(|_| ValueError::Key)
 }
 
+/// Most entries of one kind index value that are checked; the rest of a
+/// larger value is dropped (an honest index of more is paged by
+/// `DiscoverKind` and replicated again by its holders).
+pub const MAX_KIND_VALUE_ENTRIES: usize = 256;
+
 /// Merges a value found under `key` into `store`: the one place that
 /// judges values from other nodes (kad PUTs and GET answers go through
 /// [`Server::handle_value`], and kad's own `RecordStore::put` through
@@ -1053,7 +1058,20 @@ pub(crate) fn merge_kad_value(
     }
     let value = KindValue::decode(value, &limits).map_err(|_| ValueError::Decode)?;
     let mut report = MergeReport::default();
-    for namespace in value.namespaces {
+    // Each namespace check is a pairing: exact copies are checked once
+    // and at most MAX_KIND_VALUE_ENTRIES entries per value at all (#13
+    // item 1: one PUT of thousands of copies of one junk record held a
+    // node's event loop for seconds).
+    let total = value.namespaces.len();
+    let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let entries: Vec<NamespaceRecord> = value
+        .namespaces
+        .into_iter()
+        .filter(|ns| seen.insert(ns.encode()))
+        .take(MAX_KIND_VALUE_ENTRIES)
+        .collect();
+    report.kind_entries_dropped = total - entries.len();
+    for namespace in entries {
         // Each entry must be of the kind the key names.
         let Some(kind) = namespace.kind.clone() else {
             continue;
@@ -1061,6 +1079,7 @@ pub(crate) fn merge_kad_value(
         if kind_key(&kind) != key {
             continue;
         }
+        report.kind_entries_merged += 1;
         let merged = store.merge_value(
             NamespaceValue {
                 namespace,

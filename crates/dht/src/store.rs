@@ -103,6 +103,13 @@ pub struct MergeReport {
     pub namespace_rejected: Option<StatusCode>,
     /// Peer records rejected (by index), with their codes.
     pub peers_rejected: Vec<(u32, StatusCode)>,
+    /// Of a kind index: the entries that were merged (each one a
+    /// namespace check at most), after copies and entries beyond the cap
+    /// were dropped.
+    pub kind_entries_merged: usize,
+    /// Of a kind index: the entries dropped unchecked (copies of an entry
+    /// already in the value, or beyond [`crate::server::MAX_KIND_VALUE_ENTRIES`]).
+    pub kind_entries_dropped: usize,
 }
 
 /// Counts of what the store holds.

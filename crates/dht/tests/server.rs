@@ -567,6 +567,52 @@ fn reflection_and_scanning_dials_only_allowed_scopes_at_a_capped_rate() {
     assert_eq!(c.addrs_rate_limited, 48);
 }
 
+/// #13 item 1 (first step): one kad PUT of a kind index holding
+/// thousands of copies of one junk namespace record (valid points, a
+/// wrong signature: free to make) cost a pairing per copy on the event
+/// loop. Copies are now checked once, and at most 256 entries of a value
+/// are checked at all.
+#[test]
+fn event_loop_stall_through_kad_kind_values_is_bounded() {
+    let q = quorum(3, 31);
+    let mut junk = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    let other = q.namespace(2, Some("farmer"), NOW, NOW + 2 * HOUR);
+    junk.signature = other.signature; // a valid point, the wrong message
+    let key = dht::kind_key("farmer");
+    let mut s = server(ServerConfig::default());
+    let copies = dht::KindValue {
+        namespaces: vec![junk.clone(); 2_000],
+    };
+    let report = s.handle_value(NOW, &key, &copies.encode()).unwrap();
+    assert_eq!(report.kind_entries_merged, 1);
+    assert_eq!(report.kind_entries_dropped, 1_999);
+    assert!(!report.namespace_updated);
+    // Distinct junk entries: at most 256 of them are checked.
+    let distinct = dht::KindValue {
+        namespaces: (0..1_000u64)
+            .map(|i| {
+                let mut r = junk.clone();
+                r.issued_at_ms = NOW - i;
+                r
+            })
+            .collect(),
+    };
+    let report = s.handle_value(NOW, &key, &distinct.encode()).unwrap();
+    assert_eq!(report.kind_entries_merged, dht::MAX_KIND_VALUE_ENTRIES);
+    assert_eq!(
+        report.kind_entries_dropped,
+        1_000 - dht::MAX_KIND_VALUE_ENTRIES
+    );
+    assert_eq!(s.store().stats().namespaces, 0);
+    // A genuine index still merges.
+    let genuine = dht::KindValue {
+        namespaces: vec![q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR)],
+    };
+    let report = s.handle_value(NOW, &key, &genuine.encode()).unwrap();
+    assert!(report.namespace_updated);
+    assert_eq!(s.store().stats().namespaces, 1);
+}
+
 #[test]
 fn changed_namespaces_are_replicated_once_per_period() {
     let q = quorum(4, 8);
