@@ -74,6 +74,12 @@ pub struct ServerConfig {
     pub dial_policy: AddressPolicy,
     /// Most liveness dials to one destination IP per minute.
     pub max_dials_per_ip_per_minute: u32,
+    /// A direct sender of an invalid signature is disconnected and every
+    /// request of it refused (`QuotaExceeded`) for this long, doubled at
+    /// each new offence...
+    pub penalty_ms: u64,
+    /// ...up to this long.
+    pub max_penalty_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -83,7 +89,8 @@ impl Default for ServerConfig {
     /// lookups at once, 8 per sender, 256 askers per lookup; a lookup
     /// that found nothing remembered for 5 s (at most 4,096 of them);
     /// liveness dials to global addresses only, at most 60 a minute per
-    /// destination IP.
+    /// destination IP; a sender of an invalid signature refused for 10 s,
+    /// doubling up to 10 minutes.
     fn default() -> Self {
         Self {
             max_queued: 16_384,
@@ -102,6 +109,8 @@ impl Default for ServerConfig {
             max_negative: 4_096,
             dial_policy: AddressPolicy::GLOBAL,
             max_dials_per_ip_per_minute: 60,
+            penalty_ms: 10_000,
+            max_penalty_ms: 600_000,
         }
     }
 }
@@ -248,6 +257,13 @@ pub enum Output {
     },
     /// Write these namespaces (`None`: remove it) to durable storage.
     Persist(Vec<(QuorumKey, Option<NamespaceValue>)>),
+    /// `peer` sent an invalid signature (a second ago: its refusal has gone
+    /// out): close its connections. Its requests are refused for a while
+    /// anyway (`ServerConfig::penalty_ms`).
+    Disconnect {
+        /// Whom.
+        peer: PeerId,
+    },
     /// `peer` left its last ping unanswered and is no longer listed here
     /// (until it answers, registers anew, or its records expire): for the
     /// driver's log and metrics. A miss the driver reported itself
@@ -313,6 +329,10 @@ pub struct ServerCounters {
     pub addrs_out_of_scope: u64,
     /// Addresses left out of liveness dials: their IP was over its rate.
     pub addrs_rate_limited: u64,
+    /// Senders penalized for an invalid signature (each offence).
+    pub penalties: u64,
+    /// Requests refused because their sender was penalized.
+    pub penalized_requests: u64,
     /// Verification jobs that failed (their batch was answered `Internal`).
     pub failed_jobs: u64,
 }
@@ -349,6 +369,15 @@ pub struct Server {
     negative_order: VecDeque<(u64, QuorumKey)>,
     connected: BTreeSet<PeerId>,
     dial_limiter: DialLimiter,
+    /// Senders of invalid signatures: refused until when (ms), and their
+    /// offences so far.
+    penalized: BTreeMap<PeerId, (u64, u32)>,
+    /// Senders whose registrations were just found to carry an invalid
+    /// signature, to penalize at the next `drive`.
+    offenders: Vec<PeerId>,
+    /// Penalized senders to disconnect, and when (a moment after the
+    /// penalty, so that the refusal that explains it reaches them first).
+    disconnects: VecDeque<(u64, PeerId)>,
     counters: ServerCounters,
 }
 
@@ -387,6 +416,9 @@ impl Server {
             negative_order: VecDeque::new(),
             connected: BTreeSet::new(),
             dial_limiter: DialLimiter::new(config.max_dials_per_ip_per_minute),
+            penalized: BTreeMap::new(),
+            offenders: Vec::new(),
+            disconnects: VecDeque::new(),
             counters: ServerCounters::default(),
         }
     }
@@ -446,6 +478,7 @@ impl Server {
             consider(Some(self.next_persist));
         }
         consider(self.lookups.values().map(|l| l.deadline).min());
+        consider(self.disconnects.front().map(|(at, _)| *at));
         wake
     }
 
@@ -455,6 +488,22 @@ impl Server {
     /// comes out as [`Output::Reply`] to `reply`, at once or after its
     /// verification.
     pub fn handle_request(&mut self, now: u64, from: PeerId, reply: ReplyId, request: Request) {
+        if self
+            .penalized
+            .get(&from)
+            .is_some_and(|&(until, _)| until > now)
+        {
+            // Refused before any work: a sender of invalid signatures pays
+            // for its own retries, not this node.
+            self.counters.penalized_requests += 1;
+            let response = match request {
+                Request::RegisterPeers(records) => {
+                    Response::RegisteredPeers(vec![Err(StatusCode::QuotaExceeded); records.len()])
+                }
+                _ => Response::Rejected(StatusCode::QuotaExceeded),
+            };
+            return self.reply(reply, response);
+        }
         match request {
             Request::RegisterPeer(record) => {
                 if !self.may_queue(&from, 1) {
@@ -510,7 +559,12 @@ impl Server {
                         }
                         Response::Registered { ttl_ms }
                     }
-                    Err(code) => Response::Rejected(code),
+                    Err(code) => {
+                        if is_forgery(code) {
+                            self.penalize(now, from);
+                        }
+                        Response::Rejected(code)
+                    }
                 };
                 self.reply(reply, response);
             }
@@ -615,6 +669,19 @@ impl Server {
             self.handle_lookup_done(now, qk);
         }
         self.expire_negative(now);
+        while let Some(&(at, peer)) = self.disconnects.front() {
+            if at > now {
+                break;
+            }
+            self.disconnects.pop_front();
+            self.outputs.push_back(Output::Disconnect { peer });
+        }
+        // A sender is forgotten a maximum penalty after its last one ended.
+        let keep = self.config.max_penalty_ms;
+        if !self.penalized.is_empty() {
+            self.penalized
+                .retain(|_, (until, _)| until.saturating_add(keep) > now);
+        }
         self.drive(now);
     }
 
@@ -813,8 +880,43 @@ impl Server {
         }
     }
 
+    /// Disconnects `peer` and refuses its requests for a while: the
+    /// penalty doubles at each offence, up to `max_penalty_ms`. At most
+    /// 65,536 senders are remembered (those whose penalty ended longest
+    /// ago are forgotten first).
+    fn penalize(&mut self, now: u64, peer: PeerId) {
+        const MAX_PENALIZED: usize = 65_536;
+        if self.penalized.len() >= MAX_PENALIZED && !self.penalized.contains_key(&peer) {
+            if let Some(oldest) = self
+                .penalized
+                .iter()
+                .min_by_key(|(_, (until, _))| *until)
+                .map(|(p, _)| *p)
+            {
+                self.penalized.remove(&oldest);
+            }
+        }
+        let (until, strikes) = self.penalized.entry(peer).or_insert((now, 0));
+        *strikes = strikes.saturating_add(1);
+        let shift = (*strikes - 1).min(20);
+        let length = self
+            .config
+            .penalty_ms
+            .saturating_mul(1 << shift)
+            .min(self.config.max_penalty_ms);
+        *until = now.saturating_add(length);
+        self.counters.penalties += 1;
+        if self.disconnects.len() < 65_536 {
+            self.disconnects
+                .push_back((now.saturating_add(DISCONNECT_DELAY_MS), peer));
+        }
+    }
+
     /// Submits batches, replicates and persists whatever is due.
     fn drive(&mut self, now: u64) {
+        for peer in std::mem::take(&mut self.offenders) {
+            self.penalize(now, peer);
+        }
         while self.should_submit(now) {
             self.submit(now);
         }
@@ -963,6 +1065,9 @@ impl Server {
     /// of one registration.
     fn answer(&mut self, reply: ReplyTo, outcome: RegisterOutcome) {
         let peer = reply.peer();
+        if outcome.is_err_and(is_forgery) && !self.offenders.contains(&peer) {
+            self.offenders.push(peer);
+        }
         if let Some(count) = self.queued_by_peer.get_mut(&peer) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -1022,6 +1127,21 @@ pub enum ValueError {
 
 fn dht_key(key: &[u8]) -> Result<crate::keys::DhtKey, ValueError> {
     key.try_into().map_err(|_| ValueError::Key)
+}
+
+/// How long after its penalty a sender is disconnected: its refusal is
+/// sent first (closing at once dropped the very answer that explains it).
+const DISCONNECT_DELAY_MS: u64 = 1_000;
+
+/// Whether a refusal means the sender signed something invalid (not
+/// merely late, stale or over a quota): what gets a sender penalized.
+fn is_forgery(code: StatusCode) -> bool {
+    matches!(
+        code,
+        StatusCode::InvalidShareSignature
+            | StatusCode::InvalidEnvelopeSignature
+            | StatusCode::InvalidNamespaceSignature
+    )
 }
 
 /// Most entries of one kind index value that are checked; the rest of a

@@ -613,6 +613,150 @@ fn event_loop_stall_through_kad_kind_values_is_bounded() {
     assert_eq!(s.store().stats().namespaces, 1);
 }
 
+/// #13 items 2 and 7: a sender that never gets anything stored used to
+/// be free to send invalid signatures forever, each costing the node a
+/// pairing (and, in a batch, a bisection). Now it is disconnected and
+/// refused for a back-off period that doubles at each offence.
+#[test]
+fn bisection_amplification_a_sender_of_invalid_signatures_is_disconnected_and_refused() {
+    let q = quorum(4, 41);
+    let config = ServerConfig {
+        penalty_ms: 1_000,
+        max_penalty_ms: 3_000,
+        ..one_per_job()
+    };
+    let mut s = with_namespace(&q, config);
+    let forger = q.peer_id(2);
+    // A record of member 2 whose seat is signed by member 3's share.
+    let bad = q.peer_seated_by(2, 1, 1, NOW + HOUR, &q.shares[2].secret);
+    s.handle_request(NOW, forger, ReplyId(1), Request::RegisterPeer(bad));
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _, other) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(
+            ReplyId(1),
+            Response::Rejected(StatusCode::InvalidShareSignature)
+        )]
+    );
+    // Disconnected a moment later, once its refusal has gone out.
+    assert!(!other.iter().any(|o| matches!(o, Output::Disconnect { .. })));
+    assert!(s.poll_timeout().is_some_and(|t| t <= NOW + 1_000));
+    s.handle_timeout(NOW + 1_000);
+    let (_, _, other) = drain(&mut s);
+    assert!(other
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == forger)));
+    // Within the penalty: refused at once, no verification job at all,
+    // even for a valid record.
+    let good = q.peer(2, 1, 2, NOW + HOUR);
+    s.handle_request(
+        NOW + 999,
+        forger,
+        ReplyId(2),
+        Request::RegisterPeer(good.clone()),
+    );
+    s.handle_request(
+        NOW + 999,
+        forger,
+        ReplyId(3),
+        Request::RegisterPeers(vec![good.clone(), good.clone()]),
+    );
+    let (replies, jobs, _) = drain(&mut s);
+    assert!(jobs.is_empty());
+    assert_eq!(
+        replies,
+        vec![
+            (ReplyId(2), Response::Rejected(StatusCode::QuotaExceeded)),
+            (
+                ReplyId(3),
+                Response::RegisteredPeers(vec![Err(StatusCode::QuotaExceeded); 2])
+            ),
+        ]
+    );
+    // Others are served meanwhile.
+    register(&mut s, &q, 1, 4);
+    let (_, jobs, _) = drain(&mut s);
+    assert_eq!(jobs.len(), 1);
+    for job in jobs {
+        s.handle_verified(NOW + 999, run(job));
+    }
+    drain(&mut s);
+    // After the penalty, the sender is heard again.
+    s.handle_request(NOW + 1_000, forger, ReplyId(5), Request::RegisterPeer(good));
+    let (_, jobs, _) = drain(&mut s);
+    assert_eq!(jobs.len(), 1, "heard again after its penalty");
+    for job in jobs {
+        s.handle_verified(NOW + 1_000, run(job));
+    }
+    let (replies, _, _) = drain(&mut s);
+    assert!(matches!(
+        replies[..],
+        [(ReplyId(5), Response::Registered { .. })]
+    ));
+    // A junk namespace (a valid point, the wrong signature) from another
+    // sender: refused, and that sender penalized too; a second offence
+    // of the first doubles its penalty.
+    let stranger = PeerId::random();
+    let mut junk = q.namespace(2, Some("farmer"), NOW, NOW + 2 * HOUR);
+    junk.signature = q
+        .namespace(3, Some("farmer"), NOW, NOW + 2 * HOUR)
+        .signature;
+    s.handle_request(
+        NOW + 1_000,
+        stranger,
+        ReplyId(6),
+        Request::RegisterNamespace(junk),
+    );
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies,
+        vec![(
+            ReplyId(6),
+            Response::Rejected(StatusCode::InvalidNamespaceSignature)
+        )]
+    );
+    s.handle_timeout(NOW + 2_000);
+    let (_, _, other) = drain(&mut s);
+    assert!(other
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == stranger)));
+    let bad_again = q.peer_seated_by(2, 1, 3, NOW + HOUR, &q.shares[2].secret);
+    s.handle_request(
+        NOW + 1_500,
+        forger,
+        ReplyId(7),
+        Request::RegisterPeer(bad_again),
+    );
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW + 1_500, run(job));
+    }
+    drain(&mut s);
+    let probe = Request::Discover {
+        quorum_key: q.quorum_key(),
+        limit: 0,
+        cookie: None,
+    };
+    s.handle_request(NOW + 3_499, forger, ReplyId(8), probe.clone());
+    s.handle_request(NOW + 3_500, forger, ReplyId(9), probe);
+    let (replies, _, _) = drain(&mut s);
+    assert_eq!(
+        replies[0],
+        (ReplyId(8), Response::Rejected(StatusCode::QuotaExceeded))
+    );
+    assert!(
+        matches!(replies[1], (ReplyId(9), Response::Discovered(_))),
+        "{replies:?}"
+    );
+    let c = s.counters();
+    assert_eq!(c.penalties, 3);
+    assert_eq!(c.penalized_requests, 3);
+}
+
 #[test]
 fn changed_namespaces_are_replicated_once_per_period() {
     let q = quorum(4, 8);

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub dial_addrs_out_of_scope: AtomicU64,
     /// Addresses left out of liveness dials for their IP's rate.
     pub dial_addrs_rate_limited: AtomicU64,
+    /// Senders penalized (disconnected, refused a while) for an invalid signature.
+    pub penalties: AtomicU64,
+    /// Requests refused because their sender was penalized.
+    pub penalized_requests: AtomicU64,
     /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
@@ -173,6 +177,18 @@ impl Metrics {
             "counter",
             "Addresses left out of liveness dials for their IP's rate.",
             &self.dial_addrs_rate_limited,
+        );
+        metric(
+            "rdht_penalties_total",
+            "counter",
+            "Senders penalized for an invalid signature.",
+            &self.penalties,
+        );
+        metric(
+            "rdht_penalized_requests_total",
+            "counter",
+            "Requests refused because their sender was penalized.",
+            &self.penalized_requests,
         );
         metric(
             "rdht_dkg_messages_total",

@@ -146,22 +146,31 @@ async fn hostile_input_changes_nothing_and_honest_clients_are_served() {
         expect_code(
             &mut as_member,
             &at,
-            Frame::Message(Request::RegisterPeer(forged.clone())),
-            StatusCode::InvalidEnvelopeSignature,
+            Frame::Message(Request::RegisterPeer(real.clone())),
+            StatusCode::StaleSequence,
         )
         .await;
         expect_code(
             &mut attacker,
             &at,
-            Frame::Message(Request::RegisterPeer(forged)),
+            Frame::Message(Request::RegisterPeer(forged.clone())),
             StatusCode::PeerIdMismatch,
         )
         .await;
         expect_code(
             &mut as_member,
             &at,
+            Frame::Message(Request::RegisterPeer(forged)),
+            StatusCode::InvalidEnvelopeSignature,
+        )
+        .await;
+        // #13 items 2 and 7: whoever sent an invalid signature is
+        // disconnected and refused for a while, before any check.
+        expect_code(
+            &mut as_member,
+            &at,
             Frame::Message(Request::RegisterPeer(real.clone())),
-            StatusCode::StaleSequence,
+            StatusCode::QuotaExceeded,
         )
         .await;
         let mut ns = before_answer.namespace.record().clone();
@@ -173,6 +182,14 @@ async fn hostile_input_changes_nothing_and_honest_clients_are_served() {
             StatusCode::InvalidNamespaceSignature,
         )
         .await;
+        expect_code(
+            &mut attacker,
+            &at,
+            Frame::Message(Request::RegisterNamespace(ns.clone())),
+            StatusCode::QuotaExceeded,
+        )
+        .await;
+        let mut attacker = Client::ephemeral().unwrap();
         ns.commitments.clear();
         expect_code(
             &mut attacker,

@@ -440,7 +440,9 @@ impl Rendezvous {
                         ctx.send(addr, Msg::Ping);
                     }
                 }
-                Output::Persist(_) | Output::Unreachable { .. } => {}
+                // Simulated connections are not modelled: the core refuses
+                // a penalized sender's requests all the same.
+                Output::Persist(_) | Output::Unreachable { .. } | Output::Disconnect { .. } => {}
             }
         }
     }

@@ -188,6 +188,10 @@ impl Driver {
                 Output::Unreachable { peer } => {
                     info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
                 }
+                Output::Disconnect { peer } => {
+                    info!(%peer, "sent an invalid signature: disconnected, refused for a while");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
                 Output::Persist(updates) => {
                     if let Some(db) = &self.db {
                         if let Err(e) = db.save(&updates) {
@@ -208,6 +212,8 @@ impl Driver {
             (&m.dials_refused, c.dials_refused),
             (&m.dial_addrs_out_of_scope, c.addrs_out_of_scope),
             (&m.dial_addrs_rate_limited, c.addrs_rate_limited),
+            (&m.penalties, c.penalties),
+            (&m.penalized_requests, c.penalized_requests),
         ] {
             metric.store(value, Ordering::Relaxed);
         }
