@@ -378,6 +378,8 @@ pub struct Server {
     /// Penalized senders to disconnect, and when (a moment after the
     /// penalty, so that the refusal that explains it reaches them first).
     disconnects: VecDeque<(u64, PeerId)>,
+    /// When penalized senders are next swept for ones to forget.
+    next_penalty_sweep: u64,
     counters: ServerCounters,
 }
 
@@ -419,6 +421,7 @@ impl Server {
             penalized: BTreeMap::new(),
             offenders: Vec::new(),
             disconnects: VecDeque::new(),
+            next_penalty_sweep: 0,
             counters: ServerCounters::default(),
         }
     }
@@ -677,8 +680,12 @@ impl Server {
             self.outputs.push_back(Output::Disconnect { peer });
         }
         // A sender is forgotten a maximum penalty after its last one ended.
-        let keep = self.config.max_penalty_ms;
-        if !self.penalized.is_empty() {
+        // The sweep walks every penalized sender: once a second at most,
+        // not at every timeout (those come every few milliseconds under
+        // load, and a flood of forgers can leave 65,536 entries).
+        if !self.penalized.is_empty() && now >= self.next_penalty_sweep {
+            self.next_penalty_sweep = now.saturating_add(PENALTY_SWEEP_MS);
+            let keep = self.config.max_penalty_ms;
             self.penalized
                 .retain(|_, (until, _)| until.saturating_add(keep) > now);
         }
@@ -1128,6 +1135,9 @@ pub enum ValueError {
 fn dht_key(key: &[u8]) -> Result<crate::keys::DhtKey, ValueError> {
     key.try_into().map_err(|_| ValueError::Key)
 }
+
+/// How often penalized senders are swept for ones to forget.
+const PENALTY_SWEEP_MS: u64 = 1_000;
 
 /// How long after its penalty a sender is disconnected: its refusal is
 /// sent first (closing at once dropped the very answer that explains it).

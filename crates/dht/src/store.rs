@@ -131,6 +131,9 @@ struct PeerEntry {
     /// (here ~110 bytes) wastes far less of a half-full node than the
     /// ~290-byte record inline would.
     record: Box<PeerRecord>,
+    /// The record's encoded size, for answers' byte budget (measured once
+    /// here, not at every discover).
+    wire_len: u32,
     version: u64,
     source: Option<PeerId>,
 }
@@ -140,6 +143,8 @@ struct NamespaceEntry {
     /// Shared with registrations in flight ([`CheckedPeer`]), so a driver
     /// can verify them on another thread against exactly this record.
     verified: Arc<VerifiedNamespace>,
+    /// The namespace record's encoded size (as `PeerEntry::wire_len`).
+    wire_len: usize,
     dht_key: DhtKey,
     source: Option<PeerId>,
     peers: BTreeMap<u32, PeerEntry>,
@@ -382,6 +387,7 @@ impl NamespaceStore {
     fn apply_namespace(&mut self, verified: VerifiedNamespace, source: Option<PeerId>) {
         let quorum_key = verified.quorum_key();
         let record = verified.record().clone();
+        let wire_len = record.encode().len();
         let epoch = record.epoch;
         let n = record.n;
         match self.namespaces.remove(&quorum_key) {
@@ -403,6 +409,7 @@ impl NamespaceStore {
                     self.remove_peer_from(&mut entry, index);
                 }
                 entry.verified = Arc::new(verified);
+                entry.wire_len = wire_len;
                 self.insert_namespace_entry(quorum_key, entry);
             }
             None => {
@@ -411,6 +418,7 @@ impl NamespaceStore {
                 self.add_source(source);
                 let entry = NamespaceEntry {
                     verified: Arc::new(verified),
+                    wire_len,
                     dht_key,
                     source,
                     peers: BTreeMap::new(),
@@ -701,6 +709,7 @@ impl NamespaceStore {
         entry.peers.insert(
             index,
             PeerEntry {
+                wire_len: u32::try_from(record.encode().len()).unwrap_or(u32::MAX),
                 record: Box::new(record),
                 version,
                 source,
@@ -936,8 +945,7 @@ impl NamespaceStore {
             None => 0,
         };
         let limit = effective_limit(limit);
-        let namespace = entry.verified.record();
-        let mut budget = ANSWER_BYTES.saturating_sub(namespace.encode().len());
+        let mut budget = ANSWER_BYTES.saturating_sub(entry.wire_len);
         let mut peers = Vec::new();
         let mut last = after;
         for (&version, index) in entry.by_version.range(after.saturating_add(1)..) {
@@ -954,7 +962,7 @@ impl NamespaceStore {
             }
             // The record, its last-seen flag and time: over the budget, it
             // starts the next page (the cookie points before it).
-            let size = p.record.encode().len() + 9;
+            let size = p.wire_len as usize + 9;
             if size > budget {
                 break;
             }
@@ -1005,11 +1013,10 @@ impl NamespaceStore {
                 if let Some(e) = self.namespaces.get(qk) {
                     let record = e.verified.record();
                     if record.expires_at_ms > now_ms {
-                        let size = record.encode().len();
-                        if size > budget {
+                        if e.wire_len > budget {
                             break;
                         }
-                        budget -= size;
+                        budget -= e.wire_len;
                         out.push(record.clone());
                     }
                 }

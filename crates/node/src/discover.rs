@@ -12,8 +12,8 @@ use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
 use rendezvous_proto::{
-    verify_discover_answer, verify_namespaces_answer, Limits, QuorumKey, Request, Response,
-    StatusCode, VerifiedAnswer,
+    discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer, Limits,
+    QuorumKey, Request, Response, StatusCode, VerifiedAnswer,
 };
 
 use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
@@ -124,7 +124,7 @@ impl Client {
             };
             let (page, more) = match self.request(target, request, timeout).await? {
                 Response::Discovered(answer) => {
-                    let more = may_have_more(&answer);
+                    let more = discover_answer_may_continue(&answer);
                     let page = verify_discover_answer(
                         &answer,
                         &quorum_key,
@@ -288,16 +288,6 @@ pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
 
 /// Most pages one [`Client::discover`] follows.
 pub const MAX_DISCOVER_PAGES: usize = 64;
-
-/// Whether a node may have cut `answer` short (PROTOCOL.md, Discover): a
-/// page cut to fit the frame is at least half the frame cap, and one cut
-/// by count holds `MAX_DISCOVER_LIMIT` records. Any other page is the
-/// whole rest: no round trip is spent asking for an empty next page.
-fn may_have_more(answer: &rendezvous_proto::DiscoverAnswer) -> bool {
-    answer.peers.len() >= rendezvous_proto::messages::MAX_DISCOVER_LIMIT as usize
-        || Response::Discovered(answer.clone()).encode().len()
-            >= Limits::DEFAULT.max_message_bytes / 2
-}
 
 /// Drives `swarm` until the response to request `id` arrives (or the
 /// request fails); every other event is dropped. For one-request-at-a-time

@@ -57,6 +57,26 @@ pub struct VerifiedAnswer {
     pub cookie: Cookie,
 }
 
+/// Whether a node may have cut `answer` short, so that a client should
+/// follow its cookie (PROTOCOL.md, Discover): a page cut to fit the frame
+/// is at least half the frame cap, and one cut by count holds
+/// `MAX_DISCOVER_LIMIT` records. Any other page is the whole rest: no
+/// round trip is spent asking for an empty next page.
+pub fn discover_answer_may_continue(answer: &DiscoverAnswer) -> bool {
+    if answer.peers.len() >= crate::messages::MAX_DISCOVER_LIMIT as usize {
+        return true;
+    }
+    // The records' bytes, counted as a node counts them against its budget
+    // (each peer: its record, then its last-seen flag and time).
+    let records = answer.namespace.encode().len()
+        + answer
+            .peers
+            .iter()
+            .map(|p| p.record.encode().len() + 9)
+            .sum::<usize>();
+    records >= Limits::DEFAULT.max_message_bytes / 2
+}
+
 /// Verifies a discover answer for `expected_quorum_key`.
 ///
 /// The namespace record must carry the expected quorum key (else

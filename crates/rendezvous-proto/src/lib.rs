@@ -38,8 +38,8 @@ pub mod validate;
 pub mod wire;
 
 pub use client::{
-    verify_discover_answer, verify_namespaces_answer, RejectedNamespace, RejectedPeer,
-    VerifiedAnswer, VerifiedNamespaces, VerifiedPeer,
+    discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer,
+    RejectedNamespace, RejectedPeer, VerifiedAnswer, VerifiedNamespaces, VerifiedPeer,
 };
 pub use codec::PROTOCOL_ID;
 pub use error::{DecodeError, Rejection, StatusCode};

@@ -181,3 +181,26 @@ fn namespaces_answer_keeps_valid_records_of_the_kind() {
         ]
     );
 }
+
+/// A client follows the cookie only after a page a node may have cut: one
+/// whose records reach half the frame cap, or one of `MAX_DISCOVER_LIMIT`
+/// records. A small page is the whole rest.
+#[test]
+fn a_client_follows_the_cookie_only_after_a_page_that_may_have_been_cut() {
+    let q = deal(77);
+    let record = q.peer(1, 1, 1, NOW + HOUR);
+    let page = |count: usize| DiscoverAnswer {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + HOUR),
+        peers: vec![found(record.clone(), None); count],
+        cookie: Cookie(Vec::new()),
+    };
+    assert!(!rendezvous_proto::discover_answer_may_continue(&page(3)));
+    let per_peer = record.encode().len() + 9;
+    let half = L.max_message_bytes / 2;
+    assert!(rendezvous_proto::discover_answer_may_continue(&page(
+        half / per_peer + 1
+    )));
+    assert!(rendezvous_proto::discover_answer_may_continue(&page(
+        rendezvous_proto::messages::MAX_DISCOVER_LIMIT as usize
+    )));
+}
