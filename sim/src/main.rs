@@ -13,7 +13,8 @@ use sim::{scenarios, Report, RunOptions};
 struct Cli {
     /// Scenario to run (honest, outsider, forged-namespace, replay,
     /// bad-dealer, malicious-rendezvous, churn, partition, flood,
-    /// busy-rendezvous, lying-rendezvous), or all.
+    /// busy-rendezvous, lying-rendezvous, poison, reflection, put-flood),
+    /// or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Seed of the world RNG.

@@ -191,6 +191,9 @@ pub struct Shared {
     pub member_addrs: Vec<Multiaddr>,
     /// Every attacker's PeerId.
     pub attacker_peers: Vec<PeerId>,
+    /// Every rendezvous node's PeerId (what a node names the sender of a
+    /// value by, for its budget and penalties).
+    pub rdv_peers: Vec<PeerId>,
     /// Who holds which PeerId (where a ping goes).
     pub peer_addr: BTreeMap<PeerId, Addr>,
     /// Each quorum's DKG session id.
@@ -221,6 +224,7 @@ impl Shared {
         match addr {
             Addr::Member(i) => self.member_peers.get(i as usize).copied(),
             Addr::Attacker(i) => self.attacker_peers.get(i as usize).copied(),
+            Addr::Rdv(i) => self.rdv_peers.get(i as usize).copied(),
             _ => None,
         }
     }
@@ -428,7 +432,22 @@ impl World {
             .iter()
             .map(|k| k.public().to_peer_id())
             .collect();
+        // Derived from the seed without drawing from `rng`, so adding them
+        // changed no other identity of a run.
+        let rdv_peers: Vec<PeerId> = (0..p.rendezvous)
+            .map(|i| {
+                let mut bytes = [0x52u8; 32];
+                bytes[..4].copy_from_slice(&i.to_le_bytes());
+                bytes[4..12].copy_from_slice(&p.seed.to_le_bytes());
+                Keypair::ed25519_from_bytes(bytes)
+                    .map(|k| k.public().to_peer_id())
+                    .unwrap_or_else(|_| PeerId::random())
+            })
+            .collect();
         let mut peer_addr = BTreeMap::new();
+        for (i, peer) in rdv_peers.iter().enumerate() {
+            peer_addr.insert(*peer, Addr::Rdv(i as u32));
+        }
         for (i, peer) in member_peers.iter().enumerate() {
             peer_addr.insert(*peer, Addr::Member(i as u32));
         }
@@ -482,6 +501,7 @@ impl World {
             member_peers,
             member_addrs,
             attacker_peers,
+            rdv_peers,
             peer_addr,
             sessions,
         };

@@ -16,6 +16,8 @@ fn small(name: &str, seed: u64) -> Params {
         // Every node busy; three liars among ten nodes.
         "busy-rendezvous" => 10,
         "lying-rendezvous" => 3,
+        // Each attacker's junk is checked for real at every node.
+        "put-flood" => 1,
         _ => 2,
     };
     p
@@ -32,6 +34,14 @@ fn run_all_seeds(name: &str) {
         );
         assert!(report.events > 0);
     }
+}
+
+/// #13 item 1: junk Kademlia values from a flooding sender are checked
+/// within its budget (and not at all once it is penalized), and honest
+/// members stay discoverable during the flood.
+#[test]
+fn put_flood() {
+    run_all_seeds("put-flood");
 }
 
 #[test]

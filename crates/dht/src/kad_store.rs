@@ -3,11 +3,12 @@
 //!
 //! Kademlia stores opaque values; ours are self-certifying
 //! ([`NamespaceValue`] under a namespace key, [`KindValue`] under a kind
-//! key), so `put` is a validating CRDT merge and `get` serves what this
-//! node vouches for right now. Run kad with
-//! `StoreInserts::FilterBoth` and feed inbound records to
-//! [`Server::handle_value`]: kad acknowledges a PUT whatever the store
-//! decides, so publishers confirm by reading back. Kad owns this adapter,
+//! key), so `get` serves what this node vouches for right now, and `put`
+//! takes only what this node holds already (kad puts its own
+//! publications there). Run kad with `StoreInserts::FilterBoth` and feed
+//! inbound records to [`Server::handle_value`], which verifies them off
+//! the event loop under per-sender budgets: kad acknowledges a PUT
+//! whatever the store decides, so publishers confirm by reading back. Kad owns this adapter,
 //! so the node reaches its server core through [`KadStore::inner_mut`].
 //!
 //! The store needs `now` and kad's trait has no parameter for it, so the
@@ -21,7 +22,7 @@ use libp2p_kad::store::{Error, RecordStore, Result};
 use libp2p_kad::{ProviderRecord, Record, RecordKey};
 
 use crate::keys::{kind_key, DhtKey};
-use crate::server::{merge_kad_value, Server, ValueError};
+use crate::server::{precheck_kad_value, Server, ValueError};
 use crate::value::KindValue;
 
 /// A clock giving milliseconds since the Unix epoch.
@@ -99,18 +100,21 @@ impl RecordStore for KadStore {
         Some(Cow::Owned(Self::record(key, value.encode())))
     }
 
-    /// Merges a namespace or kind value. Values that do not decode, or whose
-    /// key is not the one their content derives, are refused as
-    /// `ValueTooLarge` (kad's error type has no better variant); a full
-    /// store is `MaxRecords`.
+    /// Kad calls this only with what this node publishes itself (inbound
+    /// PUTs are filtered to [`Server::handle_value`]), which the store
+    /// already holds: it is accepted if nothing in it is left to verify.
+    /// Anything else is refused rather than verified here, on the event
+    /// loop: values that do not decode, or whose key is not the one their
+    /// content derives, or that hold anything new, as `ValueTooLarge`
+    /// (kad's error type has no better variant); a full store as
+    /// `MaxRecords`.
     fn put(&mut self, r: Record) -> Result<()> {
         let now = self.now();
-        match merge_kad_value(self.inner.store_mut(), now, r.key.as_ref(), &r.value) {
-            Ok(_) => Ok(()),
+        match precheck_kad_value(self.inner.store_mut(), now, r.key.as_ref(), &r.value) {
+            Ok(p) if p.checked.is_empty() => Ok(()),
+            Ok(_) => Err(Error::ValueTooLarge),
             Err(ValueError::Full) => Err(Error::MaxRecords),
-            Err(ValueError::Key | ValueError::Decode | ValueError::WrongKey) => {
-                Err(Error::ValueTooLarge)
-            }
+            Err(_) => Err(Error::ValueTooLarge),
         }
     }
 

@@ -14,6 +14,8 @@
 //!   jobs, replies in order, replication, persistence, lookups, liveness
 //!   dials.
 //! - [`kad_store`]: libp2p-kad's `RecordStore` over the server core.
+//! - [`budget`]: per-sender budgets (work and bytes per second) for
+//!   values other nodes send.
 //! - [`config`]: quotas, liveness and admission settings.
 //!
 //! Nothing here reads a clock or the OS RNG: callers pass `now` and a
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod config;
 pub mod cookie;
 pub mod dial;
@@ -32,6 +35,7 @@ pub mod server;
 pub mod store;
 pub mod value;
 
+pub use budget::BudgetConfig;
 pub use config::{Admission, LivenessConfig, Quotas, StoreConfig};
 pub use dial::AddressPolicy;
 pub use kad_store::KadStore;
@@ -42,6 +46,7 @@ pub use server::{
     VerifyJob, MAX_KIND_VALUE_ENTRIES,
 };
 pub use store::{
-    CheckedPeer, MergeReport, NamespaceStore, PeerRegistration, StoreStats, ANSWER_BYTES,
+    verify_values, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport, NamespaceStore,
+    PeerRegistration, StoreStats, VerifiedValue, ANSWER_BYTES,
 };
 pub use value::{KindValue, NamespaceValue};

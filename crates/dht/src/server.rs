@@ -20,12 +20,17 @@ use libp2p_identity::PeerId;
 use rand_core::RngCore;
 use rendezvous_proto::Multiaddr;
 use rendezvous_proto::{
-    Limits, NamespaceRecord, PendingPeer, QuorumKey, RegisterOutcome, Request, Response, StatusCode,
+    Limits, NamespaceRecord, PendingPeer, QuorumKey, RegisterOutcome, Request, Response,
+    StatusCode, VerifiedNamespace,
 };
 
+use crate::budget::{BudgetConfig, Budgets};
 use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
-use crate::store::{CheckedPeer, MergeReport, NamespaceStore, PeerRegistration};
+use crate::store::{
+    verify_values, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport, NamespaceStore,
+    PeerRegistration, VerifiedValue,
+};
 use crate::value::{KindValue, NamespaceValue};
 
 /// How the server queues, batches, replicates and persists. Times in ms.
@@ -80,6 +85,15 @@ pub struct ServerConfig {
     pub penalty_ms: u64,
     /// ...up to this long.
     pub max_penalty_ms: u64,
+    /// What each node that sends values (Kademlia PUTs, GET answers) may
+    /// make this node verify: estimated µs of one core per second
+    /// ([`CheckedValue::cost_us`]) and bytes per second, with bursts.
+    /// What is over it is dropped unverified (it comes again with the
+    /// next copy).
+    pub value_budget: BudgetConfig,
+    /// Most estimated verification work (µs) of values waiting or being
+    /// verified, from every sender; a value beyond it is dropped.
+    pub max_queued_value_us: u64,
 }
 
 impl Default for ServerConfig {
@@ -90,7 +104,9 @@ impl Default for ServerConfig {
     /// that found nothing remembered for 5 s (at most 4,096 of them);
     /// liveness dials to global addresses only, at most 60 a minute per
     /// destination IP; a sender of an invalid signature refused for 10 s,
-    /// doubling up to 10 minutes.
+    /// doubling up to 10 minutes; each node sending values may cause a
+    /// quarter of a core's verification (a 2 s burst) and 4 MiB a second
+    /// (8 MiB burst), and at most 4 s of value verification wait in all.
     fn default() -> Self {
         Self {
             max_queued: 16_384,
@@ -111,6 +127,13 @@ impl Default for ServerConfig {
             max_dials_per_ip_per_minute: 60,
             penalty_ms: 10_000,
             max_penalty_ms: 600_000,
+            value_budget: BudgetConfig {
+                work_us_per_sec: 250_000,
+                work_burst_us: 2_000_000,
+                bytes_per_sec: 4 << 20,
+                burst_bytes: 8 << 20,
+            },
+            max_queued_value_us: 4_000_000,
         }
     }
 }
@@ -124,36 +147,66 @@ pub struct ReplyId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub u64);
 
-/// A batch of checked registrations to verify, on any thread:
-/// [`VerifyJob::run`] decodes the signatures and runs one safe batch
-/// check, and the driver hands the result to [`Server::handle_verified`].
+/// Signature checks to run on any thread: [`VerifyJob::run`] decodes
+/// the signatures and runs safe batch checks, and the driver hands the
+/// result to [`Server::handle_verified`]. Every signature that came from
+/// the network is checked in a job, never on the driver's event loop.
 #[derive(Debug)]
 pub struct VerifyJob {
     /// Its id.
     pub id: JobId,
-    checked: Vec<CheckedPeer>,
+    work: Work,
     now_ms: u64,
     limits: Limits,
 }
 
-/// A verified batch: one verdict per checked registration, in order.
+/// What a job checks.
+#[derive(Debug)]
+enum Work {
+    /// Peer registrations (one batch).
+    Peers(Vec<CheckedPeer>),
+    /// Namespace registrations (one batch).
+    Namespaces(Vec<CheckedNamespace>),
+    /// Values from other nodes.
+    Values(Vec<CheckedValue>),
+}
+
+/// A verified job: its verdicts, in order.
 #[derive(Debug)]
 pub struct VerifyDone {
     /// The job's id.
     pub id: JobId,
-    checked: Vec<CheckedPeer>,
-    verdicts: Vec<Result<(), StatusCode>>,
+    done: Done,
+}
+
+#[derive(Debug)]
+enum Done {
+    Peers {
+        checked: Vec<CheckedPeer>,
+        verdicts: Vec<Result<(), StatusCode>>,
+    },
+    Namespaces(Vec<(CheckedNamespace, Result<VerifiedNamespace, StatusCode>)>),
+    Values(Vec<VerifiedValue>),
 }
 
 impl VerifyJob {
-    /// How many registrations it holds.
+    /// How many records (registrations, or values) it holds.
     pub fn len(&self) -> usize {
-        self.checked.len()
+        match &self.work {
+            Work::Peers(c) => c.len(),
+            Work::Namespaces(c) => c.len(),
+            Work::Values(c) => c.len(),
+        }
     }
 
     /// Whether it holds none (never, as the core makes them).
     pub fn is_empty(&self) -> bool {
-        self.checked.is_empty()
+        self.len() == 0
+    }
+
+    /// Whether it checks values from other nodes (not registrations).
+    pub fn is_values(&self) -> bool {
+        matches!(self.work, Work::Values(_))
     }
 
     /// Prepares (signature decoding: tens of microseconds each) and
@@ -162,48 +215,77 @@ impl VerifyJob {
     /// that shares cores with latency work yields there); without, the
     /// batch is one Miller loop (the simulator, which has no latency to
     /// protect).
-    pub fn run<R: RngCore>(
-        self,
-        rng: &mut R,
-        mut checkpoint: Option<&mut dyn FnMut()>,
-    ) -> VerifyDone {
+    pub fn run<R: RngCore>(self, rng: &mut R, checkpoint: Option<&mut dyn FnMut()>) -> VerifyDone {
         let VerifyJob {
             id,
-            checked,
+            work,
             now_ms,
             limits,
         } = self;
-        let mut pending: Vec<PendingPeer> = Vec::with_capacity(checked.len());
-        let mut positions = Vec::with_capacity(checked.len());
-        let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(checked.len());
-        for (i, c) in checked.iter().enumerate() {
-            match c.prepare(now_ms, &limits) {
-                Ok(p) => {
-                    pending.push(p);
-                    positions.push(i);
-                    verdicts.push(Ok(()));
-                }
-                Err(code) => verdicts.push(Err(code)),
+        let mut noop = || {};
+        let done = match work {
+            Work::Peers(checked) => {
+                let (checked, verdicts) = verify_peers(checked, now_ms, &limits, rng, checkpoint);
+                Done::Peers { checked, verdicts }
             }
-            if let Some(checkpoint) = checkpoint.as_mut() {
-                checkpoint();
+            Work::Namespaces(checked) => {
+                let records: Vec<NamespaceRecord> =
+                    checked.iter().map(|c| c.record().clone()).collect();
+                let verdicts = rendezvous_proto::verify_namespaces_with(
+                    &records,
+                    now_ms,
+                    &limits,
+                    rng,
+                    checkpoint.unwrap_or(&mut noop),
+                );
+                Done::Namespaces(checked.into_iter().zip(verdicts).collect())
             }
-        }
-        let results = match checkpoint {
-            Some(checkpoint) => rendezvous_proto::verify_batch_with(&pending, rng, checkpoint),
-            None => rendezvous_proto::verify_batch(&pending, rng),
+            Work::Values(values) => Done::Values(verify_values(
+                values,
+                now_ms,
+                &limits,
+                rng,
+                checkpoint.unwrap_or(&mut noop),
+            )),
         };
-        for (i, r) in positions.into_iter().zip(results) {
-            if let Some(slot) = verdicts.get_mut(i) {
-                *slot = r;
+        VerifyDone { id, done }
+    }
+}
+
+/// Prepares and verifies checked peer registrations: one verdict each.
+fn verify_peers<R: RngCore>(
+    checked: Vec<CheckedPeer>,
+    now_ms: u64,
+    limits: &Limits,
+    rng: &mut R,
+    mut checkpoint: Option<&mut dyn FnMut()>,
+) -> (Vec<CheckedPeer>, Vec<Result<(), StatusCode>>) {
+    let mut pending: Vec<PendingPeer> = Vec::with_capacity(checked.len());
+    let mut positions = Vec::with_capacity(checked.len());
+    let mut verdicts: Vec<Result<(), StatusCode>> = Vec::with_capacity(checked.len());
+    for (i, c) in checked.iter().enumerate() {
+        match c.prepare(now_ms, limits) {
+            Ok(p) => {
+                pending.push(p);
+                positions.push(i);
+                verdicts.push(Ok(()));
             }
+            Err(code) => verdicts.push(Err(code)),
         }
-        VerifyDone {
-            id,
-            checked,
-            verdicts,
+        if let Some(checkpoint) = checkpoint.as_mut() {
+            checkpoint();
         }
     }
+    let results = match checkpoint {
+        Some(checkpoint) => rendezvous_proto::verify_batch_with(&pending, rng, checkpoint),
+        None => rendezvous_proto::verify_batch(&pending, rng),
+    };
+    for (i, r) in positions.into_iter().zip(results) {
+        if let Some(slot) = verdicts.get_mut(i) {
+            *slot = r;
+        }
+    }
+    (checked, verdicts)
 }
 
 /// Something for the driver to do.
@@ -264,6 +346,17 @@ pub enum Output {
         /// Whom.
         peer: PeerId,
     },
+    /// A value from another node (handed to [`Server::handle_value`]) was
+    /// merged: what it changed and what was refused, for the driver's log
+    /// and metrics.
+    Merged {
+        /// The node that sent it, as the driver named it.
+        from: Option<PeerId>,
+        /// The namespace, for a namespace value (`None`: a kind index).
+        quorum_key: Option<QuorumKey>,
+        /// What the merge did.
+        report: MergeReport,
+    },
     /// `peer` left its last ping unanswered and is no longer listed here
     /// (until it answers, registers anew, or its records expire): for the
     /// driver's log and metrics. A miss the driver reported itself
@@ -307,6 +400,25 @@ struct Lookup {
     /// Who waits: where the answer goes, the limit asked for, the asker.
     waiting: Vec<(ReplyId, u32, PeerId)>,
     deadline: u64,
+    /// Values found for it that are being verified.
+    values_in_flight: usize,
+    /// The DHT query ended: the discovers are answered once the values in
+    /// flight are applied (or at the deadline).
+    query_done: bool,
+}
+
+/// A value from another node, waiting for or in verification.
+struct IncomingValue {
+    from: Option<PeerId>,
+    /// The namespace of a namespace value (`None`: a kind index).
+    quorum_key: Option<QuorumKey>,
+    /// Counted in its lookup's `values_in_flight`.
+    awaited: bool,
+    cost_us: u64,
+    /// What the cheap checks decided (and a kind index's counts).
+    report: MergeReport,
+    /// What is left to verify.
+    checked: Vec<CheckedValue>,
 }
 
 /// Counters a driver can export.
@@ -335,6 +447,16 @@ pub struct ServerCounters {
     pub penalized_requests: u64,
     /// Verification jobs that failed (their batch was answered `Internal`).
     pub failed_jobs: u64,
+    /// Values from other nodes queued for verification.
+    pub values_queued: u64,
+    /// Values from other nodes merged with nothing to verify.
+    pub values_unchanged: u64,
+    /// Values dropped: their sender was penalized.
+    pub values_penalized: u64,
+    /// Values dropped (or cut) over their sender's budget.
+    pub values_over_budget: u64,
+    /// Values dropped because too much value verification was waiting.
+    pub values_busy: u64,
 }
 
 /// The rendezvous server role. See the module docs.
@@ -380,6 +502,19 @@ pub struct Server {
     disconnects: VecDeque<(u64, PeerId)>,
     /// When penalized senders are next swept for ones to forget.
     next_penalty_sweep: u64,
+    /// When value senders' budgets are next swept.
+    next_budget_sweep: u64,
+    /// Namespace registrations waiting for a job.
+    namespace_queue: Vec<(CheckedNamespace, ReplyTo)>,
+    /// Values waiting for a job.
+    value_queue: VecDeque<IncomingValue>,
+    /// Value jobs being verified (applied as they finish, in any order).
+    value_jobs: BTreeMap<JobId, Vec<IncomingValue>>,
+    /// Estimated work (µs) of the values queued and being verified.
+    queued_value_us: u64,
+    /// The next free job slot goes to values (both kinds waiting).
+    values_next: bool,
+    budgets: Budgets,
     counters: ServerCounters,
 }
 
@@ -422,6 +557,13 @@ impl Server {
             offenders: Vec::new(),
             disconnects: VecDeque::new(),
             next_penalty_sweep: 0,
+            next_budget_sweep: 0,
+            namespace_queue: Vec::new(),
+            value_queue: VecDeque::new(),
+            value_jobs: BTreeMap::new(),
+            queued_value_us: 0,
+            values_next: false,
+            budgets: Budgets::new(config.value_budget),
             counters: ServerCounters::default(),
         }
     }
@@ -448,12 +590,24 @@ impl Server {
 
     /// Registrations queued or being verified.
     pub fn pending_registrations(&self) -> usize {
-        self.queue.len() + self.in_flight.iter().map(|(_, r)| r.len()).sum::<usize>()
+        self.queue.len()
+            + self.namespace_queue.len()
+            + self.in_flight.iter().map(|(_, r)| r.len()).sum::<usize>()
     }
 
     /// Whether a verification job is out.
     pub fn has_jobs(&self) -> bool {
-        !self.in_flight.is_empty()
+        !self.in_flight.is_empty() || !self.value_jobs.is_empty()
+    }
+
+    /// Estimated verification work (µs) of the values from other nodes
+    /// waiting or being verified.
+    pub fn queued_value_us(&self) -> u64 {
+        self.queued_value_us
+    }
+
+    fn jobs_out(&self) -> usize {
+        self.in_flight.len() + self.value_jobs.len()
     }
 
     // ----- outputs ---------------------------------------------------------------
@@ -471,7 +625,7 @@ impl Server {
                 wake = Some(wake.map_or(t, |w| w.min(t)));
             }
         };
-        if self.in_flight.len() < self.config.max_jobs.max(1) {
+        if self.jobs_out() < self.config.max_jobs.max(1) {
             consider(self.queued_since.map(|t| t + self.config.max_batch_wait_ms));
         }
         if !self.replicate.is_empty() {
@@ -554,22 +708,18 @@ impl Server {
                 }
             }
             Request::RegisterNamespace(record) => {
-                let qk = record.quorum_key();
-                let response = match self.store.register_namespace(record, Some(from), now) {
-                    Ok(ttl_ms) => {
-                        if let Some(qk) = qk {
-                            self.changed(qk, true);
-                        }
-                        Response::Registered { ttl_ms }
+                // Cheap checks here; the signature in a job.
+                if !self.may_queue(&from, 1) {
+                    return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
+                }
+                match self.store.precheck_namespace(record, Some(from), now) {
+                    Ok(checked) => {
+                        *self.queued_by_peer.entry(from).or_insert(0) += 1;
+                        self.namespace_queue
+                            .push((checked, ReplyTo::One(reply, from)));
                     }
-                    Err(code) => {
-                        if is_forgery(code) {
-                            self.penalize(now, from);
-                        }
-                        Response::Rejected(code)
-                    }
-                };
-                self.reply(reply, response);
+                    Err(code) => return self.reply(reply, Response::Rejected(code)),
+                }
             }
             Request::Unregister { quorum_key, index } => {
                 let response = match self.store.unregister(&quorum_key, index, &from, now) {
@@ -631,8 +781,12 @@ impl Server {
     /// A verification job's result. Batches are applied, and their
     /// registrations answered, in submission order.
     pub fn handle_verified(&mut self, now: u64, done: VerifyDone) {
-        self.finished.insert(done.id, Some(done));
-        self.apply_finished(now);
+        if let Done::Values(verified) = done.done {
+            self.apply_values(now, done.id, verified);
+        } else {
+            self.finished.insert(done.id, Some(done));
+            self.apply_finished(now);
+        }
         self.drive(now);
     }
 
@@ -644,6 +798,15 @@ impl Server {
             self.counters.failed_jobs += 1;
             self.finished.insert(id, None);
             self.apply_finished(now);
+        }
+        if let Some(values) = self.value_jobs.remove(&id) {
+            // Nothing of them is stored; their senders are not blamed.
+            self.counters.failed_jobs += 1;
+            for value in values {
+                self.queued_value_us = self.queued_value_us.saturating_sub(value.cost_us);
+                let report = value.report;
+                self.finish_value(now, value.from, value.quorum_key, value.awaited, report);
+            }
         }
         self.drive(now);
     }
@@ -669,7 +832,7 @@ impl Server {
             .map(|(k, _)| *k)
             .collect();
         for qk in expired {
-            self.handle_lookup_done(now, qk);
+            self.answer_lookup(now, qk);
         }
         self.expire_negative(now);
         while let Some(&(at, peer)) = self.disconnects.front() {
@@ -688,6 +851,10 @@ impl Server {
             let keep = self.config.max_penalty_ms;
             self.penalized
                 .retain(|_, (until, _)| until.saturating_add(keep) > now);
+        }
+        if !self.budgets.is_empty() && now >= self.next_budget_sweep {
+            self.next_budget_sweep = now.saturating_add(PENALTY_SWEEP_MS);
+            self.budgets.sweep(now);
         }
         self.drive(now);
     }
@@ -714,41 +881,222 @@ impl Server {
     }
 
     /// A value another node sent (a Kademlia PUT) or served (a GET
-    /// answer) under `key`: a namespace value is merged (the store
-    /// re-verifies every record in it), a kind index adds the namespaces
-    /// it vouches for, and anything else is refused. Returns the merge
-    /// report of a namespace value.
+    /// answer) under `key`; `from` is that node (`None` if unknown).
+    ///
+    /// Decoding and the cheap checks run here: what the value would change
+    /// and is left to verify is charged to `from`'s budget
+    /// ([`ServerConfig::value_budget`]) and verified in a job, never here.
+    /// What the merge did comes out as [`Output::Merged`] (at once if
+    /// nothing was left to verify). A namespace value is merged (every
+    /// record in it re-verified), a kind index adds the namespaces it
+    /// vouches for. A sender whose value held an invalid signature is
+    /// penalized like a direct sender of one: its values are dropped
+    /// unread, and it is disconnected.
     pub fn handle_value(
         &mut self,
         now: u64,
+        from: Option<PeerId>,
         key: &[u8],
         value: &[u8],
-    ) -> Result<MergeReport, ValueError> {
-        let report = merge_kad_value(&mut self.store, now, key, value)?;
-        let quorum_key = self.store.quorum_key_for(&dht_key(key)?);
+    ) -> Result<(), ValueError> {
+        let outcome = self.admit_value(now, from, key, value);
+        self.drive(now);
+        outcome
+    }
+
+    fn admit_value(
+        &mut self,
+        now: u64,
+        from: Option<PeerId>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), ValueError> {
+        if let Some(peer) = from {
+            if self
+                .penalized
+                .get(&peer)
+                .is_some_and(|&(until, _)| until > now)
+            {
+                self.counters.values_penalized += 1;
+                return Err(ValueError::Penalized);
+            }
+        }
+        // Saturated: dropped before it costs even its decoding.
+        if self.queued_value_us >= self.config.max_queued_value_us {
+            self.counters.values_busy += 1;
+            return Err(ValueError::Busy);
+        }
+        if !self
+            .budgets
+            .take_bytes(now, from, value.len().try_into().unwrap_or(u64::MAX))
+        {
+            self.counters.values_over_budget += 1;
+            return Err(ValueError::OverBudget);
+        }
+        let Prechecked {
+            quorum_key,
+            mut report,
+            mut checked,
+        } = precheck_kad_value(&mut self.store, now, key, value)?;
+        if checked.is_empty() {
+            self.counters.values_unchanged += 1;
+            self.finish_value(now, from, quorum_key, false, report);
+            return Ok(());
+        }
+        // Charge the sender: what its budget does not cover is dropped
+        // unchecked (an honest replica's next copy brings it again).
+        let mut left = self.budgets.work_left(now, from);
+        let mut cost_us = 0;
+        let mut kept = Vec::with_capacity(checked.len());
+        let mut trimmed = false;
+        for mut c in checked.drain(..) {
+            let full = c.cost_us();
+            match c.trim_to(left) {
+                Some(cost) => {
+                    trimmed |= cost < full;
+                    left -= cost;
+                    cost_us += cost;
+                    if c.needs_verification() {
+                        kept.push(c);
+                    } else {
+                        report.absorb(c.report().clone());
+                    }
+                }
+                None => {
+                    trimmed = true;
+                    report.absorb(c.report().clone());
+                }
+            }
+        }
+        if trimmed {
+            self.counters.values_over_budget += 1;
+        }
+        if kept.is_empty() {
+            self.finish_value(now, from, quorum_key, false, report);
+            return Err(ValueError::OverBudget);
+        }
+        if self.queued_value_us.saturating_add(cost_us) > self.config.max_queued_value_us {
+            self.counters.values_busy += 1;
+            return Err(ValueError::Busy);
+        }
+        self.budgets.take_work(now, from, cost_us);
+        self.queued_value_us += cost_us;
+        self.counters.values_queued += 1;
+        let awaited = match quorum_key.and_then(|qk| self.lookups.get_mut(&qk)) {
+            Some(lookup) => {
+                lookup.values_in_flight += 1;
+                true
+            }
+            None => false,
+        };
+        self.value_queue.push_back(IncomingValue {
+            from,
+            quorum_key,
+            awaited,
+            cost_us,
+            report,
+            checked: kept,
+        });
+        Ok(())
+    }
+
+    /// A value job's verdicts: each value is applied (in any order: values
+    /// wait for no reply) and reported.
+    fn apply_values(&mut self, now: u64, id: JobId, verified: Vec<VerifiedValue>) {
+        let Some(values) = self.value_jobs.remove(&id) else {
+            return;
+        };
+        let mut verified = verified.into_iter();
+        for value in values {
+            self.queued_value_us = self.queued_value_us.saturating_sub(value.cost_us);
+            let mut report = value.report;
+            for _ in 0..value.checked.len() {
+                let Some(v) = verified.next() else { break };
+                let merged = self.store.apply_value(v, now);
+                if value.quorum_key.is_some() {
+                    report.absorb(merged);
+                } else {
+                    // A kind index: whether a namespace changed, and why
+                    // entries were refused (the first refusal also stands
+                    // as the namespace's, for the penalty).
+                    report.namespace_updated |= merged.namespace_updated;
+                    if let Some(code) = merged.namespace_rejected {
+                        report.namespace_rejected.get_or_insert(code);
+                        report.kind_entries_rejected.push(code);
+                    }
+                }
+            }
+            self.finish_value(now, value.from, value.quorum_key, value.awaited, report);
+        }
+    }
+
+    /// The end of a value: the sender of an invalid signature is
+    /// penalized, a changed namespace is persisted, its lookup may be
+    /// answered, and the report goes out.
+    fn finish_value(
+        &mut self,
+        now: u64,
+        from: Option<PeerId>,
+        quorum_key: Option<QuorumKey>,
+        awaited: bool,
+        report: MergeReport,
+    ) {
+        let forged = report.namespace_rejected.is_some_and(is_forgery)
+            || report.peers_rejected.iter().any(|(_, c)| is_forgery(*c));
+        if let (true, Some(peer)) = (forged, from) {
+            if !self.offenders.contains(&peer) {
+                self.offenders.push(peer);
+            }
+        }
         if let Some(qk) = quorum_key {
             if report.namespace_updated || report.peers_stored > 0 {
                 self.counters.merges += 1;
                 self.changed(qk, false);
             }
-            // A lookup is answered by the first value that verified in
-            // full, not by the first answer: a node that answers first with
-            // junk (or with a genuine namespace and forged peers) only
-            // makes the lookup wait for the next.
-            let clean = report.namespace_rejected.is_none() && report.peers_rejected.is_empty();
-            if clean && self.lookups.contains_key(&qk) && self.store.namespace(&qk).is_some() {
-                self.handle_lookup_done(now, qk);
-                self.outputs
-                    .push_back(Output::LookupDone { quorum_key: qk });
+            if let Some(lookup) = self.lookups.get_mut(&qk) {
+                if awaited {
+                    lookup.values_in_flight = lookup.values_in_flight.saturating_sub(1);
+                }
+                // A lookup is answered by the first value that verified in
+                // full, not by the first answer: a node that answers first
+                // with junk (or with a genuine namespace and forged peers)
+                // only makes the lookup wait for the next.
+                let clean = report.namespace_rejected.is_none() && report.peers_rejected.is_empty();
+                let held = self.store.namespace(&qk).is_some();
+                let settled = lookup.query_done && lookup.values_in_flight == 0;
+                if clean && held {
+                    self.answer_lookup(now, qk);
+                    self.outputs
+                        .push_back(Output::LookupDone { quorum_key: qk });
+                } else if settled {
+                    self.answer_lookup(now, qk);
+                }
             }
         }
-        self.drive(now);
-        Ok(report)
+        self.outputs.push_back(Output::Merged {
+            from,
+            quorum_key,
+            report,
+        });
     }
 
-    /// The lookup of `quorum_key` ended: the discovers waiting for it are
-    /// answered from the store.
+    /// The DHT query of `quorum_key` ended: the discovers waiting for it
+    /// are answered from the store, once the values it found that are
+    /// still being verified are applied.
     pub fn handle_lookup_done(&mut self, now: u64, quorum_key: QuorumKey) {
+        if let Some(lookup) = self.lookups.get_mut(&quorum_key) {
+            if lookup.values_in_flight > 0 {
+                lookup.query_done = true;
+                return;
+            }
+        }
+        self.answer_lookup(now, quorum_key);
+        self.drive(now);
+    }
+
+    /// Answers the discovers waiting for the lookup of `quorum_key` from
+    /// the store, and ends it.
+    fn answer_lookup(&mut self, now: u64, quorum_key: QuorumKey) {
         let Some(lookup) = self.lookups.remove(&quorum_key) else {
             return;
         };
@@ -808,6 +1156,9 @@ impl Server {
     /// policy says (before answering a question about the state, or
     /// stopping), and everything changed to persistence.
     pub fn flush(&mut self, now: u64) {
+        if !self.namespace_queue.is_empty() {
+            self.submit_namespaces(now);
+        }
         while !self.queue.is_empty() {
             self.submit(now);
         }
@@ -875,6 +1226,8 @@ impl Server {
         let lookup = self.lookups.entry(quorum_key).or_insert_with(|| Lookup {
             waiting: Vec::new(),
             deadline,
+            values_in_flight: 0,
+            query_done: false,
         });
         let first = lookup.waiting.is_empty();
         lookup.waiting.push((reply, limit, from));
@@ -924,9 +1277,7 @@ impl Server {
         for peer in std::mem::take(&mut self.offenders) {
             self.penalize(now, peer);
         }
-        while self.should_submit(now) {
-            self.submit(now);
-        }
+        self.submit_jobs(now);
         if !self.replicate.is_empty() && now >= self.next_replication {
             self.next_replication = now + self.config.replication_period_ms;
             for qk in std::mem::take(&mut self.replicate) {
@@ -949,9 +1300,73 @@ impl Server {
         }
     }
 
+    /// Hands out jobs while there are free slots: namespace
+    /// registrations first (rare, and a quorum waits on them), then peer
+    /// batches and values in turn. Values never take the last slot, so a
+    /// flood of values cannot hold registrations up behind it.
+    fn submit_jobs(&mut self, now: u64) {
+        let max_jobs = self.config.max_jobs.max(1);
+        let max_value_jobs = if max_jobs > 1 { max_jobs - 1 } else { 1 };
+        while self.jobs_out() < max_jobs {
+            if !self.namespace_queue.is_empty() {
+                self.submit_namespaces(now);
+                continue;
+            }
+            let peers = self.should_submit(now);
+            let values = !self.value_queue.is_empty() && self.value_jobs.len() < max_value_jobs;
+            match (peers, values) {
+                (true, true) if self.values_next => self.submit_values(now),
+                (true, _) => self.submit(now),
+                (false, true) => self.submit_values(now),
+                (false, false) => break,
+            }
+            self.values_next = peers && values && !self.values_next;
+        }
+    }
+
+    /// Namespace registrations to one job.
+    fn submit_namespaces(&mut self, now: u64) {
+        let batch = std::mem::take(&mut self.namespace_queue);
+        let (checked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let id = self.push_job(now, Work::Namespaces(checked));
+        self.in_flight.push_back((id, replies));
+    }
+
+    /// Queued values to one job, up to [`MAX_VALUE_JOB_US`] of work.
+    fn submit_values(&mut self, now: u64) {
+        let mut values = Vec::new();
+        let mut work = 0u64;
+        while let Some(next) = self.value_queue.front() {
+            if !values.is_empty() && work.saturating_add(next.cost_us) > MAX_VALUE_JOB_US {
+                break;
+            }
+            let Some(next) = self.value_queue.pop_front() else {
+                break;
+            };
+            work = work.saturating_add(next.cost_us);
+            values.push(next);
+        }
+        let checked: Vec<CheckedValue> =
+            values.iter_mut().flat_map(|v| v.checked.clone()).collect();
+        let id = self.push_job(now, Work::Values(checked));
+        self.value_jobs.insert(id, values);
+    }
+
+    /// Hands `work` out as a job; returns its id.
+    fn push_job(&mut self, now: u64, work: Work) -> JobId {
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        self.outputs.push_back(Output::Verify(VerifyJob {
+            id,
+            work,
+            now_ms: now,
+            limits: self.store.config().limits,
+        }));
+        id
+    }
+
     fn should_submit(&self, now: u64) -> bool {
         !self.queue.is_empty()
-            && self.in_flight.len() < self.config.max_jobs.max(1)
             && (self.queue.len() >= self.config.min_batch
                 || self
                     .queued_since
@@ -986,15 +1401,8 @@ impl Server {
         if checked.is_empty() {
             return;
         }
-        let id = JobId(self.next_job);
-        self.next_job += 1;
+        let id = self.push_job(now, Work::Peers(checked));
         self.in_flight.push_back((id, waiting));
-        self.outputs.push_back(Output::Verify(VerifyJob {
-            id,
-            checked,
-            now_ms: now,
-            limits: self.store.config().limits,
-        }));
     }
 
     /// Applies, in submission order, every finished job whose elders are
@@ -1009,16 +1417,15 @@ impl Server {
                 .pop_front()
                 .map(|(_, r)| r)
                 .unwrap_or_default();
-            match done {
-                Some(done) => {
-                    let keys: Vec<QuorumKey> = done
-                        .checked
+            match done.map(|d| d.done) {
+                Some(Done::Peers { checked, verdicts }) => {
+                    let keys: Vec<QuorumKey> = checked
                         .iter()
                         .map(|c| c.registration.record.quorum_key())
                         .collect();
                     let outcomes = self
                         .store
-                        .apply_peers(done.checked.into_iter().zip(done.verdicts).collect(), now);
+                        .apply_peers(checked.into_iter().zip(verdicts).collect(), now);
                     for ((reply, qk), outcome) in replies.into_iter().zip(keys).zip(outcomes) {
                         if outcome.is_ok() {
                             self.changed(qk, true);
@@ -1026,7 +1433,17 @@ impl Server {
                         self.answer(reply, outcome);
                     }
                 }
-                None => {
+                Some(Done::Namespaces(verdicts)) => {
+                    for (reply, (checked, verdict)) in replies.into_iter().zip(verdicts) {
+                        let qk = checked.record().quorum_key();
+                        let outcome = self.store.apply_namespace_verdict(checked, verdict, now);
+                        if let (Ok(_), Some(qk)) = (&outcome, qk) {
+                            self.changed(qk, true);
+                        }
+                        self.answer(reply, outcome);
+                    }
+                }
+                Some(Done::Values(_)) | None => {
                     for reply in replies {
                         self.answer(reply, Err(StatusCode::Internal));
                     }
@@ -1130,11 +1547,25 @@ pub enum ValueError {
     /// The store is full.
     #[error("store full")]
     Full,
+    /// The sender sent an invalid signature a while ago: its values are
+    /// dropped unread.
+    #[error("sender penalized")]
+    Penalized,
+    /// The sender's budget does not cover the value (or none of it).
+    #[error("over the sender's budget")]
+    OverBudget,
+    /// Too much verification of values is waiting already.
+    #[error("too much value verification waiting")]
+    Busy,
 }
 
 fn dht_key(key: &[u8]) -> Result<crate::keys::DhtKey, ValueError> {
     key.try_into().map_err(|_| ValueError::Key)
 }
+
+/// Most estimated work (µs) of values in one job: a job is a unit the
+/// verification threads cannot interleave with other work.
+const MAX_VALUE_JOB_US: u64 = 50_000;
 
 /// How often penalized senders are swept for ones to forget.
 const PENALTY_SWEEP_MS: u64 = 1_000;
@@ -1159,32 +1590,54 @@ fn is_forgery(code: StatusCode) -> bool {
 /// `DiscoverKind` and replicated again by its holders).
 pub const MAX_KIND_VALUE_ENTRIES: usize = 256;
 
-/// Merges a value found under `key` into `store`: the one place that
-/// judges values from other nodes (kad PUTs and GET answers go through
-/// [`Server::handle_value`], and kad's own `RecordStore::put` through
-/// [`crate::KadStore`]).
-pub(crate) fn merge_kad_value(
+/// A value from another node after decoding and the cheap checks.
+pub(crate) struct Prechecked {
+    /// The namespace of a namespace value (`None`: a kind index).
+    pub quorum_key: Option<QuorumKey>,
+    /// What the cheap checks decided (and a kind index's counts).
+    pub report: MergeReport,
+    /// What is left to verify (for a kind index, one per namespace).
+    pub checked: Vec<CheckedValue>,
+}
+
+/// Decodes a value found under `key` and runs the cheap checks of its
+/// merge into `store`: the one place that judges values from other nodes
+/// (kad PUTs and GET answers go through [`Server::handle_value`], and
+/// kad's own `RecordStore::put` through [`crate::KadStore`]). No
+/// signature is checked here.
+pub(crate) fn precheck_kad_value(
     store: &mut NamespaceStore,
     now: u64,
     key: &[u8],
     value: &[u8],
-) -> Result<MergeReport, ValueError> {
+) -> Result<Prechecked, ValueError> {
     let key = dht_key(key)?;
     let limits = store.config().limits;
     if let Ok(value) = NamespaceValue::decode(value, &limits) {
-        let derived = value.namespace.quorum_key().map(|qk| namespace_key(&qk));
-        if derived != Some(key) {
+        let quorum_key = value.namespace.quorum_key();
+        if quorum_key.map(|qk| namespace_key(&qk)) != Some(key) {
             return Err(ValueError::WrongKey);
         }
-        let report = store.merge_value(value, now);
-        if report
+        let checked = store.precheck_value(value, now);
+        if checked
+            .report()
             .peers_rejected
             .iter()
             .any(|(_, c)| *c == StatusCode::QuotaExceeded)
+            || checked.report().namespace_rejected == Some(StatusCode::QuotaExceeded)
         {
             return Err(ValueError::Full);
         }
-        return Ok(report);
+        let (report, checked) = if checked.needs_verification() {
+            (MergeReport::default(), vec![checked])
+        } else {
+            (checked.report().clone(), Vec::new())
+        };
+        return Ok(Prechecked {
+            quorum_key,
+            report,
+            checked,
+        });
     }
     let value = KindValue::decode(value, &limits).map_err(|_| ValueError::Decode)?;
     let mut report = MergeReport::default();
@@ -1201,6 +1654,7 @@ pub(crate) fn merge_kad_value(
         .take(MAX_KIND_VALUE_ENTRIES)
         .collect();
     report.kind_entries_dropped = total - entries.len();
+    let mut checked = Vec::new();
     for namespace in entries {
         // Each entry must be of the kind the key names.
         let Some(kind) = namespace.kind.clone() else {
@@ -1210,14 +1664,20 @@ pub(crate) fn merge_kad_value(
             continue;
         }
         report.kind_entries_merged += 1;
-        let merged = store.merge_value(
+        let c = store.precheck_value(
             NamespaceValue {
                 namespace,
                 peers: Vec::new(),
             },
             now,
         );
-        report.namespace_updated |= merged.namespace_updated;
+        if c.needs_verification() {
+            checked.push(c);
+        }
     }
-    Ok(report)
+    Ok(Prechecked {
+        quorum_key: None,
+        report,
+        checked,
+    })
 }

@@ -36,6 +36,9 @@ use crate::keys::{kind_key, namespace_key, DhtKey};
 use crate::liveness::{Liveness, PingTarget, Transition};
 use crate::value::NamespaceValue;
 
+mod merge;
+pub use merge::{verify_values, CheckedValue, VerifiedValue};
+
 /// A peer registration as it arrives: the record and, when it came over a
 /// direct connection, the connection's authenticated PeerId.
 #[derive(Debug, Clone)]
@@ -90,6 +93,33 @@ impl CheckedPeer {
     }
 }
 
+/// A namespace registration that passed the cheap checks of
+/// [`NamespaceStore::precheck_namespace`] and needs only its verification
+/// ([`CheckedNamespace::verify`]: the threshold signature under `C_0`,
+/// then every commitment decoded), which may run on any thread.
+#[derive(Debug, Clone)]
+pub struct CheckedNamespace {
+    record: NamespaceRecord,
+    source: Option<PeerId>,
+}
+
+impl CheckedNamespace {
+    /// The record.
+    pub fn record(&self) -> &NamespaceRecord {
+        &self.record
+    }
+
+    /// Verifies the record in full (a pairing, and one point decoded per
+    /// commitment).
+    pub fn verify(
+        &self,
+        now_ms: u64,
+        limits: &rendezvous_proto::Limits,
+    ) -> Result<VerifiedNamespace, StatusCode> {
+        verify_namespace(&self.record, now_ms, limits)
+    }
+}
+
 /// What a merge of a replicated value did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -110,6 +140,31 @@ pub struct MergeReport {
     /// Of a kind index: the entries dropped unchecked (copies of an entry
     /// already in the value, or beyond [`crate::server::MAX_KIND_VALUE_ENTRIES`]).
     pub kind_entries_dropped: usize,
+    /// Of a kind index: why each entry refused was refused.
+    pub kind_entries_rejected: Vec<StatusCode>,
+    /// Peer records dropped unchecked because the sending node's
+    /// verification budget did not cover them (they come again with the
+    /// next copy of the value).
+    pub peers_over_budget: usize,
+}
+
+impl MergeReport {
+    /// Adds `other`'s counts to these (the first refusal of a namespace
+    /// record is kept).
+    pub fn absorb(&mut self, other: MergeReport) {
+        self.namespace_updated |= other.namespace_updated;
+        self.peers_stored += other.peers_stored;
+        self.peers_unchanged += other.peers_unchanged;
+        if self.namespace_rejected.is_none() {
+            self.namespace_rejected = other.namespace_rejected;
+        }
+        self.peers_rejected.extend(other.peers_rejected);
+        self.kind_entries_merged += other.kind_entries_merged;
+        self.kind_entries_dropped += other.kind_entries_dropped;
+        self.kind_entries_rejected
+            .extend(other.kind_entries_rejected);
+        self.peers_over_budget += other.peers_over_budget;
+    }
 }
 
 /// Counts of what the store holds.
@@ -342,17 +397,43 @@ impl NamespaceStore {
 
     /// Registers or updates a namespace record. Returns the TTL granted (ms).
     ///
-    /// Order of checks: admission, staleness against the stored record,
-    /// quotas (all cheap), then full verification (pairings). Only then is
-    /// anything changed: possibly one namespace without live peers is
-    /// dropped to make room, and peer records of an older epoch are dropped.
+    /// The same as [`NamespaceStore::precheck_namespace`], then
+    /// [`CheckedNamespace::verify`], then
+    /// [`NamespaceStore::apply_namespace_verdict`]: a driver that verifies
+    /// on another thread calls those three itself.
     pub fn register_namespace(
         &mut self,
         record: NamespaceRecord,
         source: Option<PeerId>,
         now_ms: u64,
     ) -> Result<u64, StatusCode> {
+        let checked = self.precheck_namespace(record, source, now_ms)?;
+        let verdict = checked.verify(now_ms, &self.config.limits);
+        self.apply_namespace_verdict(checked, verdict, now_ms)
+    }
+
+    /// The cheap phase of a namespace registration: admission, staleness
+    /// against the stored record, quotas (and whether an eviction would
+    /// make room). No curve arithmetic; changes nothing but dropping what
+    /// expired.
+    pub fn precheck_namespace(
+        &mut self,
+        record: NamespaceRecord,
+        source: Option<PeerId>,
+        now_ms: u64,
+    ) -> Result<CheckedNamespace, StatusCode> {
         self.expire(now_ms);
+        self.check_namespace_admission(&record, source.as_ref())?;
+        Ok(CheckedNamespace { record, source })
+    }
+
+    /// The checks of [`NamespaceStore::precheck_namespace`]; returns the
+    /// namespace to evict to make room, if one must go.
+    fn check_namespace_admission(
+        &self,
+        record: &NamespaceRecord,
+        source: Option<&PeerId>,
+    ) -> Result<Option<QuorumKey>, StatusCode> {
         let quorum_key = record.quorum_key().ok_or(StatusCode::Decode)?;
         if !self
             .config
@@ -361,30 +442,52 @@ impl NamespaceStore {
         {
             return Err(StatusCode::NotAuthorized);
         }
-        let existing = self.namespaces.get(&quorum_key);
-        if let Some(entry) = existing {
-            rendezvous_proto::check_namespace_update(entry.verified.record(), &record)?;
-        }
-        let is_new = existing.is_none();
-        let mut evict = None;
-        if is_new {
-            if !self.source_has_room(source.as_ref()) {
-                return Err(StatusCode::QuotaExceeded);
+        match self.namespaces.get(&quorum_key) {
+            Some(entry) => {
+                rendezvous_proto::check_namespace_update(entry.verified.record(), record)?;
+                Ok(None)
             }
-            if self.namespaces.len() >= self.config.quotas.max_namespaces {
-                evict = Some(self.eviction_candidate().ok_or(StatusCode::QuotaExceeded)?);
+            None => {
+                if !self.source_has_room(source) {
+                    return Err(StatusCode::QuotaExceeded);
+                }
+                if self.namespaces.len() >= self.config.quotas.max_namespaces {
+                    return self
+                        .eviction_candidate()
+                        .map(Some)
+                        .ok_or(StatusCode::QuotaExceeded);
+                }
+                Ok(None)
             }
         }
-        let verified = verify_namespace(&record, now_ms, &self.config.limits)?;
+    }
+
+    /// The last phase of a namespace registration: with a verdict of
+    /// [`CheckedNamespace::verify`], the cheap checks run again (the store
+    /// may have changed meanwhile), then possibly one namespace without
+    /// live peers is dropped to make room, and peer records of an older
+    /// epoch are dropped. Returns the TTL granted (ms).
+    pub fn apply_namespace_verdict(
+        &mut self,
+        checked: CheckedNamespace,
+        verdict: Result<VerifiedNamespace, StatusCode>,
+        now_ms: u64,
+    ) -> Result<u64, StatusCode> {
+        let verified = verdict?;
+        self.expire(now_ms);
+        let evict = self.check_namespace_admission(&checked.record, checked.source.as_ref())?;
+        if checked.record.expires_at_ms <= now_ms {
+            return Err(StatusCode::Expired);
+        }
         if let Some(victim) = evict {
             self.remove_namespace(&victim);
         }
-        let ttl = record.expires_at_ms - now_ms;
-        self.apply_namespace(verified, source);
+        let ttl = checked.record.expires_at_ms.saturating_sub(now_ms);
+        self.apply_namespace(Arc::new(verified), checked.source);
         Ok(ttl)
     }
 
-    fn apply_namespace(&mut self, verified: VerifiedNamespace, source: Option<PeerId>) {
+    fn apply_namespace(&mut self, verified: Arc<VerifiedNamespace>, source: Option<PeerId>) {
         let quorum_key = verified.quorum_key();
         let record = verified.record().clone();
         let wire_len = record.encode().len();
@@ -408,7 +511,7 @@ impl NamespaceStore {
                 for index in stale {
                     self.remove_peer_from(&mut entry, index);
                 }
-                entry.verified = Arc::new(verified);
+                entry.verified = verified;
                 entry.wire_len = wire_len;
                 self.insert_namespace_entry(quorum_key, entry);
             }
@@ -417,7 +520,7 @@ impl NamespaceStore {
                 self.by_dht_key.insert(dht_key, quorum_key);
                 self.add_source(source);
                 let entry = NamespaceEntry {
-                    verified: Arc::new(verified),
+                    verified,
                     wire_len,
                     dht_key,
                     source,
@@ -782,124 +885,6 @@ impl NamespaceStore {
     fn is_served(&self, peer: &PeerEntry, now_ms: u64) -> bool {
         peer.record.expires_at_ms() > now_ms
             && !self.liveness.is_unreachable(&peer.record.peer_id())
-    }
-
-    /// Merges a value received from another replica (a state-based CRDT
-    /// merge): the namespace record with the higher (epoch, issued-at)
-    /// wins; per index the valid record with the higher seq wins, equal
-    /// seqs are broken by the larger encoding. Everything is re-verified;
-    /// nothing invalid is stored. A peer this node found unreachable stays
-    /// unreachable unless the value carries a newer registration of it.
-    pub fn merge_value(&mut self, value: NamespaceValue, now_ms: u64) -> MergeReport {
-        self.expire(now_ms);
-        let mut report = MergeReport::default();
-        let Some(quorum_key) = value.namespace.quorum_key() else {
-            report.namespace_rejected = Some(StatusCode::Decode);
-            return report;
-        };
-        let namespace_order = |r: &NamespaceRecord| (r.epoch, r.issued_at_ms);
-        let newer = match self.namespaces.get(&quorum_key) {
-            None => true,
-            Some(e) => {
-                let stored = e.verified.record();
-                namespace_order(&value.namespace) > namespace_order(stored)
-                    || (namespace_order(&value.namespace) == namespace_order(stored)
-                        && value.namespace.encode() > stored.encode())
-            }
-        };
-        if newer {
-            if self.namespaces.contains_key(&quorum_key) {
-                // An equal (epoch, issued-at) with a larger encoding wins the
-                // CRDT tie-break but would fail check_namespace_update, so
-                // admission and verification are applied here directly.
-                let admitted = self
-                    .config
-                    .admission
-                    .admits(&quorum_key, value.namespace.kind.as_deref());
-                let verified = if admitted {
-                    verify_namespace(&value.namespace, now_ms, &self.config.limits)
-                } else {
-                    Err(StatusCode::NotAuthorized)
-                };
-                match verified {
-                    Ok(v) => {
-                        self.apply_namespace(v, None);
-                        report.namespace_updated = true;
-                    }
-                    Err(code) => report.namespace_rejected = Some(code),
-                }
-            } else {
-                match self.register_namespace(value.namespace.clone(), None, now_ms) {
-                    Ok(_) => report.namespace_updated = true,
-                    Err(code) => {
-                        report.namespace_rejected = Some(code);
-                        return report;
-                    }
-                }
-            }
-        }
-        // Peers: keep only those that would change something, then verify
-        // them in one batch.
-        let mut candidates = Vec::new();
-        for record in value.peers {
-            let Some(entry) = self.namespaces.get(&quorum_key) else {
-                report
-                    .peers_rejected
-                    .push((record.index(), StatusCode::UnknownNamespace));
-                continue;
-            };
-            match entry.peers.get(&record.index()) {
-                Some(stored) if *stored.record == record => {
-                    report.peers_unchanged += 1;
-                    continue;
-                }
-                Some(stored)
-                    if record.seq() < stored.record.seq()
-                        || (record.seq() == stored.record.seq()
-                            && record.encode() <= stored.record.encode()) =>
-                {
-                    report.peers_unchanged += 1;
-                    continue;
-                }
-                _ => {}
-            }
-            if let Some(&(seq, _)) = entry.withdrawn.get(&record.index()) {
-                if record.seq() <= seq {
-                    report.peers_unchanged += 1;
-                    continue;
-                }
-            }
-            let index = record.index();
-            let known = self.seat_known(entry, &record);
-            let prepared = PendingPeer::prepare_with(
-                record,
-                &entry.verified,
-                now_ms,
-                &self.config.limits,
-                None,
-                known,
-            );
-            match prepared {
-                Ok(p) => candidates.push(p),
-                Err(code) => report.peers_rejected.push((index, code)),
-            }
-        }
-        let verdicts = verify_batch(&candidates, &mut self.rng);
-        for (p, verdict) in candidates.into_iter().zip(verdicts) {
-            let index = p.record.index();
-            match verdict {
-                Ok(()) => {
-                    self.remember_seat(&p.record);
-                    if self.merge_peer(p.record, now_ms) {
-                        report.peers_stored += 1;
-                    } else {
-                        report.peers_unchanged += 1;
-                    }
-                }
-                Err(code) => report.peers_rejected.push((index, code)),
-            }
-        }
-        report
     }
 
     /// Stores a verified replicated record if it wins its slot.

@@ -48,6 +48,44 @@ fn drain(s: &mut Server) -> (Vec<(ReplyId, Response)>, Vec<VerifyJob>, Vec<Outpu
     (replies, jobs, other)
 }
 
+/// Plays a driver that runs every job at once: drains the outputs until
+/// none is left, returning the replies and everything else (jobs aside).
+fn settle(s: &mut Server, now: u64) -> (Vec<(ReplyId, Response)>, Vec<Output>) {
+    let (mut replies, mut other) = (Vec::new(), Vec::new());
+    loop {
+        let (r, jobs, o) = drain(s);
+        replies.extend(r);
+        other.extend(o);
+        if jobs.is_empty() {
+            return (replies, other);
+        }
+        for job in jobs {
+            s.handle_verified(now, run(job));
+        }
+    }
+}
+
+/// Hands a value from `from` to the server and settles: the merge report
+/// (from [`Output::Merged`]), the replies and the other outputs.
+fn feed(
+    s: &mut Server,
+    now: u64,
+    from: Option<PeerId>,
+    key: &[u8],
+    value: &[u8],
+) -> (dht::MergeReport, Vec<(ReplyId, Response)>, Vec<Output>) {
+    s.handle_value(now, from, key, value).unwrap();
+    let (replies, other) = settle(s, now);
+    let report = other
+        .iter()
+        .find_map(|o| match o {
+            Output::Merged { report, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .expect("every value accepted is reported");
+    (report, replies, other)
+}
+
 fn with_namespace(q: &TestQuorum, config: ServerConfig) -> Server {
     let mut s = server(config);
     let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
@@ -57,7 +95,7 @@ fn with_namespace(q: &TestQuorum, config: ServerConfig) -> Server {
         ReplyId(999),
         Request::RegisterNamespace(ns),
     );
-    let (replies, _, _) = drain(&mut s);
+    let (replies, _) = settle(&mut s, NOW);
     assert_eq!(
         replies,
         vec![(ReplyId(999), Response::Registered { ttl_ms: 2 * HOUR })]
@@ -237,11 +275,10 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
         peers: vec![q.peer(1, 1, 1, NOW + HOUR)],
     };
     let key = dht::namespace_key(&q.quorum_key());
-    let report = s.handle_value(NOW, &key, &value.encode()).unwrap();
+    let (report, replies, other) = feed(&mut s, NOW, None, &key, &value.encode());
     assert_eq!(report.peers_stored, 1);
     // It verified in full: both askers are answered at once, and the
     // driver is told to stop the query.
-    let (replies, _, other) = drain(&mut s);
     assert!(other
         .iter()
         .any(|o| matches!(o, Output::LookupDone { quorum_key } if *quorum_key == q.quorum_key())));
@@ -403,6 +440,7 @@ fn amplified_lookups_that_found_nothing_are_remembered_briefly() {
         ReplyId(600),
         Request::RegisterNamespace(ns),
     );
+    settle(&mut s, later + 2);
     s.handle_request(later + 3, asker, ReplyId(601), discover_of(q.quorum_key()));
     let (replies, _, _) = drain(&mut s);
     assert!(
@@ -438,9 +476,9 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
         namespace: ns.clone(),
         peers: vec![genuine(1), forged],
     };
-    let report = s.handle_value(NOW, &key, &lie.encode()).unwrap();
+    let liar = PeerId::random();
+    let (report, replies, other) = feed(&mut s, NOW, Some(liar), &key, &lie.encode());
     assert_eq!(report.peers_rejected.len(), 1);
-    let (replies, _, other) = drain(&mut s);
     assert!(replies.is_empty(), "a lie ended the lookup: {replies:?}");
     assert!(!other.iter().any(|o| matches!(o, Output::LookupDone { .. })));
     // An honest replica answers next: the lookup ends with its records.
@@ -448,8 +486,7 @@ fn a_lookup_is_not_ended_by_a_first_answer_that_does_not_verify() {
         namespace: ns,
         peers: vec![genuine(1), genuine(2), genuine(3)],
     };
-    s.handle_value(NOW, &key, &honest.encode()).unwrap();
-    let (replies, _, other) = drain(&mut s);
+    let (_, replies, other) = feed(&mut s, NOW, Some(PeerId::random()), &key, &honest.encode());
     assert!(other.iter().any(|o| matches!(o, Output::LookupDone { .. })));
     let [(ReplyId(1), Response::Discovered(answer))] = replies.as_slice() else {
         panic!("{replies:?}")
@@ -583,7 +620,7 @@ fn event_loop_stall_through_kad_kind_values_is_bounded() {
     let copies = dht::KindValue {
         namespaces: vec![junk.clone(); 2_000],
     };
-    let report = s.handle_value(NOW, &key, &copies.encode()).unwrap();
+    let (report, _, _) = feed(&mut s, NOW, None, &key, &copies.encode());
     assert_eq!(report.kind_entries_merged, 1);
     assert_eq!(report.kind_entries_dropped, 1_999);
     assert!(!report.namespace_updated);
@@ -597,7 +634,7 @@ fn event_loop_stall_through_kad_kind_values_is_bounded() {
             })
             .collect(),
     };
-    let report = s.handle_value(NOW, &key, &distinct.encode()).unwrap();
+    let (report, _, _) = feed(&mut s, NOW, None, &key, &distinct.encode());
     assert_eq!(report.kind_entries_merged, dht::MAX_KIND_VALUE_ENTRIES);
     assert_eq!(
         report.kind_entries_dropped,
@@ -608,7 +645,7 @@ fn event_loop_stall_through_kad_kind_values_is_bounded() {
     let genuine = dht::KindValue {
         namespaces: vec![q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR)],
     };
-    let report = s.handle_value(NOW, &key, &genuine.encode()).unwrap();
+    let (report, _, _) = feed(&mut s, NOW, None, &key, &genuine.encode());
     assert!(report.namespace_updated);
     assert_eq!(s.store().stats().namespaces, 1);
 }
@@ -711,7 +748,7 @@ fn bisection_amplification_a_sender_of_invalid_signatures_is_disconnected_and_re
         ReplyId(6),
         Request::RegisterNamespace(junk),
     );
-    let (replies, _, _) = drain(&mut s);
+    let (replies, _) = settle(&mut s, NOW + 1_000);
     assert_eq!(
         replies,
         vec![(
@@ -769,7 +806,7 @@ fn changed_namespaces_are_replicated_once_per_period() {
         Request::RegisterNamespace(ns),
     );
     // The first change goes out at once.
-    let (_, _, other) = drain(&mut s);
+    let (_, other) = settle(&mut s, NOW);
     let replicated = other
         .iter()
         .filter(|o| matches!(o, Output::Replicate { .. }))
@@ -829,4 +866,165 @@ fn a_peer_that_stops_answering_is_reported_unreachable_once() {
     }
     assert!(s.store().is_unreachable(&q.peer_id(1)));
     assert_eq!(reports, vec![q.peer_id(1)], "reported once, by name");
+}
+
+/// A kind index of `count` distinct junk namespace records (valid points,
+/// the signature of another record: free to make, a pairing to check).
+fn junk_kind_value(q: &TestQuorum, count: u64, salt: u64) -> Vec<u8> {
+    let mut junk = q.namespace(2, Some("farmer"), NOW, NOW + 2 * HOUR);
+    junk.signature = q
+        .namespace(3, Some("farmer"), NOW, NOW + 2 * HOUR)
+        .signature;
+    dht::KindValue {
+        namespaces: (0..count)
+            .map(|i| {
+                let mut r = junk.clone();
+                r.issued_at_ms = NOW - salt * 1_000 - i;
+                r
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+/// #13 item 1: values from kad were verified inside `handle_value`, that
+/// is on the node's event loop. Now `handle_value` only decodes and runs
+/// the cheap checks; every signature is checked in a job, and nothing is
+/// stored until the job's verdicts come back.
+#[test]
+fn event_loop_stall_through_kad_values_are_verified_in_jobs_not_in_handle_value() {
+    let q = quorum(4, 51);
+    let mut s = server(ServerConfig::default());
+    let value = dht::NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
+        peers: vec![q.peer(1, 1, 1, NOW + HOUR), q.peer(2, 1, 1, NOW + HOUR)],
+    };
+    let key = dht::namespace_key(&q.quorum_key());
+    let from = Some(PeerId::random());
+    s.handle_value(NOW, from, &key, &value.encode()).unwrap();
+    let (_, jobs, other) = drain(&mut s);
+    assert_eq!(
+        s.store().stats().namespaces,
+        0,
+        "nothing stored before the job"
+    );
+    assert!(other.iter().all(|o| !matches!(o, Output::Merged { .. })));
+    let [job] = <[VerifyJob; 1]>::try_from(jobs).unwrap();
+    assert!(job.is_values());
+    assert!(s.queued_value_us() > 0);
+    s.handle_verified(NOW, run(job));
+    let (_, _, other) = drain(&mut s);
+    let report = other
+        .iter()
+        .find_map(|o| match o {
+            Output::Merged {
+                report, from: f, ..
+            } if *f == from => Some(report.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(report.namespace_updated);
+    assert_eq!(report.peers_stored, 2);
+    assert_eq!(s.store().stats().peer_records, 2);
+    assert_eq!(s.queued_value_us(), 0);
+    // The same value again changes nothing: no job, reported at once.
+    s.handle_value(NOW, from, &key, &value.encode()).unwrap();
+    let (_, jobs, other) = drain(&mut s);
+    assert!(jobs.is_empty());
+    assert!(other.iter().any(|o| matches!(
+        o,
+        Output::Merged { report, .. } if report.peers_unchanged == 2
+    )));
+}
+
+/// #13 item 1: a node that floods values spends its own budget. Each
+/// sender may cause `work_burst_us` of verification at once and
+/// `work_us_per_sec` after; what is over it is dropped unchecked, other
+/// senders keep theirs, registrations keep a verification slot, and once
+/// the flood's first junk is found the sender is penalized: dropped
+/// unread, and disconnected.
+#[test]
+fn event_loop_stall_through_kad_a_flooding_sender_is_cut_at_its_budget() {
+    let q = quorum(4, 52);
+    let mut s = with_namespace(&q, ServerConfig::default());
+    let key = dht::kind_key("farmer");
+    let flooder = PeerId::random();
+    let burst = ServerConfig::default().value_budget.work_burst_us;
+    // 256 junk namespaces per value, about 1 ms each: 7 values fit the
+    // 2 s burst, the 8th in part, the 9th not at all.
+    let mut accepted = 0;
+    let mut refused = 0;
+    for salt in 0..12 {
+        match s.handle_value(NOW, Some(flooder), &key, &junk_kind_value(&q, 256, salt)) {
+            Ok(()) => accepted += 1,
+            Err(dht::ValueError::OverBudget) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((accepted, refused), (8, 4));
+    assert!(s.queued_value_us() <= burst);
+    assert!(s.counters().values_over_budget >= 5);
+    // Another sender has its own budget.
+    let other = PeerId::random();
+    s.handle_value(NOW, Some(other), &key, &junk_kind_value(&q, 16, 99))
+        .unwrap();
+    // A registration gets a verification slot although values wait.
+    register(&mut s, &q, 1, 1);
+    let (_, mut jobs, _) = drain(&mut s);
+    s.handle_timeout(NOW + ServerConfig::default().max_batch_wait_ms);
+    jobs.extend(drain(&mut s).1);
+    assert!(jobs.iter().any(|j| !j.is_values()), "registrations starved");
+    assert!(jobs.iter().filter(|j| j.is_values()).count() < ServerConfig::default().max_jobs);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    let (replies, _) = settle(&mut s, NOW);
+    assert!(replies.contains(&(ReplyId(1), Response::Registered { ttl_ms: HOUR })));
+    // The junk was found: the flooder is refused unread, and cut off.
+    assert_eq!(
+        s.handle_value(NOW + 1, Some(flooder), &key, &junk_kind_value(&q, 1, 100)),
+        Err(dht::ValueError::Penalized)
+    );
+    s.handle_timeout(NOW + 2_000);
+    let (_, _, other_outputs) = drain(&mut s);
+    assert!(other_outputs
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == flooder)));
+    assert_eq!(s.queued_value_us(), 0);
+    assert_eq!(s.store().stats().namespaces, 1, "no junk stored");
+}
+
+/// #13 item 1: with values verified off the event loop, the end of a
+/// lookup's DHT query must not answer its discovers while a value it
+/// found is still being verified.
+#[test]
+fn event_loop_stall_through_kad_a_lookup_waits_for_its_values_in_verification() {
+    let q = quorum(3, 53);
+    let mut s = server(ServerConfig::default());
+    s.handle_request(
+        NOW,
+        PeerId::random(),
+        ReplyId(1),
+        discover_of(q.quorum_key()),
+    );
+    drain(&mut s);
+    let value = dht::NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
+        peers: vec![q.peer(1, 1, 1, NOW + HOUR)],
+    };
+    let key = dht::namespace_key(&q.quorum_key());
+    s.handle_value(NOW, Some(PeerId::random()), &key, &value.encode())
+        .unwrap();
+    // The query ends before the value's job is back: no answer yet.
+    s.handle_lookup_done(NOW + 1, q.quorum_key());
+    let (replies, jobs, _) = drain(&mut s);
+    assert!(replies.is_empty(), "{replies:?}");
+    for job in jobs {
+        s.handle_verified(NOW + 2, run(job));
+    }
+    let (replies, _) = settle(&mut s, NOW + 2);
+    let [(ReplyId(1), Response::Discovered(answer))] = replies.as_slice() else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(answer.peers.len(), 1);
 }

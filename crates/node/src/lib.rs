@@ -6,6 +6,8 @@
 //! - [`quorum`]: a quorum member: the driver of `member::Member`.
 //! - [`discover`]: the client that asks a rendezvous and verifies.
 //! - [`demo`]: the whole system on loopback, narrated.
+//! - [`flood`]: a hostile peer's Kademlia PUT flood, for tests and the
+//!   load harness.
 //! - [`behaviour`], [`codec`]: the libp2p plumbing; [`identity`],
 //!   [`quorum_file`], [`duration`], [`metrics`], [`persist`]: the rest.
 //!
@@ -22,6 +24,7 @@ pub mod codec;
 pub mod demo;
 pub mod discover;
 pub mod duration;
+pub mod flood;
 pub mod identity;
 pub mod metrics;
 pub mod persist;

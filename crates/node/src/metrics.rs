@@ -48,6 +48,19 @@ pub struct Metrics {
     pub penalties: AtomicU64,
     /// Requests refused because their sender was penalized.
     pub penalized_requests: AtomicU64,
+    /// Values from other nodes queued for verification.
+    pub values_queued: AtomicU64,
+    /// Values from other nodes that changed nothing (nothing to verify).
+    pub values_unchanged: AtomicU64,
+    /// Values dropped unread: their sender was penalized.
+    pub values_penalized: AtomicU64,
+    /// Values dropped or cut over their sender's budget.
+    pub values_over_budget: AtomicU64,
+    /// Values dropped: too much value verification was waiting.
+    pub values_busy: AtomicU64,
+    /// Estimated verification work of values waiting or being verified,
+    /// µs (gauge).
+    pub value_work_queued_us: AtomicU64,
     /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
     /// DKG phases this member completed (deal, response, justification, finish).
@@ -189,6 +202,42 @@ impl Metrics {
             "counter",
             "Requests refused because their sender was penalized.",
             &self.penalized_requests,
+        );
+        metric(
+            "rdht_values_queued_total",
+            "counter",
+            "Values from other nodes queued for verification.",
+            &self.values_queued,
+        );
+        metric(
+            "rdht_values_unchanged_total",
+            "counter",
+            "Values from other nodes that changed nothing.",
+            &self.values_unchanged,
+        );
+        metric(
+            "rdht_values_penalized_total",
+            "counter",
+            "Values dropped unread: their sender sent an invalid signature.",
+            &self.values_penalized,
+        );
+        metric(
+            "rdht_values_over_budget_total",
+            "counter",
+            "Values dropped or cut over their sender's verification or byte budget.",
+            &self.values_over_budget,
+        );
+        metric(
+            "rdht_values_busy_total",
+            "counter",
+            "Values dropped: too much value verification waiting.",
+            &self.values_busy,
+        );
+        metric(
+            "rdht_value_work_queued_us",
+            "gauge",
+            "Estimated verification work of values waiting or being verified (µs).",
+            &self.value_work_queued_us,
         );
         metric(
             "rdht_dkg_messages_total",

@@ -52,5 +52,5 @@ pub use multiaddr::Multiaddr;
 pub use records::{NamespaceRecord, PeerRecord, QuorumKey};
 pub use validate::{
     check_namespace_update, verify_batch, verify_batch_with, verify_namespace, verify_namespaces,
-    verify_peer, PendingPeer, VerifiedNamespace,
+    verify_namespaces_with, verify_peer, PendingPeer, VerifiedNamespace,
 };

@@ -189,13 +189,26 @@ pub fn verify_namespaces<R: RngCore>(
     limits: &Limits,
     rng: &mut R,
 ) -> Vec<Result<VerifiedNamespace, StatusCode>> {
+    verify_namespaces_with(records, now_ms, limits, rng, &mut || {})
+}
+
+/// [`verify_namespaces`], calling `checkpoint` between the steps of the
+/// batch check and after each record's commitments are decoded: for a
+/// driver that shares its cores with latency work.
+pub fn verify_namespaces_with<R: RngCore>(
+    records: &[NamespaceRecord],
+    now_ms: u64,
+    limits: &Limits,
+    rng: &mut R,
+    checkpoint: &mut dyn FnMut(),
+) -> Vec<Result<VerifiedNamespace, StatusCode>> {
     let prepared: Vec<Result<PendingNamespace, StatusCode>> = records
         .iter()
         .map(|r| PendingNamespace::prepare(r, now_ms, limits))
         .collect();
     let pending: Vec<&PendingNamespace> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
     let items: Vec<BatchItem<'_>> = pending.iter().map(|p| p.batch_item()).collect();
-    let bad = dkg::find_invalid(&items, rng);
+    let bad = dkg::find_invalid_with(&items, rng, checkpoint);
     let mut position = 0usize;
     let mut bad = bad.into_iter().peekable();
     prepared
@@ -207,7 +220,9 @@ pub fn verify_namespaces<R: RngCore>(
             if bad.next_if_eq(&this).is_some() {
                 Err(StatusCode::InvalidNamespaceSignature)
             } else {
-                p.into_verified()
+                let verified = p.into_verified();
+                checkpoint();
+                verified
             }
         })
         .collect()

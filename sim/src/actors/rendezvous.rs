@@ -26,13 +26,14 @@
 //! acknowledges; a busy node refuses every registration `QuotaExceeded`
 //! for a while; and the `broken` switch is the test-only broken validator:
 //! what the core refuses is acknowledged as accepted anyway and served
-//! from a side table, and liveness dials go out uncapped (as before
-//! #13's per-IP rate), which the invariants must catch.
+//! from a side table, liveness dials go out uncapped (as before #13's
+//! per-IP rate), and values from other nodes are verified with no budget
+//! and no penalty (as before #13 item 1), which the invariants must catch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dht::{NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig};
+use dht::{NamespaceStore, Output, ReplyId, Server, ServerConfig, StoreConfig, ValueError};
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use rand_chacha::ChaCha20Rng;
@@ -143,6 +144,24 @@ impl Rendezvous {
                 ServerConfig::default().max_dials_per_ip_per_minute
             },
             ..ServerConfig::default()
+        };
+        // The broken validator also verifies every value it is sent, as
+        // nodes did before #13 item 1: no budget, no penalty.
+        let server_config = if broken {
+            ServerConfig {
+                value_budget: dht::BudgetConfig {
+                    work_us_per_sec: u64::MAX / 4,
+                    work_burst_us: u64::MAX / 4,
+                    bytes_per_sec: u64::MAX / 4,
+                    burst_bytes: u64::MAX / 4,
+                },
+                max_queued_value_us: u64::MAX / 4,
+                penalty_ms: 0,
+                max_penalty_ms: 0,
+                ..server_config
+            }
+        } else {
+            server_config
         };
         Self {
             index,
@@ -281,16 +300,31 @@ impl Rendezvous {
         }
     }
 
-    /// A value another replica pushed or served: the core re-verifies it.
+    /// A value another replica pushed or served: the core re-verifies it
+    /// (in a job, within the sender's budget); what the merge did comes
+    /// out of the core as [`Output::Merged`].
     fn merge(&mut self, ctx: &mut Ctx<'_>, from: Addr, key: &dht::DhtKey, value: &[u8]) {
-        let (stored, unchanged, rejected) = match self.server.handle_value(ctx.now, key, value) {
-            Ok(report) => {
-                let mut rejected: Vec<StatusCode> = report.namespace_rejected.into_iter().collect();
-                rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
-                (report.peers_stored, report.peers_unchanged, rejected)
-            }
-            Err(_) => (0, 0, vec![StatusCode::Decode]),
-        };
+        let sender = ctx.shared.peer_of(from);
+        if let Err(e) = self.server.handle_value(ctx.now, sender, key, value) {
+            let code = match e {
+                ValueError::Key | ValueError::Decode | ValueError::WrongKey => StatusCode::Decode,
+                ValueError::Full
+                | ValueError::Penalized
+                | ValueError::OverBudget
+                | ValueError::Busy => StatusCode::QuotaExceeded,
+            };
+            self.note_merge(ctx, from, 0, 0, vec![code]);
+        }
+    }
+
+    fn note_merge(
+        &self,
+        ctx: &mut Ctx<'_>,
+        from: Addr,
+        stored: usize,
+        unchanged: usize,
+        rejected: Vec<StatusCode>,
+    ) {
         if self.malice.is_none() {
             ctx.note(Note::Merge {
                 rdv: self.index,
@@ -382,6 +416,28 @@ impl Rendezvous {
                 Output::Verify(job) => {
                     let done = job.run(&mut self.rng, None);
                     self.server.handle_verified(ctx.now, done);
+                }
+                Output::Merged {
+                    from,
+                    quorum_key,
+                    report,
+                } => {
+                    let from = from
+                        .and_then(|p| ctx.shared.peer_addr.get(&p).copied())
+                        .unwrap_or(Addr::Rdv(self.index));
+                    // A kind index reports each entry it refused.
+                    let mut rejected: Vec<StatusCode> = match quorum_key {
+                        Some(_) => report.namespace_rejected.into_iter().collect(),
+                        None => report.kind_entries_rejected.clone(),
+                    };
+                    rejected.extend(report.peers_rejected.iter().map(|(_, c)| *c));
+                    self.note_merge(
+                        ctx,
+                        from,
+                        report.peers_stored,
+                        report.peers_unchanged,
+                        rejected,
+                    );
                 }
                 Output::Replicate {
                     quorum_key,

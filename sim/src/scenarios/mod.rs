@@ -18,6 +18,7 @@ mod malicious_rendezvous;
 mod outsider;
 mod partition;
 mod poison;
+mod put_flood;
 mod reflection;
 mod replay;
 
@@ -55,7 +56,7 @@ pub struct Size {
 }
 
 /// Every scenario, in the order `--scenario all` runs them.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "honest",
     "outsider",
     "forged-namespace",
@@ -69,14 +70,14 @@ pub const NAMES: [&str; 13] = [
     "lying-rendezvous",
     "poison",
     "reflection",
+    "put-flood",
 ];
 
 /// What `--adversaries` means in each scenario.
 pub fn adversaries_meaning(name: &str) -> &'static str {
     match name {
-        "outsider" | "forged-namespace" | "replay" | "flood" | "poison" | "reflection" => {
-            "attackers"
-        }
+        "outsider" | "forged-namespace" | "replay" | "flood" | "poison" | "reflection"
+        | "put-flood" => "attackers",
         "bad-dealer" => "faulty dealers per quorum",
         "malicious-rendezvous" => "malicious rendezvous nodes",
         "busy-rendezvous" => "busy rendezvous nodes",
@@ -109,6 +110,7 @@ pub fn default_size(name: &str) -> Option<Size> {
         "lying-rendezvous" => s(20, 8, 5, 30, 8),
         "poison" => s(10, 8, 5, 20, 3),
         "reflection" => s(8, 8, 5, 12, 2),
+        "put-flood" => s(8, 8, 5, 8, 2),
         _ => return None,
     })
 }
@@ -129,6 +131,7 @@ pub fn make(name: &str) -> Option<Box<dyn Scenario>> {
         "lying-rendezvous" => Box::new(lying_rendezvous::LyingRendezvous::default()),
         "poison" => Box::new(poison::Poison::default()),
         "reflection" => Box::new(reflection::Reflection::default()),
+        "put-flood" => Box::new(put_flood::PutFlood::default()),
         _ => return None,
     })
 }

@@ -188,6 +188,11 @@ impl Driver {
                 Output::Unreachable { peer } => {
                     info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
                 }
+                Output::Merged { from, report, .. } => {
+                    if report.namespace_rejected.is_some() || !report.peers_rejected.is_empty() {
+                        debug!(?from, ?report, "replicated value partly refused");
+                    }
+                }
                 Output::Disconnect { peer } => {
                     info!(%peer, "sent an invalid signature: disconnected, refused for a while");
                     let _ = self.swarm.disconnect_peer_id(peer);
@@ -202,7 +207,10 @@ impl Driver {
             }
         }
         let c = self.core().counters();
+        let queued_value_us = self.core().queued_value_us();
         let m = &self.metrics;
+        m.value_work_queued_us
+            .store(queued_value_us, Ordering::Relaxed);
         for (metric, value) in [
             (&m.pings_due, c.pings_due),
             (&m.replications_merged, c.merges),
@@ -214,6 +222,11 @@ impl Driver {
             (&m.dial_addrs_rate_limited, c.addrs_rate_limited),
             (&m.penalties, c.penalties),
             (&m.penalized_requests, c.penalized_requests),
+            (&m.values_queued, c.values_queued),
+            (&m.values_unchanged, c.values_unchanged),
+            (&m.values_penalized, c.values_penalized),
+            (&m.values_over_budget, c.values_over_budget),
+            (&m.values_busy, c.values_busy),
         ] {
             metric.store(value, Ordering::Relaxed);
         }
@@ -375,18 +388,14 @@ impl Driver {
         }
     }
 
-    /// A value another node sent or served: the core re-verifies it.
+    /// A value another node sent or served: the core re-verifies it, on
+    /// the verification threads, within `from`'s budget.
     fn merge(&mut self, now: u64, record: &kad::Record, from: Option<PeerId>) {
-        match self
+        if let Err(e) = self
             .core()
-            .handle_value(now, record.key.as_ref(), &record.value)
+            .handle_value(now, from, record.key.as_ref(), &record.value)
         {
-            Ok(report) => {
-                if report.namespace_rejected.is_some() || !report.peers_rejected.is_empty() {
-                    debug!(?from, ?report, "replicated value partly refused");
-                }
-            }
-            Err(e) => debug!(?from, "replicated value refused: {e}"),
+            debug!(?from, "replicated value refused: {e}");
         }
     }
 }
