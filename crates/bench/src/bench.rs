@@ -389,9 +389,9 @@ impl BenchReport {
 // ----- the server under test --------------------------------------------------
 
 /// A server running as a child process; killed when dropped.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    addr: Multiaddr,
+    pub(crate) addr: Multiaddr,
     peer: PeerId,
     clock_ticks: f64,
 }
@@ -399,7 +399,7 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts `exe args`, logging at `log` (`RUST_LOG`), and waits for its
     /// `listening on ADDR/p2p/ID` line.
-    fn spawn(exe: &PathBuf, args: &[&str], log: &str) -> Result<Self, BenchError> {
+    pub(crate) fn spawn(exe: &PathBuf, args: &[&str], log: &str) -> Result<Self, BenchError> {
         let mut child = Command::new(exe)
             .args(args)
             .env("RUST_LOG", log)
@@ -451,7 +451,7 @@ impl ServerProcess {
     }
 
     /// User + system CPU seconds so far.
-    fn cpu_s(&self) -> Option<f64> {
+    pub(crate) fn cpu_s(&self) -> Option<f64> {
         proc_cpu_s(&self.pid().to_string(), self.clock_ticks)
     }
 
@@ -504,9 +504,9 @@ fn clock_ticks() -> f64 {
 
 /// When the timed phase runs.
 #[derive(Debug, Clone, Copy)]
-struct Phase {
-    start: Instant,
-    deadline: Instant,
+pub(crate) struct Phase {
+    pub(crate) start: Instant,
+    pub(crate) deadline: Instant,
 }
 
 /// Paces records to a rate (shared by all members).
@@ -662,7 +662,7 @@ impl Coordinator {
     }
 }
 
-fn percentile(sorted: &[f32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -748,7 +748,7 @@ async fn measure(
 
 /// Runs `probe` every `interval` from `phase.start` to `phase.deadline` on
 /// a thread of its own (its own runtime), after 20 untimed rounds.
-fn spawn_prober<S, F, Fut>(
+pub(crate) fn spawn_prober<S, F, Fut>(
     phase: Phase,
     interval: Duration,
     setup: S,

@@ -55,6 +55,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Discover latency and honest refreshes at an `rdht rendezvous` node, without and then with a flood of junk Kademlia PUTs.
+    PutFlood {
+        /// Length of each phase (quiet, then flood).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Members of the quorum that refreshes and is discovered.
+        #[arg(long, default_value_t = 16)]
+        members: u32,
+        /// PUTs the flooder keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        in_flight: usize,
+        /// A fresh flooder identity every this many PUTs (0: one identity throughout).
+        #[arg(long, default_value_t = 1)]
+        fresh_identity_every: u64,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The `rdht` binary that runs the node [default: `rdht` next to this executable].
+        #[arg(long, value_name = "PATH")]
+        rdht: Option<PathBuf>,
+    },
     /// rdht's network stack answering at once, for `rdht-bench bench` to measure the floor (prints its address).
     #[command(hide = true)]
     BenchFloorServer {
@@ -174,6 +195,41 @@ pub async fn run(cli: Cli) -> ExitCode {
                         "{} members (threshold {}), {} rendezvous: DKG {:.3} s, then all discoverable after {:.3} s",
                         d.members, d.threshold, d.rendezvous, d.dkg_s, d.discoverable_after_dkg_s
                     );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::PutFlood {
+            duration,
+            members,
+            in_flight,
+            fresh_identity_every,
+            json,
+            rdht,
+        } => {
+            init_logs("warn");
+            let rdht_exe = match locate_rdht(rdht) {
+                Ok(path) => path,
+                Err(e) => return fail(e),
+            };
+            let config = crate::bench_put_flood::PutFloodConfig {
+                rdht_exe,
+                duration,
+                members,
+                in_flight,
+                fresh_identity_every,
+            };
+            match crate::bench_put_flood::bench_put_flood(config).await {
+                Ok(f) if json => match serde_json::to_string(&f) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                },
+                Ok(f) => {
+                    println!("{}", crate::bench_put_flood::to_text(&f));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

@@ -8,6 +8,8 @@
 //!   one namespace over loopback.
 //! - [`bench_discoverable`]: `rdht-bench bench-discoverable`, how long
 //!   after its DKG a quorum of real members is discoverable.
+//! - [`bench_put_flood`]: `rdht-bench put-flood`, discover latency and
+//!   honest refreshes at a node flooded with junk Kademlia PUTs.
 //! - [`population`]: the load's members and every record they send,
 //!   signed before anything is timed.
 //! - [`cli`]: the command line; [`error`]: why a measurement stopped.
@@ -22,6 +24,7 @@
 pub mod bench;
 pub mod bench_discover;
 pub mod bench_discoverable;
+pub mod bench_put_flood;
 pub mod cli;
 pub mod error;
 pub mod population;

@@ -70,3 +70,28 @@ async fn bench_reports_every_field_for_both_servers() {
     assert!(json["registrations_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
     assert!(json["peak_rss_mb"].as_f64().unwrap_or(0.0) > 0.0);
 }
+
+/// `rdht-bench put-flood` at a tiny size: both phases ran, the flood
+/// reached the node, and every refresh was accepted in both phases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_flood_reports_both_phases() {
+    let config = rdht_bench::bench_put_flood::PutFloodConfig {
+        rdht_exe: rdht(),
+        duration: Duration::from_secs(2),
+        members: 4,
+        in_flight: 4,
+        fresh_identity_every: 1,
+    };
+    let f = tokio::time::timeout(
+        Duration::from_secs(120),
+        rdht_bench::bench_put_flood::bench_put_flood(config),
+    )
+    .await
+    .expect("the benchmark finished in time")
+    .expect("the benchmark ran");
+    assert!(f.quiet_discovers > 0 && f.flood_discovers > 0, "{f:?}");
+    assert!(f.puts_sent > 0 && f.identities > 1, "{f:?}");
+    assert_eq!(f.quiet_refreshes_accepted, f.quiet_refreshes_sent, "{f:?}");
+    assert_eq!(f.flood_refreshes_accepted, f.flood_refreshes_sent, "{f:?}");
+    assert!(f.flood_refreshes_sent > 0, "{f:?}");
+}
