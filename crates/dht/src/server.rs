@@ -340,9 +340,19 @@ pub enum Output {
     /// Write these namespaces (`None`: remove it) to durable storage.
     Persist(Vec<(QuorumKey, Option<NamespaceValue>)>),
     /// `peer` sent an invalid signature (a second ago: its refusal has gone
-    /// out): close its connections. Its requests are refused for a while
-    /// anyway (`ServerConfig::penalty_ms`).
+    /// out): close its connections and refuse new ones until `until_ms`,
+    /// the end of its penalty ([`Output::Unblock`] says when it is over).
+    /// Its requests and values are refused meanwhile anyway
+    /// (`ServerConfig::penalty_ms`); refusing its connections spares the
+    /// node even reading them.
     Disconnect {
+        /// Whom.
+        peer: PeerId,
+        /// Until when (ms).
+        until_ms: u64,
+    },
+    /// The penalty of `peer` is over: accept its connections again.
+    Unblock {
         /// Whom.
         peer: PeerId,
     },
@@ -500,6 +510,9 @@ pub struct Server {
     /// Penalized senders to disconnect, and when (a moment after the
     /// penalty, so that the refusal that explains it reaches them first).
     disconnects: VecDeque<(u64, PeerId)>,
+    /// Penalties told to the driver ([`Output::Disconnect`]), by end: an
+    /// [`Output::Unblock`] is due at each.
+    penalty_ends: BTreeSet<(u64, PeerId)>,
     /// When penalized senders are next swept for ones to forget.
     next_penalty_sweep: u64,
     /// When value senders' budgets are next swept.
@@ -556,6 +569,7 @@ impl Server {
             penalized: BTreeMap::new(),
             offenders: Vec::new(),
             disconnects: VecDeque::new(),
+            penalty_ends: BTreeSet::new(),
             next_penalty_sweep: 0,
             next_budget_sweep: 0,
             namespace_queue: Vec::new(),
@@ -636,6 +650,7 @@ impl Server {
         }
         consider(self.lookups.values().map(|l| l.deadline).min());
         consider(self.disconnects.front().map(|(at, _)| *at));
+        consider(self.penalty_ends.first().map(|(at, _)| *at));
         wake
     }
 
@@ -840,7 +855,22 @@ impl Server {
                 break;
             }
             self.disconnects.pop_front();
-            self.outputs.push_back(Output::Disconnect { peer });
+            let until_ms = self.penalized.get(&peer).map_or(now, |&(until, _)| until);
+            self.outputs
+                .push_back(Output::Disconnect { peer, until_ms });
+            if self.penalty_ends.len() < 65_536 {
+                self.penalty_ends.insert((until_ms, peer));
+            }
+        }
+        while let Some(&(until, peer)) = self.penalty_ends.first() {
+            if until > now {
+                break;
+            }
+            self.penalty_ends.pop_first();
+            // A later offence set a later end: that entry unblocks it.
+            if self.penalized.get(&peer).is_none_or(|&(u, _)| u <= now) {
+                self.outputs.push_back(Output::Unblock { peer });
+            }
         }
         // A sender is forgotten a maximum penalty after its last one ended.
         // The sweep walks every penalized sender: once a second at most,
@@ -1266,6 +1296,19 @@ impl Server {
             .min(self.config.max_penalty_ms);
         *until = now.saturating_add(length);
         self.counters.penalties += 1;
+        // Its values not yet handed out are dropped: they were charged to
+        // a budget it has no more claim to.
+        let (dropped, kept): (VecDeque<IncomingValue>, VecDeque<IncomingValue>) =
+            std::mem::take(&mut self.value_queue)
+                .into_iter()
+                .partition(|v| v.from == Some(peer));
+        self.value_queue = kept;
+        for value in dropped {
+            self.counters.values_penalized += 1;
+            self.queued_value_us = self.queued_value_us.saturating_sub(value.cost_us);
+            let report = value.report;
+            self.finish_value(now, value.from, value.quorum_key, value.awaited, report);
+        }
         if self.disconnects.len() < 65_536 {
             self.disconnects
                 .push_back((now.saturating_add(DISCONNECT_DELAY_MS), peer));

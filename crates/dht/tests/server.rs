@@ -686,7 +686,7 @@ fn bisection_amplification_a_sender_of_invalid_signatures_is_disconnected_and_re
     let (_, _, other) = drain(&mut s);
     assert!(other
         .iter()
-        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == forger)));
+        .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == forger)));
     // Within the penalty: refused at once, no verification job at all,
     // even for a valid record.
     let good = q.peer(2, 1, 2, NOW + HOUR);
@@ -760,7 +760,7 @@ fn bisection_amplification_a_sender_of_invalid_signatures_is_disconnected_and_re
     let (_, _, other) = drain(&mut s);
     assert!(other
         .iter()
-        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == stranger)));
+        .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == stranger)));
     let bad_again = q.peer_seated_by(2, 1, 3, NOW + HOUR, &q.shares[2].secret);
     s.handle_request(
         NOW + 1_500,
@@ -989,7 +989,7 @@ fn event_loop_stall_through_kad_a_flooding_sender_is_cut_at_its_budget() {
     let (_, _, other_outputs) = drain(&mut s);
     assert!(other_outputs
         .iter()
-        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == flooder)));
+        .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == flooder)));
     assert_eq!(s.queued_value_us(), 0);
     assert_eq!(s.store().stats().namespaces, 1, "no junk stored");
 }
@@ -1027,4 +1027,59 @@ fn event_loop_stall_through_kad_a_lookup_waits_for_its_values_in_verification() 
         panic!("{replies:?}")
     };
     assert_eq!(answer.peers.len(), 1);
+}
+
+/// #13 item 1: a penalized sender's connections are refused for its
+/// penalty (`Output::Disconnect` says until when, `Output::Unblock` ends
+/// it), and its values still queued when it was found out are dropped
+/// unchecked.
+#[test]
+fn event_loop_stall_through_kad_a_penalized_sender_is_blocked_then_unblocked() {
+    let q = quorum(4, 54);
+    let config = ServerConfig {
+        max_jobs: 2,
+        ..ServerConfig::default()
+    };
+    let mut s = with_namespace(&q, config);
+    let key = dht::kind_key("farmer");
+    let flooder = PeerId::random();
+    // Three junk values: the first goes to a job (the only value slot),
+    // the others wait.
+    for salt in 0..3 {
+        s.handle_value(NOW, Some(flooder), &key, &junk_kind_value(&q, 8, salt))
+            .unwrap();
+    }
+    let (_, jobs, _) = drain(&mut s);
+    assert_eq!(jobs.len(), 1);
+    let waiting = s.queued_value_us();
+    assert!(waiting > 0);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    // Found out: what still waited is dropped, no new job.
+    let (_, jobs, _) = drain(&mut s);
+    assert!(jobs.is_empty(), "the queued junk was still checked");
+    assert_eq!(s.queued_value_us(), 0);
+    assert_eq!(s.counters().values_penalized, 2);
+    s.handle_timeout(NOW + 1_000);
+    let (_, _, other) = drain(&mut s);
+    let until = other
+        .iter()
+        .find_map(|o| match o {
+            Output::Disconnect { peer, until_ms } if *peer == flooder => Some(*until_ms),
+            _ => None,
+        })
+        .expect("disconnected");
+    assert_eq!(until, NOW + ServerConfig::default().penalty_ms);
+    s.handle_timeout(until - 1);
+    assert!(!drain(&mut s)
+        .2
+        .iter()
+        .any(|o| matches!(o, Output::Unblock { .. })));
+    assert!(s.poll_timeout().is_some_and(|t| t <= until));
+    s.handle_timeout(until);
+    assert!(drain(&mut s)
+        .2
+        .iter()
+        .any(|o| matches!(o, Output::Unblock { peer } if *peer == flooder)));
 }

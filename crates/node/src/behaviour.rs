@@ -1,5 +1,6 @@
 //! The libp2p side of every role: one `NetworkBehaviour` (Kademlia,
-//! request-response, ping, identify) and the swarm that carries it.
+//! request-response, ping, identify, a block list) and the swarm that
+//! carries it.
 //!
 //! Translation only: nothing here decides anything about records; the
 //! drivers hand events to the sans-IO cores.
@@ -13,7 +14,8 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    identify, kad, noise, ping, request_response, tcp, yamux, Multiaddr, StreamProtocol, Swarm,
+    allow_block_list, identify, kad, noise, ping, request_response, tcp, yamux, Multiaddr,
+    StreamProtocol, Swarm,
 };
 
 use crate::codec::{RdhtCodec, MAX_FRAME_BYTES, PROTOCOL};
@@ -44,6 +46,9 @@ mod inner {
         pub ping: ping::Behaviour,
         /// Listen addresses of peers (fed to Kademlia).
         pub identify: identify::Behaviour,
+        /// Peers whose connections are refused: senders of invalid
+        /// signatures, for their penalty (`dht::Output::Disconnect`).
+        pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     }
 }
 
@@ -159,6 +164,7 @@ pub fn build_swarm(
                 rr,
                 ping,
                 identify,
+                blocked: allow_block_list::Behaviour::default(),
             }
         })
         .map_err(|never| -> SwarmError { match never {} })?

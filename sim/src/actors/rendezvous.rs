@@ -498,7 +498,10 @@ impl Rendezvous {
                 }
                 // Simulated connections are not modelled: the core refuses
                 // a penalized sender's requests all the same.
-                Output::Persist(_) | Output::Unreachable { .. } | Output::Disconnect { .. } => {}
+                Output::Persist(_)
+                | Output::Unreachable { .. }
+                | Output::Disconnect { .. }
+                | Output::Unblock { .. } => {}
             }
         }
     }

@@ -193,9 +193,15 @@ impl Driver {
                         debug!(?from, ?report, "replicated value partly refused");
                     }
                 }
-                Output::Disconnect { peer } => {
-                    info!(%peer, "sent an invalid signature: disconnected, refused for a while");
-                    let _ = self.swarm.disconnect_peer_id(peer);
+                Output::Disconnect { peer, until_ms } => {
+                    let for_s = until_ms.saturating_sub(now_ms()) / 1_000;
+                    info!(%peer, "sent an invalid signature: disconnected, its connections refused for {for_s} s");
+                    // Blocking closes its connections and refuses new ones.
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+                Output::Unblock { peer } => {
+                    debug!(%peer, "penalty over: connections accepted again");
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
                 }
                 Output::Persist(updates) => {
                     if let Some(db) = &self.db {
