@@ -17,14 +17,29 @@ pub struct Quotas {
     /// Registrations (namespaces + peer records) that one remote peer may
     /// hold at once; libp2p rendezvous uses 32.
     pub max_registrations_per_source: usize,
+    /// Bytes of records (encoded) stored in total.
+    pub max_bytes: usize,
+    /// Bytes of records one remote peer may hold through direct
+    /// registrations.
+    pub max_bytes_per_source: usize,
+    /// Bytes of records stored here because one other node replicated them
+    /// (a kad PUT or GET answer of it): one node cannot fill the store
+    /// with valid records of its own making.
+    pub max_replicated_bytes_per_node: usize,
 }
 
 impl Default for Quotas {
+    /// 100,000 namespaces, 1,000,000 peer records, 64 registrations per
+    /// source; 1 GiB of records in all, 4 MiB per source, 128 MiB
+    /// replicated by any one node.
     fn default() -> Self {
         Self {
             max_namespaces: 100_000,
             max_peer_records: 1_000_000,
             max_registrations_per_source: 64,
+            max_bytes: 1 << 30,
+            max_bytes_per_source: 4 << 20,
+            max_replicated_bytes_per_node: 128 << 20,
         }
     }
 }

@@ -1042,7 +1042,7 @@ impl Server {
             let mut report = value.report;
             for _ in 0..value.checked.len() {
                 let Some(v) = verified.next() else { break };
-                let merged = self.store.apply_value(v, now);
+                let merged = self.store.apply_value(v, value.from, now);
                 if value.quorum_key.is_some() {
                     report.absorb(merged);
                 } else {

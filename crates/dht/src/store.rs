@@ -191,6 +191,9 @@ struct PeerEntry {
     wire_len: u32,
     version: u64,
     source: Option<PeerId>,
+    /// The node that replicated it here (`None`: a direct registration,
+    /// or loaded from disk).
+    via: Option<PeerId>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +205,8 @@ struct NamespaceEntry {
     wire_len: usize,
     dht_key: DhtKey,
     source: Option<PeerId>,
+    /// As `PeerEntry::via`.
+    via: Option<PeerId>,
     peers: BTreeMap<u32, PeerEntry>,
     /// version -> index, for cookie paging.
     by_version: BTreeMap<u64, u32>,
@@ -224,7 +229,15 @@ pub struct NamespaceStore {
     by_kind: BTreeMap<String, BTreeSet<QuorumKey>>,
     kind_keys: BTreeMap<DhtKey, String>,
     expiry: BTreeSet<ExpiryKey>,
+    /// When withdrawn seqs may be forgotten (`(expires, namespace, index)`),
+    /// so `expire` never walks every namespace.
+    withdrawn_expiry: BTreeSet<ExpiryKey>,
     sources: BTreeMap<PeerId, usize>,
+    /// Bytes of records stored, in all, per direct source, and per
+    /// replicating node.
+    bytes: usize,
+    source_bytes: BTreeMap<PeerId, usize>,
+    via_bytes: BTreeMap<PeerId, usize>,
     liveness: Liveness,
     next_version: u64,
     peer_records: usize,
@@ -236,6 +249,9 @@ pub struct NamespaceStore {
     /// Peers found unreachable by `due_pings`, until taken.
     newly_unreachable: Vec<PeerId>,
 }
+
+/// Namespaces looked at (soonest to expire first) for one to evict.
+const EVICTION_SCAN: usize = 64;
 
 /// Seats remembered beyond those of stored records: a re-registration
 /// after an expiry or an `Unregister` within this many other seats skips
@@ -264,7 +280,11 @@ impl NamespaceStore {
             by_kind: BTreeMap::new(),
             kind_keys: BTreeMap::new(),
             expiry: BTreeSet::new(),
+            withdrawn_expiry: BTreeSet::new(),
             sources: BTreeMap::new(),
+            bytes: 0,
+            source_bytes: BTreeMap::new(),
+            via_bytes: BTreeMap::new(),
             next_version: 1,
             peer_records: 0,
             verified_seats: HashSet::new(),
@@ -348,21 +368,63 @@ impl NamespaceStore {
         v
     }
 
-    fn add_source(&mut self, source: Option<PeerId>) {
+    /// Counts a stored record of `len` bytes against its holders.
+    fn hold(&mut self, source: Option<PeerId>, via: Option<PeerId>, len: usize) {
+        self.bytes += len;
         if let Some(s) = source {
             *self.sources.entry(s).or_insert(0) += 1;
+            *self.source_bytes.entry(s).or_insert(0) += len;
+        }
+        if let Some(v) = via {
+            *self.via_bytes.entry(v).or_insert(0) += len;
         }
     }
 
-    fn remove_source(&mut self, source: Option<PeerId>) {
-        if let Some(s) = source {
-            if let Some(count) = self.sources.get_mut(&s) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.sources.remove(&s);
+    /// Undoes [`NamespaceStore::hold`].
+    fn release(&mut self, source: Option<PeerId>, via: Option<PeerId>, len: usize) {
+        fn less(map: &mut BTreeMap<PeerId, usize>, key: PeerId, by: usize) {
+            if let Some(v) = map.get_mut(&key) {
+                *v = v.saturating_sub(by);
+                if *v == 0 {
+                    map.remove(&key);
                 }
             }
         }
+        self.bytes = self.bytes.saturating_sub(len);
+        if let Some(s) = source {
+            less(&mut self.sources, s, 1);
+            less(&mut self.source_bytes, s, len);
+        }
+        if let Some(v) = via {
+            less(&mut self.via_bytes, v, len);
+        }
+    }
+
+    /// Whether `len` more bytes fit the byte quotas (in all, for the direct
+    /// `source`, for the replicating `via`), once `freed` bytes of the same
+    /// holders are released (a record being replaced).
+    fn bytes_fit(
+        &self,
+        source: Option<&PeerId>,
+        via: Option<&PeerId>,
+        len: usize,
+        freed: usize,
+    ) -> bool {
+        let q = &self.config.quotas;
+        let grow = len.saturating_sub(freed);
+        self.bytes + grow <= q.max_bytes
+            && source.is_none_or(|s| {
+                self.source_bytes.get(s).copied().unwrap_or(0) + grow <= q.max_bytes_per_source
+            })
+            && via.is_none_or(|v| {
+                self.via_bytes.get(v).copied().unwrap_or(0) + grow
+                    <= q.max_replicated_bytes_per_node
+            })
+    }
+
+    /// Bytes of records stored (encoded).
+    pub fn stored_bytes(&self) -> usize {
+        self.bytes
     }
 
     fn source_has_room(&self, source: Option<&PeerId>) -> bool {
@@ -379,11 +441,16 @@ impl NamespaceStore {
     }
 
     /// A namespace that may be dropped to make room: one with no live
-    /// peer, the soonest to expire first.
+    /// peer, among the [`EVICTION_SCAN`] soonest to expire (a bounded
+    /// search: a full store of live namespaces refuses a new one rather
+    /// than walking every record). Liveness is that of peer records, each
+    /// signed by its PeerId's own key (protocol v2): a namespace cannot be
+    /// kept by naming someone else's always-online PeerId.
     fn eviction_candidate(&self) -> Option<QuorumKey> {
         self.expiry
             .iter()
             .filter(|(_, _, index)| *index == 0)
+            .take(EVICTION_SCAN)
             .map(|(_, qk, _)| qk)
             .find(|qk| {
                 self.namespaces
@@ -423,7 +490,7 @@ impl NamespaceStore {
         now_ms: u64,
     ) -> Result<CheckedNamespace, StatusCode> {
         self.expire(now_ms);
-        self.check_namespace_admission(&record, source.as_ref())?;
+        self.check_namespace_admission(&record, source.as_ref(), None)?;
         Ok(CheckedNamespace { record, source })
     }
 
@@ -433,6 +500,7 @@ impl NamespaceStore {
         &self,
         record: &NamespaceRecord,
         source: Option<&PeerId>,
+        via: Option<&PeerId>,
     ) -> Result<Option<QuorumKey>, StatusCode> {
         let quorum_key = record.quorum_key().ok_or(StatusCode::Decode)?;
         if !self
@@ -448,7 +516,9 @@ impl NamespaceStore {
                 Ok(None)
             }
             None => {
-                if !self.source_has_room(source) {
+                if !self.source_has_room(source)
+                    || !self.bytes_fit(source, via, record.encode().len(), 0)
+                {
                     return Err(StatusCode::QuotaExceeded);
                 }
                 if self.namespaces.len() >= self.config.quotas.max_namespaces {
@@ -475,7 +545,8 @@ impl NamespaceStore {
     ) -> Result<u64, StatusCode> {
         let verified = verdict?;
         self.expire(now_ms);
-        let evict = self.check_namespace_admission(&checked.record, checked.source.as_ref())?;
+        let evict =
+            self.check_namespace_admission(&checked.record, checked.source.as_ref(), None)?;
         if checked.record.expires_at_ms <= now_ms {
             return Err(StatusCode::Expired);
         }
@@ -483,11 +554,16 @@ impl NamespaceStore {
             self.remove_namespace(&victim);
         }
         let ttl = checked.record.expires_at_ms.saturating_sub(now_ms);
-        self.apply_namespace(Arc::new(verified), checked.source);
+        self.apply_namespace(Arc::new(verified), checked.source, None);
         Ok(ttl)
     }
 
-    fn apply_namespace(&mut self, verified: Arc<VerifiedNamespace>, source: Option<PeerId>) {
+    fn apply_namespace(
+        &mut self,
+        verified: Arc<VerifiedNamespace>,
+        source: Option<PeerId>,
+        via: Option<PeerId>,
+    ) {
         let quorum_key = verified.quorum_key();
         let record = verified.record().clone();
         let wire_len = record.encode().len();
@@ -511,6 +587,9 @@ impl NamespaceStore {
                 for index in stale {
                     self.remove_peer_from(&mut entry, index);
                 }
+                // The entry's holders now carry the new record's size.
+                self.release(entry.source, entry.via, entry.wire_len);
+                self.hold(entry.source, entry.via, wire_len);
                 entry.verified = verified;
                 entry.wire_len = wire_len;
                 self.insert_namespace_entry(quorum_key, entry);
@@ -518,12 +597,13 @@ impl NamespaceStore {
             None => {
                 let dht_key = namespace_key(&quorum_key);
                 self.by_dht_key.insert(dht_key, quorum_key);
-                self.add_source(source);
+                self.hold(source, via, wire_len);
                 let entry = NamespaceEntry {
                     verified,
                     wire_len,
                     dht_key,
                     source,
+                    via,
                     peers: BTreeMap::new(),
                     by_version: BTreeMap::new(),
                     withdrawn: BTreeMap::new(),
@@ -570,7 +650,10 @@ impl NamespaceStore {
             self.unindex_kind(kind, quorum_key);
         }
         self.by_dht_key.remove(&entry.dht_key);
-        self.remove_source(entry.source);
+        for (&index, &(_, expires)) in &entry.withdrawn {
+            self.withdrawn_expiry.remove(&(expires, *quorum_key, index));
+        }
+        self.release(entry.source, entry.via, entry.wire_len);
     }
 
     // ----- peers ------------------------------------------------------------
@@ -583,7 +666,7 @@ impl NamespaceStore {
             .remove(&(peer.record.expires_at_ms(), quorum_key, index));
         self.liveness
             .remove(&peer.record.peer_id(), &(quorum_key, index));
-        self.remove_source(peer.source);
+        self.release(peer.source, peer.via, peer.wire_len as usize);
         self.peer_records -= 1;
         Some(peer)
     }
@@ -595,13 +678,21 @@ impl NamespaceStore {
         record: &PeerRecord,
         source: Option<&PeerId>,
     ) -> Result<(), StatusCode> {
+        let len = record.encode().len();
         match entry.peers.get(&record.index()) {
             Some(stored) => {
                 if record.seq() <= stored.record.seq() {
                     return Err(StatusCode::StaleSequence);
                 }
                 let same_source = stored.source.as_ref() == source;
-                if !same_source && !self.source_has_room(source) {
+                let freed = if same_source {
+                    stored.wire_len as usize
+                } else {
+                    0
+                };
+                if (!same_source && !self.source_has_room(source))
+                    || !self.bytes_fit(source, None, len, freed)
+                {
                     return Err(StatusCode::QuotaExceeded);
                 }
             }
@@ -613,6 +704,7 @@ impl NamespaceStore {
                 }
                 if self.peer_records >= self.config.quotas.max_peer_records
                     || !self.source_has_room(source)
+                    || !self.bytes_fit(source, None, len, 0)
                 {
                     return Err(StatusCode::QuotaExceeded);
                 }
@@ -779,7 +871,7 @@ impl NamespaceStore {
         };
         let outcome = self
             .check_slot(&entry, &record, source.as_ref())
-            .map(|()| self.put_peer(&mut entry, record, source, now_ms));
+            .map(|()| self.put_peer(&mut entry, record, source, None, now_ms));
         self.namespaces.insert(quorum_key, entry);
         outcome
     }
@@ -789,12 +881,15 @@ impl NamespaceStore {
         entry: &mut NamespaceEntry,
         record: PeerRecord,
         source: Option<PeerId>,
+        via: Option<PeerId>,
         now_ms: u64,
     ) -> u64 {
         let quorum_key = entry.verified.quorum_key();
         let index = record.index();
         self.remove_peer_from(entry, index);
-        entry.withdrawn.remove(&index);
+        if let Some((_, expires)) = entry.withdrawn.remove(&index) {
+            self.withdrawn_expiry.remove(&(expires, quorum_key, index));
+        }
         let version = self.bump_version();
         self.expiry
             .insert((record.expires_at_ms(), quorum_key, index));
@@ -805,17 +900,19 @@ impl NamespaceStore {
             now_ms,
             &mut self.rng,
         );
-        self.add_source(source);
+        let wire_len = u32::try_from(record.encode().len()).unwrap_or(u32::MAX);
+        self.hold(source, via, wire_len as usize);
         self.peer_records += 1;
         entry.by_version.insert(version, index);
         let ttl = record.expires_at_ms().saturating_sub(now_ms);
         entry.peers.insert(
             index,
             PeerEntry {
-                wire_len: u32::try_from(record.encode().len()).unwrap_or(u32::MAX),
+                wire_len,
                 record: Box::new(record),
                 version,
                 source,
+                via,
             },
         );
         ttl
@@ -840,10 +937,14 @@ impl NamespaceStore {
             Some(p) if p.record.peer_id() != *remote => Err(StatusCode::PeerIdMismatch),
             Some(_) => {
                 if let Some(removed) = self.remove_peer_from(&mut entry, index) {
-                    entry.withdrawn.insert(
-                        index,
-                        (removed.record.seq(), removed.record.expires_at_ms()),
-                    );
+                    let expires = removed.record.expires_at_ms();
+                    if let Some((_, old)) = entry
+                        .withdrawn
+                        .insert(index, (removed.record.seq(), expires))
+                    {
+                        self.withdrawn_expiry.remove(&(old, *quorum_key, index));
+                    }
+                    self.withdrawn_expiry.insert((expires, *quorum_key, index));
                 }
                 Ok(())
             }
@@ -887,25 +988,54 @@ impl NamespaceStore {
             && !self.liveness.is_unreachable(&peer.record.peer_id())
     }
 
-    /// Stores a verified replicated record if it wins its slot.
-    fn merge_peer(&mut self, record: PeerRecord, now_ms: u64) -> bool {
+    /// Stores a verified record replicated by `via` if it wins its slot
+    /// and fits the quotas (`Err(QuotaExceeded)` if it wins but does not).
+    fn merge_peer(
+        &mut self,
+        record: PeerRecord,
+        via: Option<PeerId>,
+        now_ms: u64,
+    ) -> Result<bool, StatusCode> {
         let quorum_key = record.quorum_key();
         let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
-            return false;
+            return Ok(false);
         };
-        let wins = match entry.peers.get(&record.index()) {
-            None => self.peer_records < self.config.quotas.max_peer_records,
+        let len = record.encode().len();
+        let outcome = match entry.peers.get(&record.index()) {
+            None => {
+                if self.peer_records < self.config.quotas.max_peer_records
+                    && self.bytes_fit(None, via.as_ref(), len, 0)
+                {
+                    Ok(true)
+                } else {
+                    Err(StatusCode::QuotaExceeded)
+                }
+            }
             Some(stored) => {
-                (record.seq(), record.encode()) > (stored.record.seq(), stored.record.encode())
+                let wins =
+                    (record.seq(), record.encode()) > (stored.record.seq(), stored.record.encode());
+                let freed = if stored.via == via {
+                    stored.wire_len as usize
+                } else {
+                    0
+                };
+                if !wins {
+                    Ok(false)
+                } else if self.bytes_fit(None, via.as_ref(), len, freed) {
+                    Ok(true)
+                } else {
+                    Err(StatusCode::QuotaExceeded)
+                }
             }
         };
-        if wins {
+        if outcome == Ok(true) {
             // A replicated record keeps the source of the one it replaces
-            // out of the quota: it is owned by no direct client here.
-            self.put_peer(&mut entry, record, None, now_ms);
+            // out of the quota: it is owned by no direct client here; it
+            // counts against the node that replicated it.
+            self.put_peer(&mut entry, record, None, via, now_ms);
         }
         self.namespaces.insert(quorum_key, entry);
-        wins
+        outcome
     }
 
     // ----- discovery --------------------------------------------------------
@@ -1040,8 +1170,18 @@ impl NamespaceStore {
                 self.namespaces.insert(quorum_key, entry);
             }
         }
-        for entry in self.namespaces.values_mut() {
-            entry.withdrawn.retain(|_, (_, expires)| *expires > now_ms);
+        // Withdrawn seqs whose record would have expired: by their own
+        // index, not a walk over every namespace.
+        while let Some(&(at, quorum_key, index)) = self.withdrawn_expiry.first() {
+            if at > now_ms {
+                break;
+            }
+            self.withdrawn_expiry.pop_first();
+            if let Some(entry) = self.namespaces.get_mut(&quorum_key) {
+                if entry.withdrawn.get(&index).is_some_and(|&(_, e)| e == at) {
+                    entry.withdrawn.remove(&index);
+                }
+            }
         }
         dropped
     }

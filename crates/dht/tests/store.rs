@@ -1237,3 +1237,139 @@ fn unbounded_answers_are_paged_to_fit_the_frame_cap() {
     assert_eq!(seen.len(), 1_024);
     assert!(pages >= 2, "{pages} page(s)");
 }
+
+// ----- #13 item 6: store exhaustion ------------------------------------------
+
+/// Quotas used to count entries only: 64 registrations of a source could
+/// be 64 records of any size. They now count bytes too (in all and per
+/// source), and a refresh frees what it replaces.
+#[test]
+fn store_exhaustion_quotas_count_bytes() {
+    let q = quorum(4, 3, 61);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    let ns_len = ns.encode().len();
+    let peer_len = q.peer(1, 1, 1, NOW + HOUR).encode().len();
+    let mut config = StoreConfig::default();
+    // Member 1 (the namespace's registrant) has room for its namespace
+    // and not quite one peer record.
+    config.quotas.max_bytes_per_source = ns_len + peer_len - 1;
+    let mut s = store_with(config);
+    assert!(s.register_namespace(ns, Some(q.peer_id(1)), NOW).is_ok());
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(1, 1, 1, NOW + HOUR)),
+        StatusCode::QuotaExceeded,
+    );
+    assert_eq!(s.source_count(&q.peer_id(1)), 1, "entries had room");
+    // Others have their own room; a refresh frees what it replaces.
+    assert!(s
+        .register_peer(reg(&q, q.peer(2, 1, 1, NOW + HOUR)), NOW)
+        .is_ok());
+    let stored = s.stored_bytes();
+    assert_eq!(stored, ns_len + peer_len);
+    assert!(s
+        .register_peer(reg(&q, q.peer(2, 1, 2, NOW + HOUR)), NOW)
+        .is_ok());
+    assert_eq!(s.stored_bytes(), stored);
+    // The total is a quota too.
+    let mut config = StoreConfig::default();
+    config.quotas.max_bytes = ns_len + peer_len;
+    let mut s = store_with(config);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    assert!(s.register_namespace(ns, Some(q.peer_id(1)), NOW).is_ok());
+    assert!(s
+        .register_peer(reg(&q, q.peer(2, 1, 1, NOW + HOUR)), NOW)
+        .is_ok());
+    assert_peer_rejected(
+        &mut s,
+        reg(&q, q.peer(3, 1, 1, NOW + HOUR)),
+        StatusCode::QuotaExceeded,
+    );
+    // Everything held is released when it goes.
+    s.expire(NOW + 3 * HOUR);
+    assert_eq!(s.stored_bytes(), 0);
+}
+
+/// Replicated records used to count against nothing: any node could fill
+/// a store with valid records of its own quorums. What one node
+/// replicates now counts against that node.
+#[test]
+fn store_exhaustion_replicated_data_is_limited_per_sending_node() {
+    let q = quorum(4, 3, 62);
+    let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
+    let ns_len = ns.encode().len();
+    let peer_len = q.peer(1, 1, 1, NOW + HOUR).encode().len();
+    let mut config = StoreConfig::default();
+    config.quotas.max_replicated_bytes_per_node = ns_len + 2 * peer_len + peer_len / 2;
+    let mut s = store_with(config);
+    let value = NamespaceValue {
+        namespace: ns,
+        peers: (1..=4).map(|i| q.peer(i, 1, 1, NOW + HOUR)).collect(),
+    };
+    let (a, b) = (PeerId::random(), PeerId::random());
+    let report = s.merge_value_from(value.clone(), Some(a), NOW);
+    assert!(report.namespace_updated);
+    assert_eq!(report.peers_stored, 2);
+    assert_eq!(
+        report.peers_rejected,
+        vec![
+            (3, StatusCode::QuotaExceeded),
+            (4, StatusCode::QuotaExceeded)
+        ]
+    );
+    // Another node brings the rest.
+    let report = s.merge_value_from(value, Some(b), NOW);
+    assert_eq!(report.peers_stored, 2);
+    assert_eq!(s.stats().peer_records, 4);
+}
+
+/// The eviction candidate search could walk every stored namespace (about
+/// a million entries) before any verification. It now looks at the 64
+/// soonest to expire: a store full of live namespaces refuses a new one
+/// without walking the rest.
+#[test]
+fn store_exhaustion_eviction_search_is_bounded() {
+    let mut config = StoreConfig::default();
+    config.quotas.max_namespaces = 66;
+    let mut s = store_with(config);
+    for i in 0..66u64 {
+        let q = quorum(1, 1, 1_000 + i);
+        // Expiring in registration order; the last one has no live peer.
+        let ns = q.namespace(1, None, NOW, NOW + HOUR + i);
+        assert!(s.register_namespace(ns, None, NOW).is_ok());
+        if i < 65 {
+            assert!(s
+                .register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+                .is_ok());
+        }
+    }
+    let q = quorum(1, 1, 2_000);
+    let before = s.fingerprint();
+    assert_eq!(
+        s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW),
+        Err(StatusCode::QuotaExceeded),
+        "the 64 soonest to expire are live: refused"
+    );
+    assert_eq!(s.fingerprint(), before);
+    // Once one of those has no live peer, it makes room.
+    let mut config = StoreConfig::default();
+    config.quotas.max_namespaces = 2;
+    let mut s = store_with(config);
+    let (q1, q2) = (quorum(1, 1, 3_000), quorum(1, 1, 3_001));
+    assert!(s
+        .register_namespace(q1.namespace(1, None, NOW, NOW + HOUR), None, NOW)
+        .is_ok());
+    assert!(s
+        .register_namespace(q2.namespace(1, None, NOW, NOW + HOUR + 1), None, NOW)
+        .is_ok());
+    assert!(s
+        .register_peer(reg(&q2, q2.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .is_ok());
+    assert!(s
+        .register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
+        .is_ok());
+    assert!(
+        s.namespace(&q1.quorum_key()).is_none(),
+        "the one without peers went"
+    );
+}

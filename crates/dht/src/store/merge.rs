@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use libp2p_identity::PeerId;
 use rand_core::RngCore;
 use rendezvous_proto::seated::check_seated_fields;
 use rendezvous_proto::{
@@ -237,6 +238,17 @@ impl NamespaceStore {
     /// [`NamespaceStore::precheck_value`], [`verify_values`] and
     /// [`NamespaceStore::apply_value`] in a row, on the calling thread.
     pub fn merge_value(&mut self, value: NamespaceValue, now_ms: u64) -> MergeReport {
+        self.merge_value_from(value, None, now_ms)
+    }
+
+    /// [`NamespaceStore::merge_value`] of a value node `via` sent (its
+    /// bytes count against that node's replication quota).
+    pub fn merge_value_from(
+        &mut self,
+        value: NamespaceValue,
+        via: Option<PeerId>,
+        now_ms: u64,
+    ) -> MergeReport {
         let checked = self.precheck_value(value, now_ms);
         if !checked.needs_verification() {
             return checked.report;
@@ -245,7 +257,7 @@ impl NamespaceStore {
         let verified = verify_values(vec![checked], now_ms, &limits, &mut self.rng, &mut || {});
         let mut report = MergeReport::default();
         for v in verified {
-            report = self.apply_value(v, now_ms);
+            report = self.apply_value(v, via, now_ms);
         }
         report
     }
@@ -287,7 +299,7 @@ impl NamespaceStore {
                     Err(StatusCode::NotAuthorized)
                 }
             } else {
-                self.check_namespace_admission(&value.namespace, None)
+                self.check_namespace_admission(&value.namespace, None, None)
                     .map(|_| ())
             };
             match admitted {
@@ -361,7 +373,14 @@ impl NamespaceStore {
     /// what may have changed since [`NamespaceStore::precheck_value`] (the
     /// namespace may have been replaced, a slot filled by a newer record,
     /// the store filled up). Returns what the whole merge did.
-    pub fn apply_value(&mut self, value: VerifiedValue, now_ms: u64) -> MergeReport {
+    /// `via` is the node that sent the value (its replicated bytes count
+    /// against `Quotas::max_replicated_bytes_per_node`).
+    pub fn apply_value(
+        &mut self,
+        value: VerifiedValue,
+        via: Option<PeerId>,
+        now_ms: u64,
+    ) -> MergeReport {
         self.expire(now_ms);
         let VerifiedValue {
             quorum_key,
@@ -374,15 +393,16 @@ impl NamespaceStore {
             Some(Ok(verified)) => match self.namespaces.get(&quorum_key) {
                 Some(entry) if !namespace_is_newer(verified.record(), entry.verified.record()) => {}
                 Some(_) => {
-                    self.apply_namespace(verified, None);
+                    self.apply_namespace(verified, None, via);
                     report.namespace_updated = true;
                 }
-                None => match self.check_namespace_admission(verified.record(), None) {
+                None => match self.check_namespace_admission(verified.record(), None, via.as_ref())
+                {
                     Ok(evict) if verified.record().expires_at_ms > now_ms => {
                         if let Some(victim) = evict {
                             self.remove_namespace(&victim);
                         }
-                        self.apply_namespace(verified, None);
+                        self.apply_namespace(verified, None, via);
                         report.namespace_updated = true;
                     }
                     Ok(_) => report.namespace_rejected = Some(StatusCode::Expired),
@@ -423,10 +443,10 @@ impl NamespaceStore {
             match fields {
                 Ok(()) if same_keys => {
                     self.remember_seat(&record);
-                    if self.merge_peer(record, now_ms) {
-                        report.peers_stored += 1;
-                    } else {
-                        report.peers_unchanged += 1;
+                    match self.merge_peer(record, via, now_ms) {
+                        Ok(true) => report.peers_stored += 1,
+                        Ok(false) => report.peers_unchanged += 1,
+                        Err(code) => report.peers_rejected.push((index, code)),
                     }
                 }
                 Ok(()) => report.peers_rejected.push((index, StatusCode::StaleEpoch)),
