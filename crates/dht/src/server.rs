@@ -75,7 +75,8 @@ pub struct ServerConfig {
     /// Most negative answers kept (the oldest go first).
     pub max_negative: usize,
     /// Which address scopes liveness dials may go to (see
-    /// [`crate::dial`]); a driver sets it from its own listen addresses.
+    /// [`crate::dial`]), and which a peer record must list one address of
+    /// to be accepted; a driver sets it from its own listen addresses.
     pub dial_policy: AddressPolicy,
     /// Most liveness dials to one destination IP per minute.
     pub max_dials_per_ip_per_minute: u32,
@@ -543,7 +544,8 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// A server over `store`.
-    pub fn new(config: ServerConfig, store: NamespaceStore) -> Self {
+    pub fn new(config: ServerConfig, mut store: NamespaceStore) -> Self {
+        store.set_address_policy(Some(config.dial_policy));
         Self {
             config,
             store,
@@ -1526,6 +1528,7 @@ impl Server {
     /// it once its listen addresses are known).
     pub fn set_dial_policy(&mut self, policy: AddressPolicy) {
         self.config.dial_policy = policy;
+        self.store.set_address_policy(Some(policy));
     }
 
     /// Sends (or, for a record of a `RegisterPeers`, records) the outcome

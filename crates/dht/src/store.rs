@@ -32,6 +32,7 @@ use rendezvous_proto::{
 
 use crate::config::StoreConfig;
 use crate::cookie;
+use crate::dial::AddressPolicy;
 use crate::keys::{kind_key, namespace_key, DhtKey};
 use crate::liveness::{Liveness, PingTarget, Transition};
 use crate::value::NamespaceValue;
@@ -248,6 +249,9 @@ pub struct NamespaceStore {
     seat_order: VecDeque<SeatHash>,
     /// Peers found unreachable by `due_pings`, until taken.
     newly_unreachable: Vec<PeerId>,
+    /// Which address scopes a peer record must list at least one address
+    /// of to be accepted (`None`: any; a server sets its dial policy).
+    address_policy: Option<AddressPolicy>,
 }
 
 /// Namespaces looked at (soonest to expire first) for one to evict.
@@ -290,6 +294,7 @@ impl NamespaceStore {
             verified_seats: HashSet::new(),
             seat_order: VecDeque::new(),
             newly_unreachable: Vec::new(),
+            address_policy: None,
         }
     }
 
@@ -314,6 +319,27 @@ impl NamespaceStore {
                 }
             }
         }
+    }
+
+    /// Accept only peer records that list no address or at least one
+    /// address `policy` allows (`None`: any). A record whose every
+    /// address is outside the scopes this node takes (another network's
+    /// private addresses, loopback at a public node, link-local) names
+    /// nothing this node may dial: it is refused `NotAuthorized` on every
+    /// path (#13 item 3). A record with no address is taken: its member
+    /// is pinged over the connection it keeps.
+    pub fn set_address_policy(&mut self, policy: Option<AddressPolicy>) {
+        self.address_policy = policy;
+    }
+
+    /// Whether `record`'s addresses are acceptable (see
+    /// [`NamespaceStore::set_address_policy`]).
+    pub(crate) fn addrs_acceptable(&self, record: &PeerRecord) -> bool {
+        let addrs = record.addrs();
+        addrs.is_empty()
+            || self
+                .address_policy
+                .is_none_or(|p| addrs.iter().any(|a| p.allows(a)))
     }
 
     /// The configuration.
@@ -800,6 +826,9 @@ impl NamespaceStore {
             registration.remote.as_ref(),
         )?;
         self.check_slot(entry, &registration.record, registration.remote.as_ref())?;
+        if !self.addrs_acceptable(&registration.record) {
+            return Err(StatusCode::NotAuthorized);
+        }
         Ok(CheckedPeer {
             seat_known: self.seat_known(entry, &registration.record),
             registration,

@@ -398,3 +398,62 @@ async fn event_loop_stall_through_kad_junk_puts_hold_neither_discovers_nor_refre
     .await
     .expect("test timed out");
 }
+
+/// #13 item 3, against a real node: a record whose every address is one
+/// the node may never dial (link-local, unspecified) is refused
+/// `NotAuthorized` instead of being stored and pinged; a record with a
+/// loopback address, at a node listening on loopback, is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_and_scanning_records_naming_only_undialable_addresses_are_refused() {
+    use rand_core::SeedableRng;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let nodes = start_rendezvous_nodes(1, Duration::from_secs(3600), 3)
+            .await
+            .unwrap();
+        let at = nodes[0].addr();
+        let q = rendezvous_proto::testkit::TestQuorum::deal(
+            3,
+            2,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(12),
+        );
+        let now = node::behaviour::now_ms();
+        let expires = now + 600_000;
+        let mut client = Client::ephemeral().unwrap();
+        let ns = q.namespace(0, None, now, expires);
+        assert!(matches!(
+            client.request(&at, Request::RegisterNamespace(ns), T).await,
+            Ok(Response::Registered { .. })
+        ));
+        let cases: [(u32, &str, Option<StatusCode>); 3] = [
+            (
+                1,
+                "/ip4/169.254.169.254/tcp/80",
+                Some(StatusCode::NotAuthorized),
+            ),
+            (2, "/ip4/0.0.0.0/tcp/22", Some(StatusCode::NotAuthorized)),
+            (3, "/ip4/127.0.0.1/tcp/4003", None),
+        ];
+        for (i, addr, refusal) in cases {
+            let record = rendezvous_proto::PeerRecord::sign(
+                q.seat(i, 0),
+                vec![addr.parse().unwrap()],
+                1,
+                expires,
+                &q.identities[i as usize - 1],
+            );
+            let mut member = Client::new(q.identities[i as usize - 1].clone()).unwrap();
+            let answer = member
+                .request(&at, Request::RegisterPeer(record), T)
+                .await
+                .unwrap();
+            match refusal {
+                Some(code) => assert_eq!(answer, Response::Rejected(code), "{addr}"),
+                None => assert!(matches!(answer, Response::Registered { .. }), "{answer:?}"),
+            }
+        }
+        let stats = nodes[0].stats().await.unwrap();
+        assert_eq!(stats.peer_records, 1);
+    })
+    .await
+    .expect("test timed out");
+}

@@ -354,6 +354,12 @@ impl NamespaceStore {
                 report.peers_rejected.push((index, code));
                 continue;
             }
+            if !self.addrs_acceptable(&record) {
+                report
+                    .peers_rejected
+                    .push((index, StatusCode::NotAuthorized));
+                continue;
+            }
             let known = match entry {
                 Some(entry) => self.seat_known(entry, &record),
                 None => self.verified_seats.contains(&record.seat.hash()),
