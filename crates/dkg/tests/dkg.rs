@@ -272,6 +272,15 @@ fn assert_agree(net: &Net, members: &[u32], expected_qual: &[u32]) -> PublicKeyS
     first.key_share.public_key_set.clone()
 }
 
+/// The `honest` members agree, QUAL being exactly them, and each left
+/// `dealer` out for `reason`.
+fn assert_honest_agree_without(net: &Net, honest: &[u32], dealer: u32, reason: Disqualification) {
+    assert_agree(net, honest, honest);
+    for out in net.outputs(honest) {
+        assert_eq!(out.disqualified.get(&dealer), Some(&reason));
+    }
+}
+
 fn all(n: u32) -> Vec<u32> {
     (1..=n).collect()
 }
@@ -1209,14 +1218,12 @@ fn dkg_complaints_a_dealer_that_withheld_its_deal_and_does_not_answer_is_disqual
     };
     let mut net = Net::new(5, 3, 23, &[]).with_tamper(Box::new(tamper));
     net.run();
-    let honest = [1, 2, 3, 5];
-    assert_agree(&net, &honest, &honest);
-    for out in net.outputs(&honest) {
-        assert_eq!(
-            out.disqualified.get(&4),
-            Some(&Disqualification::Unjustified { member: 1 })
-        );
-    }
+    assert_honest_agree_without(
+        &net,
+        &[1, 2, 3, 5],
+        4,
+        Disqualification::Unjustified { member: 1 },
+    );
 }
 
 #[test]
@@ -1239,14 +1246,12 @@ fn dkg_complaints_a_justification_revealing_another_deal_disqualifies_the_dealer
     };
     let mut net = Net::new(n, threshold, 24, &[]).with_tamper(Box::new(tamper));
     net.run();
-    let honest = [1, 3, 4, 5];
-    assert_agree(&net, &honest, &honest);
-    for out in net.outputs(&honest) {
-        assert_eq!(
-            out.disqualified.get(&2),
-            Some(&Disqualification::DealNotRevealed { member: 5 })
-        );
-    }
+    assert_honest_agree_without(
+        &net,
+        &[1, 3, 4, 5],
+        2,
+        Disqualification::DealNotRevealed { member: 5 },
+    );
 }
 
 #[test]
@@ -1258,14 +1263,12 @@ fn dkg_complaints_threshold_many_complaints_disqualify_without_an_answer() {
     let mut net = Net::new(5, 3, 25, &[]).with_tamper(Box::new(bad_shares(3, &[1, 2, 4])));
     net.run();
     assert_eq!(net.sent.get(&MessageKind::Justification), None);
-    let honest = [1, 2, 4, 5];
-    assert_agree(&net, &honest, &honest);
-    for out in net.outputs(&honest) {
-        assert_eq!(
-            out.disqualified.get(&3),
-            Some(&Disqualification::TooManyComplaints { complaints: 3 })
-        );
-    }
+    assert_honest_agree_without(
+        &net,
+        &[1, 2, 4, 5],
+        3,
+        Disqualification::TooManyComplaints { complaints: 3 },
+    );
 }
 
 // ----- #13 item 8: a fresh session per run ------------------------------------

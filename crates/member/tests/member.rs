@@ -506,9 +506,9 @@ fn run_online(
         let Some(next) = next else { return now };
         assert!(next <= limit, "nothing happened before {limit}");
         now = now.max(next);
-        for i in 0..net.members.len() {
-            if online[i] {
-                net.members[i].handle_timeout(now);
+        for (member, up) in net.members.iter_mut().zip(online) {
+            if *up {
+                member.handle_timeout(now);
             }
         }
     }

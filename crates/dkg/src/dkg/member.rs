@@ -330,18 +330,7 @@ impl DkgMember {
         if message.session_id() != self.config.session_id() {
             return Err(MessageError::WrongSession);
         }
-        if from == 0 || from > n {
-            return Err(MessageError::NotAMember { from });
-        }
-        if from == self.config.my_index() {
-            return Err(MessageError::FromSelf);
-        }
-        if message.sender() != from {
-            return Err(MessageError::SenderMismatch {
-                from,
-                claimed: message.sender(),
-            });
-        }
+        self.check_sender(from, &message)?;
         let kind = message.kind();
         if !self.accepts(kind) {
             return Err(MessageError::WrongPhase {
@@ -427,13 +416,10 @@ impl DkgMember {
         Ok(())
     }
 
-    /// A message during the hello round: a hello of this attempt is
-    /// kept, one of a later attempt moves this member to it, and anything
-    /// else (which carries a run's session id, not yet known here) waits,
-    /// unchecked, for the round to end.
-    fn accept_in_hello(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
-        let n = self.config.n();
-        if from == 0 || from > n {
+    /// The transport-authenticated sender `from` is a fellow member and
+    /// the one the message names.
+    fn check_sender(&self, from: u32, message: &DkgMessage) -> Result<(), MessageError> {
+        if from == 0 || from > self.config.n() {
             return Err(MessageError::NotAMember { from });
         }
         if from == self.config.my_index() {
@@ -445,6 +431,16 @@ impl DkgMember {
                 claimed: message.sender(),
             });
         }
+        Ok(())
+    }
+
+    /// A message during the hello round: a hello of this attempt is
+    /// kept, one of a later attempt moves this member to it, and anything
+    /// else (which carries a run's session id, not yet known here) waits,
+    /// unchecked, for the round to end.
+    fn accept_in_hello(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
+        let n = self.config.n();
+        self.check_sender(from, &message)?;
         let attempt = self.attempt;
         let Some(round) = self.hello.as_mut() else {
             return Err(MessageError::WrongPhase {
