@@ -41,9 +41,9 @@ pub use batch::{batch_verify, batch_verify_with, find_invalid, find_invalid_with
 pub use combine::{combine_signatures, lagrange_coefficients_at_zero};
 pub use dkg::{
     CommitmentPoint, ConfigError, DealCommitments, DealMessage, DealerVerdict, Destination, Digest,
-    Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, JustificationMessage,
-    MessageError, MessageKind, Phase, ProofOfKnowledge, ResponseMessage, SessionId, ShareMessage,
-    Transmit, WireError, G1_UNCOMPRESSED_BYTES,
+    Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, HelloMessage,
+    JustificationMessage, MessageError, MessageKind, Phase, ProofOfKnowledge, ResponseMessage,
+    SessionId, ShareMessage, Transmit, WireError, G1_UNCOMPRESSED_BYTES,
 };
 pub use error::{CombineError, DecodeError};
 pub use keys::{

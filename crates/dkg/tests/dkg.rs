@@ -82,6 +82,39 @@ impl Net {
         net
     }
 
+    /// As [`Net::new`], but every member starts with a hello round, at
+    /// the attempt `attempts` gives it.
+    fn with_hello(
+        n: u32,
+        threshold: u32,
+        seed: u64,
+        silent: &[u32],
+        attempts: impl Fn(u32) -> u64,
+    ) -> Self {
+        let mut net = Self::new(n, threshold, seed, silent);
+        net.members = (1..=n)
+            .filter(|i| !silent.contains(i))
+            .map(|i| {
+                let mut rng =
+                    ChaCha20Rng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(u64::from(i)));
+                let member =
+                    DkgMember::with_hello(config(n, threshold, i), attempts(i), 0, &mut rng);
+                (i, member)
+            })
+            .collect();
+        net.finished_at.clear();
+        net.note_finished();
+        net
+    }
+
+    /// The run session ids the members ended their hello round with.
+    fn sessions(&self) -> BTreeMap<u32, SessionId> {
+        self.members
+            .iter()
+            .map(|(&i, m)| (i, *m.config().session_id()))
+            .collect()
+    }
+
     fn with_tamper(mut self, tamper: Tamper) -> Self {
         self.tamper = tamper;
         self
@@ -239,6 +272,15 @@ fn assert_agree(net: &Net, members: &[u32], expected_qual: &[u32]) -> PublicKeyS
     first.key_share.public_key_set.clone()
 }
 
+/// The `honest` members agree, QUAL being exactly them, and each left
+/// `dealer` out for `reason`.
+fn assert_honest_agree_without(net: &Net, honest: &[u32], dealer: u32, reason: Disqualification) {
+    assert_agree(net, honest, honest);
+    for out in net.outputs(honest) {
+        assert_eq!(out.disqualified.get(&dealer), Some(&reason));
+    }
+}
+
 fn all(n: u32) -> Vec<u32> {
     (1..=n).collect()
 }
@@ -368,7 +410,11 @@ fn silent_dealer_is_excluded() {
     let honest = all(4);
     assert_agree(&net, &honest, &honest);
     for out in net.outputs(&honest) {
-        assert_eq!(out.disqualified.get(&5), Some(&Disqualification::NoDeal));
+        // Four members report its deal missing: past the threshold.
+        assert_eq!(
+            out.disqualified.get(&5),
+            Some(&Disqualification::TooManyComplaints { complaints: 4 })
+        );
     }
     // Nothing was owed after the responses: the response deadline ended it.
     for i in honest {
@@ -384,8 +430,10 @@ fn equivocating_dealer_is_excluded() {
     let other = Polynomial::random(threshold, &mut rng);
     let other_deal = DealMessage::new(session_id, 1, &other, &mut rng).unwrap();
     // Members 4 and 5 get a different (self-consistent, validly proven)
-    // deal and matching shares; 2 and 3 get the real one.
+    // deal and matching shares; 2 and 3 get the real one. The dealer does
+    // not answer the dispute (see the next test for one that does).
     let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Justification(_) if from == 1 => None,
         DkgMessage::Deal(_) if from == 1 && to >= 4 => Some(DkgMessage::Deal(other_deal.clone())),
         DkgMessage::Share(_) if from == 1 && to >= 4 => Some(DkgMessage::Share(ShareMessage {
             session_id,
@@ -408,6 +456,46 @@ fn equivocating_dealer_is_excluded() {
 }
 
 #[test]
+fn dkg_complaints_an_equivocation_answered_with_one_deal_keeps_the_dealer() {
+    // As above, but the dealer answers: it reveals its real deal and the
+    // shares of 4 and 5 (who hold the other one), and everyone uses the
+    // revealed deal. A member that merely *claims* another hash is
+    // answered the same way, so it cannot remove an honest dealer.
+    let (n, threshold) = (5, 3);
+    let session_id = session(n, threshold);
+    let mut rng = ChaCha20Rng::seed_from_u64(78);
+    let other = Polynomial::random(threshold, &mut rng);
+    let other_deal = DealMessage::new(session_id, 1, &other, &mut rng).unwrap();
+    let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(_) if from == 1 && to >= 4 => Some(DkgMessage::Deal(other_deal.clone())),
+        DkgMessage::Share(_) if from == 1 && to >= 4 => Some(DkgMessage::Share(ShareMessage {
+            session_id,
+            dealer: 1,
+            share: SecretKeyShare::new(to, other.evaluate(to)).unwrap(),
+        })),
+        other => Some(other),
+    };
+    let mut net = Net::new(n, threshold, 6, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    assert_agree(&net, &all(n), &all(n));
+}
+
+#[test]
+fn dkg_complaints_a_false_deal_hash_cannot_remove_an_honest_dealer() {
+    let tamper = |from: u32, _to: u32, message: DkgMessage| match message {
+        DkgMessage::Response(mut r) if from == 3 => {
+            r.verdicts[1] = DealerVerdict::Valid(dkg::Digest([0xab; 32]));
+            Some(DkgMessage::Response(r))
+        }
+        other => Some(other),
+    };
+    let mut net = Net::new(5, 3, 26, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert_agree(&net, &all(5), &all(5));
+}
+
+#[test]
 fn dealer_with_an_invalid_proof_is_excluded() {
     let tamper = |from: u32, _to: u32, message: DkgMessage| match message {
         DkgMessage::Deal(mut d) if from == 3 => {
@@ -421,9 +509,16 @@ fn dealer_with_an_invalid_proof_is_excluded() {
     let honest = [1, 2, 4];
     assert_agree(&net, &honest, &[1, 2, 4]);
     for out in net.outputs(&honest) {
-        assert_eq!(
-            out.disqualified.get(&3),
-            Some(&Disqualification::InvalidProof)
+        // The dealer's own response names its untampered deal, so the
+        // responses disagree; with three complaints of four members
+        // (threshold 2) it may not answer, and is out.
+        assert!(
+            matches!(
+                out.disqualified.get(&3),
+                Some(Disqualification::InvalidProof | Disqualification::Equivocation { .. })
+            ),
+            "{:?}",
+            out.disqualified
         );
     }
 }
@@ -440,7 +535,10 @@ fn too_few_honest_members_fail_cleanly() {
                 threshold: 4
             }))
         );
-        assert_eq!(net.finished_at[&i], 2 * T);
+        // Three reports of a missing deal are below the threshold: the
+        // silent dealers could still have answered them, until the
+        // justification deadline.
+        assert_eq!(net.finished_at[&i], 3 * T);
         assert_eq!(net.members[&i].poll_deadline(), None);
     }
 }
@@ -538,6 +636,7 @@ fn bad_messages_are_rejected_and_change_nothing() {
                 .iter()
                 .map(|&i| SecretKeyShare::new(i, Scalar::from(7u64)).unwrap())
                 .collect(),
+            deal: None,
         })
     };
     assert_eq!(
@@ -1016,12 +1115,19 @@ proptest::proptest! {
         let honest: Vec<u32> = (1..=n).filter(|&i| i != dealer).collect();
         let outcomes: Vec<_> = honest.iter().map(|i| net.members[i].outcome().cloned()).collect();
         let first = outcomes[0].clone().expect("finished");
+        // `threshold` complaints exclude a dealer whatever it answers.
+        let complained = victims.len() as u32 >= threshold;
+        // The tampered dealers run the honest state machine, whose own
+        // response names the deal it really made: when it sent everyone
+        // another (BadProof), the responses disagree, and it answers with
+        // its real deal and `n - 1` shares, unless that reaches the
+        // threshold. (The torsion tamper rewrites its response too.)
+        let answered_to_all = n - 1 < threshold;
         let excluded_expected = match fault {
-            Fault::BadSharesJustified => false,
-            Fault::BadSharesBadJustification | Fault::BadSharesUnjustified | Fault::Equivocate => {
-                !victims.is_empty()
-            }
-            Fault::BadProof | Fault::Silent | Fault::TorsionCommitment => true,
+            Fault::BadSharesJustified | Fault::Equivocate => complained,
+            Fault::BadSharesBadJustification | Fault::BadSharesUnjustified => !victims.is_empty(),
+            Fault::BadProof => !answered_to_all,
+            Fault::Silent | Fault::TorsionCommitment => true,
             Fault::TorsionNonce => false,
         };
         match &first {
@@ -1040,4 +1146,252 @@ proptest::proptest! {
             }
         }
     }
+}
+
+// ----- #13 item 8: answerable MissingDeal complaints ---------------------------
+
+/// Rewrites `liar`'s response so that it reports dealer `dealer`'s deal
+/// missing (it did get it).
+fn false_missing_deal(
+    liar: u32,
+    dealer: u32,
+) -> impl FnMut(u32, u32, DkgMessage) -> Option<DkgMessage> {
+    move |from, _to, message| match message {
+        DkgMessage::Response(mut r) if from == liar => {
+            r.verdicts[(dealer - 1) as usize] = DealerVerdict::MissingDeal;
+            Some(DkgMessage::Response(r))
+        }
+        other => Some(other),
+    }
+}
+
+#[test]
+fn dkg_complaints_a_false_missing_deal_cannot_remove_an_honest_dealer() {
+    // Member 2 lies that dealer 1's deal never reached it. Dealer 1
+    // answers with its deal and member 2's share; everyone keeps it.
+    let mut net = Net::new(5, 3, 21, &[]).with_tamper(Box::new(false_missing_deal(2, 1)));
+    net.run();
+    // Only the liar, which does not see its own lie, refuses the (late,
+    // for it) justification.
+    assert!(
+        net.rejected.iter().all(|(to, _)| *to == 2),
+        "{:?}",
+        net.rejected
+    );
+    // One justification, broadcast to the 4 others, carrying the deal.
+    assert_eq!(net.sent.get(&MessageKind::Justification), Some(&4));
+    let honest = all(5);
+    assert_agree(&net, &honest, &honest);
+    for out in net.outputs(&honest) {
+        assert!(out.disqualified.is_empty(), "{:?}", out.disqualified);
+    }
+    // No deadline was needed: the answer ended the justification phase.
+    for &at in net.finished_at.values() {
+        assert!(at < T, "finished at {at}");
+    }
+}
+
+#[test]
+fn dkg_complaints_a_member_that_missed_a_deal_takes_it_from_the_justification() {
+    // Dealer 1's deal to member 3 is lost (the share arrives). Member 3
+    // complains, dealer 1 reveals the deal and member 3's share, and all
+    // five agree on QUAL, the key set and the transcript; member 3's
+    // share fits the key set (assert_agree checks it).
+    let tamper = |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(_) if from == 1 && to == 3 => None,
+        other => Some(other),
+    };
+    let mut net = Net::new(5, 3, 22, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+    let honest = all(5);
+    assert_agree(&net, &honest, &honest);
+}
+
+#[test]
+fn dkg_complaints_a_dealer_that_withheld_its_deal_and_does_not_answer_is_disqualified() {
+    // Dealer 4 keeps its deal from member 1 and does not justify.
+    let tamper = |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(_) if from == 4 && to == 1 => None,
+        DkgMessage::Justification(_) if from == 4 => None,
+        other => Some(other),
+    };
+    let mut net = Net::new(5, 3, 23, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert_honest_agree_without(
+        &net,
+        &[1, 2, 3, 5],
+        4,
+        Disqualification::Unjustified { member: 1 },
+    );
+}
+
+#[test]
+fn dkg_complaints_a_justification_revealing_another_deal_disqualifies_the_dealer() {
+    // Dealer 2 withholds its deal from member 5, then answers the
+    // complaint with a different (validly proven) deal and a share of it.
+    let (n, threshold) = (5, 3);
+    let session_id = session(n, threshold);
+    let mut rng = ChaCha20Rng::seed_from_u64(24);
+    let other = Polynomial::random(threshold, &mut rng);
+    let other_deal = DealMessage::new(session_id, 2, &other, &mut rng).unwrap();
+    let tamper = move |from: u32, to: u32, message: DkgMessage| match message {
+        DkgMessage::Deal(_) if from == 2 && to == 5 => None,
+        DkgMessage::Justification(mut j) if from == 2 => {
+            j.deal = Some(other_deal.clone());
+            j.revealed = vec![SecretKeyShare::new(5, other.evaluate(5)).unwrap()];
+            Some(DkgMessage::Justification(j))
+        }
+        other => Some(other),
+    };
+    let mut net = Net::new(n, threshold, 24, &[]).with_tamper(Box::new(tamper));
+    net.run();
+    assert_honest_agree_without(
+        &net,
+        &[1, 3, 4, 5],
+        2,
+        Disqualification::DealNotRevealed { member: 5 },
+    );
+}
+
+#[test]
+fn dkg_complaints_threshold_many_complaints_disqualify_without_an_answer() {
+    // Dealer 3 sends bad shares to 1, 2 and 4: three complaints reach the
+    // threshold, which no coalition below it can produce against an
+    // honest dealer. The dealer is out at once, and reveals nothing (that
+    // would publish `threshold` points of its polynomial).
+    let mut net = Net::new(5, 3, 25, &[]).with_tamper(Box::new(bad_shares(3, &[1, 2, 4])));
+    net.run();
+    assert_eq!(net.sent.get(&MessageKind::Justification), None);
+    assert_honest_agree_without(
+        &net,
+        &[1, 2, 4, 5],
+        3,
+        Disqualification::TooManyComplaints { complaints: 3 },
+    );
+}
+
+// ----- #13 item 8: a fresh session per run ------------------------------------
+
+#[test]
+fn dkg_session_every_run_has_a_fresh_session_id_that_all_members_agree_on() {
+    let (n, threshold) = (4, 3);
+    let base = session(n, threshold);
+    let mut runs = Vec::new();
+    for seed in [31, 32] {
+        let mut net = Net::with_hello(n, threshold, seed, &[], |_| 0);
+        net.run();
+        assert!(net.rejected.is_empty(), "{:?}", net.rejected);
+        assert_agree(&net, &all(n), &all(n));
+        let sessions = net.sessions();
+        let first = sessions[&1];
+        assert!(sessions.values().all(|s| *s == first), "{sessions:?}");
+        assert_ne!(first, base);
+        // One more round trip than without hellos, and still no deadline.
+        assert_eq!(net.now, 3 * LATENCY);
+        assert_eq!(net.sent.get(&MessageKind::Hello), Some(&12));
+        runs.push(first);
+    }
+    // Same quorum, same base session, two runs: two session ids.
+    assert_ne!(runs[0], runs[1]);
+}
+
+#[test]
+fn dkg_session_a_replayed_message_of_run_1_is_refused_in_run_2() {
+    let (n, threshold) = (3, 2);
+    let mut run1 = Net::with_hello(n, threshold, 33, &[], |_| 0);
+    run1.run_until(|net| net.members[&1].phase() == Phase::Deal);
+    run1.flush();
+    let old_deal = queued_deal(&run1, 1, 2);
+    let old_hello = DkgMessage::Hello(dkg::HelloMessage {
+        session_id: session(n, threshold),
+        member: 1,
+        attempt: 0,
+        nonce: [1; 32],
+    });
+
+    // Run 2 is attempt 1 of the same quorum.
+    let mut run2 = Net::with_hello(n, threshold, 34, &[], |_| 1);
+    let now = run2.now;
+    assert_eq!(
+        run2.members
+            .get_mut(&2)
+            .unwrap()
+            .handle_message(now, 1, old_hello),
+        Err(MessageError::StaleAttempt {
+            attempt: 0,
+            current: 1
+        })
+    );
+    run2.run_until(|net| net.members[&2].phase() == Phase::Deal);
+    let now = run2.now;
+    assert_eq!(
+        run2.members.get_mut(&2).unwrap().handle_message(
+            now,
+            1,
+            DkgMessage::Deal(old_deal.clone())
+        ),
+        Err(MessageError::WrongSession)
+    );
+    run2.run();
+    assert!(run2.rejected.is_empty(), "{:?}", run2.rejected);
+    assert_agree(&run2, &all(n), &all(n));
+    assert_ne!(run2.sessions()[&2], old_deal.session_id);
+}
+
+#[test]
+fn dkg_session_a_silent_member_does_not_block_the_hello_round() {
+    let mut net = Net::with_hello(5, 3, 35, &[5], |_| 0);
+    net.run();
+    let honest = all(4);
+    assert_agree(&net, &honest, &honest);
+    // The hello round waited its deadline for member 5, then the run went
+    // on without it (its deal is reported missing by all four).
+    for out in net.outputs(&honest) {
+        assert_eq!(
+            out.disqualified.get(&5),
+            Some(&Disqualification::TooManyComplaints { complaints: 4 })
+        );
+    }
+    for i in honest {
+        assert_eq!(net.finished_at[&i], T + 2 * T);
+    }
+}
+
+#[test]
+fn dkg_session_members_move_to_the_highest_attempt_they_hear_of() {
+    // Member 4 retried twice more than the others (say it restarted less
+    // often): everyone meets at its attempt, in one session.
+    let mut net = Net::with_hello(4, 3, 36, &[], |i| if i == 4 { 2 } else { 0 });
+    net.run();
+    assert_agree(&net, &all(4), &all(4));
+    assert!(net.members.values().all(|m| m.attempt() == 2));
+    let sessions = net.sessions();
+    assert!(sessions.values().all(|s| *s == sessions[&1]));
+    // Hellos of attempt 0 that crossed the jump were refused, nothing else.
+    assert!(
+        net.rejected
+            .iter()
+            .all(|(_, e)| matches!(e, MessageError::StaleAttempt { .. })),
+        "{:?}",
+        net.rejected
+    );
+}
+
+#[test]
+fn dkg_session_too_few_hellos_end_the_run_at_the_hello_deadline() {
+    let mut net = Net::with_hello(5, 4, 37, &[4, 5], |_| 0);
+    net.run();
+    for i in 1..=3 {
+        assert_eq!(
+            net.members[&i].outcome(),
+            Some(&Err(DkgError::TooFewHellos {
+                got: 3,
+                threshold: 4
+            }))
+        );
+        assert_eq!(net.finished_at[&i], T);
+    }
+    // Nobody dealt: no share was ever put on the wire.
+    assert_eq!(net.sent.get(&MessageKind::Share), None);
 }

@@ -18,9 +18,6 @@ pub enum MemberError {
         /// The share's index.
         index: u32,
     },
-    /// The DKG failed.
-    #[error("DKG failed: {0}")]
-    Dkg(#[from] dkg::DkgError),
     /// No rendezvous node held an accepted registration of this member
     /// for the configured time.
     #[error(

@@ -452,3 +452,149 @@ fn the_dkg_runs_through_the_core_and_the_first_member_coordinates() {
         .iter()
         .any(|(from, t)| *from == 1 && matches!(t.request, Request::RegisterNamespace(_))));
 }
+
+// ----- #13 item 8: a failed DKG is retried ------------------------------------
+
+/// Members of `net` that are up; the others neither run nor answer.
+fn pump_online(net: &mut Net, online: &[bool], now: u64) {
+    loop {
+        let mut moved = false;
+        for i in 0..net.members.len() {
+            if !online[i] {
+                continue;
+            }
+            while let Some(t) = net.members[i].poll_transmit() {
+                moved = true;
+                let Peer::Member(j) = t.to else {
+                    net.to_rendezvous.push((i as u32 + 1, t));
+                    continue;
+                };
+                let to = (j - 1) as usize;
+                let response = if online[to] {
+                    let from = net.quorum.peer_id(i as u32 + 1);
+                    Ok(net.members[to].handle_request(now, &from, t.request.clone()))
+                } else {
+                    Err(TransportError::Unreachable)
+                };
+                net.members[i].handle_response(now, t.id, response);
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Runs the online members' timers and messages until `done` or `limit`;
+/// returns the time reached.
+fn run_online(
+    net: &mut Net,
+    online: &[bool],
+    mut now: u64,
+    limit: u64,
+    mut done: impl FnMut(&mut Net) -> bool,
+) -> u64 {
+    loop {
+        pump_online(net, online, now);
+        if done(net) {
+            return now;
+        }
+        let next = (0..net.members.len())
+            .filter(|i| online[*i])
+            .filter_map(|i| net.members[i].poll_timeout())
+            .min();
+        let Some(next) = next else { return now };
+        assert!(next <= limit, "nothing happened before {limit}");
+        now = now.max(next);
+        for (member, up) in net.members.iter_mut().zip(online) {
+            if *up {
+                member.handle_timeout(now);
+            }
+        }
+    }
+}
+
+#[test]
+fn dkg_retry_a_failed_run_is_retried_with_a_fresh_session_and_then_succeeds() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+    let q = TestQuorum::deal(3, 3, &mut rng);
+    let spec = spec(&q, 3);
+    let ids: Vec<Vec<u8>> = spec.members.iter().map(|p| p.to_bytes()).collect();
+    let members: Vec<Member> = (1..=3)
+        .map(|i| {
+            let dkg = dkg::DkgConfig::new(&ids, 3, b"test", i, 1_000).unwrap();
+            let mut config =
+                MemberConfig::new(spec.clone(), i, q.identities[(i - 1) as usize].clone(), 1);
+            config.dkg_wait_ms = 0;
+            Member::new(config, Start::Dkg(dkg), T0, [i as u8; 32]).unwrap()
+        })
+        .collect();
+    let mut net = Net {
+        quorum: q,
+        members,
+        to_rendezvous: Vec::new(),
+    };
+    // Member 3 is down: 1 and 2 cannot reach the threshold of 3.
+    let mut online = [true, true, false];
+    net.members[0].handle_connected(T0, 2);
+    net.members[1].handle_connected(T0, 1);
+    let mut failed = BTreeMap::new();
+    let now = run_online(&mut net, &online, T0, T0 + 10_000, |net| {
+        for i in 1..=2 {
+            for e in net.events(i) {
+                assert!(!matches!(e, Event::Failed(_)), "a failed DKG ends nothing");
+                if let Event::DkgFailed { attempt, error, .. } = e {
+                    failed.insert(i, (attempt, error));
+                }
+            }
+        }
+        failed.len() == 2
+    });
+    for (attempt, error) in failed.values() {
+        assert_eq!(*attempt, 0);
+        assert_eq!(
+            *error,
+            dkg::DkgError::TooFewHellos {
+                got: 2,
+                threshold: 3
+            }
+        );
+    }
+    assert!(net.members.iter().all(|m| m.failure().is_none()));
+
+    // Member 3 comes up; the retry (after a backoff) brings all three into
+    // one run, which succeeds.
+    online[2] = true;
+    for i in 0..3u32 {
+        for j in 1..=3u32 {
+            if j != i + 1 {
+                net.members[i as usize].handle_connected(now, j);
+            }
+        }
+    }
+    let mut keys = BTreeMap::new();
+    let mut started = BTreeMap::new();
+    run_online(&mut net, &online, now, now + 60_000, |net| {
+        for i in 1..=3 {
+            for e in net.events(i) {
+                match e {
+                    Event::DkgStarted { attempt } => {
+                        started.insert(i, attempt);
+                    }
+                    Event::DkgFinished(out) => {
+                        keys.insert(i, out.key_share.quorum_key());
+                    }
+                    Event::DkgFailed { .. } | Event::Failed(_) => panic!("{e:?}"),
+                    _ => {}
+                }
+            }
+        }
+        keys.len() == 3
+    });
+    assert!(keys.values().all(|k| Some(k) == keys.get(&1)));
+    // Members 1 and 2 retried as attempt 1, and member 3 (which began at
+    // attempt 0) moved to it.
+    assert_eq!(started.get(&1), Some(&1));
+    assert_eq!(started.get(&2), Some(&1));
+    assert!(net.members.iter().all(|m| m.key_share().is_some()));
+}

@@ -63,8 +63,12 @@ pub struct Metrics {
     pub value_work_queued_us: AtomicU64,
     /// DKG messages this member sent (resends included).
     pub dkg_messages: AtomicU64,
-    /// DKG phases this member completed (deal, response, justification, finish).
+    /// DKG phases this member completed (hello, deal, response, justification, finish).
     pub dkg_rounds: AtomicU64,
+    /// Dealers this member left out of a DKG run's QUAL (each run counts).
+    pub dkg_disqualified: AtomicU64,
+    /// DKG runs that failed and are retried.
+    pub dkg_retries: AtomicU64,
     /// Rendezvous nodes holding an unexpired registration of this member (gauge).
     pub member_registered_at: AtomicU64,
     /// Rendezvous nodes this member no longer uses: they refused for good (gauge).
@@ -250,6 +254,18 @@ impl Metrics {
             "counter",
             "DKG phases completed.",
             &self.dkg_rounds,
+        );
+        metric(
+            "rdht_dkg_disqualified_total",
+            "counter",
+            "Dealers left out of a DKG run's QUAL (the log names them and why).",
+            &self.dkg_disqualified,
+        );
+        metric(
+            "rdht_dkg_retries_total",
+            "counter",
+            "DKG runs that failed and were retried.",
+            &self.dkg_retries,
         );
         metric(
             "rdht_member_registered_at",

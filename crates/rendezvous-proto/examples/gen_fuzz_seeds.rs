@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use dkg::dkg::{
-    DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, ResponseMessage,
-    SessionId, ShareMessage,
+    DealMessage, DealerVerdict, Digest, DkgMessage, HelloMessage, JustificationMessage,
+    ResponseMessage, SessionId, ShareMessage,
 };
 use dkg::{Polynomial, SecretKeyShare};
 use rand_chacha::ChaCha20Rng;
@@ -163,7 +163,8 @@ fn main() -> std::io::Result<()> {
     let poly = Polynomial::random(3, &mut rng);
     let share = |i: u32| SecretKeyShare::new(i, poly.evaluate(i)).expect("non-zero share");
     let mut dkg_messages = Vec::new();
-    if let Some(deal) = DealMessage::new(session_id, 1, &poly, &mut rng) {
+    let deal = DealMessage::new(session_id, 1, &poly, &mut rng);
+    if let Some(deal) = deal.clone() {
         dkg_messages.push(("deal", DkgMessage::Deal(deal)));
     }
     dkg_messages.push((
@@ -194,6 +195,25 @@ fn main() -> std::io::Result<()> {
             session_id,
             dealer: 1,
             revealed: vec![share(2), share(4)],
+            deal: None,
+        }),
+    ));
+    dkg_messages.push((
+        "justification-with-deal",
+        DkgMessage::Justification(JustificationMessage {
+            session_id,
+            dealer: 1,
+            revealed: vec![share(3)],
+            deal,
+        }),
+    ));
+    dkg_messages.push((
+        "hello",
+        DkgMessage::Hello(HelloMessage {
+            session_id,
+            member: 2,
+            attempt: 1,
+            nonce: [9; 32],
         }),
     ));
     for (name, message) in &dkg_messages {

@@ -38,7 +38,8 @@ pub enum Fault {
     /// Sends nothing at all.
     Silent,
     /// Shows one deal (and matching shares) to half the members and
-    /// another to the other half.
+    /// another to the other half, and does not answer the dispute (a
+    /// dealer that answers with one deal is as good as honest).
     Equivocate,
 }
 
@@ -65,6 +66,8 @@ pub struct Member {
     /// DKG misbehaviour, for faulty dealers (who then do nothing else).
     pub fault: Option<Fault>,
     rng: ChaCha20Rng,
+    /// An equivocating dealer's other deal, for the run (session) it was
+    /// made for.
     alternate: Option<(DealMessage, Polynomial)>,
     core: Option<member::Member>,
     /// The last key share (kept across crashes: it is on disk).
@@ -264,12 +267,6 @@ impl Member {
                 return;
             }
         };
-        if self.fault == Some(Fault::Equivocate) {
-            let poly = Polynomial::random(p.threshold, &mut self.rng);
-            if let Some(deal) = DealMessage::new(session, self.index, &poly, &mut self.rng) {
-                self.alternate = Some((deal, poly));
-            }
-        }
         let seed = member::seed_from(&mut self.rng);
         match member::Member::new(self.core_config(ctx), Start::Dkg(config), ctx.now, seed) {
             Ok(mut core) => {
@@ -365,7 +362,8 @@ impl Member {
                 continue;
             }
             let request = if self.fault.is_some() {
-                match self.tamper(&t.request, t.to, ctx.shared.n()) {
+                let threshold = ctx.shared.config.params.threshold;
+                match self.tamper(&t.request, t.to, ctx.shared.n(), threshold) {
                     Some(r) => r,
                     None => continue,
                 }
@@ -423,10 +421,12 @@ impl Member {
                     result: Ok(summary),
                 });
             }
-            Event::Failed(member::MemberError::Dkg(e)) => ctx.note(Note::DkgDone {
+            // A failed run is retried by the core; the note counts it, and
+            // a later success replaces it.
+            Event::DkgFailed { error, .. } => ctx.note(Note::DkgDone {
                 quorum: self.quorum,
                 index: self.index,
-                result: Err(e.to_string()),
+                result: Err(error.to_string()),
             }),
             Event::NamespaceSigned(record) if self.fault.is_none() => {
                 ctx.note(Note::NamespaceSigned {
@@ -453,11 +453,25 @@ impl Member {
 
     /// What a faulty dealer sends instead of `request` to `to` (`None`:
     /// nothing).
-    fn tamper(&self, request: &Request, to: Peer, n: u32) -> Option<Request> {
+    fn tamper(&mut self, request: &Request, to: Peer, n: u32, threshold: u32) -> Option<Request> {
         let (Request::Dkg(bytes), Peer::Member(j)) = (request, to) else {
             return Some(request.clone());
         };
         let message = DkgMessage::decode(bytes).ok()?;
+        if self.fault == Some(Fault::Equivocate) {
+            // The other deal is made for the run's session, known once the
+            // hello round is over (the first deal or share carries it).
+            let session = *message.session_id();
+            let stale = self
+                .alternate
+                .as_ref()
+                .is_none_or(|(deal, _)| deal.session_id != session);
+            if stale && matches!(message, DkgMessage::Deal(_) | DkgMessage::Share(_)) {
+                let poly = Polynomial::random(threshold, &mut self.rng);
+                self.alternate = DealMessage::new(session, self.index, &poly, &mut self.rng)
+                    .map(|deal| (deal, poly));
+            }
+        }
         let upper_half = j > n / 2;
         let altered = match (self.fault, &message) {
             (Some(Fault::Silent), _) => return None,
@@ -469,7 +483,9 @@ impl Member {
                     share: wrong,
                 })
             }
-            (Some(Fault::BadShares), DkgMessage::Justification(_)) => return None,
+            (Some(Fault::BadShares | Fault::Equivocate), DkgMessage::Justification(_)) => {
+                return None
+            }
             (Some(Fault::Equivocate), DkgMessage::Deal(_)) if upper_half => {
                 let (deal, _) = self.alternate.as_ref()?;
                 DkgMessage::Deal(deal.clone())

@@ -1,6 +1,6 @@
 //! Session identity and the parameters of one DKG run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use sha2::{Digest as _, Sha256};
@@ -9,6 +9,8 @@ use super::error::ConfigError;
 
 /// Domain separation tag of the session-id hash.
 pub const SESSION_DOMAIN: &[u8] = b"rdht/dkg/session/v1";
+/// Domain separation tag of a run's session id ([`SessionId::for_run`]).
+pub const RUN_DOMAIN: &[u8] = b"rdht/dkg/run/v1";
 
 /// The 32-byte identifier of one DKG run.
 ///
@@ -38,6 +40,31 @@ impl SessionId {
         h.update(threshold.to_be_bytes());
         h.update((nonce.len() as u64).to_be_bytes());
         h.update(nonce);
+        Self(h.finalize().into())
+    }
+
+    /// The session id of one run of the quorum whose base session id is
+    /// `self`: `SHA-256(RUN_DOMAIN || base || u64 attempt || u32 count ||
+    /// for each member with a nonce, ascending: (u32 index || nonce))`.
+    ///
+    /// Every member contributes a fresh random nonce in its
+    /// [`HelloMessage`](super::HelloMessage), so no two runs share a
+    /// session id (and nothing of an earlier run is accepted in a later
+    /// one) unless every contributing member repeats its nonce.
+    pub fn for_run(&self, attempt: u64, nonces: &BTreeMap<u32, [u8; 32]>) -> Self {
+        let mut h = Sha256::new();
+        h.update(RUN_DOMAIN);
+        h.update(self.0);
+        h.update(attempt.to_be_bytes());
+        h.update(
+            u32::try_from(nonces.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        for (index, nonce) in nonces {
+            h.update(index.to_be_bytes());
+            h.update(nonce);
+        }
         Self(h.finalize().into())
     }
 
@@ -134,9 +161,18 @@ impl DkgConfig {
         })
     }
 
-    /// The session id every message must carry.
+    /// The session id every message must carry (with a hello round: the
+    /// base id until the round ends, the run's after).
     pub fn session_id(&self) -> &SessionId {
         &self.session_id
+    }
+
+    /// The same parameters under another session id (a run's).
+    pub(crate) fn with_session(&self, session_id: SessionId) -> Self {
+        Self {
+            session_id,
+            ..self.clone()
+        }
     }
 
     /// The number of members.
@@ -180,6 +216,26 @@ mod tests {
         let split_a = SessionId::new(&[b"ab".to_vec(), b"c".to_vec()], 1, b"");
         let split_b = SessionId::new(&[b"a".to_vec(), b"bc".to_vec()], 1, b"");
         assert_ne!(split_a, split_b);
+    }
+
+    #[test]
+    fn dkg_session_a_run_id_binds_base_attempt_and_every_nonce() {
+        let base = SessionId::new(&members(3), 2, b"nonce");
+        let nonces: BTreeMap<u32, [u8; 32]> = (1..=3).map(|i| (i, [i as u8; 32])).collect();
+        let run = base.for_run(0, &nonces);
+        assert_eq!(run, base.for_run(0, &nonces));
+        assert_ne!(run, base);
+        assert_ne!(run, base.for_run(1, &nonces));
+        assert_ne!(run, SessionId([0; 32]).for_run(0, &nonces));
+        let mut changed = nonces.clone();
+        changed.insert(2, [9; 32]);
+        assert_ne!(run, base.for_run(0, &changed));
+        let mut fewer = nonces.clone();
+        fewer.remove(&3);
+        assert_ne!(run, base.for_run(0, &fewer));
+        // The index is bound too: the same nonce from another member.
+        let moved: BTreeMap<u32, [u8; 32]> = [(1, [1; 32]), (2, [2; 32]), (4, [3; 32])].into();
+        assert_ne!(run, base.for_run(0, &moved));
     }
 
     #[test]

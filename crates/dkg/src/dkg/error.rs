@@ -122,6 +122,21 @@ pub enum MessageError {
     /// member order (which also rules out two shares for one member).
     #[error("revealed shares not in strictly ascending order")]
     NotAscending,
+    /// A justification reveals a deal of another session or dealer.
+    #[error("justification reveals a deal of another session or dealer")]
+    ForeignDeal,
+    /// A hello of an earlier attempt than this member's.
+    #[error("hello of attempt {attempt}, this run is attempt {current}")]
+    StaleAttempt {
+        /// The hello's attempt.
+        attempt: u64,
+        /// This member's.
+        current: u64,
+    },
+    /// A message for the run arrived during the hello round, and the
+    /// room kept for such messages (four per member) is full.
+    #[error("too many messages ahead of the run")]
+    EarlyBufferFull,
 }
 
 /// Why a finished DKG produced no key for this member.
@@ -133,6 +148,16 @@ pub enum DkgError {
     QualTooSmall {
         /// Dealers in QUAL.
         qualified: u32,
+        /// The threshold.
+        threshold: u32,
+    },
+    /// The hello round ended with nonces from fewer than `threshold`
+    /// members: only they can be in this run's session, so no key could
+    /// come of it.
+    #[error("only {got} members said hello, threshold is {threshold}")]
+    TooFewHellos {
+        /// Members whose hello arrived (this one included).
+        got: u32,
         /// The threshold.
         threshold: u32,
     },
@@ -200,6 +225,9 @@ pub enum WireError {
     /// Revealed shares are not in strictly ascending member order.
     #[error("revealed shares not in strictly ascending order")]
     NotAscending,
+    /// A justification's revealed-deal flag is neither 0 nor 1.
+    #[error("unknown flag {0}")]
+    UnknownFlag(u8),
     /// A point, scalar or share failed its decoder's checks.
     #[error("field: {0}")]
     Field(#[from] DecodeError),

@@ -1,18 +1,36 @@
 //! Deciding QUAL and assembling the key, from what a member collected.
 //!
-//! The rules, for each dealer `d` (each member applies them to the same
-//! broadcast data, so honest members that received the same responses
-//! and justifications decide the same):
+//! The rules, for each dealer `d`. Each depends only on broadcast data
+//! (the responses, the justification, and deals named by hashes that
+//! every response agrees on), so honest members that received the same
+//! responses and justifications decide the same.
 //!
-//! 1. this member holds `d`'s deal and its proof of knowledge verifies;
-//! 2. no response reports a missing deal from `d`, and every response's
-//!    hash of `d`'s deal equals this member's (else `d` equivocated: it
-//!    showed different commitments to different members);
-//! 3. every complaint against `d` (bad or missing share) is answered by
-//!    `d`'s justification with a share that matches `d`'s commitments.
+//! A member *complains* about `d` unless its verdict is `Valid(h)` with
+//! `h` the hash of `d`'s deal: a bad or missing share, a missing deal,
+//! another deal's hash, or an invalid proof are all complaints. If every
+//! response that holds a deal names the same `h`, that is `d`'s deal; if
+//! they name different ones, or some member lacks the deal, `d` must
+//! reveal its deal in its justification and that deal is `d`'s (its hash
+//! must be `h` when all holders agree on one). Then:
+//!
+//! 1. the deal has `threshold` commitments and its proof of knowledge
+//!    verifies (holders of a deal checked it in their deal phase; the
+//!    others check the revealed one);
+//! 2. fewer than `threshold` members complain. A coalition below the
+//!    threshold cannot reach that many against an honest dealer, and
+//!    answering that many would publish `threshold` points of `d`'s
+//!    polynomial, i.e. its secret; so a dealer with that many is out, and
+//!    does not answer;
+//! 3. every complainer's share is revealed in `d`'s justification and
+//!    matches the deal's commitments.
 //!
 //! QUAL is the sorted list of dealers meeting all three. A complainer
-//! whose complaint was answered takes the revealed share as its share.
+//! takes the revealed share as its share, and the revealed deal as the
+//! dealer's if it lacked it or held another. A false complaint (a share,
+//! a deal or a hash it denies) therefore cannot remove an honest dealer:
+//! the dealer answers it, and only the liar's own share becomes public.
+//! A dealer that does not answer by the justification deadline, or
+//! answers with a share or deal that fails the checks, is out.
 //!
 //! Deal points are not subgroup-checked on receipt: relations are decided
 //! on G1 components and the summed key set is checked here, with a
@@ -43,22 +61,33 @@ pub const TRANSCRIPT_DOMAIN: &[u8] = b"rdht/dkg/transcript/v1";
 /// Why a dealer was left out of QUAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disqualification {
-    /// This member received no well-formed deal from the dealer.
+    /// This member has no verdict on the dealer (it never ended its deal
+    /// phase; the state machine makes this unreachable).
     NoDeal,
     /// The dealer's proof of knowledge does not verify.
     InvalidProof,
-    /// `member` reported that it received no deal from the dealer.
-    ReportedMissing {
-        /// The reporting member.
-        member: u32,
-    },
-    /// `member` received a different deal than this member did.
+    /// `member` received a different deal than another member did.
     Equivocation {
-        /// The member whose deal hash differs.
+        /// The first member (ascending) whose deal hash differs.
         member: u32,
     },
-    /// `member` complained and the dealer revealed no share for it.
+    /// `threshold` or more members complained about the dealer: more
+    /// than a coalition below the threshold can muster against an honest
+    /// one.
+    TooManyComplaints {
+        /// How many complained.
+        complaints: u32,
+    },
+    /// `member` complained and the dealer revealed no share for it (or
+    /// sent no justification at all).
     Unjustified {
+        /// The complaining member.
+        member: u32,
+    },
+    /// `member` reported the deal missing and the dealer's justification
+    /// did not carry it, or carried a deal with another hash than the one
+    /// the responses name, or with the wrong number of commitments.
+    DealNotRevealed {
         /// The complaining member.
         member: u32,
     },
@@ -92,54 +121,105 @@ pub struct DkgOutput {
 pub(crate) enum Standing {
     /// Out, for good.
     Excluded(Disqualification),
-    /// In, unless a complaint goes unanswered; the complainers, ascending.
-    Accused(Vec<u32>),
+    /// In, unless its justification fails to answer.
+    Accused(Accusation),
     /// In.
     Clean,
 }
 
-/// Rules 1 and 2, and the list of complaints for rule 3.
+/// What an accused dealer's justification must answer.
+pub(crate) struct Accusation {
+    /// The deal hash every response that holds a deal names (`None`: the
+    /// responses disagree, or none holds the deal).
+    digest: Option<Digest>,
+    /// A member that lacks the deal or holds another one, if any: the
+    /// justification must then carry the deal.
+    needs_deal: Option<u32>,
+    /// Whether responses name different hashes.
+    disputed: Option<u32>,
+}
+
+/// Rules 1 and 2 as far as the responses decide them.
 ///
 /// `my_verdict` is this member's own verdict on the dealer (its own
 /// response is also among `responses`).
 pub(crate) fn standing(
     dealer: u32,
+    threshold: u32,
     my_verdict: Option<&DealerVerdict>,
     responses: &BTreeMap<u32, ResponseMessage>,
 ) -> Standing {
-    let my_hash = match my_verdict {
-        None | Some(DealerVerdict::MissingDeal) => {
-            return Standing::Excluded(Disqualification::NoDeal)
-        }
-        Some(DealerVerdict::InvalidDeal(_)) => {
-            return Standing::Excluded(Disqualification::InvalidProof)
-        }
-        Some(v) => v.digest(),
+    let Some(my_verdict) = my_verdict else {
+        return Standing::Excluded(Disqualification::NoDeal);
     };
-    let mut complainers = Vec::new();
+    let mut digest: Option<Digest> = None;
+    let mut disputed = None;
+    let mut needs_deal = None;
+    let mut complaints = 0u32;
     for (&member, response) in responses {
-        match response.verdict(dealer) {
-            // Response lengths are checked on receipt; a short one says
-            // nothing about this dealer.
-            None => {}
-            Some(DealerVerdict::MissingDeal) => {
-                return Standing::Excluded(Disqualification::ReportedMissing { member })
+        // Response lengths are checked on receipt; a short one says
+        // nothing about this dealer.
+        let Some(verdict) = response.verdict(dealer) else {
+            continue;
+        };
+        match (verdict.digest(), digest) {
+            (None, _) => {
+                needs_deal.get_or_insert(member);
             }
-            Some(v) => {
-                if v.digest() != my_hash {
-                    return Standing::Excluded(Disqualification::Equivocation { member });
-                }
-                if v.is_complaint() {
-                    complainers.push(member);
-                }
+            (Some(d), None) => digest = Some(*d),
+            (Some(d), Some(first)) if *d != first => {
+                disputed.get_or_insert(member);
+                needs_deal.get_or_insert(member);
             }
+            (Some(_), Some(_)) => {}
+        }
+        if !matches!(verdict, DealerVerdict::Valid(_)) {
+            complaints = complaints.saturating_add(1);
         }
     }
-    if complainers.is_empty() {
+    if disputed.is_some() {
+        // Which members complain depends on the deal the dealer reveals.
+        return Standing::Accused(Accusation {
+            digest: None,
+            needs_deal,
+            disputed,
+        });
+    }
+    if matches!(my_verdict, DealerVerdict::InvalidDeal(_)) {
+        // Every holder of a deal with this hash finds the same proof
+        // invalid; a member lacking the deal checks the revealed one.
+        return Standing::Excluded(Disqualification::InvalidProof);
+    }
+    if complaints >= threshold {
+        return Standing::Excluded(Disqualification::TooManyComplaints { complaints });
+    }
+    if complaints == 0 {
         Standing::Clean
     } else {
-        Standing::Accused(complainers)
+        Standing::Accused(Accusation {
+            digest,
+            needs_deal,
+            disputed: None,
+        })
     }
+}
+
+/// The members whose verdict on `dealer` is not `Valid(hash)`: they
+/// complained, or hold no deal or another one, and need their share
+/// revealed against the deal with that hash.
+pub(crate) fn complainers(
+    dealer: u32,
+    hash: &Digest,
+    responses: &BTreeMap<u32, ResponseMessage>,
+) -> Vec<u32> {
+    responses
+        .iter()
+        .filter(|(_, r)| {
+            r.verdict(dealer)
+                .is_some_and(|v| *v != DealerVerdict::Valid(*hash))
+        })
+        .map(|(&m, _)| m)
+        .collect()
 }
 
 /// Everything [`conclude`] needs, borrowed from the member.
@@ -162,82 +242,168 @@ impl Collected<'_> {
     }
 
     pub(crate) fn standing(&self, dealer: u32) -> Standing {
-        standing(dealer, self.verdict(dealer), self.responses)
+        standing(
+            dealer,
+            self.config.threshold(),
+            self.verdict(dealer),
+            self.responses,
+        )
     }
 
     /// Whether every accused dealer still in the running has sent its
     /// justification, so that waiting longer cannot change the result.
     pub(crate) fn justifications_complete(&self) -> bool {
         (1..=self.config.n()).all(|d| match self.standing(d) {
-            Standing::Accused(_) => self.justifications.contains_key(&d),
+            Standing::Accused { .. } => self.justifications.contains_key(&d),
             Standing::Excluded(_) | Standing::Clean => true,
         })
     }
 }
 
-/// Applies the rules and builds this member's key share.
+/// Applies the rules and builds this member's key share. The dealers left
+/// out, and why, come back whatever the outcome (a failed run names them
+/// too).
 pub(crate) fn conclude<R: RngCore>(
     collected: &Collected<'_>,
+    rng: &mut R,
+) -> (BTreeMap<u32, Disqualification>, Result<DkgOutput, DkgError>) {
+    let mut disqualified = BTreeMap::new();
+    let result = decide(collected, &mut disqualified, rng);
+    (disqualified, result)
+}
+
+/// What a relation of the final batch stands for.
+enum Claim {
+    /// The share revealed for `member` fits the dealer's commitments.
+    Share { dealer: u32, member: u32 },
+    /// The proof of a deal this member took from a justification.
+    Proof { dealer: u32 },
+}
+
+fn decide<R: RngCore>(
+    collected: &Collected<'_>,
+    disqualified: &mut BTreeMap<u32, Disqualification>,
     rng: &mut R,
 ) -> Result<DkgOutput, DkgError> {
     let config = collected.config;
     let me = config.my_index();
-    let mut disqualified = BTreeMap::new();
     let mut candidates = Vec::new();
-    // Revealed shares to check: (dealer, complainer) and the relation.
-    let mut owners = Vec::new();
+    // Relations to check in one batch, and what each stands for.
+    let mut claims = Vec::new();
     let mut relations = Vec::new();
     // The revealed share for this member, per dealer it complained about.
     let mut revealed_to_me: BTreeMap<u32, &SecretKeyShare> = BTreeMap::new();
+    // The deals the key is made of: this member's, and the ones it lacked
+    // and took from justifications.
+    let mut deals = collected.deals.clone();
 
     for dealer in 1..=config.n() {
-        match collected.standing(dealer) {
+        let accusation = match collected.standing(dealer) {
             Standing::Excluded(reason) => {
                 disqualified.insert(dealer, reason);
+                continue;
             }
-            Standing::Clean => candidates.push(dealer),
-            Standing::Accused(complainers) => {
-                let (Some(deal), Some(justification)) = (
-                    collected.deals.get(&dealer),
-                    collected.justifications.get(&dealer),
-                ) else {
-                    let member = complainers.first().copied().unwrap_or(me);
-                    disqualified.insert(dealer, Disqualification::Unjustified { member });
+            Standing::Clean => {
+                candidates.push(dealer);
+                continue;
+            }
+            Standing::Accused(accusation) => accusation,
+        };
+        let justification = collected.justifications.get(&dealer);
+        // The deal the complaints are judged against: the revealed one if
+        // any member lacks the deal or holds another, else the one every
+        // response names. Every member checks a revealed deal the same
+        // way, whether it holds it or not: the rule must not depend on
+        // what only some members received.
+        let deal: &DealMessage = match (accusation.needs_deal, accusation.digest) {
+            (Some(member), digest) => {
+                let revealed = justification.and_then(|j| j.deal.as_ref()).filter(|deal| {
+                    deal.commitments.threshold() == config.threshold()
+                        && digest.is_none_or(|d| deal.hash() == d)
+                });
+                let Some(revealed) = revealed else {
+                    let reason = match (justification, accusation.disputed) {
+                        (_, Some(member)) => Disqualification::Equivocation { member },
+                        (None, None) => Disqualification::Unjustified { member },
+                        (Some(_), None) => Disqualification::DealNotRevealed { member },
+                    };
+                    disqualified.insert(dealer, reason);
                     continue;
                 };
-                let mut answered = true;
-                for &member in &complainers {
-                    // Revealed shares are strictly ascending (checked on
-                    // receipt), so a binary search finds the member's.
-                    let found = justification
-                        .revealed
-                        .binary_search_by_key(&member, SecretKeyShare::index)
-                        .ok()
-                        .and_then(|at| justification.revealed.get(at));
-                    let Some(share) = found else {
-                        disqualified.insert(dealer, Disqualification::Unjustified { member });
-                        answered = false;
-                        break;
-                    };
-                    let public = deal.commitments.public_key_share_point(member);
-                    relations.push(Relation::share(share.scalar(), public));
-                    owners.push((dealer, member));
-                    if member == me {
-                        revealed_to_me.insert(dealer, share);
-                    }
+                let mine = collected
+                    .deals
+                    .get(&dealer)
+                    .copied()
+                    .filter(|d| d.hash() == revealed.hash());
+                if mine.is_none() {
+                    // Holders of a deal with this hash checked its proof in
+                    // their deal phase; this member checks it now.
+                    relations.push(revealed.proof.relation(
+                        config.session_id(),
+                        dealer,
+                        revealed.commitments.constant(),
+                    ));
+                    claims.push(Claim::Proof { dealer });
                 }
-                if answered {
-                    candidates.push(dealer);
-                }
+                revealed
             }
+            (None, _) => match collected.deals.get(&dealer) {
+                Some(deal) => deal,
+                None => {
+                    // Unreachable: a member without the deal reported it
+                    // missing, so the deal is needed.
+                    disqualified.insert(dealer, Disqualification::DealNotRevealed { member: me });
+                    continue;
+                }
+            },
+        };
+        let complainers = complainers(dealer, &deal.hash(), collected.responses);
+        let complaints = u32::try_from(complainers.len()).unwrap_or(u32::MAX);
+        if complaints >= config.threshold() {
+            disqualified.insert(dealer, Disqualification::TooManyComplaints { complaints });
+            continue;
+        }
+        let Some(justification) = justification else {
+            let member = complainers.first().copied().unwrap_or(me);
+            disqualified.insert(dealer, Disqualification::Unjustified { member });
+            continue;
+        };
+        deals.insert(dealer, deal);
+        let mut answered = true;
+        for &member in &complainers {
+            // Revealed shares are strictly ascending (checked on
+            // receipt), so a binary search finds the member's.
+            let found = justification
+                .revealed
+                .binary_search_by_key(&member, SecretKeyShare::index)
+                .ok()
+                .and_then(|at| justification.revealed.get(at));
+            let Some(share) = found else {
+                disqualified.insert(dealer, Disqualification::Unjustified { member });
+                answered = false;
+                break;
+            };
+            let public = deal.commitments.public_key_share_point(member);
+            relations.push(Relation::share(share.scalar(), public));
+            claims.push(Claim::Share { dealer, member });
+            if member == me {
+                revealed_to_me.insert(dealer, share);
+            }
+        }
+        if answered {
+            candidates.push(dealer);
         }
     }
 
-    for (ok, &(dealer, member)) in check_relations(&relations, rng).iter().zip(&owners) {
+    for (ok, claim) in check_relations(&relations, rng).iter().zip(&claims) {
         if !ok {
-            disqualified
-                .entry(dealer)
-                .or_insert(Disqualification::BadJustification { member });
+            let (dealer, reason) = match *claim {
+                Claim::Share { dealer, member } => {
+                    (dealer, Disqualification::BadJustification { member })
+                }
+                Claim::Proof { dealer } => (dealer, Disqualification::InvalidProof),
+            };
+            disqualified.entry(dealer).or_insert(reason);
         }
     }
     drop(relations);
@@ -247,12 +413,12 @@ pub(crate) fn conclude<R: RngCore>(
         .collect();
     check_size(&qual, config)?;
 
-    let public_key_set = match sum_commitments(&qual, &collected.deals, config.threshold()) {
+    let public_key_set = match sum_commitments(&qual, &deals, config.threshold()) {
         Ok(set) => set,
         Err(SumError::OutsideG1) => {
             // Fallback (see the module docs): only broadcast points decide.
             qual.retain(|dealer| {
-                let in_g1 = collected.deals.get(dealer).is_some_and(|deal| {
+                let in_g1 = deals.get(dealer).is_some_and(|deal| {
                     deal.commitments.is_in_subgroup() && deal.proof.commitment.is_in_subgroup()
                 });
                 if !in_g1 {
@@ -261,18 +427,18 @@ pub(crate) fn conclude<R: RngCore>(
                 in_g1
             });
             check_size(&qual, config)?;
-            sum_commitments(&qual, &collected.deals, config.threshold())
+            sum_commitments(&qual, &deals, config.threshold())
                 .map_err(|_| DkgError::DegenerateKey)?
         }
         Err(SumError::Missing | SumError::Identity) => return Err(DkgError::DegenerateKey),
     };
     let secret = sum_shares(&qual, &revealed_to_me, collected.shares, me)?;
-    let transcript_hash = transcript_hash(config, &qual, &collected.deals);
+    let transcript_hash = transcript_hash(config, &qual, &deals);
     let key_share = KeyShare::new(config.n(), public_key_set, secret)?;
     Ok(DkgOutput {
         key_share,
         qual,
-        disqualified,
+        disqualified: disqualified.clone(),
         transcript_hash,
     })
 }

@@ -6,12 +6,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use zeroize::Zeroize;
 
-use super::config::DkgConfig;
+use super::config::{DkgConfig, SessionId};
 use super::error::{DkgError, MessageError};
-use super::finish::{conclude, Collected, DkgOutput};
+use super::finish::{conclude, Collected, Disqualification, DkgOutput};
 use super::messages::{
-    DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, MessageKind,
-    ResponseMessage, ShareMessage,
+    DealMessage, DealerVerdict, Digest, DkgMessage, HelloMessage, JustificationMessage,
+    MessageKind, ResponseMessage, ShareMessage,
 };
 use super::verify::{check_relations, Relation};
 use crate::keys::SecretKeyShare;
@@ -20,6 +20,9 @@ use crate::poly::Polynomial;
 /// The phases of a run, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
+    /// Greeting: collecting every member's nonce for the run's session id
+    /// (only in runs started with [`DkgMember::with_hello`]).
+    Hello,
     /// Dealing: collecting every dealer's deal and share.
     Deal,
     /// Responding: collecting every member's verdicts.
@@ -54,6 +57,19 @@ struct ReceivedDeal {
     hash: Digest,
 }
 
+/// The hello round's state.
+struct HelloRound {
+    /// The quorum's base session id, which hellos carry.
+    base: SessionId,
+    /// When the round ends at the latest.
+    deadline: u64,
+    /// The nonces of this attempt, this member's included.
+    nonces: BTreeMap<u32, [u8; 32]>,
+    /// Messages of a run session (which cannot be checked yet) that came
+    /// before the round ended here; at most four per member.
+    early: Vec<(u32, DkgMessage)>,
+}
+
 /// One member of a Joint-Feldman DKG, as a sans-IO state machine.
 ///
 /// Drive it with [`handle_message`](Self::handle_message) for every
@@ -74,7 +90,14 @@ struct ReceivedDeal {
 pub struct DkgMember {
     config: DkgConfig,
     phase: Phase,
+    /// When the deal phase started (the phases' deadlines count from it).
     started_at: u64,
+    /// Which run of the quorum this is.
+    attempt: u64,
+    /// Set during the hello round.
+    hello: Option<HelloRound>,
+    /// The dealers left out once finished, and why.
+    disqualified: BTreeMap<u32, Disqualification>,
     /// For batch-verification coefficients: only has to be unpredictable
     /// to other members. Seeded from the caller's RNG.
     rng: ChaCha20Rng,
@@ -92,36 +115,67 @@ pub struct DkgMember {
 }
 
 impl DkgMember {
-    /// Starts a run at time `now`: draws this member's polynomial, queues
-    /// its deal (to all) and shares (one to each member), and processes its
-    /// own deal. With `n = 1` the run finishes here.
+    /// Starts a run at time `now` in a session all members already agree
+    /// on (`config`'s): draws this member's polynomial, queues its deal (to
+    /// all) and shares (one to each member), and processes its own deal.
+    /// With `n = 1` the run finishes here.
     pub fn new<R: RngCore + CryptoRng>(config: DkgConfig, now: u64, rng: &mut R) -> Self {
-        let n = config.n();
-        let me = config.my_index();
-        let session_id = *config.session_id();
-        // A share of zero cannot be encoded (decoders refuse zero
-        // scalars), so redraw in the (2^-255-likely) case one is zero.
-        let (polynomial, mut dealt, deal) = loop {
-            let polynomial = Polynomial::random(config.threshold(), rng);
-            let dealt: Option<Vec<SecretKeyShare>> = (1..=n)
-                .map(|j| SecretKeyShare::new(j, polynomial.evaluate(j)).ok())
-                .collect();
-            let deal = DealMessage::new(session_id, me, &polynomial, rng);
-            if let (Some(dealt), Some(deal)) = (dealt, deal) {
-                break (polynomial, dealt, deal);
-            }
-        };
+        let mut member = Self::blank(config, 0, now, rng);
+        member.deal(now);
+        member.advance(now);
+        member
+    }
+
+    /// Starts run number `attempt` of the quorum whose *base* session id
+    /// is `config`'s, with a hello round first: this member broadcasts a
+    /// fresh random nonce, and once every member's nonce is in (or the
+    /// phase timeout has passed) the run's session id binds them all
+    /// ([`SessionId::for_run`]); then the deal phase starts, as in
+    /// [`DkgMember::new`].
+    ///
+    /// A hello of a higher attempt moves the member to that attempt (with a
+    /// new nonce; the round's deadline stays), so that members retrying at
+    /// different times meet in one run. Fewer than `threshold` nonces at
+    /// the end of the round finish the run with
+    /// [`DkgError::TooFewHellos`].
+    pub fn with_hello<R: RngCore + CryptoRng>(
+        config: DkgConfig,
+        attempt: u64,
+        now: u64,
+        rng: &mut R,
+    ) -> Self {
+        let mut member = Self::blank(config, attempt, now, rng);
+        member.phase = Phase::Hello;
+        member.hello = Some(HelloRound {
+            base: *member.config.session_id(),
+            deadline: now.saturating_add(member.config.phase_timeout_ms()),
+            nonces: BTreeMap::new(),
+            early: Vec::new(),
+        });
+        member.greet(attempt);
+        member.advance(now);
+        member
+    }
+
+    fn blank<R: RngCore + CryptoRng>(
+        config: DkgConfig,
+        attempt: u64,
+        now: u64,
+        rng: &mut R,
+    ) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let inner_rng = ChaCha20Rng::from_seed(seed);
         seed.zeroize();
-
-        let mut member = Self {
+        Self {
             config,
             phase: Phase::Deal,
             started_at: now,
+            attempt,
+            hello: None,
+            disqualified: BTreeMap::new(),
             rng: inner_rng,
-            polynomial: Some(polynomial),
+            polynomial: None,
             deals: BTreeMap::new(),
             shares: BTreeMap::new(),
             verdicts: Vec::new(),
@@ -129,14 +183,60 @@ impl DkgMember {
             justifications: BTreeMap::new(),
             outgoing: VecDeque::new(),
             outcome: None,
+        }
+    }
+
+    /// Draws a nonce for `attempt` and broadcasts it (forgetting the
+    /// nonces of any earlier attempt).
+    fn greet(&mut self, attempt: u64) {
+        let me = self.config.my_index();
+        let mut nonce = [0u8; 32];
+        self.rng.fill_bytes(&mut nonce);
+        self.attempt = attempt;
+        let Some(hello) = self.hello.as_mut() else {
+            return;
         };
-        member.broadcast(DkgMessage::Deal(deal.clone()));
+        hello.nonces.clear();
+        hello.nonces.insert(me, nonce);
+        let message = DkgMessage::Hello(HelloMessage {
+            session_id: hello.base,
+            member: me,
+            attempt,
+            nonce,
+        });
+        self.broadcast(message);
+    }
+
+    /// The deal: draws this member's polynomial, queues its deal (to all)
+    /// and shares (one to each member), and keeps its own deal and share.
+    /// The polynomial comes from the member's own ChaCha20 stream, seeded
+    /// from the caller's cryptographic RNG.
+    fn deal(&mut self, now: u64) {
+        let n = self.config.n();
+        let me = self.config.my_index();
+        let session_id = *self.config.session_id();
+        self.phase = Phase::Deal;
+        self.started_at = now;
+        // A share of zero cannot be encoded (decoders refuse zero
+        // scalars), so redraw in the (2^-255-likely) case one is zero.
+        let (polynomial, mut dealt, deal) = loop {
+            let polynomial = Polynomial::random(self.config.threshold(), &mut self.rng);
+            let dealt: Option<Vec<SecretKeyShare>> = (1..=n)
+                .map(|j| SecretKeyShare::new(j, polynomial.evaluate(j)).ok())
+                .collect();
+            let deal = DealMessage::new(session_id, me, &polynomial, &mut self.rng);
+            if let (Some(dealt), Some(deal)) = (dealt, deal) {
+                break (polynomial, dealt, deal);
+            }
+        };
+        self.polynomial = Some(polynomial);
+        self.broadcast(DkgMessage::Deal(deal.clone()));
         for share in dealt.drain(..) {
             let j = share.index();
             if j == me {
-                member.shares.insert(me, share);
+                self.shares.insert(me, share);
             } else {
-                member.outgoing.push_back(Transmit {
+                self.outgoing.push_back(Transmit {
                     to: Destination::Member(j),
                     message: DkgMessage::Share(ShareMessage {
                         session_id,
@@ -147,15 +247,24 @@ impl DkgMember {
             }
         }
         let hash = deal.hash();
-        member.deals.insert(
+        self.deals.insert(
             me,
             ReceivedDeal {
                 message: deal,
                 hash,
             },
         );
-        member.advance(now);
-        member
+    }
+
+    /// Which run of the quorum this is (0 without a hello round).
+    pub fn attempt(&self) -> u64 {
+        self.attempt
+    }
+
+    /// The dealers left out of QUAL and why, once [`Phase::Finished`]
+    /// (whether or not a key came of it).
+    pub fn disqualified(&self) -> &BTreeMap<u32, Disqualification> {
+        &self.disqualified
     }
 
     /// The configuration.
@@ -215,21 +324,13 @@ impl DkgMember {
 
     fn accept(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
         let n = self.config.n();
+        if self.phase == Phase::Hello {
+            return self.accept_in_hello(from, message);
+        }
         if message.session_id() != self.config.session_id() {
             return Err(MessageError::WrongSession);
         }
-        if from == 0 || from > n {
-            return Err(MessageError::NotAMember { from });
-        }
-        if from == self.config.my_index() {
-            return Err(MessageError::FromSelf);
-        }
-        if message.sender() != from {
-            return Err(MessageError::SenderMismatch {
-                from,
-                claimed: message.sender(),
-            });
-        }
+        self.check_sender(from, &message)?;
         let kind = message.kind();
         if !self.accepts(kind) {
             return Err(MessageError::WrongPhase {
@@ -239,6 +340,13 @@ impl DkgMember {
         }
         let duplicate = MessageError::Duplicate { kind, from };
         match message {
+            // `accepts` refuses hellos outside the hello round.
+            DkgMessage::Hello(_) => {
+                return Err(MessageError::WrongPhase {
+                    kind,
+                    phase: self.phase,
+                })
+            }
             DkgMessage::Deal(deal) => {
                 let got = deal.commitments.threshold();
                 if got != self.config.threshold() {
@@ -294,6 +402,11 @@ impl DkgMember {
                     }
                     previous = index;
                 }
+                if justification.deal.as_ref().is_some_and(|deal| {
+                    deal.dealer != from || deal.session_id != justification.session_id
+                }) {
+                    return Err(MessageError::ForeignDeal);
+                }
                 if self.justifications.contains_key(&from) {
                     return Err(duplicate);
                 }
@@ -303,10 +416,104 @@ impl DkgMember {
         Ok(())
     }
 
+    /// The transport-authenticated sender `from` is a fellow member and
+    /// the one the message names.
+    fn check_sender(&self, from: u32, message: &DkgMessage) -> Result<(), MessageError> {
+        if from == 0 || from > self.config.n() {
+            return Err(MessageError::NotAMember { from });
+        }
+        if from == self.config.my_index() {
+            return Err(MessageError::FromSelf);
+        }
+        if message.sender() != from {
+            return Err(MessageError::SenderMismatch {
+                from,
+                claimed: message.sender(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A message during the hello round: a hello of this attempt is
+    /// kept, one of a later attempt moves this member to it, and anything
+    /// else (which carries a run's session id, not yet known here) waits,
+    /// unchecked, for the round to end.
+    fn accept_in_hello(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
+        let n = self.config.n();
+        self.check_sender(from, &message)?;
+        let attempt = self.attempt;
+        let Some(round) = self.hello.as_mut() else {
+            return Err(MessageError::WrongPhase {
+                kind: message.kind(),
+                phase: self.phase,
+            });
+        };
+        let DkgMessage::Hello(hello) = message else {
+            // No run uses the base id: such a message is of no session.
+            if message.session_id() == &round.base {
+                return Err(MessageError::WrongSession);
+            }
+            if round.early.len() >= 4 * n as usize {
+                return Err(MessageError::EarlyBufferFull);
+            }
+            round.early.push((from, message));
+            return Ok(());
+        };
+        if hello.session_id != round.base {
+            return Err(MessageError::WrongSession);
+        }
+        if hello.attempt < attempt {
+            return Err(MessageError::StaleAttempt {
+                attempt: hello.attempt,
+                current: attempt,
+            });
+        }
+        if hello.attempt > attempt {
+            self.greet(hello.attempt);
+        }
+        let Some(round) = self.hello.as_mut() else {
+            return Ok(());
+        };
+        if round.nonces.contains_key(&from) {
+            return Err(MessageError::Duplicate {
+                kind: MessageKind::Hello,
+                from,
+            });
+        }
+        round.nonces.insert(from, hello.nonce);
+        Ok(())
+    }
+
+    /// Ends the hello round: fixes the run's session id from the nonces
+    /// in, deals, and takes the messages that waited for it.
+    fn end_hello_phase(&mut self, now: u64) {
+        let Some(round) = self.hello.take() else {
+            return;
+        };
+        let got = u32::try_from(round.nonces.len()).unwrap_or(u32::MAX);
+        if got < self.config.threshold() {
+            self.outcome = Some(Err(DkgError::TooFewHellos {
+                got,
+                threshold: self.config.threshold(),
+            }));
+            self.phase = Phase::Finished;
+            return;
+        }
+        let session = round.base.for_run(self.attempt, &round.nonces);
+        self.config = self.config.with_session(session);
+        self.deal(now);
+        for (from, message) in round.early {
+            // A message of another session (an earlier run, or members that
+            // ended the round with other nonces) is dropped like any other.
+            let _ = self.accept(from, message);
+        }
+    }
+
     /// Whether a message of `kind` can still matter: its phase is the
     /// current one or a later one.
     fn accepts(&self, kind: MessageKind) -> bool {
         let message_phase = match kind {
+            MessageKind::Hello => Phase::Hello,
             MessageKind::Deal | MessageKind::Share => Phase::Deal,
             MessageKind::Response => Phase::Response,
             MessageKind::Justification => Phase::Justification,
@@ -317,6 +524,7 @@ impl DkgMember {
     /// The absolute deadline of `phase`.
     fn deadline(&self, phase: Phase) -> Option<u64> {
         let periods = match phase {
+            Phase::Hello => return self.hello.as_ref().map(|h| h.deadline),
             Phase::Deal => 1,
             Phase::Response => 2,
             Phase::Justification => 3,
@@ -337,6 +545,14 @@ impl DkgMember {
         loop {
             let n = self.config.n() as usize;
             match self.phase {
+                Phase::Hello => {
+                    let all_in = self.hello.as_ref().is_none_or(|h| h.nonces.len() == n);
+                    if all_in || self.past_deadline(now) {
+                        self.end_hello_phase(now);
+                    } else {
+                        return;
+                    }
+                }
                 Phase::Deal => {
                     if self.deals.len() == n && self.shares.len() == n || self.past_deadline(now) {
                         self.end_deal_phase();
@@ -423,17 +639,25 @@ impl DkgMember {
     }
 
     /// Answers the complaints against this member's deal by revealing the
-    /// complainers' shares.
+    /// complainers' shares (every member whose verdict is not `Valid` with
+    /// this deal's hash), and the deal itself if one of them lacks it or
+    /// names another. With `threshold` complaints or more it stays silent:
+    /// it is out anyway, and answering would publish its polynomial.
     fn end_response_phase(&mut self) {
         let me = self.config.my_index();
         self.phase = Phase::Justification;
-        let complainers: Vec<u32> = self
-            .responses
-            .iter()
-            .filter(|(_, r)| r.verdict(me).is_some_and(DealerVerdict::is_complaint))
-            .map(|(&m, _)| m)
-            .collect();
-        if complainers.is_empty() {
+        let Some(hash) = self.deals.get(&me).map(|d| d.hash) else {
+            return;
+        };
+        let complainers = super::finish::complainers(me, &hash, &self.responses);
+        let deal_missing = complainers.iter().any(|m| {
+            self.responses
+                .get(m)
+                .and_then(|r| r.verdict(me))
+                .is_some_and(|v| v.digest() != Some(&hash))
+        });
+        let complaints = u32::try_from(complainers.len()).unwrap_or(u32::MAX);
+        if complainers.is_empty() || complaints >= self.config.threshold() {
             return;
         }
         let Some(polynomial) = &self.polynomial else {
@@ -443,10 +667,16 @@ impl DkgMember {
             .iter()
             .filter_map(|&m| SecretKeyShare::new(m, polynomial.evaluate(m)).ok())
             .collect();
+        let deal = if deal_missing {
+            self.deals.get(&me).map(|d| d.message.clone())
+        } else {
+            None
+        };
         let justification = JustificationMessage {
             session_id: *self.config.session_id(),
             dealer: me,
             revealed,
+            deal,
         };
         self.broadcast(DkgMessage::Justification(justification.clone()));
         self.justifications.insert(me, justification);
@@ -469,8 +699,9 @@ impl DkgMember {
 
     fn finish(&mut self) {
         let mut rng = self.rng.clone();
-        let outcome = conclude(&self.collected(), &mut rng);
+        let (disqualified, outcome) = conclude(&self.collected(), &mut rng);
         self.rng = rng;
+        self.disqualified = disqualified;
         self.outcome = Some(outcome);
         self.phase = Phase::Finished;
         // Secrets are no longer needed: drop (and so overwrite) them, and
@@ -497,6 +728,7 @@ impl std::fmt::Debug for DkgMember {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DkgMember")
             .field("config", &self.config)
+            .field("attempt", &self.attempt)
             .field("phase", &self.phase)
             .field("deals", &self.deals.len())
             .field("shares", &self.shares.len())

@@ -35,6 +35,8 @@ impl fmt::Debug for Digest {
 /// The kinds of message, for errors and phase bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MessageKind {
+    /// [`HelloMessage`].
+    Hello,
     /// [`DealMessage`].
     Deal,
     /// [`ShareMessage`].
@@ -43,6 +45,24 @@ pub enum MessageKind {
     Response,
     /// [`JustificationMessage`].
     Justification,
+}
+
+/// Hello phase, broadcast: a member's random contribution to the session
+/// id of one run (see [`SessionId::for_run`]).
+///
+/// It carries the quorum's *base* session id (the same for every run of
+/// the quorum); every later message carries the run's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloMessage {
+    /// The base session id.
+    pub session_id: SessionId,
+    /// The sending member's index.
+    pub member: u32,
+    /// Which run of the quorum this is (members move to the highest one
+    /// they hear of, so that retries line up).
+    pub attempt: u64,
+    /// 32 fresh random bytes.
+    pub nonce: [u8; 32],
 }
 
 /// Deal phase, broadcast: a dealer's Feldman commitments and its proof of
@@ -139,9 +159,12 @@ impl DealerVerdict {
     }
 
     /// Whether this is a complaint the dealer must answer by revealing the
-    /// member's share.
+    /// member's share (and, for [`DealerVerdict::MissingDeal`], its deal).
     pub fn is_complaint(&self) -> bool {
-        matches!(self, Self::BadShare(_) | Self::MissingShare(_))
+        matches!(
+            self,
+            Self::BadShare(_) | Self::MissingShare(_) | Self::MissingDeal
+        )
     }
 }
 
@@ -172,7 +195,8 @@ impl ResponseMessage {
 }
 
 /// Justification phase, broadcast: an accused dealer reveals the shares of
-/// the members who complained about it.
+/// the members who complained about it, and its deal if one of them
+/// reported the deal missing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JustificationMessage {
     /// The session.
@@ -182,12 +206,19 @@ pub struct JustificationMessage {
     /// `f_dealer(m)` for each complaining member `m` (the share's index),
     /// in strictly ascending member order.
     pub revealed: Vec<SecretKeyShare>,
+    /// The dealer's deal, again: present when a member reported it
+    /// missing, so that a lost (or falsely denied) deal cannot remove an
+    /// honest dealer. Its session and dealer are the justification's own
+    /// (on the wire only its body travels).
+    pub deal: Option<DealMessage>,
 }
 
 /// Any DKG message: what the transport carries (see [`super::wire`] for
 /// the bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DkgMessage {
+    /// A member's nonce for the run's session id, broadcast.
+    Hello(HelloMessage),
     /// Commitments and proof, broadcast.
     Deal(DealMessage),
     /// One member's share, to that member only.
@@ -202,6 +233,7 @@ impl DkgMessage {
     /// The kind of message.
     pub fn kind(&self) -> MessageKind {
         match self {
+            Self::Hello(_) => MessageKind::Hello,
             Self::Deal(_) => MessageKind::Deal,
             Self::Share(_) => MessageKind::Share,
             Self::Response(_) => MessageKind::Response,
@@ -212,6 +244,7 @@ impl DkgMessage {
     /// The session the message belongs to.
     pub fn session_id(&self) -> &SessionId {
         match self {
+            Self::Hello(m) => &m.session_id,
             Self::Deal(m) => &m.session_id,
             Self::Share(m) => &m.session_id,
             Self::Response(m) => &m.session_id,
@@ -220,9 +253,10 @@ impl DkgMessage {
     }
 
     /// The member index the message claims to come from (the dealer, or the
-    /// responding member).
+    /// responding or greeting member).
     pub fn sender(&self) -> u32 {
         match self {
+            Self::Hello(m) => m.member,
             Self::Deal(m) => m.dealer,
             Self::Share(m) => m.dealer,
             Self::Response(m) => m.member,

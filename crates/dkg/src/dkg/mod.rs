@@ -7,9 +7,22 @@
 //! Everything that reaches an output is ordered (`BTreeMap`, sorted
 //! lists), so a run is reproducible from its RNG seeds and message order.
 //!
-//! Phases (deadlines `start + T`, `+ 2T`, `+ 3T`; each also ends as soon as
-//! nothing more can arrive for it):
+//! Phases (deadlines `start + T`, `+ 2T`, `+ 3T`, `start` the end of the
+//! hello round; each also ends as soon as nothing more can arrive for it):
 //!
+//! 0. **Hello** (runs started with [`DkgMember::with_hello`], which is how
+//!    a quorum member runs them). Each member broadcasts a
+//!    [`HelloMessage`]: the run's attempt number and 32 fresh random bytes,
+//!    under the quorum's *base* session id. The round ends when every
+//!    member's nonce is in, or after `T`; the run's session id is then
+//!    [`SessionId::for_run`] of the base id, the attempt and every nonce
+//!    received, so every run has a session id of its own and nothing of
+//!    an earlier run (a delayed deal, a resent share) is taken for this
+//!    one. A member that hears of a higher attempt moves to it, so members
+//!    that retry a failed run at different times meet. Fewer than
+//!    `threshold` nonces end the run at once: only their senders can be in
+//!    this session. Messages that carry a run id before this member's
+//!    round ended wait for it (four per member at most).
 //! 1. **Deal.** Each member, as a dealer, draws a random polynomial of
 //!    degree `threshold - 1`, broadcasts a [`DealMessage`] (Feldman
 //!    commitments and a Schnorr [`ProofOfKnowledge`] of its constant term,
@@ -24,15 +37,22 @@
 //!    received, so a dealer who showed different commitments to different
 //!    members is caught. If all `n` responses are all-valid with the same
 //!    hashes, the run finishes at once ("fast sync").
-//! 3. **Justification.** A dealer with complaints broadcasts a
-//!    [`JustificationMessage`] revealing the complainers' shares.
-//! 4. **Finish.** QUAL is every dealer with a deal, a valid proof, the same
-//!    hash at every responder, no report of a missing deal, and every
-//!    complaint answered with a correct share. The member's secret share
-//!    is the sum of QUAL's shares to it, the group [`PublicKeySet`] the
-//!    coefficient-wise sum of QUAL's commitments; with the sorted QUAL and
-//!    a transcript hash they form the [`DkgOutput`]. Fewer than
-//!    `threshold` qualified dealers is a [`DkgError`], not a key.
+//! 3. **Justification.** Every verdict other than `Valid` with the hash of
+//!    the dealer's deal is a complaint (a bad or missing share, a missing
+//!    deal, another deal's hash). A dealer with complaints, fewer than
+//!    `threshold`, broadcasts a [`JustificationMessage`] revealing the
+//!    complainers' shares, and its deal too when a complainer lacks it or
+//!    names another (as drand's resharing answers a missing deal).
+//! 4. **Finish.** QUAL is every dealer whose deal (the one all responses
+//!    name, or the revealed one) has a valid proof, with fewer than
+//!    `threshold` complaints, each answered with a correct share (the
+//!    rules and why they are deterministic: `finish.rs`). The member's
+//!    secret share is the sum of QUAL's shares to it, the group
+//!    [`PublicKeySet`] the coefficient-wise sum of QUAL's commitments;
+//!    with the sorted QUAL and a transcript hash they form the
+//!    [`DkgOutput`]. Fewer than `threshold` qualified dealers is a
+//!    [`DkgError`], not a key; [`DkgMember::disqualified`] names the
+//!    dealers left out and why, whatever the outcome.
 //!
 //! # Deferred subgroup checks
 //!
@@ -113,10 +133,16 @@
 //! different QUAL; the transcript hash differs between the groups, so
 //! the node must compare transcript hashes (e.g. by requiring `threshold`
 //! signatures over the key set, as the namespace record does) before
-//! using the key. Likewise a member can get an honest dealer excluded by
-//! reporting a missing or different deal; the `QUAL >= threshold` rule
-//! keeps at least one honest dealer in any key that is made, so such
-//! lies can deny service but not learn the key.
+//! using the key. In the same way, members whose hello rounds end with
+//! different nonces (a member that sends its hello to some members only,
+//! or one that starts after the others' round ended) get different
+//! session ids: each side sees the other's messages as of another session,
+//! and the side with fewer than `threshold` members fails its run and
+//! retries. A complaint, on the other hand, true or false, cannot remove
+//! an honest dealer: it answers every complaint (unless `threshold`
+//! members complain, which a coalition below the threshold cannot make
+//! happen), and the `QUAL >= threshold` rule keeps at least one honest
+//! dealer in any key that is made.
 //!
 //! [`PublicKeySet`]: crate::PublicKeySet
 
@@ -130,13 +156,13 @@ mod proof;
 mod verify;
 pub mod wire;
 
-pub use config::{DkgConfig, SessionId, SESSION_DOMAIN};
+pub use config::{DkgConfig, SessionId, RUN_DOMAIN, SESSION_DOMAIN};
 pub use error::{ConfigError, DkgError, MessageError, WireError};
 pub use finish::{Disqualification, DkgOutput, TRANSCRIPT_DOMAIN};
 pub use member::{Destination, DkgMember, Phase, Transmit};
 pub use messages::{
-    DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, MessageKind,
-    ResponseMessage, ShareMessage, DEAL_HASH_DOMAIN,
+    DealMessage, DealerVerdict, Digest, DkgMessage, HelloMessage, JustificationMessage,
+    MessageKind, ResponseMessage, ShareMessage, DEAL_HASH_DOMAIN,
 };
 pub use point::{CommitmentPoint, DealCommitments, G1_UNCOMPRESSED_BYTES};
 pub use proof::{ProofOfKnowledge, POK_DOMAIN};

@@ -1,18 +1,25 @@
 //! The canonical, bounded binary encoding of [`DkgMessage`].
 //!
 //! ```text
-//! message       = version:u8 (= 2) || tag:u8 || session_id:[32] || sender:u32 || body
-//! Deal    (1)   = count:u32 || count * C:[96] || R:[96] || z:[32]
+//! message       = version:u8 (= 3) || tag:u8 || session_id:[32] || sender:u32 || body
+//! Deal    (1)   = deal_body
+//!   deal_body   = count:u32 || count * C:[96] || R:[96] || z:[32]
 //! Share   (2)   = recipient:u32 || share:[32]
 //! Response (3)  = count:u32 || count * verdict
 //!   verdict     = kind:u8 || digest:[32]     kind 0 Valid, 1 BadShare,
 //!                                             2 MissingShare, 3 InvalidDeal
 //!               | 4:u8                        MissingDeal (no digest)
 //! Justification (4) = count:u32 || count * (member:u32 || share:[32])
+//!                     || 0:u8 | 1:u8 || deal_body   (the deal, if revealed)
+//! Hello   (5)   = attempt:u64 || nonce:[32]
 //! ```
 //!
 //! Integers are big-endian; `sender` is the dealer (Deal, Share,
-//! Justification) or the responding member (Response). Points are
+//! Justification) or the responding or greeting member (Response, Hello).
+//! A Hello carries the quorum's base session id, every other message the
+//! run's. A deal revealed in a Justification is the dealer's Deal message
+//! with the justification's session id and dealer: its hash is that
+//! Deal's. Points are
 //! *uncompressed* G1, `x || y` (`C` the commitments lowest degree first,
 //! `R` the proof's nonce commitment), decoded with
 //! [`CommitmentPoint::from_uncompressed`]: canonical, on the curve, not the
@@ -22,7 +29,8 @@
 //! decodes thousands of them: a compressed point costs a square root
 //! (about 15 us here), an uncompressed one only the curve equation (about
 //! 1 us), for 48 more bytes per point. Version 1 of this encoding carried
-//! compressed points and is refused.
+//! compressed points, version 2 had no Hello and could not reveal a deal;
+//! both are refused.
 //! Scalars are 32 bytes big-endian and must be below the group order;
 //! shares must also be non-zero. Member
 //! indices are in `1..=MAX_MEMBERS`; every `count` is in
@@ -40,8 +48,8 @@ use blstrs::Scalar;
 use super::config::SessionId;
 use super::error::WireError;
 use super::messages::{
-    DealMessage, DealerVerdict, Digest, DkgMessage, JustificationMessage, ResponseMessage,
-    ShareMessage,
+    DealMessage, DealerVerdict, Digest, DkgMessage, HelloMessage, JustificationMessage,
+    ResponseMessage, ShareMessage,
 };
 use super::point::{CommitmentPoint, DealCommitments, G1_UNCOMPRESSED_BYTES};
 use super::proof::ProofOfKnowledge;
@@ -49,7 +57,7 @@ use crate::error::DecodeError;
 use crate::keys::{SecretKeyShare, SCALAR_BYTES};
 
 /// The encoding version this code writes and reads.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 /// The largest encoded message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
@@ -61,6 +69,8 @@ pub const TAG_SHARE: u8 = 2;
 pub const TAG_RESPONSE: u8 = 3;
 /// Message tag of [`JustificationMessage`].
 pub const TAG_JUSTIFICATION: u8 = 4;
+/// Message tag of [`HelloMessage`].
+pub const TAG_HELLO: u8 = 5;
 
 const VERDICT_VALID: u8 = 0;
 const VERDICT_BAD_SHARE: u8 = 1;
@@ -109,17 +119,31 @@ impl DkgMessage {
                 out
             }
             Self::Justification(m) => {
+                let deal_len = m.deal.as_ref().map_or(0, deal_body_len);
                 let mut out = header(
                     TAG_JUSTIFICATION,
                     &m.session_id,
                     m.dealer,
-                    4 + m.revealed.len() * (4 + SCALAR_BYTES),
+                    4 + m.revealed.len() * (4 + SCALAR_BYTES) + 1 + deal_len,
                 );
                 put_count(&mut out, m.revealed.len());
                 for share in &m.revealed {
                     out.extend_from_slice(&share.index().to_be_bytes());
                     out.extend_from_slice(&share.scalar_bytes()[..]);
                 }
+                match &m.deal {
+                    None => out.push(0),
+                    Some(deal) => {
+                        out.push(1);
+                        put_deal_body(&mut out, deal);
+                    }
+                }
+                out
+            }
+            Self::Hello(m) => {
+                let mut out = header(TAG_HELLO, &m.session_id, m.member, 8 + 32);
+                out.extend_from_slice(&m.attempt.to_be_bytes());
+                out.extend_from_slice(&m.nonce);
                 out
             }
         }
@@ -140,34 +164,13 @@ impl DkgMessage {
             return Err(WireError::UnsupportedVersion(version));
         }
         let tag = r.u8()?;
-        if !(TAG_DEAL..=TAG_JUSTIFICATION).contains(&tag) {
+        if !(TAG_DEAL..=TAG_HELLO).contains(&tag) {
             return Err(WireError::UnknownTag(tag));
         }
         let session_id = SessionId(r.array::<32>()?);
         let sender = r.index()?;
         let message = match tag {
-            TAG_DEAL => {
-                let count = r.count(G1_UNCOMPRESSED_BYTES, G1_UNCOMPRESSED_BYTES + SCALAR_BYTES)?;
-                let mut commitments = Vec::with_capacity(count);
-                for _ in 0..count {
-                    commitments.push(CommitmentPoint::from_uncompressed(
-                        r.take(G1_UNCOMPRESSED_BYTES)?,
-                    )?);
-                }
-                let commitments = DealCommitments::new(commitments)?;
-                let commitment =
-                    CommitmentPoint::from_uncompressed(r.take(G1_UNCOMPRESSED_BYTES)?)?;
-                let response = r.scalar()?;
-                Self::Deal(DealMessage {
-                    session_id,
-                    dealer: sender,
-                    commitments,
-                    proof: ProofOfKnowledge {
-                        commitment,
-                        response,
-                    },
-                })
-            }
+            TAG_DEAL => Self::Deal(r.deal_body(session_id, sender)?),
             TAG_SHARE => {
                 let recipient = r.index()?;
                 let share = SecretKeyShare::from_bytes(recipient, r.take(SCALAR_BYTES)?)?;
@@ -203,8 +206,9 @@ impl DkgMessage {
                     verdicts,
                 })
             }
-            _ => {
-                let count = r.count(4 + SCALAR_BYTES, 0)?;
+            TAG_JUSTIFICATION => {
+                // The list, then at least the deal flag.
+                let count = r.count(4 + SCALAR_BYTES, 1)?;
                 let mut revealed: Vec<SecretKeyShare> = Vec::with_capacity(count);
                 for _ in 0..count {
                     let member = r.index()?;
@@ -213,12 +217,24 @@ impl DkgMessage {
                     }
                     revealed.push(SecretKeyShare::from_bytes(member, r.take(SCALAR_BYTES)?)?);
                 }
+                let deal = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.deal_body(session_id, sender)?),
+                    other => return Err(WireError::UnknownFlag(other)),
+                };
                 Self::Justification(JustificationMessage {
                     session_id,
                     dealer: sender,
                     revealed,
+                    deal,
                 })
             }
+            _ => Self::Hello(HelloMessage {
+                session_id,
+                member: sender,
+                attempt: r.u64()?,
+                nonce: r.array::<32>()?,
+            }),
         };
         if !r.bytes.is_empty() {
             return Err(WireError::TrailingBytes {
@@ -231,20 +247,24 @@ impl DkgMessage {
 
 /// The encoding of `DkgMessage::Deal(deal)`, without cloning the deal.
 pub(crate) fn encode_deal(deal: &DealMessage) -> Vec<u8> {
+    let mut out = header(TAG_DEAL, &deal.session_id, deal.dealer, deal_body_len(deal));
+    put_deal_body(&mut out, deal);
+    out
+}
+
+fn deal_body_len(deal: &DealMessage) -> usize {
+    4 + (deal.commitments.points().len() + 1) * G1_UNCOMPRESSED_BYTES + SCALAR_BYTES
+}
+
+/// `deal_body`: what follows a Deal's header, and a revealed deal's flag.
+fn put_deal_body(out: &mut Vec<u8>, deal: &DealMessage) {
     let commitments = deal.commitments.points();
-    let mut out = header(
-        TAG_DEAL,
-        &deal.session_id,
-        deal.dealer,
-        4 + (commitments.len() + 1) * G1_UNCOMPRESSED_BYTES + SCALAR_BYTES,
-    );
-    put_count(&mut out, commitments.len());
+    put_count(out, commitments.len());
     for c in commitments {
         out.extend_from_slice(&c.to_uncompressed());
     }
     out.extend_from_slice(&deal.proof.commitment.to_uncompressed());
     out.extend_from_slice(&deal.proof.response.to_bytes_be());
-    out
 }
 
 fn header(tag: u8, session_id: &SessionId, sender: u32, body: usize) -> Vec<u8> {
@@ -289,6 +309,33 @@ impl<'a> Reader<'a> {
 
     fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_be_bytes(self.array::<4>()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array::<8>()?))
+    }
+
+    /// A `deal_body`, as the deal of `dealer` in `session_id`.
+    fn deal_body(&mut self, session_id: SessionId, dealer: u32) -> Result<DealMessage, WireError> {
+        let count = self.count(G1_UNCOMPRESSED_BYTES, G1_UNCOMPRESSED_BYTES + SCALAR_BYTES)?;
+        let mut commitments = Vec::with_capacity(count);
+        for _ in 0..count {
+            commitments.push(CommitmentPoint::from_uncompressed(
+                self.take(G1_UNCOMPRESSED_BYTES)?,
+            )?);
+        }
+        let commitments = DealCommitments::new(commitments)?;
+        let commitment = CommitmentPoint::from_uncompressed(self.take(G1_UNCOMPRESSED_BYTES)?)?;
+        let response = self.scalar()?;
+        Ok(DealMessage {
+            session_id,
+            dealer,
+            commitments,
+            proof: ProofOfKnowledge {
+                commitment,
+                response,
+            },
+        })
     }
 
     /// A member index in `1..=MAX_MEMBERS`.
@@ -409,18 +456,42 @@ mod tests {
                     })
                 }),
             (
-                session,
+                session.clone(),
                 index(),
                 proptest::collection::btree_set(1u32..=500, 1..8),
-                any::<u64>()
+                any::<u64>(),
+                proptest::option::of(1u64..4),
             )
-                .prop_map(|(s, dealer, members, seed)| {
+                .prop_map(|(s, dealer, members, seed, with_deal)| {
+                    let deal = with_deal.map(|k| DealMessage {
+                        session_id: s,
+                        dealer,
+                        commitments: DealCommitments::new(
+                            (0..k).map(|i| point(seed.wrapping_add(i))).collect(),
+                        )
+                        .unwrap(),
+                        proof: ProofOfKnowledge {
+                            commitment: point(seed ^ 0xf0),
+                            response: Scalar::from(seed),
+                        },
+                    });
                     DkgMessage::Justification(JustificationMessage {
                         session_id: s,
                         dealer,
                         revealed: members.into_iter().map(|m| share(m, seed)).collect(),
+                        deal,
                     })
                 }),
+            (session, index(), any::<u64>(), any::<[u8; 32]>()).prop_map(
+                |(s, member, attempt, nonce)| {
+                    DkgMessage::Hello(HelloMessage {
+                        session_id: s,
+                        member,
+                        attempt,
+                        nonce,
+                    })
+                }
+            ),
         ]
     }
 
@@ -480,8 +551,9 @@ mod tests {
         assert_eq!(DkgMessage::decode(&bytes), Ok(DkgMessage::Deal(deal)));
 
         assert_eq!(DkgMessage::decode(&[]), Err(WireError::Truncated));
-        // Version 1 (compressed deal points) and anything newer are refused.
-        for version in [1, 3] {
+        // Version 1 (compressed deal points), version 2 (no Hello, no
+        // revealed deal) and anything newer are refused.
+        for version in [1, 2, 4] {
             let mut v = bytes.clone();
             v[0] = version;
             assert_eq!(
@@ -539,11 +611,23 @@ mod tests {
             session_id: SessionId([7; 32]),
             dealer: 1,
             revealed: vec![share(4, 1), share(2, 2)],
+            deal: None,
         });
         assert_eq!(
             DkgMessage::decode(&justification.encode()),
             Err(WireError::NotAscending)
         );
+        // The revealed-deal flag is 0 or 1.
+        let justification = DkgMessage::Justification(JustificationMessage {
+            session_id: SessionId([7; 32]),
+            dealer: 1,
+            revealed: vec![share(2, 2)],
+            deal: None,
+        });
+        let mut v = justification.encode();
+        let last = v.len() - 1;
+        v[last] = 2;
+        assert_eq!(DkgMessage::decode(&v), Err(WireError::UnknownFlag(2)));
         let response = DkgMessage::Response(ResponseMessage {
             session_id: SessionId([7; 32]),
             member: 1,

@@ -1,5 +1,6 @@
-//! Driving the DKG: when it starts, what it sends, and what its end
-//! means for the member (a key share, then the namespace).
+//! Driving the DKG: when a run starts, what it sends, what its end means
+//! for the member (a key share, then the namespace), and the retry of a
+//! run that failed.
 
 use super::*;
 
@@ -8,21 +9,52 @@ impl Member {
         if self.dkg.is_some() || self.key_share.is_some() || self.failure.is_some() {
             return;
         }
-        let everyone = self.members_to_connect().is_empty();
-        if !(everyone || !self.dkg_buffer.is_empty() || now >= self.dkg_wait_until) {
+        let due = match self.dkg_retry_at {
+            // After a failure: at the backoff's end, or as soon as a fellow
+            // member is in a later run (its hello is waiting here), so that
+            // members whose backoffs differ meet in one run.
+            Some(retry_at) => now >= retry_at || self.later_hello_waiting(),
+            None => {
+                let everyone = self.members_to_connect().is_empty();
+                everyone || !self.dkg_buffer.is_empty() || now >= self.dkg_wait_until
+            }
+        };
+        if !due {
             return;
         }
         let Some(config) = self.dkg_config.clone() else {
             return;
         };
-        self.events.push_back(Event::DkgStarted);
-        let mut dkg = DkgMember::new(config, now, &mut self.rng);
+        self.dkg_retry_at = None;
+        self.dkg_run += 1;
+        let mut dkg = DkgMember::with_hello(config, self.dkg_attempt, now, &mut self.rng);
         for (from, message) in std::mem::take(&mut self.dkg_buffer) {
             // A refused message changes nothing in the DKG.
             let _ = dkg.handle_message(now, from, message);
         }
+        // Buffered hellos may have moved it to a later attempt already.
+        self.events.push_back(Event::DkgStarted {
+            attempt: dkg.attempt(),
+        });
         self.dkg = Some(dkg);
-        self.after_dkg_step(now, Phase::Deal);
+        self.after_dkg_step(now, Phase::Hello);
+    }
+
+    /// Whether a buffered hello is of the attempt this member would start
+    /// next, or a later one.
+    fn later_hello_waiting(&self) -> bool {
+        self.dkg_buffer
+            .iter()
+            .any(|(_, m)| matches!(m, DkgMessage::Hello(h) if h.attempt >= self.dkg_attempt))
+    }
+
+    /// Whether messages of run `run` may still be (re)sent: it is the run
+    /// under way.
+    pub(super) fn dkg_run_is_live(&self, run: u64) -> bool {
+        run == self.dkg_run
+            && self.dkg.is_some()
+            && self.key_share.is_none()
+            && self.failure.is_none()
     }
 
     /// Sends what the DKG queued and takes its outcome.
@@ -40,6 +72,9 @@ impl Member {
         } else {
             None
         };
+        let attempt = dkg.attempt();
+        let session = *dkg.config().session_id();
+        let disqualified = dkg.disqualified().clone();
         if after != before {
             let rounds = phase_number(after).saturating_sub(phase_number(before));
             self.events.push_back(Event::DkgProgress {
@@ -48,6 +83,7 @@ impl Member {
             });
         }
         let n = self.config.quorum.n();
+        let run = self.dkg_run;
         for t in outgoing {
             let bytes = Zeroizing::new(t.message.encode());
             let targets: Vec<u32> = match t.to {
@@ -59,6 +95,7 @@ impl Member {
                     Peer::Member(to),
                     Request::Dkg(bytes.to_vec()),
                     Pending::Dkg {
+                        run,
                         to,
                         bytes: bytes.clone(),
                     },
@@ -83,9 +120,23 @@ impl Member {
                     self.coordinate(now);
                 }
             }
-            Some(Err(e)) => {
+            Some(Err(error)) => {
+                // Not fatal: another run, in a session of its own, after a
+                // backoff that grows with the failures (capped, jittered,
+                // so that members do not all come back at once).
                 self.dkg = None;
-                self.fail(MemberError::Dkg(e));
+                let delay = self.config.backoff.delay(self.dkg_failures, &mut self.rng);
+                self.dkg_failures = self.dkg_failures.saturating_add(1);
+                self.dkg_attempt = attempt.saturating_add(1);
+                let retry_at = now.saturating_add(delay);
+                self.dkg_retry_at = Some(retry_at);
+                self.failed_session = Some(session);
+                self.events.push_back(Event::DkgFailed {
+                    attempt,
+                    error,
+                    disqualified,
+                    retry_at,
+                });
             }
             None => {}
         }
@@ -101,9 +152,14 @@ impl Member {
         }
         match self.dkg.as_mut() {
             None => {
+                // Late messages of the run that failed are of no use.
+                let stale = match &message {
+                    DkgMessage::Hello(h) => h.attempt < self.dkg_attempt,
+                    other => Some(other.session_id()) == self.failed_session.as_ref(),
+                };
                 // Bounded: one message per member and kind is all a run
                 // needs; more is a misbehaving member.
-                if self.dkg_buffer.len() < 4 * self.config.quorum.n() as usize {
+                if !stale && self.dkg_buffer.len() < 5 * self.config.quorum.n() as usize {
                     self.dkg_buffer.push((from, message));
                 }
                 self.maybe_start_dkg(now);

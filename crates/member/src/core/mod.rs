@@ -3,7 +3,12 @@
 //! 1. **DKG** (without a key share): starts once every fellow member is
 //!    connected, a DKG message arrives, or `dkg_wait_ms` has passed; its
 //!    messages travel as `Request::Dkg`, and one that could not be
-//!    delivered is sent again while the run can use it. The encoded
+//!    delivered is sent again while the run can use it. Each run begins
+//!    with a hello round that gives it a session id of its own
+//!    ([`dkg::DkgMember::with_hello`]); a failed run is retried with the
+//!    member's [`crate::retry::Backoff`] (or at once when a fellow
+//!    member's hello of a later run arrives), and [`Event::DkgFailed`]
+//!    names the dealers that were left out. The encoded
 //!    messages kept for that (a share message holds a secret in clear)
 //!    are wiped when dropped; the copy handed to the driver in
 //!    `Request::Dkg` is the transport's to handle.
@@ -32,7 +37,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use dkg::{DkgConfig, DkgMember, DkgMessage, DkgOutput, KeyShare, Phase, Signature};
+use dkg::{
+    Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, KeyShare, Phase,
+    SessionId, Signature,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rendezvous_proto::{
@@ -105,8 +113,12 @@ pub enum Start {
 /// What happened, for the driver's logs, files and metrics.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The DKG started.
-    DkgStarted,
+    /// A DKG run started (its hello round).
+    DkgStarted {
+        /// Which run of the quorum (0 first; members move to the highest
+        /// they hear of).
+        attempt: u64,
+    },
     /// A DKG phase ended (`rounds` phases were completed by this step).
     DkgProgress {
         /// The phase the DKG is in now.
@@ -114,8 +126,22 @@ pub enum Event {
         /// Phases completed by this step.
         rounds: u64,
     },
-    /// The DKG succeeded: the driver keeps the key share.
+    /// The DKG succeeded: the driver keeps the key share. The output
+    /// names the dealers left out of QUAL, and why.
     DkgFinished(Box<DkgOutput>),
+    /// A DKG run failed; the member starts another at `retry_at` (or
+    /// sooner, when a fellow member's hello of a later run arrives).
+    DkgFailed {
+        /// The run that failed.
+        attempt: u64,
+        /// Why no key came of it.
+        error: DkgError,
+        /// The dealers this member left out of that run's QUAL, and why
+        /// (the members that caused the failure, as far as dealers did).
+        disqualified: BTreeMap<u32, Disqualification>,
+        /// When the next run starts at the latest (ms).
+        retry_at: u64,
+    },
     /// This member coordinates a namespace record.
     Coordinating {
         /// Its issued-at.
@@ -209,6 +235,8 @@ enum Pending {
     /// An encoded DKG message, kept to be sent again; a share message
     /// holds a secret in clear, so it is wiped when dropped.
     Dkg {
+        /// The run it belongs to ([`Member::dkg_run`]).
+        run: u64,
         to: u32,
         bytes: Zeroizing<Vec<u8>>,
     },
@@ -236,6 +264,7 @@ enum Pending {
 enum Timer {
     /// Wiped when dropped, as [`Pending::Dkg`].
     DkgResend {
+        run: u64,
         to: u32,
         bytes: Zeroizing<Vec<u8>>,
     },
@@ -304,6 +333,17 @@ pub struct Member {
     dkg: Option<DkgMember>,
     dkg_wait_until: u64,
     dkg_buffer: Vec<(u32, DkgMessage)>,
+    /// The attempt the next run starts at.
+    dkg_attempt: u64,
+    /// Runs failed so far (drives the backoff).
+    dkg_failures: u32,
+    /// After a failed run: when the next starts at the latest.
+    dkg_retry_at: Option<u64>,
+    /// Counts runs started, so that resends of an ended run stop.
+    dkg_run: u64,
+    /// The session of the run that failed last: its late messages are
+    /// dropped rather than buffered for the next.
+    failed_session: Option<SessionId>,
     connected: BTreeSet<u32>,
     // namespace
     key_share: Option<KeyShare>,
@@ -390,6 +430,11 @@ impl Member {
             dkg: None,
             dkg_wait_until: now.saturating_add(config.dkg_wait_ms),
             dkg_buffer: Vec::new(),
+            dkg_attempt: 0,
+            dkg_failures: 0,
+            dkg_retry_at: None,
+            dkg_run: 0,
+            failed_session: None,
             connected: BTreeSet::new(),
             key_share: None,
             qual: Vec::new(),
@@ -528,7 +573,7 @@ impl Member {
         consider(self.timers.keys().next().map(|(at, _)| *at));
         consider(self.dkg.as_ref().and_then(|d| d.poll_deadline()));
         if self.dkg.is_none() && self.key_share.is_none() {
-            consider(Some(self.dkg_wait_until));
+            consider(Some(self.dkg_retry_at.unwrap_or(self.dkg_wait_until)));
         }
         consider(match &self.task {
             NamespaceTask::Waiting { takeover_at } => Some(*takeover_at),
@@ -635,11 +680,11 @@ impl Member {
             return;
         }
         match what {
-            Pending::Dkg { to, bytes } => {
-                if response.is_err() && self.key_share.is_none() && self.failure.is_none() {
+            Pending::Dkg { run, to, bytes } => {
+                if response.is_err() && self.dkg_run_is_live(run) {
                     // Not up yet, or the connection dropped: send it again
                     // while the run can use it.
-                    self.set_timer(now + RESEND_MS, Timer::DkgResend { to, bytes });
+                    self.set_timer(now + RESEND_MS, Timer::DkgResend { run, to, bytes });
                 }
             }
             Pending::Sign { round, member } => self.on_share(now, round, member, response),
@@ -731,12 +776,12 @@ impl Member {
 
     fn fire(&mut self, timer: Timer) {
         match timer {
-            Timer::DkgResend { to, bytes } => {
-                if self.key_share.is_none() {
+            Timer::DkgResend { run, to, bytes } => {
+                if self.dkg_run_is_live(run) {
                     self.send(
                         Peer::Member(to),
                         Request::Dkg(bytes.to_vec()),
-                        Pending::Dkg { to, bytes },
+                        Pending::Dkg { run, to, bytes },
                     );
                 }
             }
@@ -792,10 +837,11 @@ fn response_code(response: &Result<Response, TransportError>) -> Option<StatusCo
 
 fn phase_number(p: Phase) -> u64 {
     match p {
-        Phase::Deal => 0,
-        Phase::Response => 1,
-        Phase::Justification => 2,
-        Phase::Finished => 3,
+        Phase::Hello => 0,
+        Phase::Deal => 1,
+        Phase::Response => 2,
+        Phase::Justification => 3,
+        Phase::Finished => 4,
     }
 }
 
@@ -830,10 +876,22 @@ mod tests {
         };
         let ids: Vec<Vec<u8>> = spec.members.iter().map(|p| p.to_bytes()).collect();
         let dkg = DkgConfig::new(&ids, 2, b"test", 1, 1_000).unwrap();
+        let base = *dkg.session_id();
         let config = MemberConfig::new(spec, 1, q.identities[0].clone(), 1);
         let mut member = Member::new(config, Start::Dkg(dkg), 0, [1; 32]).unwrap();
         member.handle_connected(0, 2);
         member.handle_connected(0, 3);
+        // The others' hellos end the hello round: the deal goes out.
+        for i in 2..=3u32 {
+            let hello = DkgMessage::Hello(dkg::HelloMessage {
+                session_id: base,
+                member: i,
+                attempt: 0,
+                nonce: [i as u8; 32],
+            });
+            let answer = member.handle_request(0, &q.peer_id(i), Request::Dkg(hello.encode()));
+            assert_eq!(answer, Response::DkgAccepted);
+        }
 
         let mut shares = 0;
         while let Some(t) = member.poll_transmit() {

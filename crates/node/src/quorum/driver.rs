@@ -2,7 +2,7 @@
 //! core ([`member::Member`]); its requests go out over request-response;
 //! its events become status, metrics, logs and the key share file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -123,12 +123,13 @@ impl Driver {
     fn on_core_event(&mut self, event: Event) -> Result<(), MemberError> {
         let index = self.index;
         match event {
-            Event::DkgStarted => info!(index, "DKG started"),
+            Event::DkgStarted { attempt } => info!(index, attempt, "DKG started"),
             Event::DkgProgress { phase, rounds } => {
                 self.metrics.dkg_rounds.fetch_add(rounds, Ordering::Relaxed);
                 debug!(index, ?phase, "DKG phase");
             }
             Event::DkgFinished(output) => {
+                self.note_disqualified(&output.disqualified);
                 info!(
                     index,
                     quorum_key = %QuorumKey::from(output.key_share.quorum_key()),
@@ -202,12 +203,36 @@ impl Driver {
                 warn!(index, rendezvous = %at, %code, "rendezvous node refused for good: no longer used (the others carry on)");
             }
             Event::Unregistered => info!(index, "unregistered"),
+            Event::DkgFailed {
+                attempt,
+                error,
+                disqualified,
+                retry_at,
+            } => {
+                self.note_disqualified(&disqualified);
+                self.metrics.dkg_retries.fetch_add(1, Ordering::Relaxed);
+                let retry_in_ms = retry_at.saturating_sub(now_ms());
+                warn!(index, attempt, %error, retry_in_ms, "DKG run failed; retrying in a new session");
+            }
             Event::Failed(e) => {
                 warn!(index, "{e}");
                 return Err(e.into());
             }
         }
         Ok(())
+    }
+
+    /// Names each dealer left out of a run's QUAL, and why, in the log and
+    /// the metrics: a dealer that misbehaves, or a member whose complaint
+    /// went unanswered, is then visible to the operator.
+    fn note_disqualified(&self, disqualified: &BTreeMap<u32, dkg::Disqualification>) {
+        let index = self.index;
+        for (dealer, reason) in disqualified {
+            self.metrics
+                .dkg_disqualified
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(index, dealer, ?reason, "DKG dealer disqualified");
+        }
     }
 
     /// Until the DKG starts, keeps dialling fellow members that are not

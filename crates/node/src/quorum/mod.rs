@@ -223,7 +223,11 @@ fn core_config(
     core
 }
 
-/// The DKG session every member derives from the same quorum file.
+/// The DKG's base session, which every member derives from the same
+/// quorum file. It is only the start: each run's session id also binds a
+/// fresh nonce of every member, agreed in the run's hello round (in the
+/// member core, `dkg::DkgMember::with_hello`), so no two runs of the same
+/// quorum share one.
 fn dkg_config(file: &QuorumFile, index: u32, phase: Duration) -> Result<DkgConfig, MemberError> {
     let members: Vec<Vec<u8>> = file.members.iter().map(|m| m.peer_id.to_bytes()).collect();
     let mut nonce = b"rdht/quorum-file/v1".to_vec();
