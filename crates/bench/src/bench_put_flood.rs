@@ -14,6 +14,11 @@
 //! `--fresh-identity-every` PUTs (a Sybil whose every identity starts
 //! with a full budget). Everything but the node runs in this process, on
 //! the same machine: the flooder's own CPU is part of the load.
+//!
+//! A third phase, between the two, measures the machine's floor: the same
+//! flood aimed at a second `rdht rendezvous` on this machine, while the
+//! prober and the refreshes keep going at the first. Whatever the flood
+//! costs the first node beyond that floor is its own doing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +66,14 @@ pub struct PutFloodFigures {
     pub flood_p99_ms: f64,
     /// Slowest answer during the flood (ms).
     pub flood_max_ms: f64,
+    /// Discover answers timed while the flood went to another node.
+    pub floor_discovers: usize,
+    /// p50 while the flood went to another node (ms).
+    pub floor_p50_ms: f64,
+    /// p99 while the flood went to another node (ms).
+    pub floor_p99_ms: f64,
+    /// Slowest answer while the flood went to another node (ms).
+    pub floor_max_ms: f64,
     /// Refreshes accepted / sent without the flood.
     pub quiet_refreshes_accepted: u64,
     /// Refreshes sent without the flood.
@@ -83,6 +96,8 @@ pub struct PutFloodFigures {
     pub quiet_node_cpu_s: f64,
     /// The node's CPU seconds during the flood.
     pub flood_node_cpu_s: f64,
+    /// The probed node's CPU seconds while the flood went to another node.
+    pub floor_node_cpu_s: f64,
 }
 
 /// Junk namespace records per PUT.
@@ -185,6 +200,16 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
         "warn,libp2p_kad=error",
     )?;
     let at = server.addr.clone();
+    let elsewhere = ServerProcess::spawn(
+        &config.rdht_exe,
+        &[
+            "rendezvous",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--exit-with-stdin",
+        ],
+        "warn,libp2p_kad=error",
+    )?;
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let quorum = TestQuorum::deal(config.members, config.members.div_ceil(2), &mut rng);
@@ -199,8 +224,8 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
         Ok(Response::Registered { .. }) => {}
         other => return Err(format!("namespace registration: {other:?}")),
     }
-    // Every refresh of both phases, signed before anything is timed.
-    let rounds = (2 * config.duration.as_secs() + 2) * REFRESH_RATE / u64::from(config.members) + 2;
+    // Every refresh of every phase, signed before anything is timed.
+    let rounds = (3 * config.duration.as_secs() + 3) * REFRESH_RATE / u64::from(config.members) + 2;
     let mut members = Vec::new();
     for i in 1..=config.members {
         let identity = quorum.identities[i as usize - 1].clone();
@@ -226,7 +251,13 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
         ..PutFloodFigures::default()
     };
     let mut next_refresh = 0usize;
-    for flooding in [false, true] {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Flood {
+        None,
+        Elsewhere,
+        Here,
+    }
+    for flooding in [Flood::None, Flood::Elsewhere, Flood::Here] {
         let start = Instant::now() + Duration::from_millis(500);
         let phase = Phase {
             start,
@@ -235,11 +266,16 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
         let probe = prober(quorum.quorum_key(), at.clone(), phase);
         tokio::time::sleep_until(start.into()).await;
         let cpu_before = server.cpu_s().unwrap_or(0.0);
-        let flood = flooding.then(|| {
+        let target = match flooding {
+            Flood::None => None,
+            Flood::Elsewhere => Some(elsewhere.addr.clone()),
+            Flood::Here => Some(at.clone()),
+        };
+        let flood = target.map(|target| {
             let junk = junk.clone();
             tokio::spawn(flood_puts(
                 FloodConfig {
-                    target: at.clone(),
+                    target,
                     duration: config.duration,
                     in_flight: config.in_flight,
                     fresh_identity_every: (config.fresh_identity_every > 0)
@@ -252,7 +288,18 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
         let cpu = server.cpu_s().unwrap_or(0.0) - cpu_before;
         let mut latencies = probe.join().map_err(|_| "the prober panicked")?;
         latencies.sort_by(f32::total_cmp);
-        if flooding {
+        if flooding == Flood::Elsewhere {
+            if let Some(f) = flood {
+                f.await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            figures.floor_discovers = latencies.len();
+            figures.floor_p50_ms = percentile(&latencies, 0.5);
+            figures.floor_p99_ms = percentile(&latencies, 0.99);
+            figures.floor_max_ms = percentile(&latencies, 1.0);
+            figures.floor_node_cpu_s = cpu;
+        } else if flooding == Flood::Here {
             let stats = match flood {
                 Some(f) => f
                     .await
@@ -289,6 +336,7 @@ pub fn to_text(f: &PutFloodFigures) -> String {
     format!(
         "discover at one rdht rendezvous node, {:.0} s per phase\n  \
          quiet:  {} answers  p50 {:.3} ms  p99 {:.3} ms  refreshes {}/{} accepted  node CPU {:.2} s\n  \
+         floor:  {} answers  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (the flood at another node)  node CPU {:.2} s\n  \
          flood:  {} answers  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  refreshes {}/{} accepted  node CPU {:.2} s\n  \
          junk:   {} PUTs ({} acknowledged), {} junk namespace records, {:.1} MB, {} identities",
         f.duration_s,
@@ -298,6 +346,11 @@ pub fn to_text(f: &PutFloodFigures) -> String {
         f.quiet_refreshes_accepted,
         f.quiet_refreshes_sent,
         f.quiet_node_cpu_s,
+        f.floor_discovers,
+        f.floor_p50_ms,
+        f.floor_p99_ms,
+        f.floor_max_ms,
+        f.floor_node_cpu_s,
         f.flood_discovers,
         f.flood_p50_ms,
         f.flood_p99_ms,

@@ -42,8 +42,8 @@ pub use kad_store::KadStore;
 pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;
 pub use server::{
-    JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError, VerifyDone,
-    VerifyJob, MAX_KIND_VALUE_ENTRIES,
+    BlockReason, JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError,
+    VerifyDone, VerifyJob, MAX_KIND_VALUE_ENTRIES,
 };
 pub use store::{
     verify_values, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport, NamespaceStore,

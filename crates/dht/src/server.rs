@@ -95,6 +95,9 @@ pub struct ServerConfig {
     /// Most estimated verification work (µs) of values waiting or being
     /// verified, from every sender; a value beyond it is dropped.
     pub max_queued_value_us: u64,
+    /// A sender over its byte budget has its connections refused this
+    /// long (0: never), so the node does not keep reading what it drops.
+    pub value_throttle_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -107,7 +110,8 @@ impl Default for ServerConfig {
     /// destination IP; a sender of an invalid signature refused for 10 s,
     /// doubling up to 10 minutes; each node sending values may cause a
     /// quarter of a core's verification (a 2 s burst) and 4 MiB a second
-    /// (8 MiB burst), and at most 4 s of value verification wait in all.
+    /// (8 MiB burst), its connections refused for 2 s when it goes over
+    /// that, and at most 4 s of value verification wait in all.
     fn default() -> Self {
         Self {
             max_queued: 16_384,
@@ -135,6 +139,7 @@ impl Default for ServerConfig {
                 burst_bytes: 8 << 20,
             },
             max_queued_value_us: 4_000_000,
+            value_throttle_ms: 2_000,
         }
     }
 }
@@ -351,6 +356,8 @@ pub enum Output {
         peer: PeerId,
         /// Until when (ms).
         until_ms: u64,
+        /// Why.
+        reason: BlockReason,
     },
     /// The penalty of `peer` is over: accept its connections again.
     Unblock {
@@ -376,6 +383,17 @@ pub enum Output {
         /// Who.
         peer: PeerId,
     },
+}
+
+/// Why a peer's connections are refused for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReason {
+    /// It sent an invalid signature (its penalty).
+    InvalidSignature,
+    /// It sent values faster than its byte budget: refusing its
+    /// connections for a moment spares the node reading (and kad
+    /// echoing) what it would drop anyway.
+    OverByteBudget,
 }
 
 /// Where the outcome of one peer registration goes, and who sent it.
@@ -468,6 +486,9 @@ pub struct ServerCounters {
     pub values_over_budget: u64,
     /// Values dropped because too much value verification was waiting.
     pub values_busy: u64,
+    /// Senders whose connections were refused a moment for going over
+    /// their byte budget.
+    pub senders_throttled: u64,
 }
 
 /// The rendezvous server role. See the module docs.
@@ -511,9 +532,13 @@ pub struct Server {
     /// Penalized senders to disconnect, and when (a moment after the
     /// penalty, so that the refusal that explains it reaches them first).
     disconnects: VecDeque<(u64, PeerId)>,
-    /// Penalties told to the driver ([`Output::Disconnect`]), by end: an
-    /// [`Output::Unblock`] is due at each.
+    /// Penalties and throttles told to the driver
+    /// ([`Output::Disconnect`]), by end: an [`Output::Unblock`] is due at
+    /// each (unless a later one still holds).
     penalty_ends: BTreeSet<(u64, PeerId)>,
+    /// Senders over their byte budget whose connections are refused, until
+    /// when (ms).
+    throttled: BTreeMap<PeerId, u64>,
     /// When penalized senders are next swept for ones to forget.
     next_penalty_sweep: u64,
     /// When value senders' budgets are next swept.
@@ -572,6 +597,7 @@ impl Server {
             offenders: Vec::new(),
             disconnects: VecDeque::new(),
             penalty_ends: BTreeSet::new(),
+            throttled: BTreeMap::new(),
             next_penalty_sweep: 0,
             next_budget_sweep: 0,
             namespace_queue: Vec::new(),
@@ -858,8 +884,11 @@ impl Server {
             }
             self.disconnects.pop_front();
             let until_ms = self.penalized.get(&peer).map_or(now, |&(until, _)| until);
-            self.outputs
-                .push_back(Output::Disconnect { peer, until_ms });
+            self.outputs.push_back(Output::Disconnect {
+                peer,
+                until_ms,
+                reason: BlockReason::InvalidSignature,
+            });
             if self.penalty_ends.len() < 65_536 {
                 self.penalty_ends.insert((until_ms, peer));
             }
@@ -869,8 +898,12 @@ impl Server {
                 break;
             }
             self.penalty_ends.pop_first();
-            // A later offence set a later end: that entry unblocks it.
-            if self.penalized.get(&peer).is_none_or(|&(u, _)| u <= now) {
+            // A later offence (or throttle) set a later end: that entry
+            // unblocks it.
+            let penalized = self.penalized.get(&peer).is_some_and(|&(u, _)| u > now);
+            let throttled = self.throttled.get(&peer).is_some_and(|&u| u > now);
+            if !penalized && !throttled {
+                self.throttled.remove(&peer);
                 self.outputs.push_back(Output::Unblock { peer });
             }
         }
@@ -963,6 +996,9 @@ impl Server {
             .take_bytes(now, from, value.len().try_into().unwrap_or(u64::MAX))
         {
             self.counters.values_over_budget += 1;
+            if let Some(peer) = from {
+                self.throttle(now, peer);
+            }
             return Err(ValueError::OverBudget);
         }
         let Prechecked {
@@ -1315,6 +1351,28 @@ impl Server {
             self.disconnects
                 .push_back((now.saturating_add(DISCONNECT_DELAY_MS), peer));
         }
+    }
+
+    /// Refuses `peer`'s connections for `ServerConfig::value_throttle_ms`:
+    /// it sent values faster than its byte budget. Not an offence (no
+    /// penalty, its requests are served once it reconnects).
+    fn throttle(&mut self, now: u64, peer: PeerId) {
+        if self.config.value_throttle_ms == 0
+            || self.throttled.get(&peer).is_some_and(|&u| u > now)
+            || self.throttled.len() >= 65_536
+            || self.penalty_ends.len() >= 65_536
+        {
+            return;
+        }
+        let until_ms = now.saturating_add(self.config.value_throttle_ms);
+        self.throttled.insert(peer, until_ms);
+        self.penalty_ends.insert((until_ms, peer));
+        self.counters.senders_throttled += 1;
+        self.outputs.push_back(Output::Disconnect {
+            peer,
+            until_ms,
+            reason: BlockReason::OverByteBudget,
+        });
     }
 
     /// Submits batches, replicates and persists whatever is due.

@@ -1074,7 +1074,7 @@ fn event_loop_stall_through_kad_a_penalized_sender_is_blocked_then_unblocked() {
     let until = other
         .iter()
         .find_map(|o| match o {
-            Output::Disconnect { peer, until_ms } if *peer == flooder => Some(*until_ms),
+            Output::Disconnect { peer, until_ms, .. } if *peer == flooder => Some(*until_ms),
             _ => None,
         })
         .expect("disconnected");
@@ -1090,4 +1090,57 @@ fn event_loop_stall_through_kad_a_penalized_sender_is_blocked_then_unblocked() {
         .2
         .iter()
         .any(|o| matches!(o, Output::Unblock { peer } if *peer == flooder)));
+}
+
+/// #13 item 1: a sender over its byte budget used to be read in full
+/// (and every PUT echoed back by kad) for as long as it kept sending. Its
+/// connections are now refused for a moment; it is not penalized.
+#[test]
+fn event_loop_stall_through_kad_a_sender_over_its_byte_budget_is_throttled() {
+    let mut s = server(local());
+    let sender = PeerId::random();
+    let junk = vec![0xa5u8; 1 << 20];
+    let key = [7u8; 32];
+    // 8 MiB of burst: the ninth MiB is over it.
+    for _ in 0..8 {
+        assert_eq!(
+            s.handle_value(NOW, Some(sender), &key, &junk),
+            Err(dht::ValueError::Decode)
+        );
+    }
+    assert_eq!(
+        s.handle_value(NOW, Some(sender), &key, &junk),
+        Err(dht::ValueError::OverBudget)
+    );
+    let (_, _, other) = drain(&mut s);
+    let throttle = ServerConfig::default().value_throttle_ms;
+    assert!(other.iter().any(|o| matches!(
+        o,
+        Output::Disconnect { peer, until_ms, reason: dht::BlockReason::OverByteBudget }
+            if *peer == sender && *until_ms == NOW + throttle
+    )));
+    assert_eq!(s.counters().senders_throttled, 1);
+    assert_eq!(s.counters().penalties, 0, "not an offence");
+    // Once only while it holds; unblocked when it ends.
+    let _ = s.handle_value(NOW + 1, Some(sender), &key, &junk);
+    assert!(!drain(&mut s)
+        .2
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { .. })));
+    s.handle_timeout(NOW + throttle);
+    assert!(drain(&mut s)
+        .2
+        .iter()
+        .any(|o| matches!(o, Output::Unblock { peer } if *peer == sender)));
+    // Its requests are served as anyone's.
+    s.handle_request(
+        NOW + throttle,
+        sender,
+        ReplyId(1),
+        discover_of(QuorumKey([1; 48])),
+    );
+    let (replies, _, _) = drain(&mut s);
+    assert!(!replies
+        .iter()
+        .any(|(_, r)| *r == Response::Rejected(StatusCode::QuotaExceeded)));
 }

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub values_over_budget: AtomicU64,
     /// Values dropped: too much value verification was waiting.
     pub values_busy: AtomicU64,
+    /// Senders whose connections were refused a moment for sending values
+    /// over their byte budget.
+    pub senders_throttled: AtomicU64,
     /// Estimated verification work of values waiting or being verified,
     /// µs (gauge).
     pub value_work_queued_us: AtomicU64,
@@ -236,6 +239,12 @@ impl Metrics {
             "counter",
             "Values dropped: too much value verification waiting.",
             &self.values_busy,
+        );
+        metric(
+            "rdht_value_senders_throttled_total",
+            "counter",
+            "Senders whose connections were refused a moment for values over their byte budget.",
+            &self.senders_throttled,
         );
         metric(
             "rdht_value_work_queued_us",

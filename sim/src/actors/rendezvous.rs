@@ -156,6 +156,7 @@ impl Rendezvous {
                     burst_bytes: u64::MAX / 4,
                 },
                 max_queued_value_us: u64::MAX / 4,
+                value_throttle_ms: 0,
                 penalty_ms: 0,
                 max_penalty_ms: 0,
                 ..server_config

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dht::{Output, ReplyId, Server, VerifyJob};
+use dht::{BlockReason, Output, ReplyId, Server, VerifyJob};
 use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::kad;
 use libp2p::request_response::{self, ResponseChannel};
@@ -193,9 +193,22 @@ impl Driver {
                         debug!(?from, ?report, "replicated value partly refused");
                     }
                 }
-                Output::Disconnect { peer, until_ms } => {
-                    let for_s = until_ms.saturating_sub(now_ms()) / 1_000;
-                    info!(%peer, "sent an invalid signature: disconnected, its connections refused for {for_s} s");
+                Output::Disconnect {
+                    peer,
+                    until_ms,
+                    reason,
+                } => {
+                    let for_ms = until_ms.saturating_sub(now_ms());
+                    match reason {
+                        BlockReason::InvalidSignature => info!(
+                            %peer,
+                            "sent an invalid signature: disconnected, its connections refused for {for_ms} ms"
+                        ),
+                        BlockReason::OverByteBudget => debug!(
+                            %peer,
+                            "sent values over its byte budget: disconnected, its connections refused for {for_ms} ms"
+                        ),
+                    }
                     // Blocking closes its connections and refuses new ones.
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                 }
@@ -233,6 +246,7 @@ impl Driver {
             (&m.values_penalized, c.values_penalized),
             (&m.values_over_budget, c.values_over_budget),
             (&m.values_busy, c.values_busy),
+            (&m.senders_throttled, c.senders_throttled),
         ] {
             metric.store(value, Ordering::Relaxed);
         }
