@@ -189,27 +189,22 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
     if config.members == 0 {
         return Err("--members must be at least 1".into());
     }
-    let server = ServerProcess::spawn(
-        &config.rdht_exe,
-        &[
-            "rendezvous",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--exit-with-stdin",
-        ],
-        "warn,libp2p_kad=error",
-    )?;
+    let node = || {
+        ServerProcess::spawn(
+            &config.rdht_exe,
+            &[
+                "rendezvous",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--exit-with-stdin",
+            ],
+            "warn,libp2p_kad=error",
+        )
+    };
+    // The probed node, and the one the floor phase floods.
+    let server = node()?;
     let at = server.addr.clone();
-    let elsewhere = ServerProcess::spawn(
-        &config.rdht_exe,
-        &[
-            "rendezvous",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--exit-with-stdin",
-        ],
-        "warn,libp2p_kad=error",
-    )?;
+    let elsewhere = node()?;
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let quorum = TestQuorum::deal(config.members, config.members.div_ceil(2), &mut rng);

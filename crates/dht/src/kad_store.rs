@@ -92,7 +92,13 @@ impl RecordStore for KadStore {
         let now = self.now();
         let store = self.inner.store();
         if let Some(quorum_key) = store.quorum_key_for(&key) {
-            let value = store.namespace_value(&quorum_key, now)?;
+            // One record per key: a value over the message cap is served
+            // by its first page (the rest reaches a replica by PUTs).
+            let max = store.config().limits.max_message_bytes;
+            let value = store
+                .namespace_value_pages(&quorum_key, now, max)
+                .into_iter()
+                .next()?;
             return Some(Cow::Owned(Self::record(key, value.encode())));
         }
         let kind = store.kind_for_key(&key)?;
@@ -126,14 +132,17 @@ impl RecordStore for KadStore {
 
     fn records(&self) -> Self::RecordsIter<'_> {
         let now = self.now();
-        let mut out: Vec<Cow<'_, Record>> = self
-            .inner
-            .store()
-            .values(now)
+        let store = self.inner.store();
+        let max = store.config().limits.max_message_bytes;
+        let mut out: Vec<Cow<'_, Record>> = store
+            .quorum_keys()
             .into_iter()
-            .filter_map(|v| {
-                let key = crate::namespace_key(&v.namespace.quorum_key()?);
-                Some(Cow::Owned(Self::record(key, v.encode())))
+            .flat_map(|qk| {
+                let key = crate::namespace_key(&qk);
+                store
+                    .namespace_value_pages(&qk, now, max)
+                    .into_iter()
+                    .map(move |page| Cow::Owned(Self::record(key, page.encode())))
             })
             .collect();
         for kind in self.inner.store().kinds() {

@@ -1383,8 +1383,11 @@ impl Server {
         self.submit_jobs(now);
         if !self.replicate.is_empty() && now >= self.next_replication {
             self.next_replication = now + self.config.replication_period_ms;
+            // A value over the message cap goes as several PUTs (pages)
+            // under its key; replicas merge them.
+            let max = self.store.config().limits.max_message_bytes;
             for qk in std::mem::take(&mut self.replicate) {
-                if let Some(value) = self.store.namespace_value(&qk, now) {
+                for value in self.store.namespace_value_pages(&qk, now, max) {
                     self.outputs.push_back(Output::Replicate {
                         quorum_key: qk,
                         key: namespace_key(&qk),

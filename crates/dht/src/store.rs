@@ -1004,6 +1004,60 @@ impl NamespaceStore {
         })
     }
 
+    /// [`NamespaceStore::namespace_value`] cut into values that each
+    /// encode to at most `max_bytes` (the namespace record in every one,
+    /// the peer records spread over them in index order, none left out
+    /// unless a single one does not fit beside the namespace record). A
+    /// namespace whose members list long addresses (1,024 members with 16
+    /// addresses of 64 bytes: about 1.3 MB) then replicates as several
+    /// Kademlia PUTs under its key, which replicas merge like any values.
+    pub fn namespace_value_pages(
+        &self,
+        quorum_key: &QuorumKey,
+        now_ms: u64,
+        max_bytes: usize,
+    ) -> Vec<NamespaceValue> {
+        let Some(entry) = self.namespaces.get(quorum_key) else {
+            return Vec::new();
+        };
+        if entry.verified.record().expires_at_ms <= now_ms {
+            return Vec::new();
+        }
+        // version, namespace record, peer count.
+        let fixed = 1 + entry.wire_len + 2;
+        let room = max_bytes.saturating_sub(fixed);
+        let mut pages: Vec<NamespaceValue> = Vec::new();
+        let mut page: Vec<PeerRecord> = Vec::new();
+        let mut used = 0usize;
+        for p in entry.peers.values().filter(|p| self.is_served(p, now_ms)) {
+            let len = p.wire_len as usize;
+            if len > room {
+                continue;
+            }
+            if used + len > room || page.len() >= u16::MAX as usize {
+                pages.push(NamespaceValue {
+                    namespace: entry.verified.record().clone(),
+                    peers: std::mem::take(&mut page),
+                });
+                used = 0;
+            }
+            used += len;
+            page.push((*p.record).clone());
+        }
+        if !page.is_empty() || pages.is_empty() {
+            pages.push(NamespaceValue {
+                namespace: entry.verified.record().clone(),
+                peers: page,
+            });
+        }
+        pages
+    }
+
+    /// Every stored namespace's quorum key.
+    pub fn quorum_keys(&self) -> Vec<QuorumKey> {
+        self.namespaces.keys().copied().collect()
+    }
+
     /// Every namespace's value (for republishing).
     pub fn values(&self, now_ms: u64) -> Vec<NamespaceValue> {
         self.namespaces

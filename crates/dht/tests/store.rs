@@ -1169,23 +1169,21 @@ fn a_known_seat_is_not_verified_again() {
     assert!(again.into_iter().next().unwrap().unwrap().seat_known());
 }
 
-/// #13 item 5: a legitimate namespace of 1,024 members, each listing 16
-/// addresses of 64 bytes, holds about 1.5 MB of records: more than one
-/// 1 MiB frame. Every answer is cut to a byte budget that fits the frame
-/// cap, with a cookie for the rest; paging through gets every member.
-#[test]
-fn unbounded_answers_are_paged_to_fit_the_frame_cap() {
+/// A store holding a legitimate namespace of 1,024 members, each listing
+/// 16 addresses of 64 bytes (about 1.5 MB of records, more than one 1 MiB
+/// frame), with every member registered.
+fn big_namespace(seed: u8) -> (NamespaceStore, rendezvous_proto::QuorumKey) {
     use rendezvous_proto::testkit::BulkQuorum;
-    use rendezvous_proto::{Multiaddr, Response};
+    use rendezvous_proto::Multiaddr;
     let identities: Vec<Keypair> = (0..1_024u32)
         .map(|i| {
-            let mut seed = [7u8; 32];
-            seed[..4].copy_from_slice(&i.to_be_bytes());
-            Keypair::ed25519_from_bytes(seed).unwrap()
+            let mut bytes = [seed; 32];
+            bytes[..4].copy_from_slice(&i.to_be_bytes());
+            Keypair::ed25519_from_bytes(bytes).unwrap()
         })
         .collect();
     let ids: Vec<PeerId> = identities.iter().map(|k| k.public().to_peer_id()).collect();
-    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(seed));
     let quorum = BulkQuorum::deal(&ids, 683, 1, NOW, NOW + 2 * HOUR, &mut rng).unwrap();
     let mut s = store();
     s.register_namespace(quorum.namespace().clone(), None, NOW)
@@ -1218,13 +1216,22 @@ fn unbounded_answers_are_paged_to_fit_the_frame_cap() {
             .collect();
         assert!(s.register_peers(regs, NOW).iter().all(Result::is_ok));
     }
+    (s, quorum.quorum_key())
+}
+
+/// #13 item 5: a legitimate namespace of 1,024 members, each listing 16
+/// addresses of 64 bytes, holds about 1.5 MB of records: more than one
+/// 1 MiB frame. Every answer is cut to a byte budget that fits the frame
+/// cap, with a cookie for the rest; paging through gets every member.
+#[test]
+fn unbounded_answers_are_paged_to_fit_the_frame_cap() {
+    use rendezvous_proto::Response;
+    let (s, quorum_key) = big_namespace(7);
     let mut seen = std::collections::BTreeSet::new();
     let mut cookie: Option<Cookie> = None;
     let mut pages = 0;
     loop {
-        let answer = s
-            .discover(&quorum.quorum_key(), 0, cookie.as_ref(), NOW)
-            .unwrap();
+        let answer = s.discover(&quorum_key, 0, cookie.as_ref(), NOW).unwrap();
         let frame = Response::Discovered(answer.clone()).encode();
         assert!(frame.len() <= rendezvous_proto::Limits::DEFAULT.max_message_bytes);
         if answer.peers.is_empty() {
@@ -1378,4 +1385,42 @@ fn store_exhaustion_eviction_search_is_bounded() {
         s.namespace(&q1.quorum_key()).is_none(),
         "the one without peers went"
     );
+}
+
+/// #13 item 5: a legitimate 1,024-member namespace whose members list 16
+/// addresses of 64 bytes is about 1.3 MB, over the 1 MiB message cap, so
+/// it could not be replicated. Its value now goes as several pages, each
+/// under the cap, and a replica that merges them holds every record.
+#[test]
+fn unbounded_answers_a_namespace_over_the_cap_replicates_in_pages() {
+    let (s, quorum_key) = big_namespace(9);
+    let cap = rendezvous_proto::Limits::DEFAULT.max_message_bytes;
+    let whole = s.namespace_value(&quorum_key, NOW).unwrap().encode();
+    assert!(whole.len() > cap, "{} bytes: not over the cap", whole.len());
+    let pages = s.namespace_value_pages(&quorum_key, NOW, cap);
+    assert!(pages.len() >= 2);
+    let mut replica = store();
+    for page in &pages {
+        let bytes = page.encode();
+        assert!(bytes.len() <= cap, "a page of {} bytes", bytes.len());
+        let decoded = NamespaceValue::decode(&bytes, &rendezvous_proto::Limits::DEFAULT).unwrap();
+        let report = replica.merge_value(decoded, NOW);
+        assert!(report.peers_rejected.is_empty(), "{report:?}");
+    }
+    assert_eq!(replica.stats().peer_records, 1_024);
+    // A namespace that fits is one page, as before.
+    let small = quorum_with(4);
+    assert_eq!(small.0.namespace_value_pages(&small.1, NOW, cap).len(), 1);
+}
+
+/// A store holding a 4-member namespace with every member registered.
+fn quorum_with(n: u32) -> (NamespaceStore, rendezvous_proto::QuorumKey) {
+    let q = quorum(n, n.div_ceil(2), 63);
+    let mut s = with_namespace(&q);
+    for i in 1..=n {
+        assert!(s
+            .register_peer(reg(&q, q.peer(i, 1, 1, NOW + HOUR)), NOW)
+            .is_ok());
+    }
+    (s, q.quorum_key())
 }
