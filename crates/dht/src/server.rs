@@ -446,8 +446,10 @@ struct IncomingValue {
     cost_us: u64,
     /// What the cheap checks decided (and a kind index's counts).
     report: MergeReport,
-    /// What is left to verify.
+    /// What is left to verify (taken out when its job is handed out)...
     checked: Vec<CheckedValue>,
+    /// ...and how many of them there were: its verdicts in the job.
+    parts: usize,
 }
 
 /// Counters a driver can export.
@@ -1063,6 +1065,7 @@ impl Server {
             awaited,
             cost_us,
             report,
+            parts: kept.len(),
             checked: kept,
         });
         Ok(())
@@ -1078,7 +1081,7 @@ impl Server {
         for value in values {
             self.queued_value_us = self.queued_value_us.saturating_sub(value.cost_us);
             let mut report = value.report;
-            for _ in 0..value.checked.len() {
+            for _ in 0..value.parts {
                 let Some(v) = verified.next() else { break };
                 let merged = self.store.apply_value(v, value.from, now);
                 if value.quorum_key.is_some() {
@@ -1452,8 +1455,10 @@ impl Server {
             work = work.saturating_add(next.cost_us);
             values.push(next);
         }
-        let checked: Vec<CheckedValue> =
-            values.iter_mut().flat_map(|v| v.checked.clone()).collect();
+        let checked: Vec<CheckedValue> = values
+            .iter_mut()
+            .flat_map(|v| std::mem::take(&mut v.checked))
+            .collect();
         let id = self.push_job(now, Work::Values(checked));
         self.value_jobs.insert(id, values);
     }
