@@ -794,6 +794,37 @@ where
     })
 }
 
+/// [`spawn_prober`] timing rdht discovers of `quorum_key` at `addr` over
+/// one long-lived connection.
+pub(crate) fn spawn_discover_prober(
+    phase: Phase,
+    interval: Duration,
+    addr: Multiaddr,
+    quorum_key: rendezvous_proto::QuorumKey,
+) -> std::thread::JoinHandle<Vec<f32>> {
+    spawn_prober(phase, interval, move || {
+        let client = Arc::new(tokio::sync::Mutex::new(
+            Client::ephemeral().map_err(|e| e.to_string())?,
+        ));
+        Ok(move || {
+            let client = client.clone();
+            let addr = addr.clone();
+            async move {
+                let request = Request::Discover {
+                    quorum_key,
+                    limit: 0,
+                    cookie: None,
+                };
+                let mut c = client.lock().await;
+                matches!(
+                    c.request(&addr, request, Duration::from_secs(10)).await,
+                    Ok(Response::Discovered(_))
+                )
+            }
+        })
+    })
+}
+
 // ----- ours -----------------------------------------------------------------------
 
 fn deal(config: &BenchConfig) -> Vec<TestQuorum> {
@@ -1255,28 +1286,12 @@ async fn run_ours(
             t.elapsed().as_secs_f64()
         );
     }
-    let addr = server.addr.clone();
-    let prober = spawn_prober(phase, config.discover_interval, move || {
-        let client = Arc::new(tokio::sync::Mutex::new(
-            Client::ephemeral().map_err(|e| e.to_string())?,
-        ));
-        Ok(move || {
-            let client = client.clone();
-            let addr = addr.clone();
-            async move {
-                let request = Request::Discover {
-                    quorum_key,
-                    limit: 0,
-                    cookie: None,
-                };
-                let mut c = client.lock().await;
-                matches!(
-                    c.request(&addr, request, Duration::from_secs(10)).await,
-                    Ok(Response::Discovered(_))
-                )
-            }
-        })
-    });
+    let prober = spawn_discover_prober(
+        phase,
+        config.discover_interval,
+        server.addr.clone(),
+        quorum_key,
+    );
     coordinator.start(phase);
     let progress = config.progress.then_some(name);
     measure(&server, phase, tasks, prober, coordinator.live, progress).await

@@ -20,17 +20,16 @@
 //! prober and the refreshes keep going at the first. Whatever the flood
 //! costs the first node beyond that floor is its own doing.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use node::behaviour::now_ms;
 use node::discover::Client;
 use node::flood::{flood_puts, FloodConfig};
 use rendezvous_proto::testkit::TestQuorum;
-use rendezvous_proto::{NamespaceRecord, PeerRecord, QuorumKey, Request, Response};
+use rendezvous_proto::{NamespaceRecord, PeerRecord, Request, Response};
 use serde::Serialize;
 
-use crate::bench::{percentile, spawn_prober, BenchError, Phase, ServerProcess};
+use crate::bench::{percentile, spawn_discover_prober, BenchError, Phase, ServerProcess};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -156,35 +155,7 @@ async fn refresh(
     (accepted, sent)
 }
 
-fn prober(
-    quorum_key: QuorumKey,
-    at: libp2p::Multiaddr,
-    phase: Phase,
-) -> std::thread::JoinHandle<Vec<f32>> {
-    spawn_prober(phase, Duration::from_millis(10), move || {
-        let client = Arc::new(tokio::sync::Mutex::new(
-            Client::ephemeral().map_err(|e| e.to_string())?,
-        ));
-        Ok(move || {
-            let client = client.clone();
-            let at = at.clone();
-            async move {
-                let request = Request::Discover {
-                    quorum_key,
-                    limit: 0,
-                    cookie: None,
-                };
-                let mut c = client.lock().await;
-                matches!(
-                    c.request(&at, request, Duration::from_secs(10)).await,
-                    Ok(Response::Discovered(_))
-                )
-            }
-        })
-    })
-}
-
-/// Runs both phases and returns the figures.
+/// Runs the three phases and returns the figures.
 pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, BenchError> {
     if config.members == 0 {
         return Err("--members must be at least 1".into());
@@ -258,7 +229,12 @@ pub async fn bench_put_flood(config: PutFloodConfig) -> Result<PutFloodFigures, 
             start,
             deadline: start + config.duration,
         };
-        let probe = prober(quorum.quorum_key(), at.clone(), phase);
+        let probe = spawn_discover_prober(
+            phase,
+            Duration::from_millis(10),
+            at.clone(),
+            quorum.quorum_key(),
+        );
         tokio::time::sleep_until(start.into()).await;
         let cpu_before = server.cpu_s().unwrap_or(0.0);
         let target = match flooding {

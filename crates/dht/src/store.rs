@@ -698,12 +698,13 @@ impl NamespaceStore {
     }
 
     /// Sequence and quota checks for putting `record` in its slot.
+    /// Returns the record's encoded size (what the byte quotas counted).
     fn check_slot(
         &self,
         entry: &NamespaceEntry,
         record: &PeerRecord,
         source: Option<&PeerId>,
-    ) -> Result<(), StatusCode> {
+    ) -> Result<usize, StatusCode> {
         let len = record.encode().len();
         match entry.peers.get(&record.index()) {
             Some(stored) => {
@@ -736,7 +737,7 @@ impl NamespaceStore {
                 }
             }
         }
-        Ok(())
+        Ok(len)
     }
 
     /// Registers one peer record. Returns the TTL granted (ms).
@@ -900,15 +901,17 @@ impl NamespaceStore {
         };
         let outcome = self
             .check_slot(&entry, &record, source.as_ref())
-            .map(|()| self.put_peer(&mut entry, record, source, None, now_ms));
+            .map(|len| self.put_peer(&mut entry, record, len, source, None, now_ms));
         self.namespaces.insert(quorum_key, entry);
         outcome
     }
 
+    /// Stores `record` (`len` bytes encoded) in its slot.
     fn put_peer(
         &mut self,
         entry: &mut NamespaceEntry,
         record: PeerRecord,
+        len: usize,
         source: Option<PeerId>,
         via: Option<PeerId>,
         now_ms: u64,
@@ -929,7 +932,7 @@ impl NamespaceStore {
             now_ms,
             &mut self.rng,
         );
-        let wire_len = u32::try_from(record.encode().len()).unwrap_or(u32::MAX);
+        let wire_len = u32::try_from(len).unwrap_or(u32::MAX);
         self.hold(source, via, wire_len as usize);
         self.peer_records += 1;
         entry.by_version.insert(version, index);
@@ -1083,7 +1086,8 @@ impl NamespaceStore {
         let Some(mut entry) = self.namespaces.remove(&quorum_key) else {
             return Ok(false);
         };
-        let len = record.encode().len();
+        let encoded = record.encode();
+        let len = encoded.len();
         let outcome = match entry.peers.get(&record.index()) {
             None => {
                 if self.peer_records < self.config.quotas.max_peer_records
@@ -1095,8 +1099,7 @@ impl NamespaceStore {
                 }
             }
             Some(stored) => {
-                let wins =
-                    (record.seq(), record.encode()) > (stored.record.seq(), stored.record.encode());
+                let wins = (record.seq(), encoded) > (stored.record.seq(), stored.record.encode());
                 let freed = if stored.via == via {
                     stored.wire_len as usize
                 } else {
@@ -1115,7 +1118,7 @@ impl NamespaceStore {
             // A replicated record keeps the source of the one it replaces
             // out of the quota: it is owned by no direct client here; it
             // counts against the node that replicated it.
-            self.put_peer(&mut entry, record, None, via, now_ms);
+            self.put_peer(&mut entry, record, len, None, via, now_ms);
         }
         self.namespaces.insert(quorum_key, entry);
         outcome

@@ -73,10 +73,7 @@ impl CheckedValue {
     /// Estimated CPU time (µs on one core) that verifying what is left
     /// costs: what a server charges the sending node's budget.
     pub fn cost_us(&self) -> u64 {
-        let namespace = self.namespace.as_ref().map_or(0, |r| {
-            NAMESPACE_US + COMMITMENT_US * (r.commitments.len().saturating_sub(1) as u64)
-        });
-        namespace
+        self.namespace_cost_us()
             + self
                 .peers
                 .iter()
@@ -84,18 +81,19 @@ impl CheckedValue {
                 .sum::<u64>()
     }
 
+    /// The part of [`CheckedValue::cost_us`] for the namespace record.
+    fn namespace_cost_us(&self) -> u64 {
+        self.namespace.as_ref().map_or(0, |r| {
+            NAMESPACE_US + COMMITMENT_US * (r.commitments.len().saturating_sub(1) as u64)
+        })
+    }
+
     /// Keeps only as many peer records as `budget_us` covers after the
     /// namespace record, dropping the rest (counted in the report as
     /// `peers_over_budget`). Returns the cost left, or `None` if not even
     /// the namespace record fits (then nothing is to be verified).
     pub fn trim_to(&mut self, budget_us: u64) -> Option<u64> {
-        let namespace = self.cost_us()
-            - self
-                .peers
-                .iter()
-                .map(|(_, known)| peer_cost_us(*known))
-                .sum::<u64>();
-        let mut left = budget_us.checked_sub(namespace)?;
+        let mut left = budget_us.checked_sub(self.namespace_cost_us())?;
         let mut keep = 0;
         for (_, known) in &self.peers {
             let cost = peer_cost_us(*known);
