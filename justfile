@@ -37,6 +37,7 @@ fuzz seconds="60":
 # Regenerate the test vectors (tests check the committed files match).
 vectors:
     cargo run --release -p dkg --example gen_threshold_vectors > test-vectors/threshold.json
+    cargo run --release -p dkg --example gen_reshare_vectors > test-vectors/reshare.json
     cargo run --release -p rendezvous-proto --example gen_record_vectors > test-vectors/records.json
 
 # Format, lint, test: what CI runs.

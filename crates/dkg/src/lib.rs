@@ -42,8 +42,9 @@ pub use combine::{combine_signatures, lagrange_coefficients_at_zero};
 pub use dkg::{
     CommitmentPoint, ConfigError, DealCommitments, DealMessage, DealerVerdict, Destination, Digest,
     Disqualification, DkgConfig, DkgError, DkgMember, DkgMessage, DkgOutput, HelloMessage,
-    JustificationMessage, MessageError, MessageKind, Phase, ProofOfKnowledge, ResponseMessage,
-    SessionId, ShareMessage, Transmit, WireError, G1_UNCOMPRESSED_BYTES,
+    JustificationMessage, MessageError, MessageKind, Participant, Phase, ProofOfKnowledge,
+    ReshareConfig, ReshareMember, ReshareOutput, ResponseMessage, SessionId, ShareMessage,
+    Transmit, WireError, G1_UNCOMPRESSED_BYTES,
 };
 pub use error::{CombineError, DecodeError};
 pub use keys::{

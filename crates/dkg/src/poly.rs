@@ -36,6 +36,21 @@ impl Polynomial {
         Self { coefficients }
     }
 
+    /// A random polynomial for the given threshold (>= 1) whose secret
+    /// `f(0)` is `secret`: how a resharing dealer re-deals its share.
+    /// The other coefficients are drawn as in [`Polynomial::random`].
+    pub fn random_with_secret<R: RngCore + CryptoRng>(
+        secret: &Scalar,
+        threshold: u32,
+        rng: &mut R,
+    ) -> Self {
+        let mut polynomial = Self::random(threshold, rng);
+        if let Some(constant) = polynomial.coefficients.first_mut() {
+            *constant = *secret;
+        }
+        polynomial
+    }
+
     /// Builds a polynomial from its coefficients, lowest degree first.
     pub fn from_coefficients(coefficients: Vec<Scalar>) -> Self {
         Self { coefficients }

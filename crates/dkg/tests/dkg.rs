@@ -111,7 +111,7 @@ impl Net {
     fn sessions(&self) -> BTreeMap<u32, SessionId> {
         self.members
             .iter()
-            .map(|(&i, m)| (i, *m.config().session_id()))
+            .map(|(&i, m)| (i, *m.session_id()))
             .collect()
     }
 

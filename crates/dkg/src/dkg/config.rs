@@ -6,6 +6,9 @@ use std::fmt;
 use sha2::{Digest as _, Sha256};
 
 use super::error::ConfigError;
+use super::point::DealCommitments;
+use crate::keys::PublicKey;
+use crate::public_key_set::PublicKeySet;
 
 /// Domain separation tag of the session-id hash.
 pub const SESSION_DOMAIN: &[u8] = b"rdht/dkg/session/v1";
@@ -167,14 +170,6 @@ impl DkgConfig {
         &self.session_id
     }
 
-    /// The same parameters under another session id (a run's).
-    pub(crate) fn with_session(&self, session_id: SessionId) -> Self {
-        Self {
-            session_id,
-            ..self.clone()
-        }
-    }
-
     /// The number of members.
     pub fn n(&self) -> u32 {
         self.n
@@ -194,6 +189,87 @@ impl DkgConfig {
     /// The length of each of the three phases, in milliseconds.
     pub fn phase_timeout_ms(&self) -> u64 {
         self.phase_timeout_ms
+    }
+}
+
+/// Who deals and who receives in one run, and what it must produce: the
+/// one description the state machine runs on, for a fresh DKG and for a
+/// resharing alike.
+///
+/// In a fresh DKG ([`DkgConfig`]) every member is both a dealer and a
+/// receiver, under one index. In a resharing
+/// ([`ReshareConfig`](super::ReshareConfig)) the dealers are the old
+/// epoch's members (old indices) and the receivers the new epoch's (new
+/// indices); one node may be either or both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Roles {
+    pub(crate) session_id: SessionId,
+    /// Dealers are indexed `1..=dealers`.
+    pub(crate) dealers: u32,
+    /// Receivers are indexed `1..=receivers`.
+    pub(crate) receivers: u32,
+    /// This member's dealer index, if it deals.
+    pub(crate) my_dealer: Option<u32>,
+    /// This member's receiver index, if it receives a share.
+    pub(crate) my_receiver: Option<u32>,
+    /// Commitments per deal (the new threshold), and the complaint count
+    /// that excludes a dealer.
+    pub(crate) threshold: u32,
+    /// The fewest qualified dealers that make a key.
+    pub(crate) min_qual: u32,
+    pub(crate) phase_timeout_ms: u64,
+    /// Set in a resharing: the old epoch, whose public key shares every
+    /// dealer's constant term must match.
+    pub(crate) old: Option<OldEpoch>,
+}
+
+/// What a resharing checks deals against: the old epoch's key set and
+/// every old member's public key share, derived once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OldEpoch {
+    pub(crate) public_key_set: PublicKeySet,
+    /// `keys[d - 1]` is old member `d`'s `PK_d`.
+    pub(crate) keys: Vec<PublicKey>,
+}
+
+impl Roles {
+    /// A fresh DKG: every member deals and receives under its own index.
+    pub(crate) fn fresh(config: &DkgConfig) -> Self {
+        Self {
+            session_id: config.session_id,
+            dealers: config.n,
+            receivers: config.n,
+            my_dealer: Some(config.my_index),
+            my_receiver: Some(config.my_index),
+            threshold: config.threshold,
+            min_qual: config.threshold,
+            phase_timeout_ms: config.phase_timeout_ms,
+            old: None,
+        }
+    }
+
+    /// Whether dealer `dealer`'s constant term is what it must be: any
+    /// point in a fresh DKG (its proof of knowledge covers it), exactly
+    /// its old public key share `PK_d` in a resharing. An exact equality
+    /// of curve points, so a constant term off G1 never passes.
+    pub(crate) fn constant_term_fits(&self, dealer: u32, commitments: &DealCommitments) -> bool {
+        let Some(old) = &self.old else {
+            return true;
+        };
+        let Some(position) = usize::try_from(dealer).ok().and_then(|d| d.checked_sub(1)) else {
+            return false;
+        };
+        old.keys
+            .get(position)
+            .is_some_and(|key| commitments.constant().affine() == key.affine())
+    }
+
+    /// Whether this member is the only participant (nobody to send to).
+    pub(crate) fn alone(&self) -> bool {
+        self.dealers == 1
+            && self.receivers == 1
+            && self.my_dealer.is_some()
+            && self.my_receiver.is_some()
     }
 }
 

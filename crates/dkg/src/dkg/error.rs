@@ -44,6 +44,22 @@ pub enum ConfigError {
     /// A phase timeout of 0 would end every phase before it begins.
     #[error("phase timeout must be positive")]
     ZeroTimeout,
+    /// A resharing: this member is neither in the old epoch nor in the new.
+    #[error("this member is in neither the old nor the new member list")]
+    NotAParticipant,
+    /// A resharing: the old epoch's threshold (its key set's commitment
+    /// count) is above the number of old members.
+    #[error("old threshold {threshold} above the {n} old members")]
+    OldThreshold {
+        /// The old key set's threshold.
+        threshold: u32,
+        /// The number of old members.
+        n: u32,
+    },
+    /// A resharing: an old member's key share is missing, is not its own
+    /// index's, or belongs to another key set than the old epoch's.
+    #[error("the old key share is missing or does not match the old epoch")]
+    OldShareMismatch,
 }
 
 /// Why an incoming message was rejected. A rejected message changes no
@@ -137,6 +153,13 @@ pub enum MessageError {
     /// room kept for such messages (four per member) is full.
     #[error("too many messages ahead of the run")]
     EarlyBufferFull,
+    /// A resharing: a deal, share or justification sent to an old member
+    /// that receives no share (it only needs the responses).
+    #[error("{kind:?} message to a member that receives no share")]
+    NotAReceiver {
+        /// What kind of message it was.
+        kind: MessageKind,
+    },
 }
 
 /// Why a finished DKG produced no key for this member.
@@ -174,6 +197,15 @@ pub enum DkgError {
         /// The dealer.
         dealer: u32,
     },
+    /// A resharing's new key set does not have the old quorum key. The
+    /// protocol rules (every constant term is checked) make this
+    /// unreachable; it is reported rather than trusted.
+    #[error("the reshared key set has another quorum key")]
+    QuorumKeyChanged,
+    /// Asked for the key of a member that receives no share. The state
+    /// machine never does; it is reported rather than trusted.
+    #[error("this member receives no share")]
+    NotAReceiver,
     /// The share and the key set do not agree. The protocol rules make
     /// this unreachable; it is reported rather than trusted.
     #[error("inconsistent key share: {0}")]

@@ -46,7 +46,7 @@ use group::prime::PrimeCurveAffine;
 use rand_core::RngCore;
 use sha2::{Digest as _, Sha256};
 
-use super::config::DkgConfig;
+use super::config::Roles;
 use super::error::DkgError;
 use super::messages::{DealMessage, DealerVerdict, Digest, JustificationMessage, ResponseMessage};
 #[cfg(doc)]
@@ -57,6 +57,8 @@ use crate::public_key_set::PublicKeySet;
 
 /// Domain separation tag of the transcript hash.
 pub const TRANSCRIPT_DOMAIN: &[u8] = b"rdht/dkg/transcript/v1";
+/// Domain separation tag of a resharing's transcript hash.
+pub const RESHARE_TRANSCRIPT_DOMAIN: &[u8] = b"rdht/reshare/transcript/v1";
 
 /// Why a dealer was left out of QUAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +66,9 @@ pub enum Disqualification {
     /// This member has no verdict on the dealer (it never ended its deal
     /// phase; the state machine makes this unreachable).
     NoDeal,
-    /// The dealer's proof of knowledge does not verify.
+    /// The dealer's proof of knowledge does not verify, or (in a
+    /// resharing) its constant term is not its old public key share: it
+    /// did not deal the share it holds.
     InvalidProof,
     /// `member` received a different deal than another member did.
     Equivocation {
@@ -224,7 +228,7 @@ pub(crate) fn complainers(
 
 /// Everything [`conclude`] needs, borrowed from the member.
 pub(crate) struct Collected<'a> {
-    pub(crate) config: &'a DkgConfig,
+    pub(crate) roles: &'a Roles,
     /// The deal of every dealer whose deal this member holds.
     pub(crate) deals: BTreeMap<u32, &'a DealMessage>,
     /// This member's verdicts, `verdicts[d - 1]` about dealer `d`.
@@ -244,7 +248,7 @@ impl Collected<'_> {
     pub(crate) fn standing(&self, dealer: u32) -> Standing {
         standing(
             dealer,
-            self.config.threshold(),
+            self.roles.threshold,
             self.verdict(dealer),
             self.responses,
         )
@@ -253,7 +257,7 @@ impl Collected<'_> {
     /// Whether every accused dealer still in the running has sent its
     /// justification, so that waiting longer cannot change the result.
     pub(crate) fn justifications_complete(&self) -> bool {
-        (1..=self.config.n()).all(|d| match self.standing(d) {
+        (1..=self.roles.dealers).all(|d| match self.standing(d) {
             Standing::Accused { .. } => self.justifications.contains_key(&d),
             Standing::Excluded(_) | Standing::Clean => true,
         })
@@ -285,8 +289,11 @@ fn decide<R: RngCore>(
     disqualified: &mut BTreeMap<u32, Disqualification>,
     rng: &mut R,
 ) -> Result<DkgOutput, DkgError> {
-    let config = collected.config;
-    let me = config.my_index();
+    let roles = collected.roles;
+    let Some(me) = roles.my_receiver else {
+        // Only receivers conclude (the state machine never asks others).
+        return Err(DkgError::NotAReceiver);
+    };
     let mut candidates = Vec::new();
     // Relations to check in one batch, and what each stands for.
     let mut claims = Vec::new();
@@ -297,7 +304,7 @@ fn decide<R: RngCore>(
     // and took from justifications.
     let mut deals = collected.deals.clone();
 
-    for dealer in 1..=config.n() {
+    for dealer in 1..=roles.dealers {
         let accusation = match collected.standing(dealer) {
             Standing::Excluded(reason) => {
                 disqualified.insert(dealer, reason);
@@ -318,7 +325,7 @@ fn decide<R: RngCore>(
         let deal: &DealMessage = match (accusation.needs_deal, accusation.digest) {
             (Some(member), digest) => {
                 let revealed = justification.and_then(|j| j.deal.as_ref()).filter(|deal| {
-                    deal.commitments.threshold() == config.threshold()
+                    deal.commitments.threshold() == roles.threshold
                         && digest.is_none_or(|d| deal.hash() == d)
                 });
                 let Some(revealed) = revealed else {
@@ -330,6 +337,10 @@ fn decide<R: RngCore>(
                     disqualified.insert(dealer, reason);
                     continue;
                 };
+                if !roles.constant_term_fits(dealer, &revealed.commitments) {
+                    disqualified.insert(dealer, Disqualification::InvalidProof);
+                    continue;
+                }
                 let mine = collected
                     .deals
                     .get(&dealer)
@@ -339,7 +350,7 @@ fn decide<R: RngCore>(
                     // Holders of a deal with this hash checked its proof in
                     // their deal phase; this member checks it now.
                     relations.push(revealed.proof.relation(
-                        config.session_id(),
+                        &roles.session_id,
                         dealer,
                         revealed.commitments.constant(),
                     ));
@@ -359,7 +370,7 @@ fn decide<R: RngCore>(
         };
         let complainers = complainers(dealer, &deal.hash(), collected.responses);
         let complaints = u32::try_from(complainers.len()).unwrap_or(u32::MAX);
-        if complaints >= config.threshold() {
+        if complaints >= roles.threshold {
             disqualified.insert(dealer, Disqualification::TooManyComplaints { complaints });
             continue;
         }
@@ -411,9 +422,9 @@ fn decide<R: RngCore>(
         .into_iter()
         .filter(|d| !disqualified.contains_key(d))
         .collect();
-    check_size(&qual, config)?;
+    check_size(&qual, roles)?;
 
-    let public_key_set = match sum_commitments(&qual, &deals, config.threshold()) {
+    let public_key_set = match combine_commitments(&qual, &deals, roles) {
         Ok(set) => set,
         Err(SumError::OutsideG1) => {
             // Fallback (see the module docs): only broadcast points decide.
@@ -426,15 +437,22 @@ fn decide<R: RngCore>(
                 }
                 in_g1
             });
-            check_size(&qual, config)?;
-            sum_commitments(&qual, &deals, config.threshold())
-                .map_err(|_| DkgError::DegenerateKey)?
+            check_size(&qual, roles)?;
+            combine_commitments(&qual, &deals, roles).map_err(|_| DkgError::DegenerateKey)?
         }
         Err(SumError::Missing | SumError::Identity) => return Err(DkgError::DegenerateKey),
     };
-    let secret = sum_shares(&qual, &revealed_to_me, collected.shares, me)?;
-    let transcript_hash = transcript_hash(config, &qual, &deals);
-    let key_share = KeyShare::new(config.n(), public_key_set, secret)?;
+    if let Some(old) = &roles.old {
+        // Every chosen constant term is its dealer's old PK_d (checked), so
+        // the interpolation gives the old quorum key back: reported rather
+        // than trusted.
+        if public_key_set.quorum_key() != old.public_key_set.quorum_key() {
+            return Err(DkgError::QuorumKeyChanged);
+        }
+    }
+    let secret = combine_shares(&qual, &revealed_to_me, collected.shares, me, roles)?;
+    let transcript_hash = transcript_hash(roles, &qual, &deals);
+    let key_share = KeyShare::new(roles.receivers, public_key_set, secret)?;
     Ok(DkgOutput {
         key_share,
         qual,
@@ -443,16 +461,49 @@ fn decide<R: RngCore>(
     })
 }
 
-/// Fewer than `threshold` qualified dealers make no key.
-fn check_size(qual: &[u32], config: &DkgConfig) -> Result<(), DkgError> {
+/// Fewer than `min_qual` qualified dealers make no key (`threshold` in a
+/// fresh DKG, the old threshold in a resharing).
+fn check_size(qual: &[u32], roles: &Roles) -> Result<(), DkgError> {
     let qualified = u32::try_from(qual.len()).unwrap_or(u32::MAX);
-    if qualified < config.threshold() {
+    if qualified < roles.min_qual {
         return Err(DkgError::QualTooSmall {
             qualified,
-            threshold: config.threshold(),
+            threshold: roles.min_qual,
         });
     }
     Ok(())
+}
+
+/// Which qualified dealers the key is made of, and with which weights.
+///
+/// A fresh DKG sums every QUAL dealer's polynomial (weights one). A
+/// resharing interpolates: the first `old_threshold` dealers of QUAL
+/// (ascending), each dealer `d`'s polynomial weighted by its Lagrange
+/// coefficient at zero `lambda_d`, so the new polynomial's constant term is
+/// `sum lambda_d s_d = s`, the old secret. Every member picks the same
+/// dealers from the same QUAL, so every member gets the same polynomial.
+struct Combination {
+    dealers: Vec<u32>,
+    /// `None`: all one. Else `weights[i]` is `dealers[i]`'s.
+    weights: Option<Vec<Scalar>>,
+}
+
+impl Combination {
+    fn new(qual: &[u32], roles: &Roles) -> Self {
+        if roles.old.is_none() {
+            return Self {
+                dealers: qual.to_vec(),
+                weights: None,
+            };
+        }
+        let chosen = qual.len().min(roles.min_qual as usize);
+        let dealers = qual.get(..chosen).unwrap_or(qual).to_vec();
+        let weights = crate::combine::lagrange_coefficients_at_zero(&dealers);
+        Self {
+            dealers,
+            weights: Some(weights),
+        }
+    }
 }
 
 /// Why QUAL's commitments do not sum to a key set.
@@ -465,36 +516,56 @@ enum SumError {
     Identity,
 }
 
-/// The group key: the coefficient-wise sum of QUAL's commitments, each
-/// sum subgroup-checked (`threshold` checks, about 2 ms for 43).
+/// The group key set: the coefficient-wise sum of QUAL's commitments
+/// (weighted, in a resharing: see [`Combination`]), each result
+/// subgroup-checked (`threshold` checks, about 2 ms for 43).
 ///
 /// Each coefficient's points are summed with blst's bulk affine addition
 /// (Montgomery's batch inversion, 5M + 1S per point instead of 8M + 5S
 /// for projective-plus-affine; plain curve arithmetic that handles
-/// doubling and inverse points, so exact for points outside G1 too), and
-/// the sums are normalised with one shared inversion.
-fn sum_commitments(
+/// doubling and inverse points, so exact for points outside G1 too), or,
+/// weighted, with a Pippenger multi-scalar multiplication (group law only,
+/// exact outside G1 too); the sums are normalised with one shared
+/// inversion.
+fn combine_commitments(
     qual: &[u32],
     deals: &BTreeMap<u32, &DealMessage>,
-    threshold: u32,
+    roles: &Roles,
 ) -> Result<PublicKeySet, SumError> {
-    let qual_deals = qual
+    let combination = Combination::new(qual, roles);
+    let threshold = roles.threshold;
+    let chosen_deals = combination
+        .dealers
         .iter()
         .map(|dealer| deals.get(dealer).copied().ok_or(SumError::Missing))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut column: Vec<blst::blst_p1_affine> = Vec::with_capacity(qual_deals.len());
+    let weights: Option<Vec<[u8; 32]>> = combination
+        .weights
+        .as_ref()
+        .map(|weights| weights.iter().map(Scalar::to_bytes_le).collect());
+    let mut column: Vec<blst::blst_p1_affine> = Vec::with_capacity(chosen_deals.len());
     let mut sums: Vec<blst::blst_p1> = Vec::with_capacity(threshold as usize);
     for k in 0..threshold as usize {
         column.clear();
-        for deal in &qual_deals {
+        for deal in &chosen_deals {
             // Deals were checked to carry `threshold` commitments on receipt.
             let point = deal.commitments.points().get(k).ok_or(SumError::Missing)?;
             column.push(*point.affine().as_ref());
         }
-        sums.push(if column.is_empty() {
-            blst::blst_p1::default()
-        } else {
-            column.as_slice().add()
+        sums.push(match &weights {
+            _ if column.is_empty() => blst::blst_p1::default(),
+            None => column.as_slice().add(),
+            Some(weights) => {
+                let points: Vec<G1Affine> = column
+                    .iter()
+                    .map(|raw| {
+                        let mut point = G1Affine::identity();
+                        *point.as_mut() = *raw;
+                        point
+                    })
+                    .collect();
+                *crate::blst_raw::g1_msm(&points, weights, 255).as_ref()
+            }
         });
     }
     let affine = blst::p1_affines::from(&sums);
@@ -518,22 +589,28 @@ fn sum_commitments(
     PublicKeySet::new(keys).map_err(|_| SumError::Identity)
 }
 
-/// This member's share: the sum over QUAL of what each dealer gave it
-/// (the revealed share where it complained).
-fn sum_shares(
+/// This member's share: the sum over the combined dealers of what each
+/// gave it (the revealed share where it complained), weighted as the
+/// commitments are.
+fn combine_shares(
     qual: &[u32],
     revealed_to_me: &BTreeMap<u32, &SecretKeyShare>,
     shares: &BTreeMap<u32, SecretKeyShare>,
     me: u32,
+    roles: &Roles,
 ) -> Result<SecretKeyShare, DkgError> {
+    let combination = Combination::new(qual, roles);
     let mut sum = Scalar::ZERO;
-    for dealer in qual {
+    for (position, dealer) in combination.dealers.iter().enumerate() {
         let share = revealed_to_me
             .get(dealer)
             .copied()
             .or_else(|| shares.get(dealer))
             .ok_or(DkgError::MissingShare { dealer: *dealer })?;
-        sum += share.scalar();
+        match combination.weights.as_ref().and_then(|w| w.get(position)) {
+            Some(weight) => sum += share.scalar() * weight,
+            None => sum += share.scalar(),
+        }
     }
     let secret = SecretKeyShare::new(me, sum).map_err(|_| DkgError::ZeroShare);
     // The sum is the secret share itself: do not leave a copy behind.
@@ -541,16 +618,17 @@ fn sum_shares(
     secret
 }
 
-fn transcript_hash(
-    config: &DkgConfig,
-    qual: &[u32],
-    deals: &BTreeMap<u32, &DealMessage>,
-) -> Digest {
+/// The transcript hash ([`DkgOutput::transcript_hash`]); a resharing's
+/// has its own domain tag, and `n` is the number of receivers.
+fn transcript_hash(roles: &Roles, qual: &[u32], deals: &BTreeMap<u32, &DealMessage>) -> Digest {
     let mut h = Sha256::new();
-    h.update(TRANSCRIPT_DOMAIN);
-    h.update(config.session_id().as_bytes());
-    h.update(config.n().to_be_bytes());
-    h.update(config.threshold().to_be_bytes());
+    h.update(match roles.old {
+        None => TRANSCRIPT_DOMAIN,
+        Some(_) => RESHARE_TRANSCRIPT_DOMAIN,
+    });
+    h.update(roles.session_id.as_bytes());
+    h.update(roles.receivers.to_be_bytes());
+    h.update(roles.threshold.to_be_bytes());
     h.update(u32::try_from(qual.len()).unwrap_or(u32::MAX).to_be_bytes());
     for dealer in qual {
         h.update(dealer.to_be_bytes());
@@ -595,7 +673,18 @@ mod tests {
     fn sum(deals: &[DealMessage], threshold: u32) -> Result<Vec<G1Projective>, &'static str> {
         let map: BTreeMap<u32, &DealMessage> = (1..).zip(deals).collect();
         let qual: Vec<u32> = map.keys().copied().collect();
-        match sum_commitments(&qual, &map, threshold) {
+        let roles = Roles {
+            session_id: SessionId([0; 32]),
+            dealers: qual.len() as u32,
+            receivers: qual.len() as u32,
+            my_dealer: Some(1),
+            my_receiver: Some(1),
+            threshold,
+            min_qual: 1,
+            phase_timeout_ms: 1,
+            old: None,
+        };
+        match combine_commitments(&qual, &map, &roles) {
             Ok(set) => Ok(set.commitments().iter().map(PublicKey::point).collect()),
             Err(SumError::OutsideG1) => Err("outside"),
             Err(SumError::Identity) => Err("identity"),

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use zeroize::Zeroize;
 
-use super::config::{DkgConfig, SessionId};
+use super::config::{DkgConfig, Roles, SessionId};
 use super::error::{DkgError, MessageError};
 use super::finish::{conclude, Collected, Disqualification, DkgOutput};
 use super::messages::{
@@ -51,6 +51,25 @@ pub struct Transmit {
     pub message: DkgMessage,
 }
 
+/// Who sent a message, as the transport authenticated it: the sender's
+/// dealer index and receiver index (equal in a fresh DKG; in a resharing,
+/// its old and new index, either absent when it has no such role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sender {
+    pub(crate) dealer: Option<u32>,
+    pub(crate) receiver: Option<u32>,
+}
+
+impl Sender {
+    /// A fresh DKG's member `index`, dealer and receiver alike.
+    fn both(index: u32) -> Self {
+        Self {
+            dealer: Some(index),
+            receiver: Some(index),
+        }
+    }
+}
+
 /// A deal as received, with its hash computed once.
 struct ReceivedDeal {
     message: DealMessage,
@@ -88,7 +107,8 @@ struct HelloRound {
 /// reports success, that makes the run finish right after the responses
 /// ("fast sync"), with no deadline involved.
 pub struct DkgMember {
-    config: DkgConfig,
+    /// Who deals and who receives (a fresh DKG: everyone, one index).
+    roles: Roles,
     phase: Phase,
     /// When the deal phase started (the phases' deadlines count from it).
     started_at: u64,
@@ -101,8 +121,11 @@ pub struct DkgMember {
     /// For batch-verification coefficients: only has to be unpredictable
     /// to other members. Seeded from the caller's RNG.
     rng: ChaCha20Rng,
-    /// This member's secret polynomial, until the run ends.
+    /// This member's secret polynomial, until the run ends (a dealer's).
     polynomial: Option<Polynomial>,
+    /// In a resharing, the old share this member deals (its polynomial's
+    /// constant term), until it has dealt.
+    old_share: Option<SecretKeyShare>,
     deals: BTreeMap<u32, ReceivedDeal>,
     /// Shares dealt to this member, its own included.
     shares: BTreeMap<u32, SecretKeyShare>,
@@ -120,7 +143,20 @@ impl DkgMember {
     /// all) and shares (one to each member), and processes its own deal.
     /// With `n = 1` the run finishes here.
     pub fn new<R: RngCore + CryptoRng>(config: DkgConfig, now: u64, rng: &mut R) -> Self {
-        let mut member = Self::blank(config, 0, now, rng);
+        Self::start(Roles::fresh(&config), None, now, rng)
+    }
+
+    /// Starts a run of `roles` at `now` (the deal phase; no hello round).
+    /// A resharing dealer passes its old share, the constant term of the
+    /// polynomial it deals.
+    pub(crate) fn start<R: RngCore + CryptoRng>(
+        roles: Roles,
+        old_share: Option<SecretKeyShare>,
+        now: u64,
+        rng: &mut R,
+    ) -> Self {
+        let mut member = Self::blank(roles, 0, now, rng);
+        member.old_share = old_share;
         member.deal(now);
         member.advance(now);
         member
@@ -144,11 +180,11 @@ impl DkgMember {
         now: u64,
         rng: &mut R,
     ) -> Self {
-        let mut member = Self::blank(config, attempt, now, rng);
+        let mut member = Self::blank(Roles::fresh(&config), attempt, now, rng);
         member.phase = Phase::Hello;
         member.hello = Some(HelloRound {
-            base: *member.config.session_id(),
-            deadline: now.saturating_add(member.config.phase_timeout_ms()),
+            base: member.roles.session_id,
+            deadline: now.saturating_add(member.roles.phase_timeout_ms),
             nonces: BTreeMap::new(),
             early: Vec::new(),
         });
@@ -157,18 +193,13 @@ impl DkgMember {
         member
     }
 
-    fn blank<R: RngCore + CryptoRng>(
-        config: DkgConfig,
-        attempt: u64,
-        now: u64,
-        rng: &mut R,
-    ) -> Self {
+    fn blank<R: RngCore + CryptoRng>(roles: Roles, attempt: u64, now: u64, rng: &mut R) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let inner_rng = ChaCha20Rng::from_seed(seed);
         seed.zeroize();
         Self {
-            config,
+            roles,
             phase: Phase::Deal,
             started_at: now,
             attempt,
@@ -176,6 +207,7 @@ impl DkgMember {
             disqualified: BTreeMap::new(),
             rng: inner_rng,
             polynomial: None,
+            old_share: None,
             deals: BTreeMap::new(),
             shares: BTreeMap::new(),
             verdicts: Vec::new(),
@@ -189,7 +221,8 @@ impl DkgMember {
     /// Draws a nonce for `attempt` and broadcasts it (forgetting the
     /// nonces of any earlier attempt).
     fn greet(&mut self, attempt: u64) {
-        let me = self.config.my_index();
+        // Hello rounds are fresh DKG runs only, where everyone deals.
+        let me = self.roles.my_dealer.unwrap_or(0);
         let mut nonce = [0u8; 32];
         self.rng.fill_bytes(&mut nonce);
         self.attempt = attempt;
@@ -207,21 +240,33 @@ impl DkgMember {
         self.broadcast(message);
     }
 
-    /// The deal: draws this member's polynomial, queues its deal (to all)
-    /// and shares (one to each member), and keeps its own deal and share.
-    /// The polynomial comes from the member's own ChaCha20 stream, seeded
-    /// from the caller's cryptographic RNG.
+    /// The deal (a dealer's): draws this member's polynomial, queues its
+    /// deal (to all) and shares (one to each receiver), and keeps its own
+    /// deal, and its own share if it also receives. The polynomial comes
+    /// from the member's own ChaCha20 stream, seeded from the caller's
+    /// cryptographic RNG; in a resharing its constant term is the old
+    /// share.
     fn deal(&mut self, now: u64) {
-        let n = self.config.n();
-        let me = self.config.my_index();
-        let session_id = *self.config.session_id();
         self.phase = Phase::Deal;
         self.started_at = now;
+        let Some(me) = self.roles.my_dealer else {
+            return;
+        };
+        let receivers = self.roles.receivers;
+        let session_id = self.roles.session_id;
+        let old_share = self.old_share.take();
         // A share of zero cannot be encoded (decoders refuse zero
         // scalars), so redraw in the (2^-255-likely) case one is zero.
         let (polynomial, mut dealt, deal) = loop {
-            let polynomial = Polynomial::random(self.config.threshold(), &mut self.rng);
-            let dealt: Option<Vec<SecretKeyShare>> = (1..=n)
+            let polynomial = match &old_share {
+                Some(old) => Polynomial::random_with_secret(
+                    old.scalar(),
+                    self.roles.threshold,
+                    &mut self.rng,
+                ),
+                None => Polynomial::random(self.roles.threshold, &mut self.rng),
+            };
+            let dealt: Option<Vec<SecretKeyShare>> = (1..=receivers)
                 .map(|j| SecretKeyShare::new(j, polynomial.evaluate(j)).ok())
                 .collect();
             let deal = DealMessage::new(session_id, me, &polynomial, &mut self.rng);
@@ -233,7 +278,7 @@ impl DkgMember {
         self.broadcast(DkgMessage::Deal(deal.clone()));
         for share in dealt.drain(..) {
             let j = share.index();
-            if j == me {
+            if Some(j) == self.roles.my_receiver {
                 self.shares.insert(me, share);
             } else {
                 self.outgoing.push_back(Transmit {
@@ -267,9 +312,15 @@ impl DkgMember {
         &self.disqualified
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &DkgConfig {
-        &self.config
+    /// The session id messages must carry (with a hello round: the base
+    /// id until the round ends, the run's after).
+    pub fn session_id(&self) -> &SessionId {
+        &self.roles.session_id
+    }
+
+    /// Who deals and who receives.
+    pub(crate) fn roles(&self) -> &Roles {
+        &self.roles
     }
 
     /// The current phase.
@@ -316,22 +367,37 @@ impl DkgMember {
         from: u32,
         message: DkgMessage,
     ) -> Result<(), MessageError> {
+        self.handle_from(now, Sender::both(from), message)
+    }
+
+    /// [`handle_message`](Self::handle_message) with the sender's indices
+    /// in both roles (a resharing numbers dealers and receivers apart).
+    pub(crate) fn handle_from(
+        &mut self,
+        now: u64,
+        from: Sender,
+        message: DkgMessage,
+    ) -> Result<(), MessageError> {
         self.advance(now);
         self.accept(from, message)?;
         self.advance(now);
         Ok(())
     }
 
-    fn accept(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
-        let n = self.config.n();
+    fn accept(&mut self, from: Sender, message: DkgMessage) -> Result<(), MessageError> {
         if self.phase == Phase::Hello {
             return self.accept_in_hello(from, message);
         }
-        if message.session_id() != self.config.session_id() {
+        if message.session_id() != &self.roles.session_id {
             return Err(MessageError::WrongSession);
         }
-        self.check_sender(from, &message)?;
+        let from = self.check_sender(from, &message)?;
         let kind = message.kind();
+        // A dealer that receives nothing (an old member leaving at a
+        // resharing) needs only the responses, to answer complaints.
+        if self.roles.my_receiver.is_none() && kind != MessageKind::Response {
+            return Err(MessageError::NotAReceiver { kind });
+        }
         if !self.accepts(kind) {
             return Err(MessageError::WrongPhase {
                 kind,
@@ -349,9 +415,9 @@ impl DkgMember {
             }
             DkgMessage::Deal(deal) => {
                 let got = deal.commitments.threshold();
-                if got != self.config.threshold() {
+                if got != self.roles.threshold {
                     return Err(MessageError::CommitmentCount {
-                        expected: self.config.threshold(),
+                        expected: self.roles.threshold,
                         got,
                     });
                 }
@@ -369,7 +435,7 @@ impl DkgMember {
             }
             DkgMessage::Share(share) => {
                 let recipient = share.share.index();
-                if recipient != self.config.my_index() {
+                if Some(recipient) != self.roles.my_receiver {
                     return Err(MessageError::WrongRecipient { recipient });
                 }
                 if self.shares.contains_key(&from) {
@@ -378,9 +444,10 @@ impl DkgMember {
                 self.shares.insert(from, share.share);
             }
             DkgMessage::Response(response) => {
+                let expected = self.roles.dealers;
                 let got = u32::try_from(response.verdicts.len()).unwrap_or(u32::MAX);
-                if got != n {
-                    return Err(MessageError::VerdictCount { expected: n, got });
+                if got != expected {
+                    return Err(MessageError::VerdictCount { expected, got });
                 }
                 if self.responses.contains_key(&from) {
                     return Err(duplicate);
@@ -394,7 +461,7 @@ impl DkgMember {
                 let mut previous = 0;
                 for share in &justification.revealed {
                     let index = share.index();
-                    if index == 0 || index > n {
+                    if index == 0 || index > self.roles.receivers {
                         return Err(MessageError::IndexOutOfRange { index });
                     }
                     if index <= previous {
@@ -416,13 +483,23 @@ impl DkgMember {
         Ok(())
     }
 
-    /// The transport-authenticated sender `from` is a fellow member and
-    /// the one the message names.
-    fn check_sender(&self, from: u32, message: &DkgMessage) -> Result<(), MessageError> {
-        if from == 0 || from > self.config.n() {
+    /// The transport-authenticated sender is a fellow participant in the
+    /// role the message is sent in (a dealer for deals, shares and
+    /// justifications, a receiver for responses) and the one the message
+    /// names. Returns its index in that role.
+    fn check_sender(&self, from: Sender, message: &DkgMessage) -> Result<u32, MessageError> {
+        let (index, count, mine) = match message.kind() {
+            MessageKind::Response => (from.receiver, self.roles.receivers, self.roles.my_receiver),
+            MessageKind::Hello
+            | MessageKind::Deal
+            | MessageKind::Share
+            | MessageKind::Justification => (from.dealer, self.roles.dealers, self.roles.my_dealer),
+        };
+        let from = index.unwrap_or(0);
+        if from == 0 || from > count {
             return Err(MessageError::NotAMember { from });
         }
-        if from == self.config.my_index() {
+        if Some(from) == mine {
             return Err(MessageError::FromSelf);
         }
         if message.sender() != from {
@@ -431,16 +508,16 @@ impl DkgMember {
                 claimed: message.sender(),
             });
         }
-        Ok(())
+        Ok(from)
     }
 
     /// A message during the hello round: a hello of this attempt is
     /// kept, one of a later attempt moves this member to it, and anything
     /// else (which carries a run's session id, not yet known here) waits,
     /// unchecked, for the round to end.
-    fn accept_in_hello(&mut self, from: u32, message: DkgMessage) -> Result<(), MessageError> {
-        let n = self.config.n();
-        self.check_sender(from, &message)?;
+    fn accept_in_hello(&mut self, from: Sender, message: DkgMessage) -> Result<(), MessageError> {
+        let n = self.roles.dealers;
+        let from = self.check_sender(from, &message)?;
         let attempt = self.attempt;
         let Some(round) = self.hello.as_mut() else {
             return Err(MessageError::WrongPhase {
@@ -491,21 +568,21 @@ impl DkgMember {
             return;
         };
         let got = u32::try_from(round.nonces.len()).unwrap_or(u32::MAX);
-        if got < self.config.threshold() {
+        if got < self.roles.threshold {
             self.outcome = Some(Err(DkgError::TooFewHellos {
                 got,
-                threshold: self.config.threshold(),
+                threshold: self.roles.threshold,
             }));
             self.phase = Phase::Finished;
             return;
         }
         let session = round.base.for_run(self.attempt, &round.nonces);
-        self.config = self.config.with_session(session);
+        self.roles.session_id = session;
         self.deal(now);
         for (from, message) in round.early {
             // A message of another session (an earlier run, or members that
             // ended the round with other nonces) is dropped like any other.
-            let _ = self.accept(from, message);
+            let _ = self.accept(Sender::both(from), message);
         }
     }
 
@@ -532,7 +609,7 @@ impl DkgMember {
         };
         Some(
             self.started_at
-                .saturating_add(self.config.phase_timeout_ms().saturating_mul(periods)),
+                .saturating_add(self.roles.phase_timeout_ms.saturating_mul(periods)),
         )
     }
 
@@ -543,10 +620,15 @@ impl DkgMember {
     /// Ends phases for as long as one is complete or out of time.
     fn advance(&mut self, now: u64) {
         loop {
-            let n = self.config.n() as usize;
+            let dealers = self.roles.dealers as usize;
+            let receivers = self.roles.receivers as usize;
+            let receiving = self.roles.my_receiver.is_some();
             match self.phase {
                 Phase::Hello => {
-                    let all_in = self.hello.as_ref().is_none_or(|h| h.nonces.len() == n);
+                    let all_in = self
+                        .hello
+                        .as_ref()
+                        .is_none_or(|h| h.nonces.len() == dealers);
                     if all_in || self.past_deadline(now) {
                         self.end_hello_phase(now);
                     } else {
@@ -554,21 +636,28 @@ impl DkgMember {
                     }
                 }
                 Phase::Deal => {
-                    if self.deals.len() == n && self.shares.len() == n || self.past_deadline(now) {
+                    // A dealer that receives nothing has nothing to wait for.
+                    let all_in = self.deals.len() == dealers && self.shares.len() == dealers;
+                    if !receiving || all_in || self.past_deadline(now) {
                         self.end_deal_phase();
                     } else {
                         return;
                     }
                 }
                 Phase::Response => {
-                    if self.responses.len() == n || self.past_deadline(now) {
+                    if self.responses.len() == receivers || self.past_deadline(now) {
                         self.end_response_phase();
                     } else {
                         return;
                     }
                 }
                 Phase::Justification => {
-                    if self.collected().justifications_complete() || self.past_deadline(now) {
+                    // A dealer that receives nothing is done once it has
+                    // answered the complaints against it.
+                    if !receiving
+                        || self.collected().justifications_complete()
+                        || self.past_deadline(now)
+                    {
                         self.finish();
                     } else {
                         return;
@@ -580,18 +669,28 @@ impl DkgMember {
     }
 
     /// Verifies every deal and share received (one batch), then
-    /// broadcasts this member's verdicts.
+    /// broadcasts this member's verdicts (a receiver's; a dealer that
+    /// receives nothing just moves on).
     fn end_deal_phase(&mut self) {
-        let me = self.config.my_index();
-        let session_id = *self.config.session_id();
+        self.phase = Phase::Response;
+        let Some(me) = self.roles.my_receiver else {
+            return;
+        };
+        let session_id = self.roles.session_id;
         let mut relations = Vec::new();
         // (dealer, whether the relation is the share's rather than the proof's)
         let mut owners = Vec::new();
+        let mut bad_proof = BTreeSet::new();
         for (&dealer, deal) in &self.deals {
-            if dealer == me {
+            if Some(dealer) == self.roles.my_dealer {
                 continue;
             }
             let commitments = &deal.message.commitments;
+            if !self.roles.constant_term_fits(dealer, commitments) {
+                // A resharing dealer must deal the share it holds.
+                bad_proof.insert(dealer);
+                continue;
+            }
             relations.push(deal.message.proof.relation(
                 &session_id,
                 dealer,
@@ -606,7 +705,6 @@ impl DkgMember {
         }
         let results = check_relations(&relations, &mut self.rng);
         drop(relations);
-        let mut bad_proof = BTreeSet::new();
         let mut bad_share = BTreeSet::new();
         for (&ok, &(dealer, is_share)) in results.iter().zip(&owners) {
             if !ok {
@@ -617,7 +715,7 @@ impl DkgMember {
                 }
             }
         }
-        self.verdicts = (1..=self.config.n())
+        self.verdicts = (1..=self.roles.dealers)
             .map(|dealer| match self.deals.get(&dealer) {
                 None => DealerVerdict::MissingDeal,
                 Some(deal) if bad_proof.contains(&dealer) => DealerVerdict::InvalidDeal(deal.hash),
@@ -635,17 +733,19 @@ impl DkgMember {
         };
         self.broadcast(DkgMessage::Response(response.clone()));
         self.responses.insert(me, response);
-        self.phase = Phase::Response;
     }
 
-    /// Answers the complaints against this member's deal by revealing the
-    /// complainers' shares (every member whose verdict is not `Valid` with
-    /// this deal's hash), and the deal itself if one of them lacks it or
-    /// names another. With `threshold` complaints or more it stays silent:
-    /// it is out anyway, and answering would publish its polynomial.
+    /// Answers the complaints against this member's deal (a dealer's) by
+    /// revealing the complainers' shares (every receiver whose verdict is
+    /// not `Valid` with this deal's hash), and the deal itself if one of
+    /// them lacks it or names another. With `threshold` complaints or more
+    /// it stays silent: it is out anyway, and answering would publish its
+    /// polynomial (in a resharing, its old share).
     fn end_response_phase(&mut self) {
-        let me = self.config.my_index();
         self.phase = Phase::Justification;
+        let Some(me) = self.roles.my_dealer else {
+            return;
+        };
         let Some(hash) = self.deals.get(&me).map(|d| d.hash) else {
             return;
         };
@@ -657,7 +757,7 @@ impl DkgMember {
                 .is_some_and(|v| v.digest() != Some(&hash))
         });
         let complaints = u32::try_from(complainers.len()).unwrap_or(u32::MAX);
-        if complainers.is_empty() || complaints >= self.config.threshold() {
+        if complainers.is_empty() || complaints >= self.roles.threshold {
             return;
         }
         let Some(polynomial) = &self.polynomial else {
@@ -673,7 +773,7 @@ impl DkgMember {
             None
         };
         let justification = JustificationMessage {
-            session_id: *self.config.session_id(),
+            session_id: self.roles.session_id,
             dealer: me,
             revealed,
             deal,
@@ -684,7 +784,7 @@ impl DkgMember {
 
     fn collected(&self) -> Collected<'_> {
         Collected {
-            config: &self.config,
+            roles: &self.roles,
             deals: self
                 .deals
                 .iter()
@@ -698,15 +798,18 @@ impl DkgMember {
     }
 
     fn finish(&mut self) {
-        let mut rng = self.rng.clone();
-        let (disqualified, outcome) = conclude(&self.collected(), &mut rng);
-        self.rng = rng;
-        self.disqualified = disqualified;
-        self.outcome = Some(outcome);
+        if self.roles.my_receiver.is_some() {
+            let mut rng = self.rng.clone();
+            let (disqualified, outcome) = conclude(&self.collected(), &mut rng);
+            self.rng = rng;
+            self.disqualified = disqualified;
+            self.outcome = Some(outcome);
+        }
         self.phase = Phase::Finished;
         // Secrets are no longer needed: drop (and so overwrite) them, and
         // free what peers sent.
         self.polynomial = None;
+        self.old_share = None;
         self.shares.clear();
         self.justifications.clear();
         self.deals.clear();
@@ -715,7 +818,7 @@ impl DkgMember {
 
     fn broadcast(&mut self, message: DkgMessage) {
         // Alone, there is nobody to tell.
-        if self.config.n() > 1 {
+        if !self.roles.alone() {
             self.outgoing.push_back(Transmit {
                 to: Destination::All,
                 message,
@@ -727,7 +830,7 @@ impl DkgMember {
 impl std::fmt::Debug for DkgMember {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DkgMember")
-            .field("config", &self.config)
+            .field("roles", &self.roles)
             .field("attempt", &self.attempt)
             .field("phase", &self.phase)
             .field("deals", &self.deals.len())

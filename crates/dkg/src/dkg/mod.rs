@@ -153,12 +153,13 @@ mod member;
 mod messages;
 mod point;
 mod proof;
+pub mod reshare;
 mod verify;
 pub mod wire;
 
 pub use config::{DkgConfig, SessionId, RUN_DOMAIN, SESSION_DOMAIN};
 pub use error::{ConfigError, DkgError, MessageError, WireError};
-pub use finish::{Disqualification, DkgOutput, TRANSCRIPT_DOMAIN};
+pub use finish::{Disqualification, DkgOutput, RESHARE_TRANSCRIPT_DOMAIN, TRANSCRIPT_DOMAIN};
 pub use member::{Destination, DkgMember, Phase, Transmit};
 pub use messages::{
     DealMessage, DealerVerdict, Digest, DkgMessage, HelloMessage, JustificationMessage,
@@ -166,4 +167,7 @@ pub use messages::{
 };
 pub use point::{CommitmentPoint, DealCommitments, G1_UNCOMPRESSED_BYTES};
 pub use proof::{ProofOfKnowledge, POK_DOMAIN};
+pub use reshare::{
+    Participant, ReshareConfig, ReshareMember, ReshareOutput, RESHARE_SESSION_DOMAIN,
+};
 pub use wire::{MAX_MESSAGE_BYTES, WIRE_VERSION};
