@@ -57,7 +57,7 @@ impl PublicKeySet {
         PublicKey(point.to_affine())
     }
 
-    fn public_key_share_point(&self, index: u32) -> G1Projective {
+    pub(crate) fn public_key_share_point(&self, index: u32) -> G1Projective {
         evaluate_at(self.commitments.iter().map(PublicKey::affine), index)
     }
 

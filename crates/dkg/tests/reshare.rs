@@ -437,7 +437,10 @@ fn reshare_equivocating_dealer_is_excluded() {
     let session_id = *config.session_id();
     let share = net.old.shares[0].clone();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let other = Polynomial::random_with_secret(share.secret.scalar(), 3, &mut rng);
+    // Old members deal their share weighted by their Lagrange coefficient
+    // over all old members (see `dkg::reshare`).
+    let weight = dkg::lagrange_coefficients_at_zero(&[1, 2, 3])[0];
+    let other = Polynomial::random_with_secret(&(share.secret.scalar() * weight), 3, &mut rng);
     let other_deal = DealMessage::new(session_id, 1, &other, &mut rng).unwrap();
     let tamper = move |from: &str, to: &str, message: DkgMessage| {
         let victim = to == "d" || to == "e";

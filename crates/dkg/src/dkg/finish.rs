@@ -476,12 +476,16 @@ fn check_size(qual: &[u32], roles: &Roles) -> Result<(), DkgError> {
 
 /// Which qualified dealers the key is made of, and with which weights.
 ///
-/// A fresh DKG sums every QUAL dealer's polynomial (weights one). A
-/// resharing interpolates: the first `old_threshold` dealers of QUAL
-/// (ascending), each dealer `d`'s polynomial weighted by its Lagrange
-/// coefficient at zero `lambda_d`, so the new polynomial's constant term is
-/// `sum lambda_d s_d = s`, the old secret. Every member picks the same
-/// dealers from the same QUAL, so every member gets the same polynomial.
+/// A fresh DKG sums every QUAL dealer's polynomial (weights one). In a
+/// resharing each old dealer `d` dealt `lambda_d f_d`, `lambda_d` its
+/// Lagrange coefficient at zero over *all* old members: when every old
+/// member qualifies, the plain sum of the deals is the interpolation
+/// (`sum lambda_d s_d = s`), as cheap as the DKG's. Otherwise the first
+/// `old_threshold` dealers of QUAL (ascending) are combined with their
+/// Lagrange coefficients `mu_d` over that set: deal `d` is weighted
+/// `mu_d / lambda_d` (a multi-scalar multiplication per commitment, the
+/// slow path). Every member picks the same dealers from the same QUAL,
+/// so every member gets the same polynomial.
 struct Combination {
     dealers: Vec<u32>,
     /// `None`: all one. Else `weights[i]` is `dealers[i]`'s.
@@ -490,15 +494,24 @@ struct Combination {
 
 impl Combination {
     fn new(qual: &[u32], roles: &Roles) -> Self {
-        if roles.old.is_none() {
+        let everyone = qual.len() == roles.dealers as usize;
+        let Some(old) = roles.old.as_ref().filter(|_| !everyone) else {
             return Self {
                 dealers: qual.to_vec(),
                 weights: None,
             };
-        }
+        };
         let chosen = qual.len().min(roles.min_qual as usize);
         let dealers = qual.get(..chosen).unwrap_or(qual).to_vec();
-        let weights = crate::combine::lagrange_coefficients_at_zero(&dealers);
+        let weights = crate::combine::lagrange_coefficients_at_zero(&dealers)
+            .into_iter()
+            .zip(&dealers)
+            .map(|(mu, dealer)| {
+                let lambda = old.weight(*dealer).copied().unwrap_or(Scalar::ZERO);
+                // lambda_d is never zero (a product of non-zero factors).
+                mu * Option::<Scalar>::from(lambda.invert()).unwrap_or(Scalar::ZERO)
+            })
+            .collect();
         Self {
             dealers,
             weights: Some(weights),

@@ -681,16 +681,26 @@ impl DkgMember {
         // (dealer, whether the relation is the share's rather than the proof's)
         let mut owners = Vec::new();
         let mut bad_proof = BTreeSet::new();
+        if let Some(old) = &self.roles.old {
+            // A resharing dealer must deal the share it holds (weighted).
+            let constants: Vec<(u32, &blstrs::G1Affine)> = self
+                .deals
+                .iter()
+                .filter(|(&dealer, _)| Some(dealer) != self.roles.my_dealer)
+                .map(|(&dealer, deal)| (dealer, deal.message.commitments.constant().affine()))
+                .collect();
+            let fits = old.check_constants(&constants, &mut self.rng);
+            for (&(dealer, _), ok) in constants.iter().zip(fits) {
+                if !ok {
+                    bad_proof.insert(dealer);
+                }
+            }
+        }
         for (&dealer, deal) in &self.deals {
-            if Some(dealer) == self.roles.my_dealer {
+            if Some(dealer) == self.roles.my_dealer || bad_proof.contains(&dealer) {
                 continue;
             }
             let commitments = &deal.message.commitments;
-            if !self.roles.constant_term_fits(dealer, commitments) {
-                // A resharing dealer must deal the share it holds.
-                bad_proof.insert(dealer);
-                continue;
-            }
             relations.push(deal.message.proof.relation(
                 &session_id,
                 dealer,

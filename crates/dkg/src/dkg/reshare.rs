@@ -11,20 +11,25 @@
 //! format, complaints and justifications are the DKG's (see [`crate::dkg`]),
 //! with three differences:
 //!
-//! - **The constant term is fixed.** A receiver accepts dealer `d`'s deal
-//!   only if its commitment to the constant term is exactly `d`'s old
-//!   public key share `PK_d` (derived from the old [`PublicKeySet`]); any
-//!   other deal is invalid, like a deal with a bad proof of knowledge
-//!   ([`Disqualification::InvalidProof`]). The proof is still carried and
-//!   checked (the same message type; it costs two points per dealer).
-//! - **Interpolation, not a sum.** QUAL must hold at least the *old*
-//!   threshold `t` of dealers (else [`DkgError::QualTooSmall`], and epoch
-//!   `e` stays in force). The first `t` of QUAL (ascending) are combined
-//!   with their Lagrange coefficients at zero: the new polynomial is
-//!   `F(x) = sum lambda_d f_d(x)`, so `F(0) = sum lambda_d s_d = s`, the
-//!   old secret. Member `j`'s new share is `sum lambda_d f_d(j)`, the new
-//!   key set's commitments are `sum lambda_d C_{d,k}`; its `C_0` is the old
-//!   quorum key, every other commitment is fresh.
+//! - **The constant term is fixed.** Old member `d` deals `lambda_d s_d`,
+//!   with `lambda_d` its Lagrange coefficient at zero over *all* old
+//!   indices, and a receiver accepts the deal only if the G1 component of
+//!   its constant-term commitment is `lambda_d PK_d` (`PK_d` from the old
+//!   [`PublicKeySet`]; all dealers checked in one batch, with a fallback
+//!   to one check each); any other deal is invalid, like a deal with a bad
+//!   proof of knowledge ([`Disqualification::InvalidProof`]). The proof is
+//!   still carried and checked (the same message type).
+//! - **QUAL needs the old threshold, and the key is an interpolation.**
+//!   Fewer than `t` (the *old* threshold) qualified dealers fail the run
+//!   ([`DkgError::QualTooSmall`]), and epoch `e` stays in force. When
+//!   every old member qualifies, the deals simply add up, as in the DKG:
+//!   `F(x) = sum_d lambda_d f_d(x)`, so `F(0) = sum lambda_d s_d = s`, the
+//!   old secret, at the DKG's cost. Otherwise the first `t` of QUAL
+//!   (ascending) are combined with their Lagrange coefficients `mu_d` over
+//!   that set, deal `d` weighted `mu_d / lambda_d`: `t'` multi-scalar
+//!   multiplications of `t` points (the slow path). Either way member
+//!   `j`'s new share is `F(j)` and the new key set commits to `F`: its
+//!   `C_0` is the old quorum key, every other commitment is fresh.
 //! - **Roles.** Deals, shares and justifications come from old members
 //!   (old indices), responses from new members (new indices). An old
 //!   member that is not in the new epoch deals, answers the complaints
@@ -41,9 +46,10 @@
 //! the rendezvous network retires them by refusing every seat of an older
 //! epoch once the new namespace record is in.
 //!
-//! Deferred subgroup checks work as in the DKG: the weighted sums are
-//! checked, with the same fallback. A constant term equal to `PK_d` is in
-//! G1, so only the higher commitments can carry torsion.
+//! Deferred subgroup checks work as in the DKG: constant terms are
+//! checked on their G1 components, the (weighted) sums are
+//! subgroup-checked with the same fallback, and the new `C_0` must be the
+//! old quorum key.
 
 use std::collections::BTreeMap;
 
@@ -140,10 +146,7 @@ impl ReshareConfig {
             threshold: new_threshold,
             min_qual: old_threshold,
             phase_timeout_ms,
-            old: Some(OldEpoch {
-                public_key_set: old_key_set.clone(),
-                keys: old_key_set.public_key_shares(old_n),
-            }),
+            old: Some(OldEpoch::new(old_key_set.clone(), old_n)),
         };
         Ok(Self {
             old_members: old_members.to_vec(),
@@ -329,9 +332,17 @@ impl ReshareMember {
                 if share.index() == index
                     && Some(&share.public_key_set) == config.old_key_set() =>
             {
-                let copy = SecretKeyShare::new(index, *share.secret.scalar())
-                    .map_err(|_| ConfigError::OldShareMismatch)?;
-                Some(copy)
+                // Dealt weighted: `lambda_d s_d` (see the module docs).
+                let weight = config
+                    .roles
+                    .old
+                    .as_ref()
+                    .and_then(|old| old.weight(index))
+                    .ok_or(ConfigError::OldShareMismatch)?;
+                let mut weighted = share.secret.scalar() * weight;
+                let copy = SecretKeyShare::new(index, weighted);
+                crate::wipe::scalar(&mut weighted);
+                Some(copy.map_err(|_| ConfigError::OldShareMismatch)?)
             }
             _ => return Err(ConfigError::OldShareMismatch),
         };
@@ -416,5 +427,54 @@ impl std::fmt::Debug for ReshareMember {
             .field("me", &self.config.me)
             .field("engine", &self.engine)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use blstrs::{G1Affine, G1Projective};
+    use group::{Curve, Group};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::OldEpoch;
+    use crate::dkg::point::testing::torsion_point;
+    use crate::poly::Polynomial;
+
+    /// The batched constant-term check names exactly the dealers whose
+    /// constant term is not `lambda_d PK_d`, and decides on G1 components
+    /// (a torsion component passes here and is caught by the sums'
+    /// subgroup check), whatever the coefficients drawn.
+    #[test]
+    fn reshare_constant_terms_are_checked_in_one_batch_on_g1_components() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let polynomial = Polynomial::random(3, &mut rng);
+        let old = OldEpoch::new(polynomial.commitments().unwrap(), 5);
+        let g = G1Projective::generator();
+        let right = |d: u32| g * (polynomial.evaluate(d) * old.weight(d).unwrap());
+        let affine = |points: &[G1Projective]| -> Vec<G1Affine> {
+            points.iter().map(|p| p.to_affine()).collect()
+        };
+        let honest: Vec<G1Projective> = (1..=5).map(right).collect();
+        let mut tampered = honest.clone();
+        tampered[1] += g; // dealer 2: another secret
+        tampered[3] += torsion_point(); // dealer 4: torsion only
+        for seed in 0..8 {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let points = affine(&honest);
+            let items: Vec<(u32, &G1Affine)> = (1..=5).zip(&points).collect();
+            assert_eq!(old.check_constants(&items, &mut rng), vec![true; 5]);
+            let points = affine(&tampered);
+            let items: Vec<(u32, &G1Affine)> = (1..=5).zip(&points).collect();
+            assert_eq!(
+                old.check_constants(&items, &mut rng),
+                vec![true, false, true, true, true]
+            );
+        }
+        // The unweighted share is not what a dealer must deal.
+        let unweighted = g * polynomial.evaluate(3);
+        assert!(!old.constant_fits(3, &unweighted));
+        assert!(old.constant_fits(3, &right(3)));
+        assert!(!old.constant_fits(6, &right(3)), "no such dealer");
     }
 }
