@@ -137,11 +137,7 @@ pub async fn start_quorum(
         keypairs.push(keypair);
         bound.push(b);
     }
-    let file = QuorumFile {
-        threshold,
-        kind: kind.map(str::to_owned),
-        members,
-    };
+    let file = QuorumFile::first(threshold, kind.map(str::to_owned), members);
     let mut handles = Vec::new();
     for b in bound {
         let mut config = MemberConfig::new(file.clone(), rendezvous.clone());

@@ -9,6 +9,30 @@
 //! ```
 //!
 //! A member's index is its 1-based position in the list.
+//!
+//! The file of a later epoch (`rdht quorum --quorum next.toml`) names the
+//! epoch, how it follows the previous one, and the previous epoch's
+//! members and threshold:
+//!
+//! ```toml
+//! epoch = 1
+//! mode = "reshare"         # or "rotate"
+//! threshold = 3
+//! kind = "farmer"
+//! [[member]]               # the members of epoch 1
+//! peer_id = "12D3KooW..."
+//! addr = "/ip4/127.0.0.1/tcp/7001"
+//! [previous]
+//! threshold = 3
+//! [[previous.member]]      # the members of epoch 0
+//! peer_id = "12D3KooW..."
+//! addr = "/ip4/127.0.0.1/tcp/7000"
+//! ```
+//!
+//! `reshare` keeps the quorum key (the previous members reshare it to the
+//! new ones); `rotate` runs a new DKG and hands the old key over to the new
+//! one. `epoch` defaults to 0, which takes no `mode` and no `previous`;
+//! any later epoch needs both.
 
 use std::path::Path;
 
@@ -67,6 +91,10 @@ pub enum QuorumFileError {
         /// The longest label allowed.
         max: usize,
     },
+    /// `epoch`, `mode` and `[previous]` do not go together: a later epoch
+    /// needs both `mode` and `[previous]`, epoch 0 takes neither.
+    #[error("{0}")]
+    Transition(&'static str),
     /// A refusal of [`QuorumFile::parse`], for this file.
     #[error("{path}: {source}")]
     In {
@@ -89,19 +117,57 @@ pub struct Member {
 /// A parsed, checked quorum file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumFile {
+    /// The epoch these members and this threshold are for (0: the first).
+    pub epoch: u64,
     /// Shares needed to sign.
     pub threshold: u32,
     /// Optional kind label of the namespace.
     pub kind: Option<String>,
     /// The members, index order (entry `i - 1` is member `i`).
     pub members: Vec<Member>,
+    /// For a later epoch: how it follows the previous one.
+    pub transition: Option<Transition>,
+}
+
+/// How epoch `e + 1` follows epoch `e`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The previous members reshare the key: the quorum key stays.
+    Reshare,
+    /// A new DKG makes a new key, and the previous members sign a
+    /// handover from the old key to it.
+    Rotate,
+}
+
+/// The previous epoch, as a later epoch's file names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// How the new epoch comes about.
+    pub mode: Mode,
+    /// The previous epoch's threshold.
+    pub previous_threshold: u32,
+    /// The previous epoch's members, index order.
+    pub previous: Vec<Member>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
+    epoch: u64,
+    mode: Option<Mode>,
     threshold: u32,
     kind: Option<String>,
+    #[serde(default)]
+    member: Vec<RawMember>,
+    previous: Option<RawPrevious>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrevious {
+    threshold: u32,
     #[serde(default)]
     member: Vec<RawMember>,
 }
@@ -118,35 +184,30 @@ impl QuorumFile {
     /// addresses parse, no PeerId twice, the kind is a label.
     pub fn parse(text: &str) -> Result<Self, QuorumFileError> {
         let raw: RawFile = toml::from_str(text)?;
-        let mut members = Vec::with_capacity(raw.member.len());
-        for (position, m) in raw.member.iter().enumerate() {
-            let index = position + 1;
-            let peer_id: PeerId =
-                m.peer_id
-                    .parse()
-                    .map_err(|e: libp2p::identity::ParseError| QuorumFileError::PeerId {
-                        index,
-                        reason: e.to_string(),
-                    })?;
-            let addr: Multiaddr =
-                m.addr
-                    .parse()
-                    .map_err(|e: libp2p::multiaddr::Error| QuorumFileError::Addr {
-                        index,
-                        reason: e.to_string(),
-                    })?;
-            if members.iter().any(|x: &Member| x.peer_id == peer_id) {
-                return Err(QuorumFileError::Duplicate { index });
+        let members = parse_members(&raw.member, raw.threshold)?;
+        let transition = match (raw.epoch, raw.mode, raw.previous) {
+            (0, None, None) => None,
+            (0, _, _) => {
+                return Err(QuorumFileError::Transition(
+                    "epoch 0 takes no `mode` and no [previous]",
+                ))
             }
-            members.push(Member { peer_id, addr });
-        }
-        let n = members.len() as u64;
-        if raw.threshold == 0 || u64::from(raw.threshold) > n {
-            return Err(QuorumFileError::Threshold {
-                threshold: raw.threshold,
-                n,
-            });
-        }
+            (_, Some(mode), Some(previous)) => Some(Transition {
+                mode,
+                previous_threshold: previous.threshold,
+                previous: parse_members(&previous.member, previous.threshold)?,
+            }),
+            (_, None, _) => {
+                return Err(QuorumFileError::Transition(
+                    "a later epoch needs `mode = \"reshare\"` or `mode = \"rotate\"`",
+                ))
+            }
+            (_, Some(_), None) => {
+                return Err(QuorumFileError::Transition(
+                    "a later epoch needs the previous epoch's [previous] threshold and members",
+                ))
+            }
+        };
         if let Some(kind) = &raw.kind {
             let max = rendezvous_proto::Limits::DEFAULT.max_kind_bytes;
             if !rendezvous_proto::validate::is_valid_kind(kind, max) {
@@ -157,10 +218,23 @@ impl QuorumFile {
             }
         }
         Ok(Self {
+            epoch: raw.epoch,
             threshold: raw.threshold,
             kind: raw.kind,
             members,
+            transition,
         })
+    }
+
+    /// The file of a first epoch (epoch 0): these members and threshold.
+    pub fn first(threshold: u32, kind: Option<String>, members: Vec<Member>) -> Self {
+        Self {
+            epoch: 0,
+            threshold,
+            kind,
+            members,
+            transition: None,
+        }
     }
 
     /// Reads and parses a file.
@@ -177,7 +251,15 @@ impl QuorumFile {
 
     /// Renders the file as TOML (what [`QuorumFile::parse`] reads back).
     pub fn to_toml(&self) -> String {
-        let mut out = format!("threshold = {}\n", self.threshold);
+        let mut out = String::new();
+        if let Some(t) = &self.transition {
+            let mode = match t.mode {
+                Mode::Reshare => "reshare",
+                Mode::Rotate => "rotate",
+            };
+            out.push_str(&format!("epoch = {}\nmode = \"{mode}\"\n", self.epoch));
+        }
+        out.push_str(&format!("threshold = {}\n", self.threshold));
         if let Some(kind) = &self.kind {
             out.push_str(&format!("kind = {kind:?}\n"));
         }
@@ -186,6 +268,18 @@ impl QuorumFile {
                 "\n[[member]]\npeer_id = \"{}\"\naddr = \"{}\"\n",
                 m.peer_id, m.addr
             ));
+        }
+        if let Some(t) = &self.transition {
+            out.push_str(&format!(
+                "\n[previous]\nthreshold = {}\n",
+                t.previous_threshold
+            ));
+            for m in &t.previous {
+                out.push_str(&format!(
+                    "\n[[previous.member]]\npeer_id = \"{}\"\naddr = \"{}\"\n",
+                    m.peer_id, m.addr
+                ));
+            }
         }
         out
     }
@@ -209,6 +303,38 @@ impl QuorumFile {
     }
 }
 
+/// Parses a member list: PeerIds and addresses parse, no PeerId twice,
+/// `1 <= threshold <= n`.
+fn parse_members(raw: &[RawMember], threshold: u32) -> Result<Vec<Member>, QuorumFileError> {
+    let mut members = Vec::with_capacity(raw.len());
+    for (position, m) in raw.iter().enumerate() {
+        let index = position + 1;
+        let peer_id: PeerId = m
+            .peer_id
+            .parse()
+            .map_err(|e: libp2p::identity::ParseError| QuorumFileError::PeerId {
+                index,
+                reason: e.to_string(),
+            })?;
+        let addr: Multiaddr =
+            m.addr
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| QuorumFileError::Addr {
+                    index,
+                    reason: e.to_string(),
+                })?;
+        if members.iter().any(|x: &Member| x.peer_id == peer_id) {
+            return Err(QuorumFileError::Duplicate { index });
+        }
+        members.push(Member { peer_id, addr });
+    }
+    let n = members.len() as u64;
+    if threshold == 0 || u64::from(threshold) > n {
+        return Err(QuorumFileError::Threshold { threshold, n });
+    }
+    Ok(members)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,14 +348,11 @@ mod tests {
     #[test]
     fn round_trips_and_checks() {
         let file = QuorumFile {
+            epoch: 0,
             threshold: 2,
             kind: Some("farmer".into()),
-            members: (0..3)
-                .map(|i| Member {
-                    peer_id: peer(),
-                    addr: format!("/ip4/127.0.0.1/tcp/{}", 7000 + i).parse().unwrap(),
-                })
-                .collect(),
+            members: members(3),
+            transition: None,
         };
         let parsed = QuorumFile::parse(&file.to_toml()).unwrap();
         assert_eq!(parsed, file);
@@ -267,5 +390,59 @@ mod tests {
         ));
         let missing = QuorumFile::load(Path::new("/nonexistent/quorum.toml"));
         assert!(matches!(missing, Err(QuorumFileError::Read { .. })));
+    }
+
+    fn members(n: u16) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                peer_id: peer(),
+                addr: format!("/ip4/127.0.0.1/tcp/{}", 7000 + i).parse().unwrap(),
+            })
+            .collect()
+    }
+
+    /// A later epoch's file names the mode and the previous epoch, round
+    /// trips, and refuses the combinations that cannot be run.
+    #[test]
+    fn epochs_a_later_epoch_names_its_mode_and_previous_members() {
+        for mode in [Mode::Reshare, Mode::Rotate] {
+            let file = QuorumFile {
+                epoch: 1,
+                threshold: 3,
+                kind: Some("farmer".into()),
+                members: members(4),
+                transition: Some(Transition {
+                    mode,
+                    previous_threshold: 2,
+                    previous: members(3),
+                }),
+            };
+            let text = file.to_toml();
+            assert_eq!(QuorumFile::parse(&text).unwrap(), file);
+            let no_mode = text
+                .replace("mode = \"reshare\"\n", "")
+                .replace("mode = \"rotate\"\n", "");
+            assert!(matches!(
+                QuorumFile::parse(&no_mode),
+                Err(QuorumFileError::Transition(_))
+            ));
+            let epoch_zero = text.replace("epoch = 1", "epoch = 0");
+            assert!(matches!(
+                QuorumFile::parse(&epoch_zero),
+                Err(QuorumFileError::Transition(_))
+            ));
+            let bad_previous =
+                text.replace("[previous]\nthreshold = 2", "[previous]\nthreshold = 4");
+            assert!(matches!(
+                QuorumFile::parse(&bad_previous),
+                Err(QuorumFileError::Threshold { threshold: 4, n: 3 })
+            ));
+        }
+        let no_previous = "epoch = 2\nmode = \"reshare\"\nthreshold = 1\n[[member]]\npeer_id = \"12D3KooWAbc\"\naddr = \"/ip4/1.2.3.4\"";
+        assert!(QuorumFile::parse(no_previous).is_err());
+        assert!(matches!(
+            QuorumFile::parse("epoch = 1\nmode = \"sideways\"\nthreshold = 1"),
+            Err(QuorumFileError::Toml(_))
+        ));
     }
 }

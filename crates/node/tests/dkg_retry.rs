@@ -35,11 +35,7 @@ async fn dkg_retry_a_run_that_cannot_finish_is_retried_until_the_missing_member_
             });
             bound.push(b);
         }
-        let file = QuorumFile {
-            threshold: 3,
-            kind: None,
-            members,
-        };
+        let file = QuorumFile::first(3, None, members);
         let config = |metrics: &std::sync::Arc<Metrics>| {
             let mut c = MemberConfig::new(file.clone(), rendezvous.clone());
             c.dkg_phase_timeout = PHASE;

@@ -73,7 +73,7 @@ impl Member {
             None
         };
         let attempt = dkg.attempt();
-        let session = *dkg.config().session_id();
+        let session = *dkg.session_id();
         let disqualified = dkg.disqualified().clone();
         if after != before {
             let rounds = phase_number(after).saturating_sub(phase_number(before));

@@ -99,6 +99,18 @@ pub enum MemberError {
         /// Why.
         source: std::io::Error,
     },
+    /// The quorum file is for a later epoch (`mode = "reshare"` or
+    /// `"rotate"`), which this version of `rdht quorum` cannot run yet.
+    #[error(
+        "the quorum file is for epoch {epoch} ({mode:?} from the previous epoch): this rdht \
+         cannot run an epoch transition yet (resharing exists in crates/dkg, not in the member)"
+    )]
+    EpochTransition {
+        /// The file's epoch.
+        epoch: u64,
+        /// Its mode.
+        mode: crate::quorum_file::Mode,
+    },
     /// The member could not listen.
     #[error("listening: {0}")]
     Listen(crate::behaviour::SwarmError),
@@ -246,6 +258,12 @@ impl BoundMember {
     /// not in the quorum file, no rendezvous address is usable, or the key
     /// share does not match its public key set.
     pub fn start(self, config: MemberConfig) -> Result<MemberHandle, MemberError> {
+        if let Some(transition) = &config.quorum.transition {
+            return Err(MemberError::EpochTransition {
+                epoch: config.quorum.epoch,
+                mode: transition.mode,
+            });
+        }
         let index = config
             .quorum
             .index_of(&self.peer_id)
