@@ -29,4 +29,8 @@ pub enum MemberError {
         /// The most recent refusal any node answered, if any.
         last_code: Option<StatusCode>,
     },
+    /// A resharing could not start or did not give this member a share
+    /// (too few honest old dealers): the previous epoch stays in force.
+    #[error("resharing failed: {0}")]
+    Reshare(String),
 }

@@ -32,8 +32,8 @@ pub mod retry;
 
 pub use crate::config::{MemberConfig, QuorumSpec};
 pub use crate::core::{
-    seed_from, Event, Member, Peer, RendezvousState, RequestId, Start, Status, Transmit,
-    TransportError,
+    seed_from, Event, Member, Peer, RendezvousState, RequestId, ReshareStart, Start, Status,
+    Transmit, TransportError,
 };
 pub use crate::cosign::check_sign_request;
 pub use crate::error::MemberError;

@@ -90,9 +90,9 @@ impl Member {
                 dkg::Destination::Member(j) => vec![j],
                 dkg::Destination::All => (1..=n).filter(|j| *j != self.config.index).collect(),
             };
-            for to in targets {
+            for to in targets.into_iter().map(Peer::Member) {
                 self.send(
-                    Peer::Member(to),
+                    to,
                     Request::Dkg(bytes.to_vec()),
                     Pending::Dkg {
                         run,

@@ -58,6 +58,10 @@ use crate::retry::{classify, Class};
 mod dkg_run;
 mod namespace;
 mod registration;
+mod reshare_run;
+
+pub use reshare_run::ReshareStart;
+use reshare_run::Resharing;
 
 /// Who a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +70,11 @@ pub enum Peer {
     Member(u32),
     /// Rendezvous node `i` of the configured list (0-based).
     Rendezvous(usize),
+    /// A participant of a resharing that is not in this member's quorum
+    /// (an old member that leaves; for one that leaves, another such),
+    /// by PeerId. Drivers reach it at the address the previous epoch's
+    /// member list gives.
+    Node(PeerId),
 }
 
 /// Identifies one outbound request; the driver hands it back with the
@@ -108,6 +117,11 @@ pub enum Start {
     KeyShare(KeyShare),
     /// With a DKG to run first.
     Dkg(DkgConfig),
+    /// With a resharing from the previous epoch to run first
+    /// (`MemberConfig::epoch` is the new epoch, `quorum` its members; an
+    /// old member that is not in the new epoch has `index` 0: it deals,
+    /// then unregisters and stops).
+    Reshare(Box<ReshareStart>),
 }
 
 /// What happened, for the driver's logs, files and metrics.
@@ -141,6 +155,29 @@ pub enum Event {
         disqualified: BTreeMap<u32, Disqualification>,
         /// When the next run starts at the latest (ms).
         retry_at: u64,
+    },
+    /// A resharing run started (after a newcomer found the previous
+    /// epoch's key set).
+    ReshareStarted {
+        /// The epoch it makes.
+        epoch: u64,
+    },
+    /// The resharing gave this member its share of the new epoch (same
+    /// quorum key, new key set): the driver keeps it.
+    ReshareFinished(Box<DkgOutput>),
+    /// This member leaves: it dealt its share to the new epoch and
+    /// answered the complaints against it; it now unregisters and stops.
+    ReshareDealt {
+        /// Its index in the previous epoch.
+        previous_index: u32,
+    },
+    /// The resharing failed (fewer than the old threshold of honest
+    /// dealers): the previous epoch stays; the member stops.
+    ReshareFailed {
+        /// Why no share came of it.
+        error: DkgError,
+        /// The old dealers left out, and why.
+        disqualified: BTreeMap<u32, Disqualification>,
     },
     /// This member coordinates a namespace record.
     Coordinating {
@@ -237,8 +274,12 @@ enum Pending {
     Dkg {
         /// The run it belongs to ([`Member::dkg_run`]).
         run: u64,
-        to: u32,
+        to: Peer,
         bytes: Zeroizing<Vec<u8>>,
+    },
+    /// A newcomer's question for the previous epoch's namespace record.
+    PreviousEpoch {
+        rendezvous: usize,
     },
     Sign {
         round: u64,
@@ -265,7 +306,7 @@ enum Timer {
     /// Wiped when dropped, as [`Pending::Dkg`].
     DkgResend {
         run: u64,
-        to: u32,
+        to: Peer,
         bytes: Zeroizing<Vec<u8>>,
     },
     SignRetry {
@@ -345,6 +386,11 @@ pub struct Member {
     /// dropped rather than buffered for the next.
     failed_session: Option<SessionId>,
     connected: BTreeSet<u32>,
+    // resharing
+    resharing: Option<Resharing>,
+    /// A member that leaves at a resharing: the quorum key and its
+    /// previous index, to unregister under.
+    leaving: Option<(QuorumKey, u32)>,
     // namespace
     key_share: Option<KeyShare>,
     qual: Vec<u32>,
@@ -375,18 +421,47 @@ impl Member {
         seed: [u8; 32],
     ) -> Result<Self, MemberError> {
         let n = config.quorum.n();
-        if config.index == 0 || config.index > n {
+        // Index 0: an old member leaving at a resharing.
+        let leaves = config.index == 0 && matches!(start, Start::Reshare(_));
+        if !leaves && (config.index == 0 || config.index > n) {
             return Err(MemberError::Config("index outside the quorum"));
         }
         if config.rendezvous == 0 {
             return Err(MemberError::Config("no rendezvous node"));
         }
-        if config.quorum.peer(config.index) != Some(config.peer_id()) {
+        if !leaves && config.quorum.peer(config.index) != Some(config.peer_id()) {
             return Err(MemberError::Config(
                 "this PeerId is not the quorum's member at this index",
             ));
         }
+        let mut reshare = None;
         let (key_share, dkg_config) = match start {
+            Start::Reshare(start) => {
+                if config.epoch == 0 {
+                    return Err(MemberError::Config("a resharing makes an epoch above 0"));
+                }
+                if leaves && start.previous_share.is_none() {
+                    return Err(MemberError::Config(
+                        "a member that leaves needs its share of the previous epoch",
+                    ));
+                }
+                if let Some(share) = &start.previous_share {
+                    if QuorumKey::from(share.quorum_key()) != start.quorum_key {
+                        return Err(MemberError::Config(
+                            "the previous key share is of another quorum",
+                        ));
+                    }
+                    if share.public_key_set.public_key_share(share.index())
+                        != share.secret.public_key_share()
+                    {
+                        return Err(MemberError::KeyShareMismatch {
+                            index: share.index(),
+                        });
+                    }
+                }
+                reshare = Some(*start);
+                (None, None)
+            }
             Start::KeyShare(share) => {
                 if share.index() != config.index || share.n != n {
                     return Err(MemberError::Config(
@@ -436,6 +511,8 @@ impl Member {
             dkg_run: 0,
             failed_session: None,
             connected: BTreeSet::new(),
+            resharing: None,
+            leaving: None,
             key_share: None,
             qual: Vec::new(),
             namespace: None,
@@ -453,6 +530,9 @@ impl Member {
             member.key_share = Some(share);
             member.registering_since = Some(now);
             member.start_check();
+        }
+        if let Some(start) = reshare {
+            member.start_reshare(now, start);
         }
         Ok(member)
     }
@@ -497,7 +577,11 @@ impl Member {
     /// Fellow members the DKG waits for (to be connected); empty once it
     /// started. A driver dials them.
     pub fn members_to_connect(&self) -> Vec<u32> {
-        if self.dkg.is_some() || self.key_share.is_some() || self.failure.is_some() {
+        if self.dkg.is_some()
+            || self.key_share.is_some()
+            || self.failure.is_some()
+            || self.resharing.is_some()
+        {
             return Vec::new();
         }
         (1..=self.config.quorum.n())
@@ -572,7 +656,8 @@ impl Member {
         };
         consider(self.timers.keys().next().map(|(at, _)| *at));
         consider(self.dkg.as_ref().and_then(|d| d.poll_deadline()));
-        if self.dkg.is_none() && self.key_share.is_none() {
+        consider(self.reshare_deadline());
+        if self.dkg.is_none() && self.key_share.is_none() && self.dkg_config.is_some() {
             consider(Some(self.dkg_retry_at.unwrap_or(self.dkg_wait_until)));
         }
         consider(match &self.task {
@@ -605,6 +690,7 @@ impl Member {
             return;
         }
         self.maybe_start_dkg(now);
+        self.reshare_timeout(now);
         if let Some(dkg) = self.dkg.as_mut() {
             if dkg.poll_deadline().is_some_and(|d| d <= now) {
                 let before = dkg.phase();
@@ -650,6 +736,11 @@ impl Member {
     /// at once. Only fellow members may talk DKG, ask for signature
     /// shares or announce the namespace.
     pub fn handle_request(&mut self, now: u64, from: &PeerId, request: Request) -> Response {
+        if let Request::Dkg(bytes) = &request {
+            if self.is_reshare_participant(from) {
+                return self.on_reshare_request(now, from, bytes);
+            }
+        }
         let Some(member) = self.config.quorum.index_of(from) else {
             return Response::Rejected(StatusCode::NotAMember);
         };
@@ -681,7 +772,8 @@ impl Member {
         }
         match what {
             Pending::Dkg { run, to, bytes } => {
-                if response.is_err() && self.dkg_run_is_live(run) {
+                let live = self.dkg_run_is_live(run) || (run == self.dkg_run && self.reshare_is_live());
+                if response.is_err() && live {
                     // Not up yet, or the connection dropped: send it again
                     // while the run can use it.
                     self.set_timer(now + RESEND_MS, Timer::DkgResend { run, to, bytes });
@@ -689,6 +781,9 @@ impl Member {
             }
             Pending::Sign { round, member } => self.on_share(now, round, member, response),
             Pending::Check { rendezvous } => self.on_check_answer(now, rendezvous, response),
+            Pending::PreviousEpoch { rendezvous } => {
+                self.on_previous_epoch(now, rendezvous, response)
+            }
             Pending::Namespace {
                 rendezvous,
                 coordinated,
@@ -709,6 +804,21 @@ impl Member {
             return;
         }
         let mut waiting = BTreeSet::new();
+        if let (None, Some((quorum_key, index))) = (&self.key_share, self.leaving) {
+            // Leaving at a resharing: this process never registered, so
+            // it asks every node to forget its previous epoch's record.
+            let targets: Vec<usize> = (0..self.slots.len())
+                .filter(|r| self.slots[*r].shown.dropped.is_none())
+                .collect();
+            for rendezvous in targets {
+                let id = self.send(
+                    Peer::Rendezvous(rendezvous),
+                    Request::Unregister { quorum_key, index },
+                    Pending::Unregister,
+                );
+                waiting.insert(id);
+            }
+        }
         if let Some(share) = &self.key_share {
             let quorum_key = QuorumKey::from(share.quorum_key());
             let targets: Vec<usize> = (0..self.slots.len())
@@ -777,9 +887,9 @@ impl Member {
     fn fire(&mut self, timer: Timer) {
         match timer {
             Timer::DkgResend { run, to, bytes } => {
-                if self.dkg_run_is_live(run) {
+                if self.dkg_run_is_live(run) || (run == self.dkg_run && self.reshare_is_live()) {
                     self.send(
-                        Peer::Member(to),
+                        to,
                         Request::Dkg(bytes.to_vec()),
                         Pending::Dkg { run, to, bytes },
                     );
