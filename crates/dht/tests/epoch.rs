@@ -81,7 +81,7 @@ fn epoch_switch_drops_every_old_record_from_storage_liveness_and_answers() {
     let mut s = at_epoch_1(&q, 1);
     assert_eq!(s.stats().peer_records, 4);
     assert_eq!(s.stats().tracked_peers, 4);
-    assert_eq!(s.register_namespace(epoch_2(&q), None, NOW), Ok(2 * HOUR - 1));
+    assert_eq!(s.register_namespace(epoch_2(&q), None, NOW), Ok(2 * HOUR));
     assert_eq!(s.namespace(&q.quorum_key()).unwrap().record().epoch, 2);
     let stats = s.stats();
     assert_eq!(stats.peer_records, 0, "epoch-1 records stay stored");
