@@ -603,7 +603,8 @@ impl NamespaceStore {
                     self.unindex_kind(kind, &quorum_key);
                 }
                 // Peer records of another epoch, or beyond a smaller n, no
-                // longer validate under the new record.
+                // longer validate under the new record: they leave the
+                // store, liveness, cookies' paging and every value served.
                 let stale: Vec<u32> = entry
                     .peers
                     .iter()
@@ -611,7 +612,23 @@ impl NamespaceStore {
                     .map(|(index, _)| *index)
                     .collect();
                 for index in stale {
-                    self.remove_peer_from(&mut entry, index);
+                    if let Some(dropped) = self.remove_peer_from(&mut entry, index) {
+                        if dropped.record.seat.epoch < epoch {
+                            // A seat of an epoch the namespace left never
+                            // validates again: no need to remember it.
+                            self.verified_seats.remove(&dropped.record.seat.hash());
+                        }
+                    }
+                }
+                if entry.verified.record().epoch != epoch {
+                    // Withdrawn seqs belong to the old epoch's records,
+                    // which are refused (`StaleEpoch`) from now on; the
+                    // new epoch's seats start afresh.
+                    for (&index, &(_, expires)) in &entry.withdrawn {
+                        self.withdrawn_expiry
+                            .remove(&(expires, quorum_key, index));
+                    }
+                    entry.withdrawn.clear();
                 }
                 // The entry's holders now carry the new record's size.
                 self.release(entry.source, entry.via, entry.wire_len);

@@ -45,6 +45,14 @@ pub struct MemberConfig {
     pub quorum: QuorumSpec,
     /// This member's index (1-based).
     pub index: u32,
+    /// The epoch of the member's key share: 0 for a share from the DKG,
+    /// the next one for each reshare (the quorum key stays, the key set
+    /// and members may change). The namespace records it coordinates and
+    /// the seats it signs are of this epoch, and it co-signs or adopts a
+    /// namespace record of this epoch only (an older one is refused
+    /// `StaleEpoch`, a newer one `EpochMismatch`). Kept beside the share
+    /// (`key_share.json`'s `epoch` in `rdht quorum`).
+    pub epoch: u64,
     /// This member's libp2p identity: its PeerId is what its seat names,
     /// and its key signs the envelope of every refresh.
     pub identity: Keypair,
@@ -86,13 +94,15 @@ impl MemberConfig {
         self.identity.public().to_peer_id()
     }
 
-    /// A configuration with the defaults: records live 2 h, DKG waits 60 s
+    /// A configuration with the defaults: epoch 0 (a key share from the
+    /// DKG), records live 2 h, DKG waits 60 s
     /// for the others, takeovers after 5 s, retries from 500 ms up to 30 s,
     /// and the member gives up after 10 minutes without any registration.
     pub fn new(quorum: QuorumSpec, index: u32, identity: Keypair, rendezvous: usize) -> Self {
         Self {
             quorum,
             index,
+            epoch: 0,
             identity,
             addrs: Vec::new(),
             rendezvous,

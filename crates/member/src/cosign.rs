@@ -22,34 +22,109 @@ pub(crate) fn commitment_bytes(share: &KeyShare) -> Vec<[u8; G1_BYTES]> {
         .collect()
 }
 
+/// Why a member refuses to co-sign (or adopt) a namespace record; each
+/// is answered with its [`SignRefusal::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignRefusal {
+    /// Another quorum key, or this quorum key with another key set, size
+    /// or kind than this member's share and quorum file give.
+    #[error("not this quorum's key set, size or kind")]
+    OtherQuorum,
+    /// An epoch older than the member's: the quorum left it, and a
+    /// member never signs for an epoch it left (`StaleEpoch`).
+    #[error("epoch {asked} is older than this member's epoch {held}")]
+    StaleEpoch {
+        /// The member's epoch.
+        held: u64,
+        /// The record's.
+        asked: u64,
+    },
+    /// An epoch newer than the member's: it holds no share of that epoch
+    /// (its key share is not yet, or never, the new one's:
+    /// `EpochMismatch`).
+    #[error("epoch {asked} is newer than this member's epoch {held}")]
+    FutureEpoch {
+        /// The member's epoch.
+        held: u64,
+        /// The record's.
+        asked: u64,
+    },
+    /// The member list is not the quorum file's (`NotAMember`).
+    #[error("the member list is not the quorum's")]
+    MemberList,
+    /// Issued more than a minute ahead of the member's clock
+    /// (`InvalidParameters`).
+    #[error("issued more than a minute ahead")]
+    IssuedAhead,
+    /// Expired, or expiring beyond the maximum TTL (`Expired`,
+    /// `TtlTooLong`).
+    #[error("expiry out of range: {0}")]
+    Expiry(StatusCode),
+}
+
+impl SignRefusal {
+    /// The status code a member answers with.
+    pub fn code(self) -> StatusCode {
+        match self {
+            SignRefusal::OtherQuorum => StatusCode::NotAuthorized,
+            SignRefusal::StaleEpoch { .. } => StatusCode::StaleEpoch,
+            SignRefusal::FutureEpoch { .. } => StatusCode::EpochMismatch,
+            SignRefusal::MemberList => StatusCode::NotAMember,
+            SignRefusal::IssuedAhead => StatusCode::InvalidParameters,
+            SignRefusal::Expiry(code) => code,
+        }
+    }
+}
+
 /// Whether a member may co-sign a namespace record a fellow member asks it
-/// to sign: it must describe exactly this quorum (its key set, size, kind,
-/// member list), at epoch 0, issued no later than a minute from now and
-/// expiring within the protocol's maximum TTL. A member never signs
-/// anything else with its share.
+/// to sign: it must be of this quorum key and of exactly the member's own
+/// `epoch` (the epoch of its key share: older is
+/// [`SignRefusal::StaleEpoch`], newer [`SignRefusal::FutureEpoch`]),
+/// describe exactly this quorum (its key set, size, kind, member list), be
+/// issued no later than a minute from now and expire within the
+/// protocol's maximum TTL. A member never signs anything else with its
+/// share.
 pub fn check_sign_request(
     record: &NamespaceRecord,
     share: &KeyShare,
+    epoch: u64,
     quorum: &QuorumSpec,
     now_ms: u64,
     limits: &Limits,
-) -> Result<(), StatusCode> {
-    if record.commitments != commitment_bytes(share)
+) -> Result<(), SignRefusal> {
+    let ours = commitment_bytes(share);
+    if record.commitments.first() != ours.first() {
+        return Err(SignRefusal::OtherQuorum);
+    }
+    // The quorum key is ours: the epoch decides next, so that a record of
+    // another epoch (whose key set differs after a reshare) is named so.
+    if record.epoch < epoch {
+        return Err(SignRefusal::StaleEpoch {
+            held: epoch,
+            asked: record.epoch,
+        });
+    }
+    if record.epoch > epoch {
+        return Err(SignRefusal::FutureEpoch {
+            held: epoch,
+            asked: record.epoch,
+        });
+    }
+    if record.commitments != ours
         || record.n != share.n
         || record.n != quorum.n()
+        || record.kind != quorum.kind
     {
-        return Err(StatusCode::NotAuthorized);
-    }
-    if record.kind != quorum.kind || record.epoch != 0 {
-        return Err(StatusCode::NotAuthorized);
+        return Err(SignRefusal::OtherQuorum);
     }
     if record.members.as_ref() != Some(&quorum.members) {
-        return Err(StatusCode::NotAMember);
+        return Err(SignRefusal::MemberList);
     }
     if record.issued_at_ms > now_ms + 60_000 {
-        return Err(StatusCode::InvalidParameters);
+        return Err(SignRefusal::IssuedAhead);
     }
     rendezvous_proto::validate::check_expiry(record.expires_at_ms, now_ms, limits)
+        .map_err(SignRefusal::Expiry)
 }
 
 /// Whether a signed namespace record (a fellow member's announcement, a
@@ -62,11 +137,12 @@ pub fn check_sign_request(
 pub(crate) fn check_namespace(
     record: &NamespaceRecord,
     share: &KeyShare,
+    epoch: u64,
     quorum: &QuorumSpec,
     now_ms: u64,
     limits: &Limits,
 ) -> Result<(), StatusCode> {
-    check_sign_request(record, share, quorum, now_ms, limits)?;
+    check_sign_request(record, share, epoch, quorum, now_ms, limits).map_err(SignRefusal::code)?;
     rendezvous_proto::validate::check_namespace_fields(record, now_ms, limits)?;
     let signature =
         dkg::Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;

@@ -54,6 +54,23 @@ pub fn classify(code: StatusCode) -> Class {
     }
 }
 
+/// [`classify`] for the answer to a peer registration (`RegisterPeer`):
+/// the same table but for `StaleEpoch`. A node refuses a seat as stale
+/// when it holds the quorum's namespace record of a later epoch than the
+/// member's key share: the record is not held there (so not
+/// `AlreadyHeld`), and the member cannot mend it itself (it needs its
+/// share of the new epoch). It is [`Class::Transient`]: retried with
+/// backoff, so a member whose share is replaced carries on, and one the
+/// quorum left behind gives up after `give_up_after` like any member no
+/// node accepts. (A namespace registration refused `StaleEpoch` is still
+/// `AlreadyHeld`: the node holds this record or a newer one.)
+pub fn classify_peer(code: StatusCode) -> Class {
+    match code {
+        StatusCode::StaleEpoch => Class::Transient,
+        other => classify(other),
+    }
+}
+
 /// Capped exponential backoff with jitter: attempt `a` (from 0) waits a
 /// uniform time in `[d/2, d]`, `d = min(cap, base * 2^a)`. The jitter
 /// keeps the members of a quorum that were refused together from coming

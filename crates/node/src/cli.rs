@@ -339,13 +339,14 @@ async fn wait_forever() {
     std::future::pending::<()>().await
 }
 
-/// The key share at `path`, if there is one; refused if group or others
-/// can access the file (see [`crate::identity::read_secret_file`]).
-fn load_key_share(path: &Path) -> Result<Option<dkg::KeyShare>, CliError> {
+/// The key share at `path` and its epoch, if there is one; refused if
+/// group or others can access the file (see
+/// [`crate::identity::read_secret_file`]).
+fn load_key_share(path: &Path) -> Result<Option<crate::quorum::KeyShareFile>, CliError> {
     let Some(bytes) = crate::identity::read_secret_file(path)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
+    crate::quorum::KeyShareFile::decode(&bytes)
         .map(Some)
         .map_err(|source| CliError::KeyShare {
             path: path.to_owned(),
@@ -374,7 +375,7 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Some(share) = &key_share {
+    if let Some(crate::quorum::KeyShareFile { share, .. }) = &key_share {
         if share.index() != index || share.n != quorum.n() || share.threshold() != quorum.threshold
         {
             return fail(format!(
@@ -395,7 +396,10 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
         println!("member {index} listening on {addr}/p2p/{peer_id}");
     }
     let mut config = crate::quorum::MemberConfig::new(quorum, args.rendezvous);
-    config.key_share = key_share;
+    if let Some(file) = key_share {
+        config.epoch = file.epoch;
+        config.key_share = Some(file.share);
+    }
     config.key_share_path = Some(share_path.clone());
     config.ttl = args.ttl;
     config.dkg_phase_timeout = args.dkg_timeout;
@@ -542,10 +546,41 @@ mod tests {
         let (path, share) = share_file("share-tight");
         for tight in [0o600, 0o400] {
             set_mode(&path, tight);
-            assert_eq!(load_key_share(&path).unwrap(), Some(share.clone()));
+            // Written before epochs: no `epoch` field, read as epoch 0.
+            let loaded = load_key_share(&path).unwrap().expect("a share");
+            assert_eq!((loaded.share, loaded.epoch), (share.clone(), 0));
         }
         if let Some(dir) = path.parent() {
             assert_eq!(load_key_share(&dir.join("missing.json")).unwrap(), None);
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+
+    /// `key_share.json` gains `epoch` beside every field it had: written
+    /// and read back, and an old file (no `epoch`) is epoch 0.
+    #[test]
+    fn key_share_file_epoch_round_trips_beside_the_old_fields() {
+        let (path, share) = share_file("share-epoch");
+        let bytes = crate::quorum::KeyShareFile::encode(&share, 7).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let old: serde_json::Value = serde_json::to_value(&share).unwrap();
+        let mut fields: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        let mut expected: Vec<String> = old.as_object().unwrap().keys().cloned().collect();
+        assert!(!expected.contains(&"epoch".to_owned()));
+        expected.push("epoch".to_owned());
+        expected.sort();
+        assert_eq!(fields, expected);
+        for (field, value) in old.as_object().unwrap() {
+            assert_eq!(&json[field], value, "{field} changed");
+        }
+        assert_eq!(json["epoch"], 7);
+        std::fs::write(&path, &bytes[..]).unwrap();
+        set_mode(&path, 0o600);
+        let loaded = load_key_share(&path).unwrap().expect("a share");
+        assert_eq!(loaded.share, share);
+        assert_eq!(loaded.epoch, 7);
+        if let Some(dir) = path.parent() {
             std::fs::remove_dir_all(dir).ok();
         }
     }

@@ -139,12 +139,12 @@ impl Client {
                 other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
             };
             cookie = Some(page.cookie.clone());
+            // Pages never mix epochs: if the node moved to a new epoch
+            // between two pages, only the later epoch's peers are kept.
             merged = Some(match merged {
                 None => page,
                 Some(mut all) => {
-                    all.peers.extend(page.peers);
-                    all.rejected.extend(page.rejected);
-                    all.cookie = page.cookie;
+                    all.absorb(page);
                     all
                 }
             });
@@ -152,13 +152,9 @@ impl Client {
                 break;
             }
         }
-        let mut answer = merged.ok_or(ClientError::Rejected(StatusCode::Internal))?;
-        // Each member once, its highest seq, in index order (as one page).
-        answer
-            .peers
-            .sort_by_key(|p| (p.record.index(), std::cmp::Reverse(p.record.seq())));
-        answer.peers.dedup_by_key(|p| p.record.index());
-        Ok(answer)
+        // Each member once, its highest seq, in index order (as one page):
+        // `absorb` keeps them so.
+        merged.ok_or(ClientError::Rejected(StatusCode::Internal))
     }
 
     /// Lists the namespaces of a kind, then discovers and verifies each.

@@ -141,6 +141,7 @@ fn keygen_quorum_discover_json_through_the_binary() {
         });
         assert_eq!(json["index"], i);
         assert_eq!(json["threshold"], 2);
+        assert_eq!(json["epoch"], 0, "a DKG's key share is of epoch 0");
         assert!(json["secret_share"].as_str().is_some_and(|s| s.len() == 64));
         let qk = json["quorum_key"].as_str().unwrap().to_owned();
         if quorum_key.is_empty() {

@@ -26,6 +26,8 @@ pub struct VerifiedPeer {
     /// When the answering node says it last saw the peer alive (ms since
     /// the Unix epoch). Not covered by any signature: a hint only.
     pub last_seen_ms: Option<u64>,
+    /// Its position in the [`DiscoverAnswer::peers`] it came in.
+    pub position: usize,
 }
 
 /// A peer record of a discover answer that did not verify (or was
@@ -55,6 +57,86 @@ pub struct VerifiedAnswer {
     pub rejected: Vec<RejectedPeer>,
     /// The cookie to send with the next discover.
     pub cookie: Cookie,
+}
+
+impl VerifiedAnswer {
+    /// The namespace epoch every peer in [`VerifiedAnswer::peers`] is of.
+    pub fn epoch(&self) -> u64 {
+        self.namespace.record().epoch
+    }
+
+    /// Adds `other`, a verified answer about the same namespace (the next
+    /// page behind the cookie, or another node's answer), without ever
+    /// mixing epochs: the answer keeps the namespace record of the later
+    /// epoch, and the peer records of an earlier epoch, from either side,
+    /// move to [`VerifiedAnswer::rejected`] as [`StatusCode::StaleEpoch`]
+    /// (during a reshare one node may still serve epoch e while another
+    /// serves e + 1, or a node may switch between two pages). Of the same
+    /// epoch, the later issued-at record is kept and each member keeps its
+    /// highest seq (the first served on a tie); the other is rejected as
+    /// [`StatusCode::StaleSequence`]. The cookie becomes `other`'s. An
+    /// answer about another namespace is not absorbed: its peers are
+    /// rejected as [`StatusCode::UnknownNamespace`].
+    pub fn absorb(&mut self, other: VerifiedAnswer) {
+        let VerifiedAnswer {
+            namespace,
+            peers,
+            rejected,
+            cookie,
+        } = other;
+        self.cookie = cookie;
+        self.rejected.extend(rejected);
+        let refuse = |peers: Vec<VerifiedPeer>, code: StatusCode| {
+            peers.into_iter().map(move |p| RejectedPeer {
+                position: p.position,
+                record: p.record,
+                code,
+            })
+        };
+        if namespace.quorum_key() != self.namespace.quorum_key() {
+            self.rejected
+                .extend(refuse(peers, StatusCode::UnknownNamespace));
+            return;
+        }
+        let (mine, theirs) = (self.epoch(), namespace.record().epoch);
+        if theirs < mine {
+            self.rejected.extend(refuse(peers, StatusCode::StaleEpoch));
+            return;
+        }
+        if theirs > mine {
+            let old = std::mem::replace(&mut self.peers, peers);
+            self.rejected.extend(refuse(old, StatusCode::StaleEpoch));
+            self.namespace = namespace;
+            return;
+        }
+        if namespace.record().issued_at_ms > self.namespace.record().issued_at_ms {
+            self.namespace = namespace;
+        }
+        let mut best: BTreeMap<u32, VerifiedPeer> = std::mem::take(&mut self.peers)
+            .into_iter()
+            .map(|p| (p.record.index(), p))
+            .collect();
+        for p in peers {
+            let index = p.record.index();
+            let loser = match best.remove(&index) {
+                Some(held) if p.record.seq() > held.record.seq() => {
+                    best.insert(index, p);
+                    held
+                }
+                Some(held) => {
+                    best.insert(index, held);
+                    p
+                }
+                None => {
+                    best.insert(index, p);
+                    continue;
+                }
+            };
+            self.rejected
+                .extend(refuse(vec![loser], StatusCode::StaleSequence));
+        }
+        self.peers = best.into_values().collect();
+    }
 }
 
 /// Whether a node may have cut `answer` short, so that a client should
@@ -87,6 +169,12 @@ pub fn discover_answer_may_continue(answer: &DiscoverAnswer) -> bool {
 /// relayed, not registered over this connection), with the signatures
 /// checked in one batch. A member served more than once keeps its highest
 /// seq; the others are rejected as [`StatusCode::StaleSequence`].
+///
+/// An answer never mixes epochs: every peer record kept is of the
+/// namespace record's epoch; one of an older epoch is rejected as
+/// [`StatusCode::StaleEpoch`], one of a later epoch as
+/// [`StatusCode::EpochMismatch`] (both never used). To combine answers
+/// (pages, or several nodes), use [`VerifiedAnswer::absorb`].
 pub fn verify_discover_answer<R: RngCore>(
     answer: &DiscoverAnswer,
     expected_quorum_key: &QuorumKey,
@@ -157,10 +245,12 @@ pub fn verify_discover_answer<R: RngCore>(
 
     let peers = best
         .values()
-        .filter_map(|&position| answer.peers.get(position))
-        .map(|d| VerifiedPeer {
-            record: d.record.clone(),
-            last_seen_ms: d.last_seen_ms,
+        .filter_map(|&position| {
+            answer.peers.get(position).map(|d| VerifiedPeer {
+                record: d.record.clone(),
+                last_seen_ms: d.last_seen_ms,
+                position,
+            })
         })
         .collect();
     Ok(VerifiedAnswer {

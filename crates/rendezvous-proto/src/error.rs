@@ -62,7 +62,8 @@ pub enum StatusCode {
     /// n, threshold or the commitment count are out of range or inconsistent.
     InvalidParameters = 112,
     /// The namespace record's epoch is lower than the stored one (or the same
-    /// epoch is not newer).
+    /// epoch is not newer); or a seat (peer record) is of an older epoch
+    /// than the namespace record it is checked against.
     StaleEpoch = 113,
     /// The kind label is not a short lowercase label.
     InvalidKind = 114,
@@ -76,7 +77,8 @@ pub enum StatusCode {
     PeerIdMismatch = 123,
     /// The namespace lists its members and the PeerId is not the one at this index.
     NotAMember = 124,
-    /// The peer record was made for another epoch of the namespace.
+    /// The peer record was made for a later epoch than the namespace
+    /// record it is checked against (an older one is `StaleEpoch`).
     EpochMismatch = 125,
     /// The envelope is signed with a key type other than Ed25519.
     UnsupportedKeyType = 126,

@@ -127,7 +127,11 @@ impl PeerRecord {
 ///
 /// 1. the seat's quorum key is the namespace's, else `UnknownNamespace`;
 /// 2. `1 <= index <= n`, else `IndexOutOfRange`;
-/// 3. the seat's epoch is the namespace's, else `EpochMismatch`;
+/// 3. the seat's epoch is the namespace's: an older one is
+///    `StaleEpoch` (the quorum moved on: a seat of an epoch the
+///    namespace left never validates again), a newer one
+///    `EpochMismatch` (the node lags behind the quorum: its member
+///    brings the namespace record);
 /// 4. at most `max_addrs` addresses of at most `max_addr_bytes`, else
 ///    `RecordTooLarge`;
 /// 5. on a direct registration, the connection's PeerId is the seat's,
@@ -155,9 +159,7 @@ pub fn check_seated_fields(
     if seat.index == 0 || seat.index > namespace.n {
         return Err(StatusCode::IndexOutOfRange);
     }
-    if seat.epoch != namespace.epoch {
-        return Err(StatusCode::EpochMismatch);
-    }
+    check_seat_epoch(seat.epoch, namespace.epoch)?;
     check_addrs(record.addrs(), limits)?;
     if remote.is_some_and(|remote| *remote != seat.peer_id) {
         return Err(StatusCode::PeerIdMismatch);
@@ -180,6 +182,18 @@ pub fn check_seated_fields(
         return Err(StatusCode::SeatMismatch);
     }
     Ok(())
+}
+
+/// A seat's (or peer record's) epoch against its namespace record's:
+/// equal is fine; older is `StaleEpoch` (refused for good once the
+/// namespace is of a later epoch), newer is `EpochMismatch` (the
+/// namespace record held is the one behind).
+pub fn check_seat_epoch(seat_epoch: u64, namespace_epoch: u64) -> Result<(), StatusCode> {
+    match seat_epoch.cmp(&namespace_epoch) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(StatusCode::StaleEpoch),
+        std::cmp::Ordering::Greater => Err(StatusCode::EpochMismatch),
+    }
 }
 
 /// The envelope's Ed25519 signature, else `InvalidEnvelopeSignature`.

@@ -148,6 +148,7 @@ fn every_case_validates_to_its_stated_result() {
         StatusCode::PeerIdMismatch,
         StatusCode::NotAMember,
         StatusCode::EpochMismatch,
+        StatusCode::StaleEpoch,
         StatusCode::UnsupportedKeyType,
         StatusCode::InvalidEnvelopeSignature,
         StatusCode::SeatMismatch,
@@ -157,6 +158,7 @@ fn every_case_validates_to_its_stated_result() {
     for name in [
         "peer/envelope-signed-by-another-key",
         "peer/seat-of-another-epoch",
+        "peer/seat-of-an-older-epoch",
         "peer/seat-of-another-peer-id",
     ] {
         assert!(names.contains(name), "no case {name}");

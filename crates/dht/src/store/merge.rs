@@ -331,16 +331,22 @@ impl NamespaceStore {
                 continue;
             };
             if let Some(entry) = entry {
+                // Seqs compare within an epoch only: a record of another
+                // epoch than the one held is decided by its epoch below
+                // (older: `StaleEpoch`), never counted as held.
                 let held = entry.peers.get(&index).is_some_and(|held| {
-                    *held.record == record
-                        || record.seq() < held.record.seq()
-                        || (record.seq() == held.record.seq()
-                            && record.encode() <= held.record.encode())
+                    held.record.seat.epoch == record.seat.epoch
+                        && (*held.record == record
+                            || record.seq() < held.record.seq()
+                            || (record.seq() == held.record.seq()
+                                && record.encode() <= held.record.encode()))
                 });
-                let withdrawn = entry
-                    .withdrawn
-                    .get(&index)
-                    .is_some_and(|&(seq, _)| record.seq() <= seq);
+                // Withdrawn seqs are of the stored namespace's epoch.
+                let withdrawn = record.seat.epoch == entry.verified.record().epoch
+                    && entry
+                        .withdrawn
+                        .get(&index)
+                        .is_some_and(|&(seq, _)| record.seq() <= seq);
                 if held || withdrawn {
                     report.peers_unchanged += 1;
                     continue;

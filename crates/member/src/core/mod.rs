@@ -488,6 +488,9 @@ impl Member {
                         "the DKG configuration is for another index or quorum size",
                     ));
                 }
+                if config.epoch != 0 {
+                    return Err(MemberError::Config("a DKG makes a key share of epoch 0"));
+                }
                 (None, Some(dkg))
             }
         };

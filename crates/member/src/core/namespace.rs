@@ -39,6 +39,7 @@ impl Member {
             (Ok(Response::Discovered(answer)), Some(share)) => check_namespace(
                 &answer.namespace,
                 share,
+                self.config.epoch,
                 &self.config.quorum,
                 now,
                 &self.config.limits,
@@ -118,7 +119,7 @@ impl Member {
         let record = NamespaceRecord {
             commitments: commitment_bytes(share),
             n: quorum.n(),
-            epoch: 0,
+            epoch: self.config.epoch,
             kind: quorum.kind.clone(),
             members: Some(quorum.members.clone()),
             issued_at_ms: now,
@@ -248,9 +249,15 @@ impl Member {
             // Still in the DKG: the coordinator asks again.
             return Response::Rejected(StatusCode::UnknownNamespace);
         };
-        if let Err(code) =
-            check_sign_request(record, share, &self.config.quorum, now, &self.config.limits)
-        {
+        if let Err(refusal) = check_sign_request(
+            record,
+            share,
+            self.config.epoch,
+            &self.config.quorum,
+            now,
+            &self.config.limits,
+        ) {
+            let code = refusal.code();
             self.events
                 .push_back(Event::SignRefused { member: from, code });
             return Response::Rejected(code);
@@ -283,6 +290,7 @@ impl Member {
         if let Err(code) = check_namespace(
             &record,
             share,
+            self.config.epoch,
             &self.config.quorum,
             now,
             &self.config.limits,

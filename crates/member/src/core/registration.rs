@@ -82,7 +82,7 @@ impl Member {
         slot.in_flight = None;
         let class = match &response {
             Ok(Response::Registered { .. }) => Class::AlreadyHeld,
-            Ok(Response::Rejected(code)) => classify(*code),
+            Ok(Response::Rejected(code)) => crate::retry::classify_peer(*code),
             _ => Class::Transient,
         };
         let code = response_code(&response);

@@ -138,14 +138,15 @@ impl Driver {
                     "DKG finished"
                 );
                 if let Some(path) = &self.key_share_path {
-                    let json = zeroize::Zeroizing::new(
-                        serde_json::to_vec_pretty(&output.key_share).map_err(|e| {
+                    // A DKG's share is of the member's epoch, 0.
+                    let epoch = self.core.config().epoch;
+                    let json =
+                        super::KeyShareFile::encode(&output.key_share, epoch).map_err(|e| {
                             MemberError::WriteKeyShare {
                                 path: path.clone(),
                                 source: e.into(),
                             }
-                        })?,
-                    );
+                        })?;
                     crate::identity::write_secret_file(path, &json).map_err(|source| {
                         MemberError::WriteKeyShare {
                             path: path.clone(),

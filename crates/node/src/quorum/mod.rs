@@ -35,6 +35,55 @@ use driver::Driver;
 /// The key share file's name inside a data directory.
 pub const KEY_SHARE_FILE: &str = "key_share.json";
 
+/// What `key_share.json` holds: the key share, in `dkg::KeyShare`'s own
+/// fields (`index`, `n`, `threshold`, `quorum_key`, `commitments`,
+/// `secret_share`), and the share's `epoch` (0 after the DKG, the next
+/// for each reshare). A file written before epochs has no `epoch` and is
+/// read as epoch 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyShareFile {
+    /// The key share.
+    pub share: KeyShare,
+    /// Its epoch.
+    pub epoch: u64,
+}
+
+/// The file's form when written: the share's fields, then `epoch`.
+#[derive(serde::Serialize)]
+struct KeyShareJson<'a> {
+    #[serde(flatten)]
+    share: &'a KeyShare,
+    epoch: u64,
+}
+
+/// The epoch alone, read beside the share (whose own reader ignores it).
+#[derive(serde::Deserialize)]
+struct EpochField {
+    #[serde(default)]
+    epoch: u64,
+}
+
+impl KeyShareFile {
+    /// The file's bytes for `share` of `epoch` (pretty JSON; wiped when
+    /// dropped, as it holds the secret share).
+    pub fn encode(
+        share: &KeyShare,
+        epoch: u64,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, serde_json::Error> {
+        serde_json::to_vec_pretty(&KeyShareJson { share, epoch }).map(zeroize::Zeroizing::new)
+    }
+
+    /// Reads the file's bytes: the share (checked as `dkg::KeyShare`
+    /// checks it) and its epoch (0 if absent). Read in two passes rather
+    /// than through one flattened struct, which would buffer a copy of the
+    /// secret that nothing wipes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let share: KeyShare = serde_json::from_slice(bytes)?;
+        let EpochField { epoch } = serde_json::from_slice(bytes)?;
+        Ok(Self { share, epoch })
+    }
+}
+
 /// How a member runs.
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
@@ -44,6 +93,8 @@ pub struct MemberConfig {
     pub rendezvous: Vec<Multiaddr>,
     /// The key share, if the DKG already ran.
     pub key_share: Option<KeyShare>,
+    /// The key share's epoch (`key_share.json`'s `epoch`; 0 for a DKG).
+    pub epoch: u64,
     /// Where to write the key share after the DKG.
     pub key_share_path: Option<PathBuf>,
     /// Lifetime of the records; they are refreshed at half of it.
@@ -65,6 +116,7 @@ impl MemberConfig {
             quorum,
             rendezvous,
             key_share: None,
+            epoch: 0,
             key_share_path: None,
             ttl: Duration::from_secs(2 * 3600),
             dkg_phase_timeout: Duration::from_secs(10),
@@ -225,6 +277,7 @@ fn core_config(
     let ttl_ms = (config.ttl.as_millis() as u64).max(2);
     let phase_ms = (config.dkg_phase_timeout.as_millis() as u64).max(1);
     let mut core = member::MemberConfig::new(spec, index, identity, rendezvous);
+    core.epoch = config.epoch;
     core.addrs = addrs;
     core.peer_ttl_ms = ttl_ms;
     core.namespace_ttl_ms = ttl_ms;

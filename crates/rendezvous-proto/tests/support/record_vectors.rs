@@ -344,6 +344,12 @@ pub fn generate() -> Vectors {
         &ns_a,
         Some(StatusCode::EpochMismatch),
     );
+    v.peer(
+        "peer/seat-of-an-older-epoch",
+        &a.peer(2, 0, 1, peer_expires),
+        &ns_a,
+        Some(StatusCode::StaleEpoch),
+    );
 
     let many = (0..=L.max_addrs as u16)
         .map(|i| {
