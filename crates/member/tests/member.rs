@@ -73,6 +73,7 @@ impl Net {
                             self.members[i].handle_response(now, t.id, Ok(response));
                         }
                         Peer::Rendezvous(_) => self.to_rendezvous.push((i as u32 + 1, t)),
+                        Peer::Node(peer) => panic!("no resharing here, yet a request to {peer}"),
                     }
                 }
             }

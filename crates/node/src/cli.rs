@@ -364,7 +364,17 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let peer_id = keypair.public().to_peer_id();
-    let Some(index) = quorum.index_of(&peer_id) else {
+    // At a resharing, a member of the previous epoch only may be leaving.
+    let previous = quorum.transition.as_ref().map(|t| {
+        let index = t.previous.iter().position(|m| m.peer_id == peer_id);
+        (
+            index.map(|i| i as u32 + 1),
+            t.previous.len() as u32,
+            t.previous_threshold,
+        )
+    });
+    let leaving = previous.is_some_and(|(i, _, _)| i.is_some());
+    let Some(index) = quorum.index_of(&peer_id).or(leaving.then_some(0)) else {
         return fail(format!(
             "this node ({peer_id}) is not listed in {}",
             args.quorum.display()
@@ -375,13 +385,21 @@ async fn run_quorum(args: QuorumArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Some(crate::quorum::KeyShareFile { share, .. }) = &key_share {
-        if share.index() != index || share.n != quorum.n() || share.threshold() != quorum.threshold
-        {
-            return fail(format!(
-                "{}: the key share (index {}, n {}, threshold {}) does not match the quorum file (index {index}, n {}, threshold {})",
-                share_path.display(), share.index(), share.n, share.threshold(), quorum.n(), quorum.threshold
-            ));
+    if let Some(crate::quorum::KeyShareFile { share, epoch }) = &key_share {
+        // A share of the file's epoch is checked against its members, one
+        // of the epoch before (to reshare) against the previous members.
+        let expected = match previous {
+            Some((Some(i), n, t)) if epoch.saturating_add(1) == quorum.epoch => Some((i, n, t)),
+            _ if *epoch == quorum.epoch => Some((index, quorum.n(), quorum.threshold)),
+            _ => None,
+        };
+        if let Some((i, n, t)) = expected {
+            if share.index() != i || share.n != n || share.threshold() != t {
+                return fail(format!(
+                    "{}: the key share (index {}, n {}, threshold {}, epoch {epoch}) does not match the quorum file (index {i}, n {n}, threshold {t})",
+                    share_path.display(), share.index(), share.n, share.threshold()
+                ));
+            }
         }
     }
     let metrics = Metrics::new();

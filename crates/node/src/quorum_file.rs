@@ -24,6 +24,7 @@
 //! addr = "/ip4/127.0.0.1/tcp/7001"
 //! [previous]
 //! threshold = 3
+//! quorum_key = "a1b2..."   # optional: what a newcomer checks epoch 0 by
 //! [[previous.member]]      # the members of epoch 0
 //! peer_id = "12D3KooW..."
 //! addr = "/ip4/127.0.0.1/tcp/7000"
@@ -32,7 +33,10 @@
 //! `reshare` keeps the quorum key (the previous members reshare it to the
 //! new ones); `rotate` runs a new DKG and hands the old key over to the new
 //! one. `epoch` defaults to 0, which takes no `mode` and no `previous`;
-//! any later epoch needs both.
+//! any later epoch needs both. A member that joins at a resharing has no
+//! key share to learn the quorum key from: it needs `quorum_key` (hex),
+//! and takes the previous epoch's key set from the namespace record the
+//! rendezvous nodes hold, verified under that key.
 
 use std::path::Path;
 
@@ -61,6 +65,9 @@ pub enum QuorumFileError {
         /// The parser's words.
         reason: String,
     },
+    /// `[previous] quorum_key` is not a 48-byte hex key.
+    #[error("previous.quorum_key: {0}")]
+    QuorumKey(String),
     /// A member's `addr` is not a multiaddr.
     #[error("member {index}: addr: {reason}")]
     Addr {
@@ -149,6 +156,9 @@ pub struct Transition {
     pub previous_threshold: u32,
     /// The previous epoch's members, index order.
     pub previous: Vec<Member>,
+    /// The quorum key (the same in both epochs of a resharing), when the
+    /// file names it.
+    pub quorum_key: Option<rendezvous_proto::QuorumKey>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +178,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawPrevious {
     threshold: u32,
+    quorum_key: Option<String>,
     #[serde(default)]
     member: Vec<RawMember>,
 }
@@ -196,6 +207,14 @@ impl QuorumFile {
                 mode,
                 previous_threshold: previous.threshold,
                 previous: parse_members(&previous.member, previous.threshold)?,
+                quorum_key: previous
+                    .quorum_key
+                    .as_deref()
+                    .map(|k| {
+                        k.parse()
+                            .map_err(|e| QuorumFileError::QuorumKey(format!("{e}")))
+                    })
+                    .transpose()?,
             }),
             (_, None, _) => {
                 return Err(QuorumFileError::Transition(
@@ -274,6 +293,9 @@ impl QuorumFile {
                 "\n[previous]\nthreshold = {}\n",
                 t.previous_threshold
             ));
+            if let Some(key) = &t.quorum_key {
+                out.push_str(&format!("quorum_key = \"{key}\"\n"));
+            }
             for m in &t.previous {
                 out.push_str(&format!(
                     "\n[[previous.member]]\npeer_id = \"{}\"\naddr = \"{}\"\n",
@@ -295,6 +317,16 @@ impl QuorumFile {
             .iter()
             .position(|m| m.peer_id == *peer_id)
             .map(|p| p as u32 + 1)
+    }
+
+    /// Where the member `peer_id` of either epoch listens.
+    pub fn address_of(&self, peer_id: &PeerId) -> Option<&Multiaddr> {
+        let previous = self.transition.iter().flat_map(|t| &t.previous);
+        self.members
+            .iter()
+            .chain(previous)
+            .find(|m| m.peer_id == *peer_id)
+            .map(|m| &m.addr)
     }
 
     /// Member `index` (1-based).
@@ -415,6 +447,8 @@ mod tests {
                     mode,
                     previous_threshold: 2,
                     previous: members(3),
+                    quorum_key: (mode == Mode::Reshare)
+                        .then_some(rendezvous_proto::QuorumKey([0xa5; 48])),
                 }),
             };
             let text = file.to_toml();

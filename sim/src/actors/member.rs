@@ -352,6 +352,8 @@ impl Member {
             let to = match t.to {
                 Peer::Member(j) => Some(ctx.shared.member(self.quorum, j)),
                 Peer::Rendezvous(r) => self.replicas.get(r).map(|r| Addr::Rdv(*r)),
+                // A resharing participant outside this member's quorum.
+                Peer::Node(peer) => ctx.shared.peer_addr.get(&peer).copied(),
             };
             let Some(to) = to else {
                 core.handle_response(ctx.now, t.id, Err(TransportError::Unreachable));

@@ -775,7 +775,8 @@ impl Member {
         }
         match what {
             Pending::Dkg { run, to, bytes } => {
-                let live = self.dkg_run_is_live(run) || (run == self.dkg_run && self.reshare_is_live());
+                let live =
+                    self.dkg_run_is_live(run) || (run == self.dkg_run && self.reshare_is_live());
                 if response.is_err() && live {
                     // Not up yet, or the connection dropped: send it again
                     // while the run can use it.

@@ -56,7 +56,11 @@ const FETCH_RETRY_MS: u64 = 1_000;
 impl Member {
     /// Starts a resharing at `now` (from [`Member::new`]).
     pub(super) fn start_reshare(&mut self, now: u64, start: ReshareStart) {
-        match start.previous_share.as_ref().map(|s| s.public_key_set.clone()) {
+        match start
+            .previous_share
+            .as_ref()
+            .map(|s| s.public_key_set.clone())
+        {
             Some(key_set) => self.run_reshare(now, start, key_set),
             None => {
                 let outstanding: BTreeSet<usize> = (0..self.slots.len()).collect();
@@ -287,7 +291,8 @@ impl Member {
                 self.resharing = None;
                 self.qual = output.qual.clone();
                 self.key_share = Some(output.key_share.clone());
-                self.events.push_back(Event::ReshareFinished(Box::new(output)));
+                self.events
+                    .push_back(Event::ReshareFinished(Box::new(output)));
                 self.registering_since = Some(now);
                 // The new epoch's namespace record exists nowhere yet: the
                 // first in the coordinator order signs it at once.

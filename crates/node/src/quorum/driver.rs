@@ -48,6 +48,11 @@ impl Driver {
         let mut redial = tokio::time::interval(Duration::from_secs(1));
         loop {
             self.flush()?;
+            if self.core.is_shut_down() {
+                // A member that left at a resharing has unregistered.
+                info!(index = self.index, "stopping");
+                return Ok(());
+            }
             let now = now_ms();
             let sleep = self
                 .core
@@ -73,6 +78,7 @@ impl Driver {
             let target = match t.to {
                 Peer::Member(j) => self.quorum.member(j).map(|m| (m.peer_id, m.addr.clone())),
                 Peer::Rendezvous(r) => self.rendezvous.get(r).cloned(),
+                Peer::Node(peer) => self.quorum.address_of(&peer).map(|a| (peer, a.clone())),
             };
             let Some((peer, addr)) = target else {
                 self.core
@@ -137,24 +143,31 @@ impl Driver {
                     transcript = %hex::encode(output.transcript_hash.0),
                     "DKG finished"
                 );
-                if let Some(path) = &self.key_share_path {
-                    // A DKG's share is of the member's epoch, 0.
-                    let epoch = self.core.config().epoch;
-                    let json =
-                        super::KeyShareFile::encode(&output.key_share, epoch).map_err(|e| {
-                            MemberError::WriteKeyShare {
-                                path: path.clone(),
-                                source: e.into(),
-                            }
-                        })?;
-                    crate::identity::write_secret_file(path, &json).map_err(|source| {
-                        MemberError::WriteKeyShare {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                    info!("key share written to {}", path.display());
-                }
+                self.write_key_share(&output.key_share)?;
+            }
+            Event::ReshareStarted { epoch } => info!(index, epoch, "resharing started"),
+            Event::ReshareFinished(output) => {
+                self.note_disqualified(&output.disqualified);
+                info!(
+                    index,
+                    epoch = self.core.config().epoch,
+                    quorum_key = %QuorumKey::from(output.key_share.quorum_key()),
+                    qual = ?output.qual,
+                    transcript = %hex::encode(output.transcript_hash.0),
+                    "resharing finished: same quorum key, new share"
+                );
+                self.write_key_share(&output.key_share)?;
+            }
+            Event::ReshareDealt { previous_index } => info!(
+                previous_index,
+                "dealt this member's share to the new epoch: unregistering and stopping"
+            ),
+            Event::ReshareFailed {
+                error,
+                disqualified,
+            } => {
+                self.note_disqualified(&disqualified);
+                warn!(index, %error, "resharing failed: the previous epoch stays in force");
             }
             Event::Coordinating { issued_at_ms } => info!(
                 index,
@@ -220,6 +233,28 @@ impl Driver {
                 return Err(e.into());
             }
         }
+        Ok(())
+    }
+
+    /// Writes a new key share (a DKG's or a resharing's) to the data
+    /// directory, with the member's epoch, mode 0600.
+    fn write_key_share(&self, share: &dkg::KeyShare) -> Result<(), MemberError> {
+        let Some(path) = &self.key_share_path else {
+            return Ok(());
+        };
+        let epoch = self.core.config().epoch;
+        let json =
+            super::KeyShareFile::encode(share, epoch).map_err(|e| MemberError::WriteKeyShare {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        crate::identity::write_secret_file(path, &json).map_err(|source| {
+            MemberError::WriteKeyShare {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        info!(epoch, "key share written to {}", path.display());
         Ok(())
     }
 

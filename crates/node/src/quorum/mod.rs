@@ -151,18 +151,34 @@ pub enum MemberError {
         /// Why.
         source: std::io::Error,
     },
-    /// The quorum file is for a later epoch (`mode = "reshare"` or
-    /// `"rotate"`), which this version of `rdht quorum` cannot run yet.
+    /// The quorum file is for a key rotation (`mode = "rotate"`), which
+    /// this version of `rdht quorum` cannot run yet.
     #[error(
-        "the quorum file is for epoch {epoch} ({mode:?} from the previous epoch): this rdht \
-         cannot run an epoch transition yet (resharing exists in crates/dkg, not in the member)"
+        "the quorum file is for epoch {epoch} by key rotation: this rdht cannot run a \
+         rotation yet (use mode = \"reshare\" to keep the key)"
     )]
-    EpochTransition {
+    Rotation {
         /// The file's epoch.
         epoch: u64,
-        /// Its mode.
-        mode: crate::quorum_file::Mode,
     },
+    /// The key share is of an epoch this quorum file cannot run from: a
+    /// newer one than the file's (a member refuses an older epoch than
+    /// the one it holds), or one older than the file's previous epoch.
+    #[error("the key share is of epoch {held}, the quorum file of epoch {file}{hint}")]
+    EpochMismatch {
+        /// The key share's epoch.
+        held: u64,
+        /// The file's epoch.
+        file: u64,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// A member that joins at a resharing has no key share to learn the
+    /// quorum key from, and the file does not name it.
+    #[error(
+        "this node joins the quorum by resharing: the quorum file needs [previous] quorum_key"
+    )]
+    QuorumKeyNeeded,
     /// The member could not listen.
     #[error("listening: {0}")]
     Listen(crate::behaviour::SwarmError),
@@ -277,7 +293,11 @@ fn core_config(
     let ttl_ms = (config.ttl.as_millis() as u64).max(2);
     let phase_ms = (config.dkg_phase_timeout.as_millis() as u64).max(1);
     let mut core = member::MemberConfig::new(spec, index, identity, rendezvous);
-    core.epoch = config.epoch;
+    // A resharing makes a share of the file's epoch.
+    core.epoch = match &config.quorum.transition {
+        Some(_) => config.quorum.epoch,
+        None => config.epoch,
+    };
     core.addrs = addrs;
     core.peer_ttl_ms = ttl_ms;
     core.namespace_ttl_ms = ttl_ms;
@@ -286,6 +306,65 @@ fn core_config(
     core.cosign_timeout_ms = (4 * phase_ms).max(10_000);
     core.give_up_after_ms = config.give_up_after.as_millis() as u64;
     core
+}
+
+/// This node's index in `config.quorum` (0: it only leaves, at a
+/// resharing) and how its member core starts: with the key share of the
+/// file's epoch, with a DKG (epoch 0, no share), or with a resharing from
+/// the previous epoch (its share of that epoch, or none for a newcomer).
+fn start_of(config: &MemberConfig, me: &PeerId) -> Result<(u32, Start), MemberError> {
+    let file = &config.quorum;
+    let new_index = file.index_of(me);
+    let held = config.key_share.as_ref().map(|_| config.epoch);
+    let mismatch = |hint| MemberError::EpochMismatch {
+        held: config.epoch,
+        file: file.epoch,
+        hint,
+    };
+    if held.is_some_and(|e| e > file.epoch) {
+        return Err(mismatch(": a member never goes back to an older epoch"));
+    }
+    if let (Some(share), Some(e)) = (&config.key_share, held) {
+        if e == file.epoch {
+            let index = new_index.ok_or(MemberError::NotAMember(*me))?;
+            return Ok((index, Start::KeyShare(share.clone())));
+        }
+    }
+    let Some(transition) = &file.transition else {
+        if held.is_some() {
+            return Err(mismatch(""));
+        }
+        let index = new_index.ok_or(MemberError::NotAMember(*me))?;
+        return Ok((
+            index,
+            Start::Dkg(dkg_config(file, index, config.dkg_phase_timeout)?),
+        ));
+    };
+    if transition.mode == crate::quorum_file::Mode::Rotate {
+        return Err(MemberError::Rotation { epoch: file.epoch });
+    }
+    if held.is_some_and(|e| e.saturating_add(1) != file.epoch) {
+        return Err(mismatch(
+            ": a resharing starts from the share of the epoch just before",
+        ));
+    }
+    let in_previous = transition.previous.iter().any(|m| m.peer_id == *me);
+    if new_index.is_none() && !(in_previous && config.key_share.is_some()) {
+        return Err(MemberError::NotAMember(*me));
+    }
+    let quorum_key = match (&config.key_share, transition.quorum_key) {
+        (Some(share), _) => QuorumKey::from(share.quorum_key()),
+        (None, Some(key)) => key,
+        (None, None) => return Err(MemberError::QuorumKeyNeeded),
+    };
+    let start = member::ReshareStart {
+        previous_members: transition.previous.iter().map(|m| m.peer_id).collect(),
+        previous_threshold: transition.previous_threshold,
+        quorum_key,
+        previous_share: config.key_share.clone(),
+        phase_timeout_ms: (config.dkg_phase_timeout.as_millis() as u64).max(1),
+    };
+    Ok((new_index.unwrap_or(0), Start::Reshare(Box::new(start))))
 }
 
 /// The DKG's base session, which every member derives from the same
@@ -311,16 +390,7 @@ impl BoundMember {
     /// not in the quorum file, no rendezvous address is usable, or the key
     /// share does not match its public key set.
     pub fn start(self, config: MemberConfig) -> Result<MemberHandle, MemberError> {
-        if let Some(transition) = &config.quorum.transition {
-            return Err(MemberError::EpochTransition {
-                epoch: config.quorum.epoch,
-                mode: transition.mode,
-            });
-        }
-        let index = config
-            .quorum
-            .index_of(&self.peer_id)
-            .ok_or(MemberError::NotAMember(self.peer_id))?;
+        let (index, start) = start_of(&config, &self.peer_id)?;
         let rendezvous: Vec<(PeerId, Multiaddr)> = config
             .rendezvous
             .iter()
@@ -335,10 +405,6 @@ impl BoundMember {
         if rendezvous.is_empty() {
             return Err(MemberError::NoRendezvous);
         }
-        let start = match config.key_share.clone() {
-            Some(share) => Start::KeyShare(share),
-            None => Start::Dkg(dkg_config(&config.quorum, index, config.dkg_phase_timeout)?),
-        };
         let core_config = core_config(
             &config,
             index,
@@ -353,6 +419,13 @@ impl BoundMember {
                 index,
                 quorum_key = %QuorumKey::from(share.quorum_key()),
                 "key share loaded and checked: skipping the DKG"
+            ),
+            None if config.quorum.transition.is_some() => info!(
+                index,
+                epoch = config.quorum.epoch,
+                n = config.quorum.n(),
+                threshold = config.quorum.threshold,
+                "resharing the quorum key to the new epoch's members"
             ),
             None => info!(
                 index,
