@@ -13,7 +13,7 @@ use rendezvous_proto::{PeerRecord, QuorumKey, Request, Response};
 use crate::behaviour::now_ms;
 use crate::discover::{answer_table, Client};
 use crate::quorum::{bind, MemberConfig, MemberError, MemberHandle};
-use crate::quorum_file::{Member, QuorumFile};
+use crate::quorum_file::{Member, Mode, QuorumFile, Transition};
 use crate::rendezvous::{start, RendezvousConfig, RendezvousHandle};
 
 /// Why the demo (or one of its helpers) stopped.
@@ -203,6 +203,108 @@ impl LocalQuorum {
         share
     }
 
+    /// Moves the quorum to its next epoch by resharing, as operators would
+    /// with `rdht quorum --quorum next.toml`: every old member is
+    /// restarted (same identity, a new port) with the next epoch's file
+    /// and its share of this epoch (`shares`, old index order); the old
+    /// members `stay` (1-based) keep a seat, `join` newcomers join, the
+    /// other old members deal and leave. The old processes are killed
+    /// first, so the old epoch's records stay listed until the new
+    /// namespace record replaces them. Returns the new epoch's quorum
+    /// (members in new index order: those who stay, then the newcomers)
+    /// and the leaving members' handles (they stop on their own).
+    pub async fn reshare(
+        &mut self,
+        shares: &[dkg::KeyShare],
+        stay: &[u32],
+        join: usize,
+        threshold: u32,
+        rendezvous: Vec<Multiaddr>,
+    ) -> Result<(LocalQuorum, Vec<MemberHandle>), DemoError> {
+        let quorum_key = shares
+            .first()
+            .map(|s| QuorumKey::from(s.quorum_key()))
+            .ok_or(DemoError::NoKeyShare(1))?;
+        let newcomers: Vec<Keypair> = (0..join).map(|_| Keypair::generate_ed25519()).collect();
+        let mut bound = Vec::new();
+        for keypair in self.keypairs.iter().chain(&newcomers) {
+            bound.push(bind(keypair.clone(), &[loopback()]).await?);
+        }
+        let entry = |b: &crate::quorum::BoundMember| -> Result<Member, DemoError> {
+            let addr = b.listen_addrs.first().cloned();
+            Ok(Member {
+                peer_id: b.peer_id,
+                addr: addr.ok_or(DemoError::NoListenAddress)?,
+            })
+        };
+        let old_count = self.keypairs.len();
+        let previous = bound[..old_count]
+            .iter()
+            .map(entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut members = Vec::new();
+        let mut new_order = Vec::new();
+        for &i in stay {
+            let position = (i as usize)
+                .checked_sub(1)
+                .ok_or(DemoError::NoKeyShare(i))?;
+            members.push(
+                previous
+                    .get(position)
+                    .cloned()
+                    .ok_or(DemoError::NoKeyShare(i))?,
+            );
+            new_order.push(position);
+        }
+        for position in old_count..bound.len() {
+            members.push(entry(&bound[position])?);
+            new_order.push(position);
+        }
+        let file = QuorumFile {
+            epoch: self.file.epoch + 1,
+            threshold,
+            kind: self.file.kind.clone(),
+            members,
+            transition: Some(Transition {
+                mode: Mode::Reshare,
+                previous_threshold: self.file.threshold,
+                previous,
+                quorum_key: Some(quorum_key),
+            }),
+        };
+        for m in self.members.iter().flatten() {
+            m.kill();
+        }
+        self.members.clear();
+        let mut started: Vec<Option<MemberHandle>> = Vec::new();
+        for (position, b) in bound.into_iter().enumerate() {
+            let mut config = MemberConfig::new(file.clone(), rendezvous.clone());
+            config.ttl = self.ttl;
+            if let Some(share) = shares.get(position) {
+                config.key_share = Some(share.clone());
+                config.epoch = self.file.epoch;
+            }
+            started.push(Some(b.start(config)?));
+        }
+        let members = new_order
+            .iter()
+            .map(|&p| started.get_mut(p).and_then(Option::take))
+            .collect();
+        let keypairs = new_order
+            .iter()
+            .filter_map(|&p| self.keypairs.iter().chain(&newcomers).nth(p).cloned())
+            .collect();
+        let leavers = started.into_iter().flatten().collect();
+        let next = LocalQuorum {
+            file,
+            keypairs,
+            members,
+            rendezvous,
+            ttl: self.ttl,
+        };
+        Ok((next, leavers))
+    }
+
     /// Starts a member with the given identity and key share. A share
     /// that does not match its public key set is refused here, before any
     /// rendezvous node is asked (`MemberError::Member(KeyShareMismatch)`).
@@ -322,6 +424,10 @@ pub async fn run() -> Result<(), DemoError> {
     let mut farmer = start_quorum(4, 3, Some("farmer"), vec![r1.clone()], ttl, dkg_phase).await?;
     let harvester = start_quorum(3, 2, Some("harvester"), vec![r2.clone()], ttl, dkg_phase).await?;
     let farmer_key = farmer.wait_registered(1, wait).await?;
+    // Kept for step 8 (member 4's process is killed in step 6).
+    let farmer_shares = (1..=4)
+        .map(|i| farmer.key_share(i))
+        .collect::<Option<Vec<_>>>();
     let harvester_key = harvester.wait_registered(1, wait).await?;
     println!("  farmer quorum key    {farmer_key}");
     println!("  harvester quorum key {harvester_key}");
@@ -443,6 +549,52 @@ pub async fn run() -> Result<(), DemoError> {
         let a = discover_until(&mut client, at, farmer_key, wait, |a| a.peers.len() == 3).await?;
         println!("  {name} lists seats {:?}", indices(&a));
     }
+    step(
+        8,
+        "'farmer' changes members by resharing: member 1 leaves, member 4 comes back, a newcomer joins",
+    );
+    let shares = farmer_shares.ok_or(DemoError::NoKeyShare(1))?;
+    // Member 4's process is gone (step 6): it restarts for the new epoch.
+    let (next, leavers) = farmer
+        .reshare(&shares, &[2, 3, 4], 1, 3, vec![r2.clone(), r3.clone()])
+        .await?;
+    println!("  epoch 1: members 2, 3, 4 of epoch 0 and a newcomer, threshold 3, registering at R2 and R3;");
+    println!("  the old members re-deal their shares to the new ones: no new DKG, no dealer");
+    let resharing_started = Instant::now();
+    let a = discover_until(&mut client, &r3, farmer_key, wait, |a| {
+        a.epoch() == 1 && a.peers.len() == 4
+    })
+    .await?;
+    println!(
+        "  R3, asked by the same quorum key, lists epoch {} after {} ms:",
+        a.epoch(),
+        resharing_started.elapsed().as_millis()
+    );
+    print!("{}", answer_table(&a));
+    let newcomer = next
+        .file
+        .members
+        .last()
+        .map(|m| m.peer_id.to_string())
+        .unwrap_or_default();
+    println!("  (the newcomer is seat 4, {newcomer})");
+    for leaver in leavers {
+        leaver.join().await?;
+        println!("  member 1 dealt its share, unregistered and stopped");
+    }
+    let departed = farmer.keypairs[0].clone();
+    match register_raw(&r2, departed, farmer_key, &shares[0].secret).await? {
+        Response::Rejected(code) => {
+            println!("  member 1 tries to register with its old share: refused by R2: {code}")
+        }
+        other => {
+            return Err(DemoError::NotRefused {
+                what: "the departed member's old share",
+                answer: Box::new(other),
+            })
+        }
+    }
+    drop(next);
     let _ = now_ms();
     println!("\nDone in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())

@@ -11,12 +11,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use libp2p::identity::Keypair;
 use libp2p::PeerId;
-use node::demo::{loopback, register_raw, start_quorum, start_rendezvous_nodes};
+use node::demo::{register_raw, start_quorum, start_rendezvous_nodes};
 use node::discover::Client;
-use node::quorum::{bind, MemberConfig};
-use node::quorum_file::{Member, Mode, QuorumFile, Transition};
 use rendezvous_proto::{Response, StatusCode};
 
 const PHASE: Duration = Duration::from_millis(400);
@@ -84,46 +81,12 @@ async fn reshare_a_running_quorum_switches_discovery_to_the_new_members() {
         // Each old member is restarted (same identity, a new port) with the
         // epoch-1 file; the old processes stop as a crash would, so they do
         // not unregister the epoch-0 records before the new ones are in.
-        let newcomer = Keypair::generate_ed25519();
-        let mut bound = Vec::new();
-        for keypair in old.keypairs.iter().cloned().chain([newcomer.clone()]) {
-            bound.push(bind(keypair, &[loopback()]).await.unwrap());
-        }
-        let addr = |i: usize| bound[i].listen_addrs[0].clone();
-        let member = |i: usize| Member {
-            peer_id: bound[i].peer_id,
-            addr: addr(i),
-        };
-        let next = QuorumFile {
-            epoch: 1,
-            threshold: 3,
-            kind: Some("farmer".into()),
-            members: vec![member(1), member(2), member(3), member(4)],
-            transition: Some(Transition {
-                mode: Mode::Reshare,
-                previous_threshold: 3,
-                previous: (0..4).map(member).collect(),
-                quorum_key: Some(quorum_key),
-            }),
-        };
-        for m in old.members.iter().flatten() {
-            m.kill();
-        }
-        let mut handles = Vec::new();
-        for (i, b) in bound.into_iter().enumerate() {
-            let mut config = MemberConfig::new(next.clone(), rendezvous.clone());
-            config.ttl = TTL;
-            config.dkg_phase_timeout = PHASE;
-            if let Some(share) = old_shares.get(i) {
-                config.key_share = Some(share.clone());
-                config.epoch = 0;
-            }
-            handles.push(b.start(config).unwrap());
-        }
-        old.members.clear();
-
+        let (next, mut leavers) = old
+            .reshare(&old_shares, &[2, 3, 4], 1, 3, rendezvous.clone())
+            .await
+            .unwrap();
         let timeline = probe.await.unwrap();
-        let new_peers: BTreeSet<PeerId> = next.members.iter().map(|m| m.peer_id).collect();
+        let new_peers: BTreeSet<PeerId> = next.file.members.iter().map(|m| m.peer_id).collect();
         let last = timeline.last().and_then(|(_, s)| s.clone());
         assert_eq!(
             last,
@@ -167,20 +130,19 @@ async fn reshare_a_running_quorum_switches_discovery_to_the_new_members() {
             }
         }
         // Same key; the new shares are of a new key set.
-        let new_share = (1..4)
-            .find_map(|i| handles[i].status.borrow().key_share.clone())
-            .expect("a new member holds a share");
+        let new_share = next.key_share(1).expect("a new member holds a share");
         assert_eq!(
             rendezvous_proto::QuorumKey::from(new_share.quorum_key()),
             quorum_key
         );
         assert_ne!(new_share.public_key_set, old_shares[0].public_key_set);
         // The leaver dealt, unregistered and stopped on its own.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !handles[0].is_finished() {
-            assert!(Instant::now() < deadline, "the leaving member did not stop");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let leaver = leavers.pop().expect("member 1 leaves");
+        assert!(leavers.is_empty());
+        tokio::time::timeout(Duration::from_secs(20), leaver.join())
+            .await
+            .expect("the leaving member stops on its own")
+            .expect("and without an error");
         // Its old share (epoch 0) is refused now that epoch 1 is in.
         let answer = register_raw(
             &at,
@@ -191,7 +153,7 @@ async fn reshare_a_running_quorum_switches_discovery_to_the_new_members() {
         .await
         .unwrap();
         assert_eq!(answer, Response::Rejected(StatusCode::StaleEpoch));
-        for h in handles.into_iter().skip(1) {
+        for h in next.members.into_iter().flatten() {
             let _ = h.shutdown().await;
         }
     })

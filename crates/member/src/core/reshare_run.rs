@@ -41,6 +41,9 @@ pub(super) enum Resharing {
         start: Box<ReshareStart>,
         outstanding: BTreeSet<usize>,
         retry_at: u64,
+        /// Messages of fellow participants that came meanwhile, for the
+        /// run (bounded: five per participant).
+        early: Vec<(PeerId, DkgMessage)>,
     },
     /// The run.
     Running(Box<ReshareMember>),
@@ -56,12 +59,19 @@ const FETCH_RETRY_MS: u64 = 1_000;
 impl Member {
     /// Starts a resharing at `now` (from [`Member::new`]).
     pub(super) fn start_reshare(&mut self, now: u64, start: ReshareStart) {
+        self.fetch_or_run(now, start, Vec::new());
+    }
+
+    /// Starts the run if the previous key set is known (an old member's
+    /// share has it), else asks the rendezvous nodes for it; `early`
+    /// holds the messages that came before.
+    fn fetch_or_run(&mut self, now: u64, start: ReshareStart, early: Vec<(PeerId, DkgMessage)>) {
         match start
             .previous_share
             .as_ref()
             .map(|s| s.public_key_set.clone())
         {
-            Some(key_set) => self.run_reshare(now, start, key_set),
+            Some(key_set) => self.run_reshare(now, start, key_set, early),
             None => {
                 let outstanding: BTreeSet<usize> = (0..self.slots.len()).collect();
                 for rendezvous in outstanding.iter().copied() {
@@ -79,6 +89,7 @@ impl Member {
                     start: Box::new(start),
                     outstanding,
                     retry_at: now.saturating_add(FETCH_RETRY_MS),
+                    early,
                 });
             }
         }
@@ -116,14 +127,20 @@ impl Member {
             return;
         }
         let key_set = verified.key_set().clone();
-        let Some(Resharing::Fetching { start, .. }) = self.resharing.take() else {
+        let Some(Resharing::Fetching { start, early, .. }) = self.resharing.take() else {
             return;
         };
-        self.run_reshare(now, *start, key_set);
+        self.run_reshare(now, *start, key_set, early);
     }
 
     /// Builds the run's configuration and starts it.
-    fn run_reshare(&mut self, now: u64, start: ReshareStart, key_set: dkg::PublicKeySet) {
+    fn run_reshare(
+        &mut self,
+        now: u64,
+        start: ReshareStart,
+        key_set: dkg::PublicKeySet,
+        early: Vec<(PeerId, DkgMessage)>,
+    ) {
         let old: Vec<Vec<u8>> = start
             .previous_members
             .iter()
@@ -153,7 +170,13 @@ impl Member {
             ReshareMember::new(config, start.previous_share.as_ref(), now, &mut self.rng)
         });
         match run {
-            Ok(run) => {
+            Ok(mut run) => {
+                for (from, message) in early {
+                    if let Some(places) = run.config().participant(&from.to_bytes()) {
+                        // A refused message changes nothing in the run.
+                        let _ = run.handle_message(now, places, message);
+                    }
+                }
                 self.leaving = run
                     .config()
                     .me()
@@ -179,10 +202,12 @@ impl Member {
                 start,
                 outstanding,
                 retry_at,
+                early,
             }) if *retry_at <= now && outstanding.is_empty() => {
                 let start = (**start).clone();
+                let early = std::mem::take(early);
                 self.resharing = None;
-                self.start_reshare(now, start);
+                self.fetch_or_run(now, start, early);
             }
             Some(Resharing::Running(run)) if run.poll_deadline().is_some_and(|d| d <= now) => {
                 let before = run.phase();
@@ -213,10 +238,21 @@ impl Member {
         let Ok(message) = DkgMessage::decode(bytes) else {
             return Response::Rejected(StatusCode::Decode);
         };
-        let Some(Resharing::Running(run)) = self.resharing.as_mut() else {
-            // Finished here already (a resend whose acknowledgement was
-            // lost), or still fetching (the sender sends it again).
-            return Response::DkgAccepted;
+        let participants = self.config.quorum.n() as usize;
+        let run = match self.resharing.as_mut() {
+            Some(Resharing::Running(run)) => run,
+            Some(Resharing::Fetching { start, early, .. }) => {
+                // Kept for the run; one message per participant and kind
+                // is all it needs, more is a misbehaving participant.
+                let bound = 5 * (participants + start.previous_members.len());
+                if early.len() < bound {
+                    early.push((*from, message));
+                }
+                return Response::DkgAccepted;
+            }
+            // Finished here already: a resend whose acknowledgement was
+            // lost.
+            _ => return Response::DkgAccepted,
         };
         let Some(places) = run.config().participant(&from.to_bytes()) else {
             return Response::Rejected(StatusCode::NotAMember);
