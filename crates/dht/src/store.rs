@@ -625,8 +625,7 @@ impl NamespaceStore {
                     // which are refused (`StaleEpoch`) from now on; the
                     // new epoch's seats start afresh.
                     for (&index, &(_, expires)) in &entry.withdrawn {
-                        self.withdrawn_expiry
-                            .remove(&(expires, quorum_key, index));
+                        self.withdrawn_expiry.remove(&(expires, quorum_key, index));
                     }
                     entry.withdrawn.clear();
                 }

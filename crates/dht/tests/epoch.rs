@@ -34,7 +34,9 @@ fn at_epoch_1(q: &TestQuorum, seq: u64) -> NamespaceStore {
     let mut s = NamespaceStore::new(StoreConfig::default(), [7; 32]);
     let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
     assert!(s.register_namespace(ns, Some(q.peer_id(1)), NOW).is_ok());
-    let regs = (1..=4).map(|i| reg(q, q.peer(i, 1, seq, NOW + HOUR))).collect();
+    let regs = (1..=4)
+        .map(|i| reg(q, q.peer(i, 1, seq, NOW + HOUR)))
+        .collect();
     assert_eq!(s.register_peers(regs, NOW), vec![Ok(HOUR); 4]);
     s
 }
@@ -86,7 +88,10 @@ fn epoch_switch_drops_every_old_record_from_storage_liveness_and_answers() {
     let stats = s.stats();
     assert_eq!(stats.peer_records, 0, "epoch-1 records stay stored");
     assert_eq!(stats.tracked_peers, 0, "epoch-1 records stay in liveness");
-    assert!(s.due_pings(NOW + HOUR / 2).is_empty(), "epoch-1 peers pinged");
+    assert!(
+        s.due_pings(NOW + HOUR / 2).is_empty(),
+        "epoch-1 peers pinged"
+    );
     assert_eq!(s.peer_seq(&q.quorum_key(), 1), None);
     assert!(served_epochs(s, &q).is_empty());
 }
@@ -134,7 +139,11 @@ fn epoch_switch_refuses_old_seats_on_direct_registrations() {
         s.register_peer(reg(&q, q.peer(4, 3, 1, NOW + HOUR)), NOW),
         Err(StatusCode::EpochMismatch)
     );
-    assert_eq!(s.fingerprint(), before, "a refused record changed the store");
+    assert_eq!(
+        s.fingerprint(),
+        before,
+        "a refused record changed the store"
+    );
 
     // RegisterPeers: one record per epoch, each decided on its own.
     let results = s.register_peers(
@@ -183,9 +192,15 @@ fn epoch_switch_a_late_kad_value_of_the_old_epoch_brings_nothing_back() {
         assert_eq!(report.peers_stored, 0);
         assert_eq!(
             report.peers_rejected,
-            (1..=4).map(|i| (i, StatusCode::StaleEpoch)).collect::<Vec<_>>()
+            (1..=4)
+                .map(|i| (i, StatusCode::StaleEpoch))
+                .collect::<Vec<_>>()
         );
-        assert_eq!(s.fingerprint(), before, "an epoch-1 value changed the store");
+        assert_eq!(
+            s.fingerprint(),
+            before,
+            "an epoch-1 value changed the store"
+        );
     }
     // Epoch-1 peers inside a value of the epoch-2 namespace.
     let mixed = NamespaceValue {
@@ -221,7 +236,9 @@ fn epoch_switch_a_late_kad_value_of_the_old_epoch_brings_nothing_back() {
     }
     assert_eq!(
         rejected,
-        (1..=4).map(|i| (i, StatusCode::StaleEpoch)).collect::<Vec<_>>()
+        (1..=4)
+            .map(|i| (i, StatusCode::StaleEpoch))
+            .collect::<Vec<_>>()
     );
     assert_eq!(served_by(server, &q), vec![2; 8]);
 }

@@ -53,14 +53,8 @@ fn a_member_cosigns_only_its_own_epoch_with_a_typed_refusal_otherwise() {
         )
     };
     assert_eq!(check(3), Ok(()));
-    assert_eq!(
-        check(2),
-        Err(SignRefusal::StaleEpoch { held: 3, asked: 2 })
-    );
-    assert_eq!(
-        check(0),
-        Err(SignRefusal::StaleEpoch { held: 3, asked: 0 })
-    );
+    assert_eq!(check(2), Err(SignRefusal::StaleEpoch { held: 3, asked: 2 }));
+    assert_eq!(check(0), Err(SignRefusal::StaleEpoch { held: 3, asked: 0 }));
     assert_eq!(
         check(4),
         Err(SignRefusal::FutureEpoch { held: 3, asked: 4 })
@@ -216,7 +210,11 @@ fn the_coordinator_builds_and_members_seat_the_epoch_of_their_key_share() {
     // The node takes it; the coordinator announces it and everyone of
     // epoch 5 registers a seat of epoch 5.
     for (from, t) in out {
-        members[from as usize - 1].handle_response(T0, t.id, Ok(Response::Registered { ttl_ms: MINUTE }));
+        members[from as usize - 1].handle_response(
+            T0,
+            t.id,
+            Ok(Response::Registered { ttl_ms: MINUTE }),
+        );
     }
     let out = pump(&mut members, &q, T0);
     let mut seats: Vec<(u32, u64)> = out

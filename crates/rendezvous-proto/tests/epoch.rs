@@ -8,8 +8,8 @@ use rand_core::SeedableRng;
 use rendezvous_proto::seated::{check_seat_epoch, check_seated_fields, verify_served};
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{
-    verify_discover_answer, Cookie, DiscoverAnswer, DiscoveredPeer, Limits, PeerRecord,
-    StatusCode, VerifiedAnswer,
+    verify_discover_answer, Cookie, DiscoverAnswer, DiscoveredPeer, Limits, PeerRecord, StatusCode,
+    VerifiedAnswer,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -36,8 +36,14 @@ fn answer(q: &TestQuorum, epoch: u64, issued: u64, peers: Vec<PeerRecord>) -> Di
 }
 
 fn verified(q: &TestQuorum, a: &DiscoverAnswer) -> VerifiedAnswer {
-    verify_discover_answer(a, &q.quorum_key(), NOW, &L, &mut ChaCha20Rng::seed_from_u64(1))
-        .expect("the namespace verifies")
+    verify_discover_answer(
+        a,
+        &q.quorum_key(),
+        NOW,
+        &L,
+        &mut ChaCha20Rng::seed_from_u64(1),
+    )
+    .expect("the namespace verifies")
 }
 
 /// (index, epoch, seq) of the peers kept.
