@@ -34,6 +34,10 @@ struct Query {
     attempts: u32,
     replies: u32,
     best: BTreeMap<u32, PeerRecord>,
+    /// The namespace epoch every record in `best` is of: answers are
+    /// never mixed across epochs (a later epoch replaces what an earlier
+    /// one gave; an earlier one adds nothing).
+    epoch: Option<u64>,
     rejected: Vec<StatusCode>,
     namespace_errors: Vec<StatusCode>,
 }
@@ -75,6 +79,7 @@ impl Client {
                     attempts: 0,
                     replies: 0,
                     best: BTreeMap::new(),
+                    epoch: None,
                     rejected: Vec::new(),
                     namespace_errors: Vec::new(),
                 };
@@ -168,6 +173,13 @@ impl Client {
                     self.liars.insert(query.entry);
                 }
                 query.rejected.extend(forged);
+                let epoch = verified.epoch();
+                match query.epoch {
+                    Some(held) if epoch < held => return clean,
+                    Some(held) if epoch > held => query.best.clear(),
+                    _ => {}
+                }
+                query.epoch = Some(epoch);
                 for p in verified.peers {
                     let index = p.record.index();
                     let newer = query
