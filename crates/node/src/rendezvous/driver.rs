@@ -223,6 +223,13 @@ impl Driver {
                         }
                     }
                 }
+                Output::PersistHandovers(handovers) => {
+                    if let Some(db) = &self.db {
+                        if let Err(e) = db.save_handovers(&handovers) {
+                            warn!("saving handovers: {e}");
+                        }
+                    }
+                }
             }
         }
         let c = self.core().counters();
