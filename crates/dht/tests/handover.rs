@@ -189,6 +189,45 @@ fn a_retirement_ends_when_its_handover_expires() {
     assert!(s.register_namespace(ns, None, later).is_ok());
 }
 
+#[test]
+fn a_handover_takes_a_namespace_slot_unless_it_replaces_one() {
+    let (a, b, c, d) = (quorum(1), quorum(2), quorum(3), quorum(4));
+    let config = StoreConfig {
+        quotas: dht::Quotas {
+            max_namespaces: 1,
+            max_registrations_per_source: 2,
+            ..dht::Quotas::default()
+        },
+        ..StoreConfig::default()
+    };
+    let mut s = NamespaceStore::new(config, [7; 32]);
+    let ns = a.namespace(1, None, NOW, NOW + HOUR);
+    s.register_namespace(ns, None, NOW).unwrap();
+    // The store is full: a handover of a key it does not hold is refused...
+    let before = s.fingerprint();
+    assert_eq!(
+        s.publish_handover(handover(&c, &d, NOW), None, NOW),
+        Err(StatusCode::QuotaExceeded)
+    );
+    assert_eq!(s.fingerprint(), before);
+    // ...one that retires the namespace it holds takes its slot.
+    let publisher = PeerId::random();
+    assert!(s
+        .publish_handover(handover(&a, &b, NOW), Some(publisher), NOW)
+        .is_ok());
+    assert_eq!(s.stats().namespaces, 0);
+    assert_eq!(s.handover_count(), 1);
+    assert_eq!(s.source_count(&publisher), 1);
+    // A superseding one replaces it (a new holder, no new slot).
+    let other = PeerId::random();
+    assert!(s
+        .publish_handover(handover(&a, &c, NOW + 1), Some(other), NOW)
+        .is_ok());
+    assert_eq!(s.handover_count(), 1);
+    assert_eq!(s.source_count(&publisher), 0);
+    assert_eq!(s.source_count(&other), 1);
+}
+
 // ----- the server core ---------------------------------------------------------
 
 fn local() -> ServerConfig {

@@ -163,9 +163,20 @@ impl NamespaceStore {
         }
         match self.handovers.by_key.get(&old) {
             Some(stored) if !record.supersedes(&stored.record) => Err(StatusCode::StaleHandover),
-            // Replacing a handover (or a namespace, which it drops) takes
-            // no new slot; the bytes are a handover's either way.
-            Some(_) => Ok(()),
+            // Replacing a handover takes no new slot; its holders change
+            // if it comes from elsewhere.
+            Some(stored) => {
+                let same = stored.source.as_ref() == source && stored.via.as_ref() == via;
+                let freed = if same { HANDOVER_BYTES } else { 0 };
+                if (!same && !self.source_has_room(source))
+                    || !self.bytes_fit(source, via, HANDOVER_BYTES, freed)
+                {
+                    return Err(StatusCode::QuotaExceeded);
+                }
+                Ok(())
+            }
+            // A handover that replaces a namespace (which it drops) takes
+            // no new slot either.
             None => {
                 let replaces_namespace = self.namespaces.contains_key(&old);
                 let slots = self.namespaces.len() + self.handovers.by_key.len();
