@@ -144,3 +144,66 @@ async fn discover_by_a_retired_key_ends_at_the_new_quorums_members() {
         }
     }
 }
+
+/// `rdht discover` through the built binary: the handover lines before
+/// the member table, and the `handovers` field of `--json` (empty for a
+/// key that is not retired), every other field the final key's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdht_discover_prints_where_it_was_sent() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let old = TestQuorum::deal(3, 2, &mut rng);
+    let new = TestQuorum::deal(2, 2, &mut rng);
+    let nodes = start_rendezvous_nodes(1, Duration::from_secs(3600), 3)
+        .await
+        .expect("rendezvous");
+    let at = nodes[0].addr();
+    let now = now_ms();
+    register(&old, &at, now + 3_600_000).await;
+    register(&new, &at, now + 3_600_000).await;
+    let rdht = |key: String, json: bool| {
+        let at = at.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["discover", "--rendezvous", &at, "--quorum-key", &key];
+            if json {
+                args.push("--json");
+            }
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdht"))
+                .args(&args)
+                .output()
+                .expect("run rdht");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        })
+    };
+    let plain: serde_json::Value =
+        serde_json::from_str(&rdht(new.quorum_key().to_hex(), true).await.unwrap()).unwrap();
+    assert_eq!(plain["handovers"], serde_json::json!([]));
+
+    let mut client = Client::ephemeral().expect("client");
+    let handover = old.handover(new.quorum_key(), now, now + 86_400_000);
+    let answer = client
+        .request(&at, Request::PublishHandover(handover), T)
+        .await
+        .expect("answer");
+    assert!(matches!(answer, Response::Registered { .. }), "{answer:?}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&rdht(old.quorum_key().to_hex(), true).await.unwrap()).unwrap();
+    assert_eq!(json["quorum_key"], new.quorum_key().to_hex());
+    assert_eq!(json["n"], 2);
+    assert_eq!(json["peers"].as_array().map(|p| p.len()), Some(2));
+    assert!(json["rejected"].as_array().is_some_and(|r| r.is_empty()));
+    let hops = json["handovers"].as_array().expect("handovers");
+    assert_eq!(hops.len(), 1);
+    assert_eq!(hops[0]["from"], old.quorum_key().to_hex());
+    assert_eq!(hops[0]["to"], new.quorum_key().to_hex());
+
+    let table = rdht(old.quorum_key().to_hex(), false).await.unwrap();
+    let line = format!("handed over: {} -> {}", old.quorum_key(), new.quorum_key());
+    let (before, after) = table.split_once(&line).expect("the handover line");
+    assert!(before.trim().is_empty(), "{table}");
+    assert!(
+        after.contains(&format!("quorum {}", new.quorum_key())),
+        "{table}"
+    );
+}

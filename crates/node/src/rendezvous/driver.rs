@@ -189,7 +189,10 @@ impl Driver {
                     info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
                 }
                 Output::Merged { from, report, .. } => {
-                    if report.namespace_rejected.is_some() || !report.peers_rejected.is_empty() {
+                    if report.namespace_rejected.is_some()
+                        || report.handover_rejected.is_some()
+                        || !report.peers_rejected.is_empty()
+                    {
                         debug!(?from, ?report, "replicated value partly refused");
                     }
                 }
