@@ -207,3 +207,52 @@ async fn rdht_discover_prints_where_it_was_sent() {
         "{table}"
     );
 }
+
+/// A rendezvous with a data directory keeps its handovers across a
+/// restart: the old key is still answered with the handover, and its
+/// namespace does not come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_survives_a_restart() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let old = TestQuorum::deal(3, 2, &mut rng);
+    let new = TestQuorum::deal(3, 2, &mut rng);
+    let dir = std::env::temp_dir().join(format!(
+        "rdht-handover-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let config = node::rendezvous::RendezvousConfig {
+        listen: vec![node::demo::loopback()],
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let r = node::rendezvous::start(keypair.clone(), config.clone())
+        .await
+        .expect("rendezvous");
+    let at = r.addr();
+    let now = now_ms();
+    register(&old, &at, now + 3_600_000).await;
+    let handover = old.handover(new.quorum_key(), now, now + 86_400_000);
+    let mut client = Client::ephemeral().expect("client");
+    let answer = client
+        .request(&at, Request::PublishHandover(handover.clone()), T)
+        .await
+        .expect("answer");
+    assert!(matches!(answer, Response::Registered { .. }), "{answer:?}");
+    r.shutdown().await;
+
+    let r2 = node::rendezvous::start(keypair, config)
+        .await
+        .expect("restart");
+    let stats = r2.stats().await.expect("stats");
+    assert_eq!(stats.namespaces, 0);
+    assert_eq!(stats.peer_records, 0);
+    let mut fresh = Client::ephemeral().expect("client");
+    match fresh.discover(&r2.addr(), old.quorum_key(), T).await {
+        Err(ClientError::HandedOver(h)) => assert_eq!(*h, handover),
+        other => panic!("expected the handover after the restart, got {other:?}"),
+    }
+    r2.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
