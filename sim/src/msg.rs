@@ -183,6 +183,7 @@ impl Msg {
                 Request::Dkg(_) => "dkg",
                 Request::SignNamespace(_) => "sign-namespace",
                 Request::NamespaceReady(_) => "namespace-ready",
+                Request::PublishHandover(_) => "publish-handover",
             },
             Msg::Response { response, .. } => match **response {
                 Response::Rejected(_) => "rejected",

@@ -23,7 +23,7 @@ use libp2p_kad::{ProviderRecord, Record, RecordKey};
 
 use crate::keys::{kind_key, DhtKey};
 use crate::server::{precheck_kad_value, Server, ValueError};
-use crate::value::KindValue;
+use crate::value::{HandoverValue, KindValue};
 
 /// A clock giving milliseconds since the Unix epoch.
 pub type Clock = Box<dyn Fn() -> u64 + Send>;
@@ -91,6 +91,16 @@ impl RecordStore for KadStore {
         let key = Self::dht_key(k)?;
         let now = self.now();
         let store = self.inner.store();
+        // A retired namespace's key holds its handover.
+        if let Some(h) = store
+            .handover_key_for(&key)
+            .and_then(|qk| store.handover(&qk, now))
+        {
+            let value = HandoverValue {
+                handover: h.clone(),
+            };
+            return Some(Cow::Owned(Self::record(key, value.encode())));
+        }
         if let Some(quorum_key) = store.quorum_key_for(&key) {
             // One record per key: a value over the message cap is served
             // by its first page (the rest reaches a replica by PUTs).
@@ -145,6 +155,17 @@ impl RecordStore for KadStore {
                     .map(move |page| Cow::Owned(Self::record(key, page.encode())))
             })
             .collect();
+        for qk in store.retired_keys() {
+            if let Some(h) = store.handover(&qk, now) {
+                let value = HandoverValue {
+                    handover: h.clone(),
+                };
+                out.push(Cow::Owned(Self::record(
+                    crate::namespace_key(&qk),
+                    value.encode(),
+                )));
+            }
+        }
         for kind in self.inner.store().kinds() {
             if let Some(value) = self.kind_value(&kind, now) {
                 out.push(Cow::Owned(Self::record(kind_key(&kind), value.encode())));

@@ -46,7 +46,7 @@ pub use server::{
     VerifyDone, VerifyJob, MAX_KIND_VALUE_ENTRIES,
 };
 pub use store::{
-    verify_values, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport, NamespaceStore,
-    PeerRegistration, StoreStats, VerifiedValue, ANSWER_BYTES,
+    verify_values, CheckedHandover, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport,
+    NamespaceStore, PeerRegistration, StoreStats, VerifiedValue, ANSWER_BYTES,
 };
-pub use value::{KindValue, NamespaceValue};
+pub use value::{HandoverValue, KindValue, NamespaceValue};

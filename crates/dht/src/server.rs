@@ -20,18 +20,18 @@ use libp2p_identity::PeerId;
 use rand_core::RngCore;
 use rendezvous_proto::Multiaddr;
 use rendezvous_proto::{
-    Limits, NamespaceRecord, PendingPeer, QuorumKey, RegisterOutcome, Request, Response,
-    StatusCode, VerifiedNamespace,
+    HandoverRecord, Limits, NamespaceRecord, PendingPeer, QuorumKey, RegisterOutcome, Request,
+    Response, StatusCode, VerifiedNamespace,
 };
 
 use crate::budget::{BudgetConfig, Budgets};
 use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
 use crate::store::{
-    verify_values, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport, NamespaceStore,
-    PeerRegistration, VerifiedValue,
+    verify_values, CheckedHandover, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport,
+    NamespaceStore, PeerRegistration, VerifiedValue,
 };
-use crate::value::{KindValue, NamespaceValue};
+use crate::value::{HandoverValue, KindValue, NamespaceValue};
 
 /// How the server queues, batches, replicates and persists. Times in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,8 @@ enum Work {
     Namespaces(Vec<CheckedNamespace>),
     /// Values from other nodes.
     Values(Vec<CheckedValue>),
+    /// Published handovers (one batch).
+    Handovers(Vec<CheckedHandover>),
 }
 
 /// A verified job: its verdicts, in order.
@@ -193,6 +195,7 @@ enum Done {
     },
     Namespaces(Vec<(CheckedNamespace, Result<VerifiedNamespace, StatusCode>)>),
     Values(Vec<VerifiedValue>),
+    Handovers(Vec<(CheckedHandover, Result<(), StatusCode>)>),
 }
 
 impl VerifyJob {
@@ -202,6 +205,7 @@ impl VerifyJob {
             Work::Peers(c) => c.len(),
             Work::Namespaces(c) => c.len(),
             Work::Values(c) => c.len(),
+            Work::Handovers(c) => c.len(),
         }
     }
 
@@ -253,6 +257,16 @@ impl VerifyJob {
                 rng,
                 checkpoint.unwrap_or(&mut noop),
             )),
+            // Rare (a key rotation): each alone.
+            Work::Handovers(checked) => Done::Handovers(
+                checked
+                    .into_iter()
+                    .map(|c| {
+                        let verdict = c.verify(now_ms);
+                        (c, verdict)
+                    })
+                    .collect(),
+            ),
         };
         VerifyDone { id, done }
     }
@@ -345,6 +359,9 @@ pub enum Output {
     },
     /// Write these namespaces (`None`: remove it) to durable storage.
     Persist(Vec<(QuorumKey, Option<NamespaceValue>)>),
+    /// Write these handovers (by retired key) to durable storage; on
+    /// start they go back through [`NamespaceStore::merge_handover`].
+    PersistHandovers(Vec<(QuorumKey, HandoverRecord)>),
     /// `peer` sent an invalid signature (a second ago: its refusal has gone
     /// out): close its connections and refuse new ones until `until_ms`,
     /// the end of its penalty ([`Output::Unblock`] says when it is over).
@@ -547,6 +564,8 @@ pub struct Server {
     next_budget_sweep: u64,
     /// Namespace registrations waiting for a job.
     namespace_queue: Vec<(CheckedNamespace, ReplyTo)>,
+    /// Published handovers waiting for a job.
+    handover_queue: Vec<(CheckedHandover, ReplyTo)>,
     /// Values waiting for a job.
     value_queue: VecDeque<IncomingValue>,
     /// Value jobs being verified (applied as they finish, in any order).
@@ -603,6 +622,7 @@ impl Server {
             next_penalty_sweep: 0,
             next_budget_sweep: 0,
             namespace_queue: Vec::new(),
+            handover_queue: Vec::new(),
             value_queue: VecDeque::new(),
             value_jobs: BTreeMap::new(),
             queued_value_us: 0,
@@ -636,6 +656,7 @@ impl Server {
     pub fn pending_registrations(&self) -> usize {
         self.queue.len()
             + self.namespace_queue.len()
+            + self.handover_queue.len()
             + self.in_flight.iter().map(|(_, r)| r.len()).sum::<usize>()
     }
 
@@ -776,6 +797,15 @@ impl Server {
                 };
                 self.reply(reply, response);
             }
+            // A retired key is answered with its handover (PROTOCOL.md 15.4).
+            Request::Discover { quorum_key, .. }
+                if self.store.handover(&quorum_key, now).is_some() =>
+            {
+                let handover = self.store.handover(&quorum_key, now).cloned();
+                if let Some(h) = handover {
+                    self.reply(reply, Response::HandedOver(h));
+                }
+            }
             Request::Discover {
                 quorum_key,
                 limit,
@@ -803,6 +833,20 @@ impl Server {
                     Err(code) => Response::Rejected(code),
                 };
                 self.reply(reply, response);
+            }
+            Request::PublishHandover(record) => {
+                // Cheap checks here; the signature in a job.
+                if !self.may_queue(&from, 1) {
+                    return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
+                }
+                match self.store.precheck_handover(record, Some(from), now) {
+                    Ok(checked) => {
+                        *self.queued_by_peer.entry(from).or_insert(0) += 1;
+                        self.handover_queue
+                            .push((checked, ReplyTo::One(reply, from)));
+                    }
+                    Err(code) => return self.reply(reply, Response::Rejected(code)),
+                }
             }
             // Member-to-member messages have no business here.
             Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
@@ -1113,6 +1157,7 @@ impl Server {
         report: MergeReport,
     ) {
         let forged = report.namespace_rejected.is_some_and(is_forgery)
+            || report.handover_rejected.is_some_and(is_forgery)
             || report.peers_rejected.iter().any(|(_, c)| is_forgery(*c));
         if let (true, Some(peer)) = (forged, from) {
             if !self.offenders.contains(&peer) {
@@ -1120,7 +1165,7 @@ impl Server {
             }
         }
         if let Some(qk) = quorum_key {
-            if report.namespace_updated || report.peers_stored > 0 {
+            if report.namespace_updated || report.peers_stored > 0 || report.handover_updated {
                 self.counters.merges += 1;
                 self.changed(qk, false);
             }
@@ -1132,8 +1177,11 @@ impl Server {
                 // full, not by the first answer: a node that answers first
                 // with junk (or with a genuine namespace and forged peers)
                 // only makes the lookup wait for the next.
-                let clean = report.namespace_rejected.is_none() && report.peers_rejected.is_empty();
-                let held = self.store.namespace(&qk).is_some();
+                let clean = report.namespace_rejected.is_none()
+                    && report.peers_rejected.is_empty()
+                    && report.handover_rejected.is_none();
+                let held =
+                    self.store.namespace(&qk).is_some() || self.store.handover(&qk, now).is_some();
                 let settled = lookup.query_done && lookup.values_in_flight == 0;
                 if clean && held {
                     self.answer_lookup(now, qk);
@@ -1179,12 +1227,16 @@ impl Server {
                     self.lookups_by_peer.remove(&asker);
                 }
             }
-            let response = match self.store.discover(&quorum_key, limit, None, now) {
-                Ok(answer) => Response::Discovered(answer),
-                Err(code) => {
-                    found_nothing |= code == StatusCode::UnknownNamespace;
-                    Response::Rejected(code)
-                }
+            // A retired key is answered with its handover.
+            let response = match self.store.handover(&quorum_key, now) {
+                Some(h) => Response::HandedOver(h.clone()),
+                None => match self.store.discover(&quorum_key, limit, None, now) {
+                    Ok(answer) => Response::Discovered(answer),
+                    Err(code) => {
+                        found_nothing |= code == StatusCode::UnknownNamespace;
+                        Response::Rejected(code)
+                    }
+                },
             };
             self.reply(reply, response);
         }
@@ -1229,6 +1281,9 @@ impl Server {
     pub fn flush(&mut self, now: u64) {
         if !self.namespace_queue.is_empty() {
             self.submit_namespaces(now);
+        }
+        if !self.handover_queue.is_empty() {
+            self.submit_handovers(now);
         }
         while !self.queue.is_empty() {
             self.submit(now);
@@ -1390,6 +1445,18 @@ impl Server {
             // under its key; replicas merge them.
             let max = self.store.config().limits.max_message_bytes;
             for qk in std::mem::take(&mut self.replicate) {
+                // A retired key's value is its handover.
+                if let Some(h) = self.store.handover(&qk, now) {
+                    self.outputs.push_back(Output::Replicate {
+                        quorum_key: qk,
+                        key: namespace_key(&qk),
+                        value: HandoverValue {
+                            handover: h.clone(),
+                        }
+                        .encode(),
+                    });
+                    continue;
+                }
                 for value in self.store.namespace_value_pages(&qk, now, max) {
                     self.outputs.push_back(Output::Replicate {
                         quorum_key: qk,
@@ -1401,11 +1468,19 @@ impl Server {
         }
         if !self.persist.is_empty() && now >= self.next_persist {
             self.next_persist = now + self.config.persist_period_ms;
-            let updates = std::mem::take(&mut self.persist)
+            let keys = std::mem::take(&mut self.persist);
+            let handovers: Vec<(QuorumKey, HandoverRecord)> = keys
+                .iter()
+                .filter_map(|qk| Some((*qk, self.store.handover(qk, now)?.clone())))
+                .collect();
+            let updates = keys
                 .into_iter()
                 .map(|qk| (qk, self.store.namespace_value(&qk, now)))
                 .collect();
             self.outputs.push_back(Output::Persist(updates));
+            if !handovers.is_empty() {
+                self.outputs.push_back(Output::PersistHandovers(handovers));
+            }
         }
     }
 
@@ -1419,6 +1494,10 @@ impl Server {
         while self.jobs_out() < max_jobs {
             if !self.namespace_queue.is_empty() {
                 self.submit_namespaces(now);
+                continue;
+            }
+            if !self.handover_queue.is_empty() {
+                self.submit_handovers(now);
                 continue;
             }
             let peers = self.should_submit(now);
@@ -1438,6 +1517,14 @@ impl Server {
         let batch = std::mem::take(&mut self.namespace_queue);
         let (checked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let id = self.push_job(now, Work::Namespaces(checked));
+        self.in_flight.push_back((id, replies));
+    }
+
+    /// Published handovers to one job.
+    fn submit_handovers(&mut self, now: u64) {
+        let batch = std::mem::take(&mut self.handover_queue);
+        let (checked, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let id = self.push_job(now, Work::Handovers(checked));
         self.in_flight.push_back((id, replies));
     }
 
@@ -1549,6 +1636,18 @@ impl Server {
                         let qk = checked.record().quorum_key();
                         let outcome = self.store.apply_namespace_verdict(checked, verdict, now);
                         if let (Ok(_), Some(qk)) = (&outcome, qk) {
+                            self.changed(qk, true);
+                        }
+                        self.answer(reply, outcome);
+                    }
+                }
+                Some(Done::Handovers(verdicts)) => {
+                    for (reply, (checked, verdict)) in replies.into_iter().zip(verdicts) {
+                        let qk = checked.record().old_quorum_key;
+                        let outcome = self.store.apply_handover_verdict(checked, verdict, now);
+                        if outcome.is_ok() {
+                            // Replicated as the key's value from now on;
+                            // its dropped namespace is removed from disk.
                             self.changed(qk, true);
                         }
                         self.answer(reply, outcome);
@@ -1694,6 +1793,7 @@ fn is_forgery(code: StatusCode) -> bool {
         StatusCode::InvalidShareSignature
             | StatusCode::InvalidEnvelopeSignature
             | StatusCode::InvalidNamespaceSignature
+            | StatusCode::InvalidHandoverSignature
     )
 }
 
@@ -1725,6 +1825,26 @@ pub(crate) fn precheck_kad_value(
 ) -> Result<Prechecked, ValueError> {
     let key = dht_key(key)?;
     let limits = store.config().limits;
+    if let Ok(value) = HandoverValue::decode(value) {
+        let quorum_key = value.handover.old_quorum_key;
+        if namespace_key(&quorum_key) != key {
+            return Err(ValueError::WrongKey);
+        }
+        let checked = store.precheck_handover_value(value.handover, None, now);
+        if checked.report().handover_rejected == Some(StatusCode::QuotaExceeded) {
+            return Err(ValueError::Full);
+        }
+        let (report, checked) = if checked.needs_verification() {
+            (MergeReport::default(), vec![checked])
+        } else {
+            (checked.report().clone(), Vec::new())
+        };
+        return Ok(Prechecked {
+            quorum_key: Some(quorum_key),
+            report,
+            checked,
+        });
+    }
     if let Ok(value) = NamespaceValue::decode(value, &limits) {
         let quorum_key = value.namespace.quorum_key();
         if quorum_key.map(|qk| namespace_key(&qk)) != Some(key) {

@@ -37,7 +37,9 @@ use crate::keys::{kind_key, namespace_key, DhtKey};
 use crate::liveness::{Liveness, PingTarget, Transition};
 use crate::value::NamespaceValue;
 
+mod handover;
 mod merge;
+pub use handover::CheckedHandover;
 pub use merge::{verify_values, CheckedValue, VerifiedValue};
 
 /// A peer registration as it arrives: the record and, when it came over a
@@ -147,6 +149,11 @@ pub struct MergeReport {
     /// verification budget did not cover them (they come again with the
     /// next copy of the value).
     pub peers_over_budget: usize,
+    /// Of a handover value: the handover was new (or superseded the one
+    /// held) and is now stored; the namespace is retired here.
+    pub handover_updated: bool,
+    /// Of a handover value: why the handover was refused, if it was.
+    pub handover_rejected: Option<StatusCode>,
 }
 
 impl MergeReport {
@@ -165,6 +172,10 @@ impl MergeReport {
         self.kind_entries_rejected
             .extend(other.kind_entries_rejected);
         self.peers_over_budget += other.peers_over_budget;
+        self.handover_updated |= other.handover_updated;
+        if self.handover_rejected.is_none() {
+            self.handover_rejected = other.handover_rejected;
+        }
     }
 }
 
@@ -252,6 +263,8 @@ pub struct NamespaceStore {
     /// Which address scopes a peer record must list at least one address
     /// of to be accepted (`None`: any; a server sets its dial policy).
     address_policy: Option<AddressPolicy>,
+    /// Handovers by retired key (`store/handover.rs`).
+    handovers: handover::Handovers,
 }
 
 /// Namespaces looked at (soonest to expire first) for one to evict.
@@ -295,6 +308,7 @@ impl NamespaceStore {
             seat_order: VecDeque::new(),
             newly_unreachable: Vec::new(),
             address_policy: None,
+            handovers: handover::Handovers::default(),
         }
     }
 
@@ -529,6 +543,9 @@ impl NamespaceStore {
         via: Option<&PeerId>,
     ) -> Result<Option<QuorumKey>, StatusCode> {
         let quorum_key = record.quorum_key().ok_or(StatusCode::Decode)?;
+        if self.is_retired(&quorum_key) {
+            return Err(StatusCode::NamespaceRetired);
+        }
         if !self
             .config
             .admission
@@ -831,6 +848,9 @@ impl NamespaceStore {
         registration: PeerRegistration,
         now_ms: u64,
     ) -> Result<CheckedPeer, StatusCode> {
+        if self.is_retired(&registration.record.quorum_key()) {
+            return Err(StatusCode::NamespaceRetired);
+        }
         let entry = self
             .namespaces
             .get(&registration.record.quorum_key())
@@ -1272,6 +1292,7 @@ impl NamespaceStore {
                 self.namespaces.insert(quorum_key, entry);
             }
         }
+        dropped += self.expire_handovers(now_ms);
         // Withdrawn seqs whose record would have expired: by their own
         // index, not a walk over every namespace.
         while let Some(&(at, quorum_key, index)) = self.withdrawn_expiry.first() {
@@ -1292,7 +1313,13 @@ impl NamespaceStore {
     /// ping): the driver should call [`NamespaceStore::expire`] and
     /// [`NamespaceStore::due_pings`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let expiry = self.expiry.first().map(|(at, _, _)| *at);
+        let expiry = match (
+            self.expiry.first().map(|(at, _, _)| *at),
+            self.next_handover_expiry(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (expiry, self.liveness.next_ping_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1378,6 +1405,7 @@ impl NamespaceStore {
         out.extend_from_slice(
             &format!("{:?}{:?}{:?}", self.sources, self.by_kind, self.expiry).into_bytes(),
         );
+        self.handover_fingerprint(&mut out);
         out
     }
 

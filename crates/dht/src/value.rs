@@ -4,7 +4,7 @@
 
 use rendezvous_proto::codec::{MIN_NAMESPACE_RECORD_BYTES, MIN_PEER_RECORD_BYTES};
 use rendezvous_proto::wire::{Reader, Writer};
-use rendezvous_proto::{DecodeError, Limits, NamespaceRecord, PeerRecord};
+use rendezvous_proto::{DecodeError, HandoverRecord, Limits, NamespaceRecord, PeerRecord};
 
 /// Version byte of the value encoding.
 pub const VALUE_VERSION: u8 = 1;
@@ -83,5 +83,37 @@ impl KindValue {
         }
         r.finish()?;
         Ok(Self { namespaces })
+    }
+}
+
+/// Version byte of a [`HandoverValue`]: its first byte tells it apart
+/// from a [`NamespaceValue`] (version 1) under the same key.
+pub const HANDOVER_VALUE_VERSION: u8 = 2;
+
+/// The value stored under a *retired* namespace's DHT key: the handover
+/// that retired it (PROTOCOL.md 15.4). Self-certifying like the rest: a
+/// replica re-verifies it under the old key before it stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoverValue {
+    /// The handover, threshold-signed by the retired key.
+    pub handover: HandoverRecord,
+}
+
+impl HandoverValue {
+    /// Canonical encoding: version (2), then the handover record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(HANDOVER_VALUE_VERSION);
+        self.handover.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    /// Strict decoding (a handover has a fixed size: 210 bytes in all).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.expect_version(HANDOVER_VALUE_VERSION)?;
+        let handover = HandoverRecord::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(Self { handover })
     }
 }

@@ -31,7 +31,10 @@ pub enum Class {
 /// code at all) are [`Class::Transient`].
 pub fn classify(code: StatusCode) -> Class {
     match code {
-        StatusCode::Ok | StatusCode::StaleSequence | StatusCode::StaleEpoch => Class::AlreadyHeld,
+        StatusCode::Ok
+        | StatusCode::StaleSequence
+        | StatusCode::StaleEpoch
+        | StatusCode::StaleHandover => Class::AlreadyHeld,
         StatusCode::UnknownNamespace | StatusCode::EpochMismatch => Class::NeedsNamespace,
         StatusCode::QuotaExceeded | StatusCode::Internal => Class::Transient,
         StatusCode::Decode
@@ -50,6 +53,8 @@ pub fn classify(code: StatusCode) -> Class {
         | StatusCode::UnsupportedKeyType
         | StatusCode::InvalidEnvelopeSignature
         | StatusCode::SeatMismatch
+        | StatusCode::InvalidHandoverSignature
+        | StatusCode::NamespaceRetired
         | StatusCode::NotAuthorized => Class::Permanent,
     }
 }
@@ -127,6 +132,8 @@ mod tests {
             Class::Permanent
         );
         assert_eq!(classify(StatusCode::StaleSequence), Class::AlreadyHeld);
+        // A retired key is retired at every node: nothing to retry.
+        assert_eq!(classify(StatusCode::NamespaceRetired), Class::Permanent);
     }
 
     #[test]

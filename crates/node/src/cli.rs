@@ -473,9 +473,17 @@ async fn run_discover(args: DiscoverArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    // Handovers followed from the key asked for (a key rotation).
+    let mut chain = None;
     let (answers, problems) = match (&args.quorum_key, &args.kind) {
-        (Some(qk), _) => match client.discover(&args.rendezvous, *qk, args.timeout).await {
-            Ok(a) => (vec![a], Vec::new()),
+        (Some(qk), _) => match client
+            .discover_following(&args.rendezvous, *qk, args.timeout)
+            .await
+        {
+            Ok(followed) => {
+                chain = Some(followed.chain);
+                (vec![followed.answer], Vec::new())
+            }
             Err(e) => return fail(e),
         },
         (None, Some(kind)) => match client
@@ -499,16 +507,23 @@ async fn run_discover(args: DiscoverArgs) -> ExitCode {
         let json = if args.kind.is_some() {
             serde_json::Value::Array(answers.iter().map(crate::discover::answer_json).collect())
         } else {
-            answers
+            let mut json = answers
                 .first()
                 .map(crate::discover::answer_json)
-                .unwrap_or(serde_json::Value::Null)
+                .unwrap_or(serde_json::Value::Null);
+            if let (Some(object), Some(chain)) = (json.as_object_mut(), &chain) {
+                object.insert("handovers".into(), crate::discover::handovers_json(chain));
+            }
+            json
         };
         println!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );
     } else {
+        for line in chain.iter().flat_map(crate::discover::handover_lines) {
+            println!("{line}");
+        }
         if answers.is_empty() {
             println!("no verified quorum found");
         }

@@ -12,8 +12,9 @@ use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
 use rendezvous_proto::{
-    discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer, Limits,
-    QuorumKey, Request, Response, StatusCode, VerifiedAnswer,
+    discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer, ChainError,
+    HandoverChain, HandoverRecord, Limits, QuorumKey, Request, Response, StatusCode,
+    VerifiedAnswer,
 };
 
 use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
@@ -44,6 +45,25 @@ pub enum ClientError {
     /// Setting up the client failed.
     #[error("setting up the client: {0}")]
     Setup(#[from] crate::behaviour::SwarmError),
+    /// The key asked for is retired: the node answered with this
+    /// handover (not verified yet; [`Client::discover_following`]
+    /// verifies and follows it).
+    #[error("the quorum key was handed over to {}", .0.new_quorum_key)]
+    HandedOver(Box<HandoverRecord>),
+    /// A handover could not be followed (forged, expired, a loop, a
+    /// chain over the bound).
+    #[error("handover not followed: {0}")]
+    Chain(#[from] ChainError),
+}
+
+/// A discover that followed the handovers it was answered with.
+#[derive(Debug)]
+pub struct Followed {
+    /// The answer of the key the chain ended at.
+    pub answer: VerifiedAnswer,
+    /// The handovers followed, each verified under the key it came from
+    /// (empty if the key asked for is not retired).
+    pub chain: HandoverChain,
 }
 
 /// A libp2p client that sends requests to rendezvous nodes (and keeps its
@@ -136,6 +156,7 @@ impl Client {
                     (page, more)
                 }
                 Response::Rejected(code) => return Err(ClientError::Rejected(code)),
+                Response::HandedOver(h) => return Err(ClientError::HandedOver(Box::new(h))),
                 other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
             };
             cookie = Some(page.cookie.clone());
@@ -155,6 +176,29 @@ impl Client {
         // Each member once, its highest seq, in index order (as one page):
         // `absorb` keeps them so.
         merged.ok_or(ClientError::Rejected(StatusCode::Internal))
+    }
+
+    /// [`Client::discover`], following handovers: a retired key's
+    /// handover is verified under that key and its new key discovered
+    /// in turn, at most [`rendezvous_proto::MAX_HANDOVER_LINKS`] times,
+    /// never twice the same key (PROTOCOL.md 15.5). The answer is the
+    /// last key's; [`Followed::chain`] says how it was reached.
+    pub async fn discover_following(
+        &mut self,
+        target: &Multiaddr,
+        quorum_key: QuorumKey,
+        timeout: Duration,
+    ) -> Result<Followed, ClientError> {
+        let mut chain = HandoverChain::new(quorum_key);
+        loop {
+            match self.discover(target, chain.current(), timeout).await {
+                Ok(answer) => return Ok(Followed { answer, chain }),
+                Err(ClientError::HandedOver(record)) => {
+                    chain.follow(&record, now_ms())?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Lists the namespaces of a kind, then discovers and verifies each.
@@ -231,6 +275,34 @@ pub fn answer_json(answer: &VerifiedAnswer) -> serde_json::Value {
             "code": r.code.name(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The handovers followed, as the `handovers` field of `rdht discover
+/// --json`: `[{"from": <hex>, "to": <hex>, "issued_at_ms", "expires_at_ms"}]`.
+pub fn handovers_json(chain: &HandoverChain) -> serde_json::Value {
+    serde_json::Value::Array(
+        chain
+            .links()
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "from": h.old_quorum_key.to_hex(),
+                    "to": h.new_quorum_key.to_hex(),
+                    "issued_at_ms": h.issued_at_ms,
+                    "expires_at_ms": h.expires_at_ms,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The handovers followed, one `handed over: <old> -> <new>` line each.
+pub fn handover_lines(chain: &HandoverChain) -> Vec<String> {
+    chain
+        .hops()
+        .into_iter()
+        .map(|(from, to)| format!("handed over: {from} -> {to}"))
+        .collect()
 }
 
 /// A verified answer as a human-readable table.

@@ -1,15 +1,17 @@
 //! Persistence of a rendezvous node's accepted records (`--data-dir`):
-//! one redb table, quorum key -> encoded [`NamespaceValue`]. On start the
-//! values are merged back through the store, so they are re-verified like
-//! anything replicated (and what expired meanwhile is dropped).
+//! one redb table, quorum key -> encoded [`NamespaceValue`], and one of
+//! handovers, retired quorum key -> encoded [`HandoverRecord`]. On start
+//! the values are merged back through the store, so they are re-verified
+//! like anything replicated (and what expired meanwhile is dropped).
 
 use std::path::Path;
 
 use dht::NamespaceValue;
 use redb::{Database, ReadableTable, TableDefinition};
-use rendezvous_proto::QuorumKey;
+use rendezvous_proto::{HandoverRecord, QuorumKey};
 
 const NAMESPACES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("namespaces");
+const HANDOVERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("handovers");
 
 /// The database file's name inside a data directory.
 pub const DB_FILE: &str = "records.redb";
@@ -49,6 +51,7 @@ impl RecordDb {
         let db = Database::create(dir.join(DB_FILE)).map_err(redb_error)?;
         let tx = db.begin_write().map_err(redb_error)?;
         tx.open_table(NAMESPACES).map_err(redb_error)?;
+        tx.open_table(HANDOVERS).map_err(redb_error)?;
         tx.commit().map_err(redb_error)?;
         Ok(Self { db })
     }
@@ -63,6 +66,38 @@ impl RecordDb {
             out.push(v.value().to_vec());
         }
         Ok(out)
+    }
+
+    /// Every stored handover's bytes.
+    pub fn load_handovers(&self) -> Result<Vec<Vec<u8>>, DbError> {
+        let tx = self.db.begin_read().map_err(redb_error)?;
+        let table = tx.open_table(HANDOVERS).map_err(redb_error)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(redb_error)? {
+            let (_, v) = entry.map_err(redb_error)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Writes handovers (each replaces the one stored for its retired
+    /// key), in one transaction. An expired one stays until it is
+    /// replaced; loading drops it.
+    pub fn save_handovers(&self, handovers: &[(QuorumKey, HandoverRecord)]) -> Result<(), DbError> {
+        if handovers.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(redb_error)?;
+        {
+            let mut table = tx.open_table(HANDOVERS).map_err(redb_error)?;
+            for (qk, record) in handovers {
+                let bytes = record.encode();
+                table
+                    .insert(&qk.0[..], bytes.as_slice())
+                    .map_err(redb_error)?;
+            }
+        }
+        tx.commit().map_err(redb_error)
     }
 
     /// Writes the current value of each namespace (or removes it), in one

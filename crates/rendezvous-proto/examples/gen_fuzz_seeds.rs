@@ -52,6 +52,10 @@ fn main() -> std::io::Result<()> {
     write(&dir, "namespace_record", "plain", &ns_plain.encode())?;
     write(&dir, "peer_record", "member1", &peers[0].encode())?;
     write(&dir, "peer_record", "member5", &peers[4].encode())?;
+    // A handover from the fixture quorum to another one (valid at NOW).
+    let successor = TestQuorum::deal(3, 2, &mut ChaCha20Rng::seed_from_u64(FIXTURE_SEED + 1));
+    let handover = q.handover(successor.quorum_key(), NOW - HOUR, NOW + 24 * HOUR);
+    write(&dir, "handover_record", "valid", &handover.encode())?;
 
     // Requests.
     let key = q.quorum_key();
@@ -84,6 +88,10 @@ fn main() -> std::io::Result<()> {
         ("dkg", Request::Dkg(vec![1, 2, 3, 4])),
         ("sign-namespace", Request::SignNamespace(ns_plain.clone())),
         ("namespace-ready", Request::NamespaceReady(ns_plain.clone())),
+        (
+            "publish-handover",
+            Request::PublishHandover(handover.clone()),
+        ),
     ];
     for (name, request) in &requests {
         write(&dir, "request", name, &request.encode())?;
@@ -129,6 +137,7 @@ fn main() -> std::io::Result<()> {
             "rejected",
             Response::Rejected(StatusCode::InvalidShareSignature),
         ),
+        ("handed-over", Response::HandedOver(handover.clone())),
     ];
     for (name, response) in &responses {
         write(&dir, "response", name, &response.encode())?;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use rand_core::RngCore;
 
 use crate::error::StatusCode;
+use crate::handover::{verify_handover, HandoverRecord};
 use crate::limits::Limits;
 use crate::messages::{Cookie, DiscoverAnswer};
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey};
@@ -356,4 +357,145 @@ pub fn verify_namespaces_answer<R: RngCore>(
         namespaces: best.into_values().map(|(_, v)| v).collect(),
         rejected,
     }
+}
+
+/// Most handovers a client follows from the key it asked for (a chain of
+/// key rotations); a longer chain is refused ([`ChainError::TooLong`]).
+pub const MAX_HANDOVER_LINKS: usize = 4;
+
+/// Why a client stopped following handovers (PROTOCOL.md 15.5). In every
+/// case the client reports the key it asked for as unresolved: it never
+/// uses a namespace reached through a link it refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The node answered with a handover of another key than the one
+    /// asked for (the handover does not retire it).
+    #[error("the handover served retires {served}, not the key asked for ({asked})")]
+    WrongKey {
+        /// The key asked for.
+        asked: QuorumKey,
+        /// The key the handover retires.
+        served: QuorumKey,
+    },
+    /// A link does not validate (a forged or expired handover).
+    #[error("the handover {from} -> {to} does not verify: {code}")]
+    Invalid {
+        /// The key it retires.
+        from: QuorumKey,
+        /// The key it names.
+        to: QuorumKey,
+        /// Why it does not verify.
+        code: StatusCode,
+    },
+    /// A link leads back to a key of the chain.
+    #[error("handover loop: {0} is already in the chain")]
+    Loop(QuorumKey),
+    /// The chain has more links than the bound.
+    #[error("more than {0} handovers in a row")]
+    TooLong(usize),
+}
+
+/// The handovers a client followed from the key it asked for, each link
+/// verified under the key it came from: [`HandoverChain::current`] is
+/// where it was sent in the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoverChain {
+    start: QuorumKey,
+    links: Vec<HandoverRecord>,
+    max_links: usize,
+}
+
+impl HandoverChain {
+    /// A chain that starts at `start`, with no link yet, bounded by
+    /// [`MAX_HANDOVER_LINKS`].
+    pub fn new(start: QuorumKey) -> Self {
+        Self::with_max_links(start, MAX_HANDOVER_LINKS)
+    }
+
+    /// A chain bounded by `max_links` links.
+    pub fn with_max_links(start: QuorumKey, max_links: usize) -> Self {
+        Self {
+            start,
+            links: Vec::new(),
+            max_links,
+        }
+    }
+
+    /// The key asked for.
+    pub fn start(&self) -> QuorumKey {
+        self.start
+    }
+
+    /// The key the chain leads to so far (the start if no link).
+    pub fn current(&self) -> QuorumKey {
+        self.links.last().map_or(self.start, |l| l.new_quorum_key)
+    }
+
+    /// The links followed, in order.
+    pub fn links(&self) -> &[HandoverRecord] {
+        &self.links
+    }
+
+    /// The links as (from, to) pairs, in order.
+    pub fn hops(&self) -> Vec<(QuorumKey, QuorumKey)> {
+        self.links
+            .iter()
+            .map(|l| (l.old_quorum_key, l.new_quorum_key))
+            .collect()
+    }
+
+    /// Whether no handover was followed.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Follows one more link: `record` must retire the chain's current
+    /// key ([`ChainError::WrongKey`]), fit the bound
+    /// ([`ChainError::TooLong`]), verify under the current key at
+    /// `now_ms` ([`ChainError::Invalid`], [`crate::handover::verify_handover`])
+    /// and name a key not yet in the chain ([`ChainError::Loop`]).
+    /// Returns the new current key. A refused link changes nothing.
+    pub fn follow(
+        &mut self,
+        record: &HandoverRecord,
+        now_ms: u64,
+    ) -> Result<QuorumKey, ChainError> {
+        let current = self.current();
+        if record.old_quorum_key != current {
+            return Err(ChainError::WrongKey {
+                asked: current,
+                served: record.old_quorum_key,
+            });
+        }
+        if self.links.len() >= self.max_links {
+            return Err(ChainError::TooLong(self.max_links));
+        }
+        verify_handover(record, now_ms).map_err(|code| ChainError::Invalid {
+            from: record.old_quorum_key,
+            to: record.new_quorum_key,
+            code,
+        })?;
+        let next = record.new_quorum_key;
+        if next == self.start || self.links.iter().any(|l| l.new_quorum_key == next) {
+            return Err(ChainError::Loop(next));
+        }
+        self.links.push(record.clone());
+        Ok(next)
+    }
+}
+
+/// Follows `links` in order from `start` (each through
+/// [`HandoverChain::follow`], bounded by `max_links`): the chain, or the
+/// first link refused.
+pub fn follow_handovers(
+    start: QuorumKey,
+    links: &[HandoverRecord],
+    now_ms: u64,
+    max_links: usize,
+) -> Result<HandoverChain, ChainError> {
+    let mut chain = HandoverChain::with_max_links(start, max_links);
+    for link in links {
+        chain.follow(link, now_ms)?;
+    }
+    Ok(chain)
 }

@@ -13,6 +13,7 @@
 //! error, so every message has exactly one encoding.
 
 use crate::error::{DecodeError, StatusCode};
+use crate::handover::HandoverRecord;
 use crate::limits::Limits;
 use crate::messages::{
     Cookie, DiscoverAnswer, DiscoveredPeer, RegisterOutcome, Request, Response, MAX_COOKIE_BYTES,
@@ -53,6 +54,8 @@ pub mod request_tag {
     pub const REGISTER_PEERS: u8 = 0x08;
     /// [`crate::Request::NamespaceReady`].
     pub const NAMESPACE_READY: u8 = 0x09;
+    /// [`crate::Request::PublishHandover`].
+    pub const PUBLISH_HANDOVER: u8 = 0x0a;
 }
 
 /// Response tags (the second byte of a response frame).
@@ -73,6 +76,8 @@ pub mod response_tag {
     pub const REGISTERED_PEERS: u8 = 0x07;
     /// [`crate::Response::Accepted`].
     pub const ACCEPTED: u8 = 0x08;
+    /// [`crate::Response::HandedOver`].
+    pub const HANDED_OVER: u8 = 0x09;
     /// [`crate::Response::Rejected`].
     pub const REJECTED: u8 = 0xff;
 }
@@ -144,6 +149,10 @@ impl Request {
                 w.u8(request_tag::NAMESPACE_READY);
                 record.encode_into(&mut w);
             }
+            Request::PublishHandover(record) => {
+                w.u8(request_tag::PUBLISH_HANDOVER);
+                record.encode_into(&mut w);
+            }
             Request::RegisterPeers(records) => {
                 w.u8(request_tag::REGISTER_PEERS);
                 w.u16(clamp_u16(records.len()));
@@ -206,6 +215,9 @@ impl Request {
             request_tag::NAMESPACE_READY => {
                 Request::NamespaceReady(NamespaceRecord::decode_from(&mut r)?)
             }
+            request_tag::PUBLISH_HANDOVER => {
+                Request::PublishHandover(HandoverRecord::decode_from(&mut r)?)
+            }
             request_tag::REGISTER_PEERS => {
                 let count =
                     r.list_len16(MAX_REGISTER_BATCH, MIN_PEER_RECORD_BYTES, "peer records")?;
@@ -266,6 +278,7 @@ impl Response {
                 w.u32(*index);
                 w.raw(signature);
             }
+            Response::HandedOver(record) => record.encode_into(&mut w),
             Response::RegisteredPeers(outcomes) => {
                 w.u16(clamp_u16(outcomes.len()));
                 for outcome in outcomes.iter().take(u16::MAX as usize) {
@@ -293,6 +306,7 @@ impl Response {
             Response::Namespaces { .. } => response_tag::NAMESPACES,
             Response::DkgAccepted => response_tag::DKG_ACCEPTED,
             Response::Accepted => response_tag::ACCEPTED,
+            Response::HandedOver(_) => response_tag::HANDED_OVER,
             Response::NamespaceShare { .. } => response_tag::NAMESPACE_SHARE,
             Response::RegisteredPeers(_) => response_tag::REGISTERED_PEERS,
             Response::Rejected(_) => response_tag::REJECTED,
@@ -371,6 +385,7 @@ impl Response {
             }
             response_tag::DKG_ACCEPTED => Response::DkgAccepted,
             response_tag::ACCEPTED => Response::Accepted,
+            response_tag::HANDED_OVER => Response::HandedOver(HandoverRecord::decode_from(&mut r)?),
             response_tag::NAMESPACE_SHARE => Response::NamespaceShare {
                 index: r.u32()?,
                 signature: r.array::<G2_BYTES>()?,

@@ -86,6 +86,15 @@ pub enum StatusCode {
     InvalidEnvelopeSignature = 127,
     /// The envelope names another seat than the one it came with.
     SeatMismatch = 128,
+    /// The handover's threshold signature does not verify under the old
+    /// quorum key it retires.
+    InvalidHandoverSignature = 130,
+    /// The quorum key is retired: a valid handover to another key is
+    /// stored, so nothing is registered under it any more.
+    NamespaceRetired = 131,
+    /// A handover of the same old key that wins the order (later
+    /// issued-at, then larger encoding) is stored already, or this very one.
+    StaleHandover = 132,
     /// The node's admission policy refuses this namespace or kind.
     NotAuthorized = 200,
     /// The node failed internally.
@@ -96,7 +105,7 @@ pub enum StatusCode {
 
 impl StatusCode {
     /// Every code, in ascending order.
-    pub const ALL: [StatusCode; 24] = [
+    pub const ALL: [StatusCode; 27] = [
         StatusCode::Ok,
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
@@ -118,6 +127,9 @@ impl StatusCode {
         StatusCode::UnsupportedKeyType,
         StatusCode::InvalidEnvelopeSignature,
         StatusCode::SeatMismatch,
+        StatusCode::InvalidHandoverSignature,
+        StatusCode::NamespaceRetired,
+        StatusCode::StaleHandover,
         StatusCode::NotAuthorized,
         StatusCode::Internal,
         StatusCode::QuotaExceeded,
@@ -157,6 +169,9 @@ impl StatusCode {
             StatusCode::UnsupportedKeyType => "UnsupportedKeyType",
             StatusCode::InvalidEnvelopeSignature => "InvalidEnvelopeSignature",
             StatusCode::SeatMismatch => "SeatMismatch",
+            StatusCode::InvalidHandoverSignature => "InvalidHandoverSignature",
+            StatusCode::NamespaceRetired => "NamespaceRetired",
+            StatusCode::StaleHandover => "StaleHandover",
             StatusCode::NotAuthorized => "NotAuthorized",
             StatusCode::Internal => "Internal",
             StatusCode::QuotaExceeded => "QuotaExceeded",
@@ -214,5 +229,8 @@ mod tests {
         assert_eq!(StatusCode::from_u16(999), None);
         assert_eq!(StatusCode::QuotaExceeded.as_u16(), 400);
         assert_eq!(StatusCode::InvalidShareSignature.as_u16(), 121);
+        assert_eq!(StatusCode::InvalidHandoverSignature.as_u16(), 130);
+        assert_eq!(StatusCode::NamespaceRetired.as_u16(), 131);
+        assert_eq!(StatusCode::StaleHandover.as_u16(), 132);
     }
 }

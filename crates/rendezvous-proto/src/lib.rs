@@ -6,6 +6,9 @@
 //!   signature over namespace, epoch, index and PeerId, valid for the
 //!   epoch) and its [`envelope`] (the libp2p signed envelope of each
 //!   refresh, by the PeerId's own key), with their validation.
+//! - [`handover`]: the [`HandoverRecord`] of a key rotation (the old
+//!   quorum key, threshold-signing, names its successor), its encoding
+//!   and validation.
 //! - [`validate`]: one validation function per record, cheap checks before
 //!   pairings, each failure a [`StatusCode`].
 //! - [`error`]: decode errors and the stable wire status codes.
@@ -27,6 +30,7 @@ pub mod client;
 pub mod codec;
 pub mod envelope;
 pub mod error;
+pub mod handover;
 pub mod limits;
 pub mod messages;
 pub mod records;
@@ -41,8 +45,10 @@ pub use client::{
     discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer,
     RejectedNamespace, RejectedPeer, VerifiedAnswer, VerifiedNamespaces, VerifiedPeer,
 };
+pub use client::{follow_handovers, ChainError, HandoverChain, MAX_HANDOVER_LINKS};
 pub use codec::PROTOCOL_ID;
 pub use error::{DecodeError, Rejection, StatusCode};
+pub use handover::{verify_handover, HandoverRecord};
 pub use libp2p_identity::PeerId;
 pub use limits::Limits;
 pub use messages::{

@@ -3,6 +3,7 @@
 //! encoding; PROTOCOL.md specifies it.
 
 use crate::error::StatusCode;
+use crate::handover::HandoverRecord;
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, G2_BYTES};
 
 /// Longest discover cookie, in bytes.
@@ -73,6 +74,12 @@ pub enum Request {
     /// checks the record describes its own quorum and verifies its
     /// signature before it uses it.
     NamespaceReady(NamespaceRecord),
+    /// Publish a handover (key rotation): the old quorum key, with its
+    /// threshold signature, names its successor. Anybody may send it: the
+    /// signature is the authorization. Answered by
+    /// [`Response::Registered`] (the handover is stored for `ttl_ms`) or
+    /// [`Response::Rejected`].
+    PublishHandover(HandoverRecord),
 }
 
 /// One peer in a discover answer.
@@ -133,6 +140,10 @@ pub enum Response {
     RegisteredPeers(Vec<RegisterOutcome>),
     /// A member-to-member notice ([`Request::NamespaceReady`]) was taken.
     Accepted,
+    /// The answer to `Discover` for a retired quorum key: the handover
+    /// the node holds for it, instead of a namespace. The client verifies
+    /// it under the key it asked for and discovers the new key.
+    HandedOver(HandoverRecord),
 }
 
 impl Response {

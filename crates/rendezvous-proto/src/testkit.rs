@@ -10,6 +10,7 @@ use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use rand_core::{CryptoRng, RngCore};
 
+use crate::handover::HandoverRecord;
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, G2_BYTES};
 
 /// A quorum dealt from an RNG: key shares and member identities.
@@ -103,6 +104,39 @@ impl TestQuorum {
             record.signature = sig.to_bytes();
         }
         record
+    }
+
+    /// A handover from this quorum's key to `new_quorum_key`, signed by
+    /// the first `threshold` members (their shares combined: the same
+    /// signature a real quorum's signing ceremony produces).
+    pub fn handover(
+        &self,
+        new_quorum_key: QuorumKey,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> HandoverRecord {
+        let mut record = HandoverRecord {
+            old_quorum_key: self.quorum_key(),
+            new_quorum_key,
+            issued_at_ms,
+            expires_at_ms,
+            signature: [0; G2_BYTES],
+        };
+        record.signature = self.threshold_sign(&record.signing_bytes());
+        record
+    }
+
+    /// The quorum's combined signature over `message` (the first
+    /// `threshold` members' shares).
+    pub fn threshold_sign(&self, message: &[u8]) -> [u8; G2_BYTES] {
+        let threshold = self.shares[0].threshold();
+        let shares: Vec<SignatureShare> = self.shares[..threshold as usize]
+            .iter()
+            .map(|s| s.secret.sign(message))
+            .collect();
+        dkg::combine_signatures(threshold, self.n(), &shares)
+            .map(|sig| sig.to_bytes())
+            .unwrap_or([0; G2_BYTES])
     }
 
     /// Member `index`'s seat for `epoch` (protocol version 2).

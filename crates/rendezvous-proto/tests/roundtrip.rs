@@ -14,8 +14,8 @@ use rendezvous_proto::codec::{request_tag, response_tag, WIRE_VERSION};
 use rendezvous_proto::messages::{MAX_COOKIE_BYTES, MAX_DISCOVER_LIMIT};
 use rendezvous_proto::records::{G1_BYTES, G2_BYTES};
 use rendezvous_proto::{
-    Cookie, DecodeError, DiscoverAnswer, DiscoveredPeer, Limits, Multiaddr, NamespaceRecord,
-    PeerId, PeerRecord, QuorumKey, Request, Response, StatusCode,
+    Cookie, DecodeError, DiscoverAnswer, DiscoveredPeer, HandoverRecord, Limits, Multiaddr,
+    NamespaceRecord, PeerId, PeerRecord, QuorumKey, Request, Response, StatusCode,
 };
 
 fn g1() -> impl Strategy<Value = [u8; G1_BYTES]> {
@@ -158,7 +158,20 @@ fn request() -> impl Strategy<Value = Request> {
         namespace_record().prop_map(Request::SignNamespace),
         namespace_record().prop_map(Request::NamespaceReady),
         vec(peer_record(), 1..4).prop_map(Request::RegisterPeers),
+        handover_record().prop_map(Request::PublishHandover),
     ]
+}
+
+fn handover_record() -> impl Strategy<Value = HandoverRecord> {
+    (g1(), g1(), any::<u64>(), any::<u64>(), g2()).prop_map(|(old, new, issued, expires, sig)| {
+        HandoverRecord {
+            old_quorum_key: QuorumKey(old),
+            new_quorum_key: QuorumKey(new),
+            issued_at_ms: issued,
+            expires_at_ms: expires,
+            signature: sig,
+        }
+    })
 }
 
 fn rejection_code() -> impl Strategy<Value = StatusCode> {
@@ -205,6 +218,7 @@ fn response() -> impl Strategy<Value = Response> {
             0..6
         )
         .prop_map(Response::RegisteredPeers),
+        handover_record().prop_map(Response::HandedOver),
     ]
 }
 
@@ -212,13 +226,16 @@ fn response() -> impl Strategy<Value = Response> {
 /// re-encode".
 type Decoder = fn(&[u8]) -> Option<Vec<u8>>;
 
-const DECODERS: [(&str, Decoder); 4] = [
+const DECODERS: [(&str, Decoder); 5] = [
     ("namespace", |b| {
         NamespaceRecord::decode(b).ok().map(|v| v.encode())
     }),
     ("peer", |b| PeerRecord::decode(b).ok().map(|v| v.encode())),
     ("request", |b| Request::decode(b).ok().map(|v| v.encode())),
     ("response", |b| Response::decode(b).ok().map(|v| v.encode())),
+    ("handover", |b| {
+        HandoverRecord::decode(b).ok().map(|v| v.encode())
+    }),
 ];
 
 /// Decodes with every decoder; whatever decodes must re-encode to the same
@@ -270,6 +287,21 @@ proptest! {
         prop_assert_eq!(&signing[1..=dst.len()], dst);
         prop_assert_eq!(&signing[1 + dst.len()..], &bytes[..bytes.len() - G2_BYTES]);
         check_truncations_and_mutations(&bytes, DECODERS[0].1, m)?;
+    }
+
+    #[test]
+    fn handover_record_round_trips(record in handover_record(), m in (any::<usize>(), any::<u8>())) {
+        let bytes = record.encode();
+        prop_assert_eq!(bytes.len(), rendezvous_proto::handover::HANDOVER_BYTES);
+        let decoded = HandoverRecord::decode(&bytes).unwrap();
+        prop_assert_eq!(&decoded, &record);
+        prop_assert_eq!(decoded.encode(), bytes.clone());
+        let signing = record.signing_bytes();
+        let dst = rendezvous_proto::handover::HANDOVER_DST;
+        prop_assert_eq!(signing[0] as usize, dst.len());
+        prop_assert_eq!(&signing[1..=dst.len()], dst);
+        prop_assert_eq!(&signing[1 + dst.len()..], &bytes[..bytes.len() - G2_BYTES]);
+        check_truncations_and_mutations(&bytes, DECODERS[4].1, m)?;
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use record_vectors::{Vectors, NOW_MS};
 use rendezvous_proto::{
-    verify_namespace, verify_peer, Limits, NamespaceRecord, PeerRecord, StatusCode,
+    verify_handover, verify_namespace, verify_peer, HandoverRecord, Limits, NamespaceRecord,
+    PeerRecord, StatusCode,
 };
 
 const L: Limits = Limits::DEFAULT;
@@ -124,6 +125,25 @@ fn every_case_validates_to_its_stated_result() {
                 }
                 verify_peer(&record, &namespace, vectors.now_ms, &L, None)
             }
+            "handover" => {
+                let record = HandoverRecord::decode(&encoded).expect("decodes");
+                assert_eq!(record.encode(), encoded, "{}: canonical", case.name);
+                let signing_bytes = case.signing_bytes.as_deref().expect("signing bytes");
+                let signature = case.signature.as_deref().expect("signature");
+                let public_key = case.public_key.as_deref().expect("public key");
+                assert_eq!(hex::encode(record.signing_bytes()), signing_bytes);
+                assert_eq!(hex::encode(record.signature), signature);
+                assert_eq!(record.old_quorum_key.to_hex(), public_key);
+                assert!(case.namespace.is_none() && case.seat.is_none());
+                if case.valid {
+                    assert!(
+                        bls_holds(public_key, signing_bytes, signature),
+                        "{}",
+                        case.name
+                    );
+                }
+                verify_handover(&record, vectors.now_ms)
+            }
             other => panic!("unknown type {other}"),
         };
         let error = result.err().map(|c| c.name().to_owned());
@@ -152,6 +172,7 @@ fn every_case_validates_to_its_stated_result() {
         StatusCode::UnsupportedKeyType,
         StatusCode::InvalidEnvelopeSignature,
         StatusCode::SeatMismatch,
+        StatusCode::InvalidHandoverSignature,
     ] {
         assert!(codes.contains(&code), "no case for {code}");
     }

@@ -500,6 +500,7 @@ impl Rendezvous {
                 // Simulated connections are not modelled: the core refuses
                 // a penalized sender's requests all the same.
                 Output::Persist(_)
+                | Output::PersistHandovers(_)
                 | Output::Unreachable { .. }
                 | Output::Disconnect { .. }
                 | Output::Unblock { .. } => {}

@@ -21,8 +21,8 @@ use libp2p_identity::PeerId;
 use rand_core::RngCore;
 use rendezvous_proto::seated::check_seated_fields;
 use rendezvous_proto::{
-    verify_batch_with, verify_namespaces_with, Limits, NamespaceRecord, PeerRecord, PendingPeer,
-    QuorumKey, StatusCode, VerifiedNamespace,
+    verify_batch_with, verify_handover, verify_namespaces_with, HandoverRecord, Limits,
+    NamespaceRecord, PeerRecord, PendingPeer, QuorumKey, StatusCode, VerifiedNamespace,
 };
 
 use super::{MergeReport, NamespaceStore};
@@ -39,6 +39,9 @@ const COMMITMENT_US: u64 = 20;
 const SEAT_US: u64 = 500;
 /// Estimated cost of one Ed25519 envelope check.
 const ENVELOPE_US: u64 = 100;
+/// Estimated cost of a handover: one signature under the old key (as a
+/// namespace record's) and one point decoded.
+const HANDOVER_US: u64 = NAMESPACE_US + COMMITMENT_US;
 
 /// A value from another node after the cheap checks: what is left to
 /// verify. Made by [`NamespaceStore::precheck_value`]; verified by
@@ -57,6 +60,9 @@ pub struct CheckedValue {
     peers: Vec<(PeerRecord, bool)>,
     /// What the cheap checks decided already.
     report: MergeReport,
+    /// Of a handover value: the handover to verify (it would retire the
+    /// namespace here).
+    handover: Option<HandoverRecord>,
 }
 
 impl CheckedValue {
@@ -67,7 +73,7 @@ impl CheckedValue {
 
     /// Whether anything is left to verify.
     pub fn needs_verification(&self) -> bool {
-        self.namespace.is_some() || !self.peers.is_empty()
+        self.namespace.is_some() || !self.peers.is_empty() || self.handover.is_some()
     }
 
     /// Estimated CPU time (µs on one core) that verifying what is left
@@ -81,11 +87,12 @@ impl CheckedValue {
                 .sum::<u64>()
     }
 
-    /// The part of [`CheckedValue::cost_us`] for the namespace record.
+    /// The part of [`CheckedValue::cost_us`] for the namespace record
+    /// (or the handover) of the value.
     fn namespace_cost_us(&self) -> u64 {
         self.namespace.as_ref().map_or(0, |r| {
             NAMESPACE_US + COMMITMENT_US * (r.commitments.len().saturating_sub(1) as u64)
-        })
+        }) + self.handover.as_ref().map_or(0, |_| HANDOVER_US)
     }
 
     /// Keeps only as many peer records as `budget_us` covers after the
@@ -134,6 +141,8 @@ pub struct VerifiedValue {
     against: Option<Arc<VerifiedNamespace>>,
     peers: Vec<(PeerRecord, Result<(), StatusCode>)>,
     report: MergeReport,
+    /// Of a handover value: the handover and its verdict.
+    handover: Option<(HandoverRecord, Result<(), StatusCode>)>,
 }
 
 impl VerifiedValue {
@@ -188,14 +197,25 @@ pub fn verify_values<R: RngCore>(
             };
             prepared.push((record, outcome));
         }
+        let handover = value.handover.map(|h| {
+            let verdict = verify_handover(&h, now_ms);
+            (h, verdict)
+        });
         checkpoint();
-        staged.push((value.quorum_key, namespace, against, prepared, value.report));
+        staged.push((
+            value.quorum_key,
+            namespace,
+            against,
+            prepared,
+            value.report,
+            handover,
+        ));
     }
     let verdicts = verify_batch_with(&pending, rng, checkpoint);
     staged
         .into_iter()
         .map(
-            |(quorum_key, namespace, against, prepared, report)| VerifiedValue {
+            |(quorum_key, namespace, against, prepared, report, handover)| VerifiedValue {
                 quorum_key,
                 namespace,
                 against,
@@ -212,6 +232,7 @@ pub fn verify_values<R: RngCore>(
                     })
                     .collect(),
                 report,
+                handover,
             },
         )
         .collect()
@@ -260,6 +281,27 @@ impl NamespaceStore {
         report
     }
 
+    /// Merges a handover value from node `via` (`None`: loaded from
+    /// disk, tests): [`NamespaceStore::precheck_handover_value`],
+    /// [`verify_values`] and [`NamespaceStore::apply_value`] in a row.
+    pub fn merge_handover(
+        &mut self,
+        handover: HandoverRecord,
+        via: Option<PeerId>,
+        now_ms: u64,
+    ) -> MergeReport {
+        let checked = self.precheck_handover_value(handover, via.as_ref(), now_ms);
+        if !checked.needs_verification() {
+            return checked.report;
+        }
+        let limits = self.config.limits;
+        let mut report = MergeReport::default();
+        for v in verify_values(vec![checked], now_ms, &limits, &mut self.rng, &mut || {}) {
+            report = self.apply_value(v, via, now_ms);
+        }
+        report
+    }
+
     /// The cheap phase of a merge: decides what it can (peers already held
     /// or older, withdrawn, of a namespace this node refuses, failing a
     /// field check) and keeps what is left to verify. No curve arithmetic;
@@ -275,6 +317,7 @@ impl NamespaceStore {
                 stored: None,
                 peers: Vec::new(),
                 report,
+                handover: None,
             };
         };
         let entry = self.namespaces.get(&quorum_key);
@@ -311,6 +354,7 @@ impl NamespaceStore {
                             stored: None,
                             peers: Vec::new(),
                             report,
+                            handover: None,
                         };
                     }
                 }
@@ -376,6 +420,39 @@ impl NamespaceStore {
             stored,
             peers,
             report,
+            handover: None,
+        }
+    }
+
+    /// The cheap phase of merging a handover value (a retired
+    /// namespace's value): its fields, admission, the order against a
+    /// stored handover, quotas. A handover this node holds already (or
+    /// one that loses to it) is left unchanged; one refused is reported
+    /// in `handover_rejected`. No curve arithmetic.
+    pub fn precheck_handover_value(
+        &mut self,
+        handover: HandoverRecord,
+        via: Option<&PeerId>,
+        now_ms: u64,
+    ) -> CheckedValue {
+        self.expire(now_ms);
+        let mut report = MergeReport::default();
+        let quorum_key = handover.old_quorum_key;
+        let handover = match self.check_handover_admission(&handover, None, via, now_ms) {
+            Ok(()) => Some(handover),
+            Err(StatusCode::StaleHandover) => None,
+            Err(code) => {
+                report.handover_rejected = Some(code);
+                None
+            }
+        };
+        CheckedValue {
+            quorum_key,
+            namespace: None,
+            stored: None,
+            peers: Vec::new(),
+            report,
+            handover,
         }
     }
 
@@ -398,7 +475,22 @@ impl NamespaceStore {
             against,
             peers,
             mut report,
+            handover,
         } = value;
+        match handover {
+            Some((record, Ok(()))) => {
+                match self.check_handover_admission(&record, None, via.as_ref(), now_ms) {
+                    Ok(()) => {
+                        self.put_handover(record, None, via);
+                        report.handover_updated = true;
+                    }
+                    Err(StatusCode::StaleHandover) => {}
+                    Err(code) => report.handover_rejected = Some(code),
+                }
+            }
+            Some((_, Err(code))) => report.handover_rejected = Some(code),
+            None => {}
+        }
         match namespace {
             Some(Ok(verified)) => match self.namespaces.get(&quorum_key) {
                 Some(entry) if !namespace_is_newer(verified.record(), entry.verified.record()) => {}

@@ -189,7 +189,10 @@ impl Driver {
                     info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
                 }
                 Output::Merged { from, report, .. } => {
-                    if report.namespace_rejected.is_some() || !report.peers_rejected.is_empty() {
+                    if report.namespace_rejected.is_some()
+                        || report.handover_rejected.is_some()
+                        || !report.peers_rejected.is_empty()
+                    {
                         debug!(?from, ?report, "replicated value partly refused");
                     }
                 }
@@ -220,6 +223,13 @@ impl Driver {
                     if let Some(db) = &self.db {
                         if let Err(e) = db.save(&updates) {
                             warn!("saving records: {e}");
+                        }
+                    }
+                }
+                Output::PersistHandovers(handovers) => {
+                    if let Some(db) = &self.db {
+                        if let Err(e) = db.save_handovers(&handovers) {
+                            warn!("saving handovers: {e}");
                         }
                     }
                 }

@@ -175,7 +175,26 @@ pub async fn start(
                 Err(e) => warn!("skipping an undecodable stored value: {e}"),
             }
         }
-        info!(namespaces = loaded.len(), "reloaded stored records");
+        // Handovers after namespaces: each retires (drops) its old key's
+        // namespace, reloaded or not.
+        let mut handovers = 0;
+        for bytes in db.load_handovers()? {
+            match rendezvous_proto::HandoverRecord::decode(&bytes) {
+                Ok(record) => {
+                    let qk = record.old_quorum_key;
+                    if store.merge_handover(record, None, now).handover_updated {
+                        handovers += 1;
+                        loaded.retain(|k| *k != qk);
+                        loaded.push(qk);
+                    }
+                }
+                Err(e) => warn!("skipping an undecodable stored handover: {e}"),
+            }
+        }
+        info!(
+            namespaces = loaded.len() - handovers,
+            handovers, "reloaded stored records"
+        );
     }
     let depth = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let server_config = ServerConfig {

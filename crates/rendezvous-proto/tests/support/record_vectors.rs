@@ -14,7 +14,10 @@ use rand_core::SeedableRng;
 use rendezvous_proto::records::{NamespaceRecord, PeerRecord, G2_BYTES};
 use rendezvous_proto::seat::Seat;
 use rendezvous_proto::testkit::TestQuorum;
-use rendezvous_proto::{verify_namespace, verify_peer, Limits, Multiaddr, StatusCode};
+use rendezvous_proto::{
+    verify_handover, verify_namespace, verify_peer, HandoverRecord, Limits, Multiaddr, QuorumKey,
+    StatusCode,
+};
 use serde::{Deserialize, Serialize};
 
 /// The validation time of every case.
@@ -49,7 +52,7 @@ pub struct Signed {
 pub struct Case {
     /// Unique, descriptive.
     pub name: String,
-    /// `namespace` or `peer`.
+    /// `namespace`, `peer` or `handover`.
     #[serde(rename = "type")]
     pub record_type: String,
     /// Whether validation accepts it.
@@ -58,13 +61,16 @@ pub struct Case {
     pub error: Option<String>,
     /// The record's canonical encoding (hex).
     pub encoded: String,
-    /// Namespace records: the bytes the threshold signature covers (hex).
+    /// Namespace records and handovers: the bytes the threshold signature
+    /// covers (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_bytes: Option<String>,
-    /// Namespace records: the signature field (hex, compressed G2).
+    /// Namespace records and handovers: the signature field (hex,
+    /// compressed G2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
-    /// Namespace records: the quorum key `commitments[0]` (hex).
+    /// Namespace records: the quorum key `commitments[0]`; handovers: the
+    /// old quorum key (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
     /// Peer records: the seat's share signature, under `PK_index`.
@@ -133,6 +139,24 @@ impl Builder {
             signing_bytes: Some(hex::encode(record.signing_bytes())),
             signature: Some(hex::encode(record.signature)),
             public_key: Some(hex::encode(record.commitments[0])),
+            seat: None,
+            envelope: None,
+            namespace: None,
+        });
+    }
+
+    fn handover(&mut self, name: &str, record: &HandoverRecord, error: Option<StatusCode>) {
+        let got = verify_handover(record, NOW_MS).err();
+        assert_eq!(got, error, "case {name}: validation disagrees");
+        self.cases.push(Case {
+            name: name.to_owned(),
+            record_type: "handover".to_owned(),
+            valid: error.is_none(),
+            error: error.map(|e| e.name().to_owned()),
+            encoded: hex::encode(record.encode()),
+            signing_bytes: Some(hex::encode(record.signing_bytes())),
+            signature: Some(hex::encode(record.signature)),
+            public_key: Some(record.old_quorum_key.to_hex()),
             seat: None,
             envelope: None,
             namespace: None,
@@ -478,6 +502,53 @@ pub fn generate() -> Vectors {
         "peer/seat-signature-not-a-point",
         &around(seat, &id(&a, 2), addr(2)),
         &ns_a,
+        Some(StatusCode::Decode),
+    );
+
+    // Handovers (PROTOCOL.md 15): a's key hands over to b's.
+    let day = 24 * HOUR;
+    let to_b = |issued: u64, expires: u64| a.handover(b.quorum_key(), issued, expires);
+    v.handover("handover/valid", &to_b(NOW_MS - HOUR, NOW_MS + day), None);
+    let mut by_b = to_b(NOW_MS - HOUR, NOW_MS + day);
+    by_b.signature = b.threshold_sign(&by_b.signing_bytes());
+    v.handover(
+        "handover/signed-by-the-new-key",
+        &by_b,
+        Some(StatusCode::InvalidHandoverSignature),
+    );
+    let mut altered = to_b(NOW_MS - HOUR, NOW_MS + day);
+    altered.expires_at_ms += 1;
+    v.handover(
+        "handover/altered-after-signing",
+        &altered,
+        Some(StatusCode::InvalidHandoverSignature),
+    );
+    v.handover(
+        "handover/to-itself",
+        &a.handover(a.quorum_key(), NOW_MS - HOUR, NOW_MS + day),
+        Some(StatusCode::InvalidParameters),
+    );
+    v.handover(
+        "handover/issued-after-expiry",
+        &to_b(NOW_MS + 2 * day, NOW_MS + day),
+        Some(StatusCode::InvalidParameters),
+    );
+    v.handover(
+        "handover/expired",
+        &to_b(NOW_MS - day, NOW_MS),
+        Some(StatusCode::Expired),
+    );
+    v.handover(
+        "handover/ttl-too-long",
+        &to_b(
+            NOW_MS,
+            NOW_MS + rendezvous_proto::handover::MAX_HANDOVER_TTL_MS + 1,
+        ),
+        Some(StatusCode::TtlTooLong),
+    );
+    v.handover(
+        "handover/new-key-not-a-point",
+        &a.handover(QuorumKey([0x11; 48]), NOW_MS - HOUR, NOW_MS + day),
         Some(StatusCode::Decode),
     );
 
