@@ -499,9 +499,12 @@ pub async fn run() -> Result<(), DemoError> {
         Err(e) => println!("  member 3 refuses to start: {e}"),
         Ok(_) => return Err(DemoError::AlteredShareAccepted),
     }
-    match register_raw(&r1, keypair3.clone(), farmer_key, &tampered.secret).await? {
+    // Sent to R2, where 'farmer' does not register: the sender of an
+    // invalid signature is refused there for a while (10 s at first).
+    match register_raw(&r2, keypair3.clone(), farmer_key, &tampered.secret).await? {
         Response::Rejected(code) => {
-            println!("  the same record sent by hand, from member 3's own identity: refused by R1: {code}")
+            println!("  the same record sent by hand to R2, from member 3's own identity: refused: {code}");
+            println!("  (R2 now refuses member 3's identity for 10 s: a sender of invalid signatures pays)")
         }
         other => {
             return Err(DemoError::NotRefused {
@@ -512,8 +515,10 @@ pub async fn run() -> Result<(), DemoError> {
     }
     println!("  ...and with its real key share it is listed again after its next registration:");
     farmer.members[2] = Some(farmer.start_member_with(keypair3, real3).await?);
-    let a = discover_until(&mut client, &r3, farmer_key, wait, |a| a.peers.len() == 4).await?;
-    println!("  R3 lists seats {:?}", indices(&a));
+    // R1 forgot member 3 when it unregistered: seat 3 there is the new
+    // registration.
+    let a = discover_until(&mut client, &r1, farmer_key, wait, |a| a.peers.len() == 4).await?;
+    println!("  R1 lists seats {:?}", indices(&a));
 
     step(
         6,
