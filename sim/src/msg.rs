@@ -297,6 +297,12 @@ pub enum Timer {
     },
     /// Member: restarted after a crash: starts again from its key share.
     Restart,
+    /// Member: restarted to reshare its key share to `epoch` (the same
+    /// members, a new key set, the same quorum key).
+    Reshare {
+        /// The epoch the resharing makes.
+        epoch: u64,
+    },
     /// Member: coordinate a new namespace record now (scenarios that make
     /// quorums re-sign).
     RenewNamespace,
@@ -331,6 +337,10 @@ impl Timer {
                 10
             }
             Timer::Restart => 12,
+            Timer::Reshare { epoch } => {
+                words[0] = epoch;
+                14
+            }
             Timer::RenewNamespace => 13,
             Timer::DiscoverDeadline { request } => {
                 words[0] = request;
@@ -494,6 +504,11 @@ pub struct DiscoveryResult {
     /// Verified records that are not what the real member signed: a
     /// forgery got through (must be 0).
     pub forged_accepted: u32,
+    /// The namespace epoch of the accepted answer, if any.
+    pub epoch: Option<u64>,
+    /// Accepted records whose seat is of another epoch than the answer's
+    /// namespace record: epochs mixed (must be 0).
+    pub mixed_epochs: u32,
 }
 
 /// An action a handler asks the world to take.

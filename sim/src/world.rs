@@ -331,6 +331,10 @@ pub struct QuorumTruth {
     pub replicas: Vec<u32>,
     /// The latest namespace record.
     pub namespace: Option<Arc<NamespaceRecord>>,
+    /// The key sets (commitments) of every namespace record the quorum
+    /// signed, all epochs: a replica may still hold an earlier epoch's
+    /// genuine record.
+    pub key_sets: BTreeSet<Vec<[u8; 48]>>,
     /// Every member's DKG result.
     pub dkg: BTreeMap<u32, Result<DkgSummary, String>>,
 }
@@ -768,6 +772,7 @@ impl World {
                 if let Some(q) = self.quorums.get_mut(*quorum as usize) {
                     q.key = key;
                     q.replicas = replicas;
+                    q.key_sets.insert(record.commitments.clone());
                     q.namespace = Some(record.clone());
                 }
             }
@@ -827,6 +832,15 @@ impl World {
                 self.stats.forged_rejected += d.rejected.len() as u64;
                 self.stats.namespace_rejected += d.namespace_errors.len() as u64;
                 self.stats.forged_accepted += u64::from(d.forged_accepted);
+                if d.mixed_epochs > 0 {
+                    self.violate(
+                        "answers-never-mix-epochs",
+                        format!(
+                            "client {} accepted {} record(s) of another epoch than quorum {}'s namespace epoch {:?}",
+                            d.client, d.mixed_epochs, d.quorum, d.epoch
+                        ),
+                    );
+                }
                 if d.forged_accepted > 0 {
                     self.violate(
                         "no-forgery-accepted",
@@ -949,6 +963,21 @@ impl World {
         if let Some(m) = self.members.get(flat as usize) {
             lock(m).alive = false;
         }
+    }
+
+    /// Restarts a member to reshare its key share to `epoch` with its
+    /// fellow members (the same members and threshold; `dkg_phase_ms`
+    /// phases): the new key set replaces the old at the end, the quorum
+    /// key stays.
+    pub fn reshare_member(&mut self, flat: u32, epoch: u64) {
+        if let Some(m) = self.members.get(flat as usize) {
+            lock(m).incarnation += 1;
+        }
+        self.schedule(
+            self.now,
+            Addr::Member(flat),
+            EventKind::Timer(Timer::Reshare { epoch }),
+        );
     }
 
     /// Restarts a member: it keeps its key share and namespace (on disk)

@@ -36,6 +36,15 @@ fn run_all_seeds(name: &str) {
     }
 }
 
+/// #14: every quorum reshares to epoch 1 while clients discover, some
+/// with a faulty old dealer: answers never mix epochs, no replica at
+/// epoch 1 serves an epoch-0 seat, completeness stays at or above 0.99,
+/// every quorum key is unchanged.
+#[test]
+fn epoch() {
+    run_all_seeds("epoch");
+}
+
 /// #13 item 1: junk Kademlia values from a flooding sender are checked
 /// within its budget (and not at all once it is penalized), and honest
 /// members stay discoverable during the flood.

@@ -256,8 +256,8 @@ impl LocalQuorum {
             );
             new_order.push(position);
         }
-        for position in old_count..bound.len() {
-            members.push(entry(&bound[position])?);
+        for (position, b) in bound.iter().enumerate().skip(old_count) {
+            members.push(entry(b)?);
             new_order.push(position);
         }
         let file = QuorumFile {

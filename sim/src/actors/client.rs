@@ -215,6 +215,11 @@ impl Client {
                 forged_accepted += 1;
             }
         }
+        let mixed_epochs = query
+            .best
+            .values()
+            .filter(|r| Some(r.seat.epoch) != query.epoch)
+            .count() as u32;
         ctx.note(Note::Discovery(Box::new(DiscoveryResult {
             client: self.index,
             quorum: query.quorum,
@@ -224,6 +229,8 @@ impl Client {
             rejected: query.rejected,
             namespace_errors: query.namespace_errors,
             forged_accepted,
+            epoch: query.epoch,
+            mixed_epochs,
         })));
     }
 }

@@ -179,6 +179,7 @@ impl Member {
         match event {
             EventKind::Timer(Timer::DkgStart) => self.start(ctx),
             EventKind::Timer(Timer::Restart) => self.restart(ctx),
+            EventKind::Timer(Timer::Reshare { epoch }) => self.reshare(ctx, epoch),
             EventKind::Timer(Timer::RenewNamespace) => {
                 if let Some(core) = self.core.as_mut() {
                     core.renew_namespace(ctx.now);
@@ -297,6 +298,33 @@ impl Member {
             member::Member::new(self.core_config(ctx), Start::KeyShare(key), ctx.now, seed).ok();
     }
 
+    /// A new core that reshares the key share to `epoch` with the
+    /// quorum's members (the same set, the same threshold), as `rdht
+    /// quorum --quorum next.toml` does.
+    fn reshare(&mut self, ctx: &mut Ctx<'_>, epoch: u64) {
+        self.outstanding.clear();
+        self.wake_at = None;
+        self.timeouts_at = None;
+        let Some(key) = self.key.clone() else {
+            return;
+        };
+        let n = ctx.shared.n();
+        let start = member::ReshareStart {
+            previous_members: (1..=n)
+                .map(|i| ctx.shared.member_peers[(self.quorum * n + i - 1) as usize])
+                .collect(),
+            previous_threshold: key.threshold(),
+            quorum_key: QuorumKey::from(key.quorum_key()),
+            previous_share: Some(key),
+            phase_timeout_ms: ctx.shared.config.dkg_phase_ms,
+        };
+        let mut config = self.core_config(ctx);
+        config.epoch = epoch;
+        let seed = member::seed_from(&mut self.rng);
+        self.core =
+            member::Member::new(config, Start::Reshare(Box::new(start)), ctx.now, seed).ok();
+    }
+
     fn on_message(&mut self, ctx: &mut Ctx<'_>, from: Addr, msg: Msg) {
         match msg {
             Msg::Request {
@@ -403,7 +431,7 @@ impl Member {
 
     fn on_core_event(&mut self, ctx: &mut Ctx<'_>, event: Event) {
         match event {
-            Event::DkgFinished(out) => {
+            Event::DkgFinished(out) | Event::ReshareFinished(out) => {
                 let summary = DkgSummary {
                     qual: out.qual.clone(),
                     key_set: out
