@@ -599,3 +599,54 @@ fn dkg_retry_a_failed_run_is_retried_with_a_fresh_session_and_then_succeeds() {
     assert_eq!(started.get(&2), Some(&1));
     assert!(net.members.iter().all(|m| m.key_share().is_some()));
 }
+
+/// A restarted member whose namespace check a node refuses for a while
+/// (`QuotaExceeded`: a node under load, or one that refuses this sender
+/// for a while) asks that node again after its backoff, and registers as
+/// soon as the node answers: it does not take the refusal for "no record"
+/// and wait for its coordinator turn (`rank x takeover_ms`).
+#[test]
+fn a_namespace_check_refused_for_a_while_is_asked_again() {
+    let mut net = net(4, 3, 1);
+    let record = net.quorum.namespace(0, Some("farmer"), T0, T0 + 3_600_000);
+    let mut stored = Some(record.clone());
+    net.pump(T0);
+    net.answer_all(T0, |_, _, req| match req {
+        Request::Discover { .. } => Ok(Response::Rejected(StatusCode::QuotaExceeded)),
+        _ => Ok(Response::Rejected(StatusCode::Internal)),
+    });
+    let takeover = net.members[3].config().takeover_ms;
+    let retry_at = net.members[3].poll_timeout().expect("a retry is due");
+    assert!(
+        retry_at < T0 + takeover,
+        "asked again after {} ms, not at its coordinator turn",
+        retry_at - T0
+    );
+    // The first retry is drawn from the backoff's first step (at most
+    // 500 ms): by 1 s every member has asked again.
+    let retry_at = T0 + 1_000;
+    assert!(retry_at < T0 + takeover);
+    net.timeout(retry_at);
+    let asked_again = net
+        .to_rendezvous
+        .iter()
+        .filter(|(_, t)| matches!(t.request, Request::Discover { .. }))
+        .count();
+    assert_eq!(asked_again, 4, "every member asked again");
+    net.answer_all(retry_at, |_, _, req| Ok(honest(&mut stored, req)));
+    net.pump(retry_at);
+    for index in 1..=4 {
+        let events = net.events(index);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::NamespaceAdopted(r) if *r == record)),
+            "member {index} adopted the record found on the second ask"
+        );
+        assert!(events.iter().any(|e| matches!(e, Event::PeerSigned(_))));
+    }
+    assert!(net
+        .to_rendezvous
+        .iter()
+        .any(|(_, t)| matches!(t.request, Request::RegisterPeer(_))));
+}

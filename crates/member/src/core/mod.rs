@@ -317,6 +317,10 @@ enum Timer {
         rendezvous: usize,
         generation: u64,
     },
+    /// Ask a node again whether the namespace record is there.
+    CheckRetry {
+        rendezvous: usize,
+    },
 }
 
 /// Where the namespace stands.
@@ -327,6 +331,9 @@ enum NamespaceTask {
     Checking {
         outstanding: BTreeSet<usize>,
         best: Option<NamespaceRecord>,
+        /// Nodes asked again after a passing refusal or no answer, and
+        /// how often.
+        retries: BTreeMap<usize, u32>,
     },
     /// Waiting for a coordinator; at `takeover_at` this member coordinates.
     Waiting { takeover_at: u64 },
@@ -914,6 +921,7 @@ impl Member {
                     }
                 }
             }
+            Timer::CheckRetry { rendezvous } => self.ask_for_namespace(rendezvous),
             Timer::PeerRetry {
                 rendezvous,
                 generation,

@@ -4,29 +4,42 @@
 
 use super::*;
 
+/// How often a node is asked again whether the namespace record is there,
+/// after a passing refusal or no answer (with the member's backoff).
+const CHECK_RETRIES: u32 = 3;
+
 impl Member {
     /// After a restart: asks every rendezvous node for the namespace.
     pub(super) fn start_check(&mut self) {
-        let Some(share) = &self.key_share else {
+        if self.key_share.is_none() {
             return;
-        };
-        let quorum_key = QuorumKey::from(share.quorum_key());
+        }
         let outstanding: BTreeSet<usize> = (0..self.slots.len()).collect();
         for rendezvous in outstanding.iter().copied() {
-            self.send(
-                Peer::Rendezvous(rendezvous),
-                Request::Discover {
-                    quorum_key,
-                    limit: 1,
-                    cookie: None,
-                },
-                Pending::Check { rendezvous },
-            );
+            self.ask_for_namespace(rendezvous);
         }
         self.task = NamespaceTask::Checking {
             outstanding,
             best: None,
+            retries: BTreeMap::new(),
         };
+    }
+
+    /// Asks node `rendezvous` whether the namespace record is there.
+    pub(super) fn ask_for_namespace(&mut self, rendezvous: usize) {
+        let Some(share) = &self.key_share else {
+            return;
+        };
+        let quorum_key = QuorumKey::from(share.quorum_key());
+        self.send(
+            Peer::Rendezvous(rendezvous),
+            Request::Discover {
+                quorum_key,
+                limit: 1,
+                cookie: None,
+            },
+            Pending::Check { rendezvous },
+        );
     }
 
     pub(super) fn on_check_answer(
@@ -48,7 +61,33 @@ impl Member {
             .then(|| answer.namespace.clone()),
             _ => None,
         };
-        let NamespaceTask::Checking { outstanding, best } = &mut self.task else {
+        // A passing refusal (a node under load, one that refuses this
+        // sender for a while) or no answer says nothing about the record:
+        // ask that node again, with backoff, a few times, rather than
+        // take it for "no record" and wait for a coordinator turn.
+        let passing = match &response {
+            Err(_) => true,
+            Ok(Response::Rejected(code)) => classify(*code) == Class::Transient,
+            Ok(_) => false,
+        };
+        let attempt = match &mut self.task {
+            NamespaceTask::Checking { retries, .. } if passing && found.is_none() => {
+                let attempt = retries.entry(rendezvous).or_insert(0);
+                let current = *attempt;
+                *attempt = current.saturating_add(1);
+                Some(current).filter(|a| *a < CHECK_RETRIES)
+            }
+            _ => None,
+        };
+        if let Some(attempt) = attempt {
+            let delay = self.config.backoff.delay(attempt, &mut self.rng);
+            self.set_timer(now.saturating_add(delay), Timer::CheckRetry { rendezvous });
+            return;
+        }
+        let NamespaceTask::Checking {
+            outstanding, best, ..
+        } = &mut self.task
+        else {
             return;
         };
         outstanding.remove(&rendezvous);
