@@ -155,9 +155,10 @@ impl Msg {
     pub fn class(&self) -> Class {
         match self {
             Msg::Request { request, .. } => match **request {
-                Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
-                    Class::Stream
-                }
+                Request::Dkg(_)
+                | Request::SignNamespace(_)
+                | Request::NamespaceReady(_)
+                | Request::SignHandover { .. } => Class::Stream,
                 _ => Class::Request,
             },
             Msg::Response { response, .. } => match **response {
@@ -184,6 +185,7 @@ impl Msg {
                 Request::SignNamespace(_) => "sign-namespace",
                 Request::NamespaceReady(_) => "namespace-ready",
                 Request::PublishHandover(_) => "publish-handover",
+                Request::SignHandover { .. } => "sign-handover",
             },
             Msg::Response { response, .. } => match **response {
                 Response::Rejected(_) => "rejected",

@@ -849,7 +849,10 @@ impl Server {
                 }
             }
             // Member-to-member messages have no business here.
-            Request::Dkg(_) | Request::SignNamespace(_) | Request::NamespaceReady(_) => {
+            Request::Dkg(_)
+            | Request::SignNamespace(_)
+            | Request::NamespaceReady(_)
+            | Request::SignHandover { .. } => {
                 self.reply(reply, Response::Rejected(StatusCode::NotAuthorized))
             }
         }

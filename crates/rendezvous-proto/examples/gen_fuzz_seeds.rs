@@ -92,6 +92,13 @@ fn main() -> std::io::Result<()> {
             "publish-handover",
             Request::PublishHandover(handover.clone()),
         ),
+        (
+            "sign-handover",
+            Request::SignHandover {
+                handover: handover.clone(),
+                namespace: ns_plain.clone(),
+            },
+        ),
     ];
     for (name, request) in &requests {
         write(&dir, "request", name, &request.encode())?;

@@ -56,6 +56,8 @@ pub mod request_tag {
     pub const NAMESPACE_READY: u8 = 0x09;
     /// [`crate::Request::PublishHandover`].
     pub const PUBLISH_HANDOVER: u8 = 0x0a;
+    /// [`crate::Request::SignHandover`].
+    pub const SIGN_HANDOVER: u8 = 0x0b;
 }
 
 /// Response tags (the second byte of a response frame).
@@ -153,6 +155,14 @@ impl Request {
                 w.u8(request_tag::PUBLISH_HANDOVER);
                 record.encode_into(&mut w);
             }
+            Request::SignHandover {
+                handover,
+                namespace,
+            } => {
+                w.u8(request_tag::SIGN_HANDOVER);
+                handover.encode_into(&mut w);
+                namespace.encode_into(&mut w);
+            }
             Request::RegisterPeers(records) => {
                 w.u8(request_tag::REGISTER_PEERS);
                 w.u16(clamp_u16(records.len()));
@@ -218,6 +228,10 @@ impl Request {
             request_tag::PUBLISH_HANDOVER => {
                 Request::PublishHandover(HandoverRecord::decode_from(&mut r)?)
             }
+            request_tag::SIGN_HANDOVER => Request::SignHandover {
+                handover: HandoverRecord::decode_from(&mut r)?,
+                namespace: NamespaceRecord::decode_from(&mut r)?,
+            },
             request_tag::REGISTER_PEERS => {
                 let count =
                     r.list_len16(MAX_REGISTER_BATCH, MIN_PEER_RECORD_BYTES, "peer records")?;

@@ -22,8 +22,8 @@ pub type RegisterOutcome = Result<u64, StatusCode>;
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Cookie(pub Vec<u8>);
 
-/// A request to a rendezvous node (or, for `Dkg`, `SignNamespace` and
-/// `NamespaceReady`, to a fellow quorum member).
+/// A request to a rendezvous node (or, for `Dkg`, `SignNamespace`,
+/// `NamespaceReady` and `SignHandover`, to a fellow quorum member).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Create or update a namespace (threshold-signed by the quorum).
@@ -80,6 +80,19 @@ pub enum Request {
     /// [`Response::Registered`] (the handover is stored for `ttl_ms`) or
     /// [`Response::Rejected`].
     PublishHandover(HandoverRecord),
+    /// Ask a member of the OLD quorum for its signature share over a
+    /// handover's signing bytes (key rotation; the handover's signature
+    /// field is ignored). `namespace` is the NEW key's threshold-signed
+    /// namespace record: the member checks it verifies under
+    /// `handover.new_quorum_key` and describes the quorum it was
+    /// configured with before it signs. Answered by
+    /// [`Response::NamespaceShare`] or [`Response::Rejected`].
+    SignHandover {
+        /// The handover to co-sign (old key -> new key).
+        handover: HandoverRecord,
+        /// The new key's signed namespace record.
+        namespace: NamespaceRecord,
+    },
 }
 
 /// One peer in a discover answer.
@@ -126,7 +139,9 @@ pub enum Response {
     },
     /// A DKG message was taken.
     DkgAccepted,
-    /// A member's signature share over the requested namespace record.
+    /// A member's signature share over the requested record: the
+    /// namespace record of a [`Request::SignNamespace`], or the handover
+    /// of a [`Request::SignHandover`] (over its signing bytes either way).
     NamespaceShare {
         /// The signer's member index.
         index: u32,

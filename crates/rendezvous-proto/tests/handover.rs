@@ -285,3 +285,26 @@ fn a_client_refuses_a_forged_or_misplaced_link() {
         })
     );
 }
+
+#[test]
+fn sign_handover_frame_carries_the_handover_then_the_namespace() {
+    let (a, b) = (deal(1), deal(2));
+    let handover = valid(&a, &b);
+    let namespace = b.namespace(0, None, NOW - 1_000, NOW + DAY);
+    let request = Request::SignHandover {
+        handover: handover.clone(),
+        namespace: namespace.clone(),
+    };
+    let frame = request.encode();
+    assert_eq!(&frame[..2], &[WIRE_VERSION, request_tag::SIGN_HANDOVER]);
+    assert_eq!(&frame[2..2 + HANDOVER_BYTES], &handover.encode()[..]);
+    assert_eq!(&frame[2 + HANDOVER_BYTES..], &namespace.encode()[..]);
+    assert_eq!(Request::decode(&frame), Ok(request));
+    // Every cut, and a trailing byte, is refused.
+    for len in 2..frame.len() {
+        assert!(Request::decode(&frame[..len]).is_err(), "{len} bytes");
+    }
+    let mut longer = frame.clone();
+    longer.push(0);
+    assert_eq!(Request::decode(&longer), Err(DecodeError::TrailingBytes));
+}

@@ -159,6 +159,12 @@ fn request() -> impl Strategy<Value = Request> {
         namespace_record().prop_map(Request::NamespaceReady),
         vec(peer_record(), 1..4).prop_map(Request::RegisterPeers),
         handover_record().prop_map(Request::PublishHandover),
+        (handover_record(), namespace_record()).prop_map(|(handover, namespace)| {
+            Request::SignHandover {
+                handover,
+                namespace,
+            }
+        }),
     ]
 }
 
