@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use dkg::{combine_signatures, find_invalid, BatchItem, KeyShare, PublicKey, SignatureShare};
 use rand_core::RngCore;
+use rendezvous_proto::handover::check_handover_fields;
 use rendezvous_proto::records::G1_BYTES;
-use rendezvous_proto::{Limits, NamespaceRecord, StatusCode};
+use rendezvous_proto::{HandoverRecord, Limits, NamespaceRecord, QuorumKey, StatusCode};
 
 use crate::config::QuorumSpec;
 
@@ -127,6 +128,99 @@ pub fn check_sign_request(
         .map_err(SignRefusal::Expiry)
 }
 
+/// Why a member of the old quorum refuses to co-sign a handover (key
+/// rotation, [`check_handover_request`]); each is answered with its
+/// [`HandoverRefusal::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverRefusal {
+    /// The handover's old key is not this member's (previous) quorum key
+    /// (`NotAuthorized`).
+    #[error("the handover retires another quorum key")]
+    OtherOldKey,
+    /// The handover names the old key as its successor
+    /// (`InvalidParameters`).
+    #[error("the handover names the old key as the new one")]
+    SameKey,
+    /// The handover's fields are invalid (its times: the code of
+    /// `check_handover_fields`).
+    #[error("invalid handover fields: {0}")]
+    Fields(StatusCode),
+    /// The attached namespace record does not verify (its code of
+    /// `verify_namespace`).
+    #[error("the new key's namespace record does not verify: {0}")]
+    Namespace(StatusCode),
+    /// The attached namespace record is of another key than the
+    /// handover's new key (`NotAuthorized`).
+    #[error("the namespace record is not of the handover's new key")]
+    NewKeyMismatch,
+    /// The new key's namespace record has another member list than the
+    /// one this member was configured with (`NotAMember`).
+    #[error("the new key's member list is not the configured one")]
+    MemberList,
+    /// The new key's namespace record has another threshold, size, kind
+    /// or epoch than this member was configured with (`NotAuthorized`).
+    #[error("the new key's threshold, size, kind or epoch is not the configured one")]
+    OtherQuorum,
+}
+
+impl HandoverRefusal {
+    /// The status code a member answers with.
+    pub fn code(self) -> StatusCode {
+        match self {
+            HandoverRefusal::OtherOldKey
+            | HandoverRefusal::NewKeyMismatch
+            | HandoverRefusal::OtherQuorum => StatusCode::NotAuthorized,
+            HandoverRefusal::SameKey => StatusCode::InvalidParameters,
+            HandoverRefusal::Fields(code) | HandoverRefusal::Namespace(code) => code,
+            HandoverRefusal::MemberList => StatusCode::NotAMember,
+        }
+    }
+}
+
+/// Whether a member of the old quorum may co-sign a handover (key
+/// rotation, PROTOCOL.md 15.6) with its `previous_share`: the handover
+/// retires this share's quorum key and names another, its fields are
+/// valid at `now_ms`, and `namespace` (the new key's threshold-signed
+/// record) verifies under the handover's new key and describes exactly
+/// the quorum this member was configured with for the new epoch
+/// (`quorum`, `epoch`). A member signs no other handover.
+pub fn check_handover_request(
+    handover: &HandoverRecord,
+    namespace: &NamespaceRecord,
+    previous_share: &KeyShare,
+    quorum: &QuorumSpec,
+    epoch: u64,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<(), HandoverRefusal> {
+    if handover.old_quorum_key != QuorumKey::from(previous_share.quorum_key()) {
+        return Err(HandoverRefusal::OtherOldKey);
+    }
+    if handover.new_quorum_key == handover.old_quorum_key {
+        return Err(HandoverRefusal::SameKey);
+    }
+    check_handover_fields(handover, now_ms).map_err(HandoverRefusal::Fields)?;
+    if namespace.commitments.first().map(|c| QuorumKey(*c)) != Some(handover.new_quorum_key) {
+        return Err(HandoverRefusal::NewKeyMismatch);
+    }
+    let verified = rendezvous_proto::validate::verify_namespace(namespace, now_ms, limits)
+        .map_err(HandoverRefusal::Namespace)?;
+    if verified.quorum_key() != handover.new_quorum_key {
+        return Err(HandoverRefusal::NewKeyMismatch);
+    }
+    if namespace.members.as_ref() != Some(&quorum.members) {
+        return Err(HandoverRefusal::MemberList);
+    }
+    if verified.threshold() != quorum.threshold
+        || verified.n() != quorum.n()
+        || namespace.kind != quorum.kind
+        || namespace.epoch != epoch
+    {
+        return Err(HandoverRefusal::OtherQuorum);
+    }
+    Ok(())
+}
+
 /// Whether a signed namespace record (a fellow member's announcement, a
 /// rendezvous node's answer) is this quorum's: everything
 /// [`check_sign_request`] checks, the record's own field ranges, and its
@@ -232,5 +326,188 @@ impl Cosign {
             }
         }
         (None, bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use rendezvous_proto::testkit::TestQuorum;
+
+    const NOW: u64 = 1_700_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    struct Case {
+        old: TestQuorum,
+        new: TestQuorum,
+        spec: QuorumSpec,
+        handover: HandoverRecord,
+        namespace: NamespaceRecord,
+    }
+
+    fn case() -> Case {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let old = TestQuorum::deal(4, 3, &mut rng);
+        let new = TestQuorum::deal(4, 3, &mut rng);
+        let spec = QuorumSpec {
+            members: (1..=4).map(|i| new.peer_id(i)).collect(),
+            threshold: 3,
+            kind: None,
+        };
+        let mut handover = old.handover(new.quorum_key(), NOW, NOW + 24 * HOUR);
+        handover.signature = [0; rendezvous_proto::records::G2_BYTES];
+        let namespace = new.namespace(1, None, NOW, NOW + HOUR);
+        Case {
+            old,
+            new,
+            spec,
+            handover,
+            namespace,
+        }
+    }
+
+    fn check(
+        c: &Case,
+        handover: &HandoverRecord,
+        namespace: &NamespaceRecord,
+    ) -> Result<(), HandoverRefusal> {
+        check_handover_request(
+            handover,
+            namespace,
+            &c.old.shares[0],
+            &c.spec,
+            1,
+            NOW,
+            &Limits::DEFAULT,
+        )
+    }
+
+    #[test]
+    fn an_old_member_signs_a_handover_to_the_configured_new_quorum() {
+        let c = case();
+        assert_eq!(check(&c, &c.handover, &c.namespace), Ok(()));
+    }
+
+    #[test]
+    fn every_handover_refusal_has_its_code() {
+        let c = case();
+        let mut rng = ChaCha20Rng::seed_from_u64(15);
+        let other = TestQuorum::deal(4, 3, &mut rng);
+
+        // Another old key.
+        let mut h = c.handover.clone();
+        h.old_quorum_key = other.quorum_key();
+        let r = check(&c, &h, &c.namespace);
+        assert_eq!(r, Err(HandoverRefusal::OtherOldKey));
+        assert_eq!(r.unwrap_err().code(), StatusCode::NotAuthorized);
+
+        // A handover to itself.
+        let mut h = c.handover.clone();
+        h.new_quorum_key = h.old_quorum_key;
+        let r = check(&c, &h, &c.namespace);
+        assert_eq!(r, Err(HandoverRefusal::SameKey));
+        assert_eq!(r.unwrap_err().code(), StatusCode::InvalidParameters);
+
+        // Invalid fields: expired, too long, issued after its expiry.
+        let mut h = c.handover.clone();
+        h.expires_at_ms = NOW - 1;
+        h.issued_at_ms = NOW - 2;
+        assert_eq!(
+            check(&c, &h, &c.namespace).map_err(HandoverRefusal::code),
+            Err(StatusCode::Expired)
+        );
+        let mut h = c.handover.clone();
+        h.expires_at_ms = NOW + rendezvous_proto::handover::MAX_HANDOVER_TTL_MS + 1;
+        assert_eq!(
+            check(&c, &h, &c.namespace),
+            Err(HandoverRefusal::Fields(StatusCode::TtlTooLong))
+        );
+        let mut h = c.handover.clone();
+        h.issued_at_ms = h.expires_at_ms + 1;
+        assert_eq!(
+            check(&c, &h, &c.namespace),
+            Err(HandoverRefusal::Fields(StatusCode::InvalidParameters))
+        );
+
+        // A namespace record of another key than the handover's new key.
+        let ns = other.namespace(1, None, NOW, NOW + HOUR);
+        let r = check(&c, &c.handover, &ns);
+        assert_eq!(r, Err(HandoverRefusal::NewKeyMismatch));
+        assert_eq!(r.unwrap_err().code(), StatusCode::NotAuthorized);
+
+        // The new key's record, unsigned or altered: does not verify.
+        let ns = c.new.namespace_unsigned(1, None, NOW, NOW + HOUR);
+        assert!(matches!(
+            check(&c, &c.handover, &ns),
+            Err(HandoverRefusal::Namespace(_))
+        ));
+        let mut ns = c.namespace.clone();
+        ns.issued_at_ms += 1;
+        let r = check(&c, &c.handover, &ns);
+        assert_eq!(
+            r,
+            Err(HandoverRefusal::Namespace(
+                StatusCode::InvalidNamespaceSignature
+            ))
+        );
+        assert_eq!(r.unwrap_err().code(), StatusCode::InvalidNamespaceSignature);
+
+        // Another member list than the configured one.
+        let mut spec = c.spec.clone();
+        spec.members.swap(0, 1);
+        let r = check_handover_request(
+            &c.handover,
+            &c.namespace,
+            &c.old.shares[0],
+            &spec,
+            1,
+            NOW,
+            &Limits::DEFAULT,
+        );
+        assert_eq!(r, Err(HandoverRefusal::MemberList));
+        assert_eq!(r.unwrap_err().code(), StatusCode::NotAMember);
+
+        // Another threshold, kind or epoch than the configured ones.
+        let mut spec = c.spec.clone();
+        spec.threshold = 2;
+        let r = check_handover_request(
+            &c.handover,
+            &c.namespace,
+            &c.old.shares[0],
+            &spec,
+            1,
+            NOW,
+            &Limits::DEFAULT,
+        );
+        assert_eq!(r, Err(HandoverRefusal::OtherQuorum));
+        assert_eq!(r.unwrap_err().code(), StatusCode::NotAuthorized);
+        let mut spec = c.spec.clone();
+        spec.kind = Some("farmer".into());
+        assert_eq!(
+            check_handover_request(
+                &c.handover,
+                &c.namespace,
+                &c.old.shares[0],
+                &spec,
+                1,
+                NOW,
+                &Limits::DEFAULT,
+            ),
+            Err(HandoverRefusal::OtherQuorum)
+        );
+        assert_eq!(
+            check_handover_request(
+                &c.handover,
+                &c.namespace,
+                &c.old.shares[0],
+                &c.spec,
+                2,
+                NOW,
+                &Limits::DEFAULT,
+            ),
+            Err(HandoverRefusal::OtherQuorum)
+        );
     }
 }

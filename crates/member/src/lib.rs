@@ -35,6 +35,6 @@ pub use crate::core::{
     seed_from, Event, Member, Peer, RendezvousState, RequestId, ReshareStart, Start, Status,
     Transmit, TransportError,
 };
-pub use crate::cosign::{check_sign_request, SignRefusal};
+pub use crate::cosign::{check_handover_request, check_sign_request, HandoverRefusal, SignRefusal};
 pub use crate::error::MemberError;
 pub use crate::retry::{classify, classify_peer, Backoff, Class};
