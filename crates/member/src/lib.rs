@@ -32,8 +32,8 @@ pub mod retry;
 
 pub use crate::config::{MemberConfig, QuorumSpec};
 pub use crate::core::{
-    seed_from, Event, Member, Peer, RendezvousState, RequestId, ReshareStart, Start, Status,
-    Transmit, TransportError,
+    seed_from, Event, Member, Peer, RendezvousState, RequestId, ReshareStart, RotateStart, Start,
+    Status, Transmit, TransportError, HANDOVER_TTL_MARGIN_MS,
 };
 pub use crate::cosign::{check_handover_request, check_sign_request, HandoverRefusal, SignRefusal};
 pub use crate::error::MemberError;

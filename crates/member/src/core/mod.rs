@@ -59,9 +59,12 @@ mod dkg_run;
 mod namespace;
 mod registration;
 mod reshare_run;
+mod rotate_run;
 
 pub use reshare_run::ReshareStart;
 use reshare_run::Resharing;
+use rotate_run::Rotation;
+pub use rotate_run::{RotateStart, HANDOVER_TTL_MARGIN_MS};
 
 /// Who a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,6 +125,13 @@ pub enum Start {
     /// old member that is not in the new epoch has `index` 0: it deals,
     /// then unregisters and stops).
     Reshare(Box<ReshareStart>),
+    /// With a key rotation (PROTOCOL.md 15.6): a member of the new quorum
+    /// runs a fresh DKG whose key's namespace starts at
+    /// `MemberConfig::epoch`, and a previous member co-signs the handover
+    /// from the previous key to the new one with its previous share (one
+    /// that is not in the new quorum has `index` 0: it co-signs, then
+    /// unregisters and stops).
+    Rotate(Box<RotateStart>),
 }
 
 /// What happened, for the driver's logs, files and metrics.
@@ -179,6 +189,24 @@ pub enum Event {
         /// The old dealers left out, and why.
         disqualified: BTreeMap<u32, Disqualification>,
     },
+    /// This previous member gave its share over a handover (key
+    /// rotation).
+    HandoverCosigned {
+        /// Its index under the previous key.
+        previous_index: u32,
+    },
+    /// The coordinator combined the handover from the previous key to the
+    /// new one (key rotation): it publishes it at every rendezvous node.
+    HandoverSigned(rendezvous_proto::HandoverRecord),
+    /// A rendezvous node holds the handover.
+    HandoverPublished {
+        /// The node.
+        rendezvous: usize,
+    },
+    /// This member coordinated the new key's namespace record but holds no
+    /// previous share and was not told the previous key: it cannot make
+    /// the handover.
+    HandoverUnknownOldKey,
     /// This member coordinates a namespace record.
     Coordinating {
         /// Its issued-at.
@@ -298,6 +326,13 @@ enum Pending {
     },
     Ready,
     Unregister,
+    /// A `SignHandover` to a previous member (by previous index).
+    HandoverShare {
+        previous: u32,
+    },
+    PublishHandover {
+        rendezvous: usize,
+    },
 }
 
 /// Things to do later.
@@ -319,6 +354,14 @@ enum Timer {
     },
     /// Ask a node again whether the namespace record is there.
     CheckRetry {
+        rendezvous: usize,
+    },
+    /// Ask a previous member again for its handover share.
+    HandoverRetry {
+        previous: u32,
+    },
+    /// Publish the handover at a node again.
+    PublishRetry {
         rendezvous: usize,
     },
 }
@@ -398,6 +441,8 @@ pub struct Member {
     /// A member that leaves at a resharing: the quorum key and its
     /// previous index, to unregister under.
     leaving: Option<(QuorumKey, u32)>,
+    // key rotation
+    rotation: Option<Rotation>,
     // namespace
     key_share: Option<KeyShare>,
     qual: Vec<u32>,
@@ -428,8 +473,8 @@ impl Member {
         seed: [u8; 32],
     ) -> Result<Self, MemberError> {
         let n = config.quorum.n();
-        // Index 0: an old member leaving at a resharing.
-        let leaves = config.index == 0 && matches!(start, Start::Reshare(_));
+        // Index 0: an old member leaving at a resharing or a rotation.
+        let leaves = config.index == 0 && matches!(start, Start::Reshare(_) | Start::Rotate(_));
         if !leaves && (config.index == 0 || config.index > n) {
             return Err(MemberError::Config("index outside the quorum"));
         }
@@ -442,7 +487,67 @@ impl Member {
             ));
         }
         let mut reshare = None;
+        let mut rotation = None;
+        let mut leaving = None;
         let (key_share, dkg_config) = match start {
+            Start::Rotate(start) => {
+                if config.epoch == 0 {
+                    return Err(MemberError::Config("a rotation makes an epoch above 0"));
+                }
+                if start.previous_threshold == 0
+                    || start.previous_threshold as usize > start.previous_members.len()
+                {
+                    return Err(MemberError::Config(
+                        "the previous threshold is outside the previous members",
+                    ));
+                }
+                if let Some(share) = &start.previous_share {
+                    if share.public_key_set.public_key_share(share.index())
+                        != share.secret.public_key_share()
+                    {
+                        return Err(MemberError::KeyShareMismatch {
+                            index: share.index(),
+                        });
+                    }
+                    if share.threshold() != start.previous_threshold
+                        || share.n as usize != start.previous_members.len()
+                        || start.previous_members.get(share.index() as usize - 1)
+                            != Some(&config.peer_id())
+                    {
+                        return Err(MemberError::Config(
+                            "the previous key share is not this node's among the previous members",
+                        ));
+                    }
+                }
+                let dkg = if leaves {
+                    let Some(share) = &start.previous_share else {
+                        return Err(MemberError::Config(
+                            "a member that leaves needs its share of the previous key",
+                        ));
+                    };
+                    if start.dkg.is_some() {
+                        return Err(MemberError::Config(
+                            "a member that leaves takes no part in the new DKG",
+                        ));
+                    }
+                    leaving = Some((QuorumKey::from(share.quorum_key()), share.index()));
+                    None
+                } else {
+                    let Some(dkg) = start.dkg.clone() else {
+                        return Err(MemberError::Config(
+                            "a member of the new quorum needs the new DKG",
+                        ));
+                    };
+                    if dkg.my_index() != config.index || dkg.n() != n {
+                        return Err(MemberError::Config(
+                            "the DKG configuration is for another index or quorum size",
+                        ));
+                    }
+                    Some(dkg)
+                };
+                rotation = Some(Rotation::new(*start));
+                (None, dkg)
+            }
             Start::Reshare(start) => {
                 if config.epoch == 0 {
                     return Err(MemberError::Config("a resharing makes an epoch above 0"));
@@ -522,7 +627,8 @@ impl Member {
             failed_session: None,
             connected: BTreeSet::new(),
             resharing: None,
-            leaving: None,
+            leaving,
+            rotation,
             key_share: None,
             qual: Vec::new(),
             namespace: None,
@@ -591,6 +697,7 @@ impl Member {
             || self.key_share.is_some()
             || self.failure.is_some()
             || self.resharing.is_some()
+            || self.dkg_config.is_none()
         {
             return Vec::new();
         }
@@ -758,6 +865,10 @@ impl Member {
             Request::Dkg(bytes) => self.on_dkg_request(now, member, &bytes),
             Request::SignNamespace(record) => self.on_sign_request(now, member, &record),
             Request::NamespaceReady(record) => self.on_namespace_ready(now, record),
+            Request::SignHandover {
+                handover,
+                namespace,
+            } => self.on_sign_handover(now, member, &handover, &namespace),
             _ => Response::Rejected(StatusCode::NotAuthorized),
         }
     }
@@ -801,6 +912,10 @@ impl Member {
             } => self.on_namespace_answer(now, id, rendezvous, coordinated, response),
             Pending::Peer { rendezvous, seq } => {
                 self.on_peer_answer(now, id, rendezvous, seq, response)
+            }
+            Pending::HandoverShare { previous } => self.on_handover_share(now, previous, response),
+            Pending::PublishHandover { rendezvous } => {
+                self.on_publish_answer(now, rendezvous, response)
             }
             Pending::Ready | Pending::Unregister => {}
         }
@@ -922,6 +1037,8 @@ impl Member {
                 }
             }
             Timer::CheckRetry { rendezvous } => self.ask_for_namespace(rendezvous),
+            Timer::HandoverRetry { previous } => self.retry_handover_share(previous),
+            Timer::PublishRetry { rendezvous } => self.retry_publish(rendezvous),
             Timer::PeerRetry {
                 rendezvous,
                 generation,

@@ -236,6 +236,9 @@ impl Member {
         };
         self.events
             .push_back(Event::NamespaceSigned(record.clone()));
+        // A key rotation's coordinator: the previous members sign the
+        // handover to this key now.
+        self.after_namespace_signed(now, &record);
         let waiting: BTreeSet<usize> = (0..self.slots.len())
             .filter(|r| self.slots[*r].shown.dropped.is_none())
             .collect();

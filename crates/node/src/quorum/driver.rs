@@ -169,6 +169,25 @@ impl Driver {
                 self.note_disqualified(&disqualified);
                 warn!(index, %error, "resharing failed: the previous epoch stays in force");
             }
+            Event::HandoverCosigned { previous_index } => info!(
+                index,
+                previous_index, "co-signed the handover from the previous quorum key"
+            ),
+            Event::HandoverSigned(handover) => info!(
+                index,
+                old = %handover.old_quorum_key,
+                new = %handover.new_quorum_key,
+                expires_at_ms = handover.expires_at_ms,
+                "handover signed by the previous quorum: publishing it"
+            ),
+            Event::HandoverPublished { rendezvous } => {
+                let at = self.rendezvous_peer(rendezvous);
+                info!(index, rendezvous = %at, "handover published")
+            }
+            Event::HandoverUnknownOldKey => warn!(
+                index,
+                "coordinated the new key's namespace record but the previous quorum key is unknown here (no previous share, no [previous] quorum_key): no handover from this member"
+            ),
             Event::Coordinating { issued_at_ms } => info!(
                 index,
                 issued_at_ms, "coordinating the namespace record: collecting signature shares"
