@@ -221,6 +221,58 @@ impl LocalQuorum {
         threshold: u32,
         rendezvous: Vec<Multiaddr>,
     ) -> Result<(LocalQuorum, Vec<MemberHandle>), DemoError> {
+        self.next_epoch(
+            Mode::Reshare,
+            shares,
+            stay,
+            join,
+            threshold,
+            rendezvous,
+            None,
+        )
+        .await
+    }
+
+    /// Moves the quorum to its next epoch by key rotation (`mode =
+    /// "rotate"`), as operators would with `rdht quorum --quorum
+    /// next.toml`: every old member is restarted as in
+    /// [`LocalQuorum::reshare`]; the new members (`stay`, then `join`
+    /// newcomers) run a fresh DKG (phase timeout `phase`) for a new key, and
+    /// the old members sign the handover from the old key to it. Returns
+    /// the new quorum and the leaving members' handles (they co-sign, then
+    /// unregister and stop on their own).
+    pub async fn rotate(
+        &mut self,
+        shares: &[dkg::KeyShare],
+        stay: &[u32],
+        join: usize,
+        threshold: u32,
+        rendezvous: Vec<Multiaddr>,
+        phase: Duration,
+    ) -> Result<(LocalQuorum, Vec<MemberHandle>), DemoError> {
+        self.next_epoch(
+            Mode::Rotate,
+            shares,
+            stay,
+            join,
+            threshold,
+            rendezvous,
+            Some(phase),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn next_epoch(
+        &mut self,
+        mode: Mode,
+        shares: &[dkg::KeyShare],
+        stay: &[u32],
+        join: usize,
+        threshold: u32,
+        rendezvous: Vec<Multiaddr>,
+        phase: Option<Duration>,
+    ) -> Result<(LocalQuorum, Vec<MemberHandle>), DemoError> {
         let quorum_key = shares
             .first()
             .map(|s| QuorumKey::from(s.quorum_key()))
@@ -266,7 +318,7 @@ impl LocalQuorum {
             kind: self.file.kind.clone(),
             members,
             transition: Some(Transition {
-                mode: Mode::Reshare,
+                mode,
                 previous_threshold: self.file.threshold,
                 previous,
                 quorum_key: Some(quorum_key),
@@ -280,6 +332,9 @@ impl LocalQuorum {
         for (position, b) in bound.into_iter().enumerate() {
             let mut config = MemberConfig::new(file.clone(), rendezvous.clone());
             config.ttl = self.ttl;
+            if let Some(phase) = phase {
+                config.dkg_phase_timeout = phase;
+            }
             if let Some(share) = shares.get(position) {
                 config.key_share = Some(share.clone());
                 config.epoch = self.file.epoch;

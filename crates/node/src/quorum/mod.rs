@@ -151,16 +151,6 @@ pub enum MemberError {
         /// Why.
         source: std::io::Error,
     },
-    /// The quorum file is for a key rotation (`mode = "rotate"`), which
-    /// this version of `rdht quorum` cannot run yet.
-    #[error(
-        "the quorum file is for epoch {epoch} by key rotation: this rdht cannot run a \
-         rotation yet (use mode = \"reshare\" to keep the key)"
-    )]
-    Rotation {
-        /// The file's epoch.
-        epoch: u64,
-    },
     /// The key share is of an epoch this quorum file cannot run from: a
     /// newer one than the file's (a member refuses an older epoch than
     /// the one it holds), or one older than the file's previous epoch.
@@ -337,11 +327,11 @@ fn start_of(config: &MemberConfig, me: &PeerId) -> Result<(u32, Start), MemberEr
         let index = new_index.ok_or(MemberError::NotAMember(*me))?;
         return Ok((
             index,
-            Start::Dkg(dkg_config(file, index, config.dkg_phase_timeout)?),
+            Start::Dkg(dkg_config(file, index, config.dkg_phase_timeout, None)?),
         ));
     };
     if transition.mode == crate::quorum_file::Mode::Rotate {
-        return Err(MemberError::Rotation { epoch: file.epoch });
+        return rotate_start(config, file, transition, new_index, held, me);
     }
     if held.is_some_and(|e| e.saturating_add(1) != file.epoch) {
         return Err(mismatch(
@@ -367,15 +357,74 @@ fn start_of(config: &MemberConfig, me: &PeerId) -> Result<(u32, Start), MemberEr
     Ok((new_index.unwrap_or(0), Start::Reshare(Box::new(start))))
 }
 
+/// A key rotation (`mode = "rotate"`): a node in the file's member list
+/// runs a fresh DKG (its base session binds the file's epoch, so it is not
+/// the first DKG's); a node of the previous epoch co-signs the handover
+/// with its key share of that epoch (`key_share.json`); one that is only
+/// in the previous epoch (index 0) does nothing else, then unregisters and
+/// stops. The new key share is written with the file's epoch.
+fn rotate_start(
+    config: &MemberConfig,
+    file: &QuorumFile,
+    transition: &crate::quorum_file::Transition,
+    new_index: Option<u32>,
+    held: Option<u64>,
+    me: &PeerId,
+) -> Result<(u32, Start), MemberError> {
+    if held.is_some_and(|e| e.saturating_add(1) != file.epoch) {
+        return Err(MemberError::EpochMismatch {
+            held: config.epoch,
+            file: file.epoch,
+            hint: ": a rotation starts from the share of the epoch just before",
+        });
+    }
+    let in_previous = transition.previous.iter().any(|m| m.peer_id == *me);
+    if new_index.is_none() && !(in_previous && config.key_share.is_some()) {
+        return Err(MemberError::NotAMember(*me));
+    }
+    // A share of the previous epoch is only used by a previous member.
+    let previous_share = config.key_share.clone().filter(|_| in_previous);
+    let previous_quorum_key = match &previous_share {
+        Some(share) => Some(QuorumKey::from(share.quorum_key())),
+        None => transition.quorum_key,
+    };
+    let dkg = match new_index {
+        Some(index) => Some(dkg_config(
+            file,
+            index,
+            config.dkg_phase_timeout,
+            Some(file.epoch),
+        )?),
+        None => None,
+    };
+    let start = member::RotateStart {
+        previous_members: transition.previous.iter().map(|m| m.peer_id).collect(),
+        previous_threshold: transition.previous_threshold,
+        previous_share,
+        previous_quorum_key,
+        dkg,
+    };
+    Ok((new_index.unwrap_or(0), Start::Rotate(Box::new(start))))
+}
+
 /// The DKG's base session, which every member derives from the same
-/// quorum file. It is only the start: each run's session id also binds a
+/// quorum file (and, for a key rotation, its epoch: `rotation_epoch`). It is only the start: each run's session id also binds a
 /// fresh nonce of every member, agreed in the run's hello round (in the
 /// member core, `dkg::DkgMember::with_hello`), so no two runs of the same
 /// quorum share one.
-fn dkg_config(file: &QuorumFile, index: u32, phase: Duration) -> Result<DkgConfig, MemberError> {
+fn dkg_config(
+    file: &QuorumFile,
+    index: u32,
+    phase: Duration,
+    rotation_epoch: Option<u64>,
+) -> Result<DkgConfig, MemberError> {
     let members: Vec<Vec<u8>> = file.members.iter().map(|m| m.peer_id.to_bytes()).collect();
     let mut nonce = b"rdht/quorum-file/v1".to_vec();
     nonce.extend_from_slice(file.kind.as_deref().unwrap_or("").as_bytes());
+    if let Some(epoch) = rotation_epoch {
+        nonce.extend_from_slice(b"/rotate/epoch/");
+        nonce.extend_from_slice(&epoch.to_be_bytes());
+    }
     Ok(DkgConfig::new(
         &members,
         file.threshold,
@@ -420,6 +469,20 @@ impl BoundMember {
                 quorum_key = %QuorumKey::from(share.quorum_key()),
                 "key share loaded and checked: skipping the DKG"
             ),
+            None if config
+                .quorum
+                .transition
+                .as_ref()
+                .is_some_and(|t| t.mode == crate::quorum_file::Mode::Rotate) =>
+            {
+                info!(
+                    index,
+                    epoch = config.quorum.epoch,
+                    n = config.quorum.n(),
+                    threshold = config.quorum.threshold,
+                    "rotating the quorum key: a new DKG, then the previous members sign the handover"
+                )
+            }
             None if config.quorum.transition.is_some() => info!(
                 index,
                 epoch = config.quorum.epoch,
