@@ -265,6 +265,32 @@ fn rotate(newcomers_first: bool) {
         .events
         .iter()
         .any(|e| matches!(e, Event::HandoverPublished { rendezvous: 0 })));
+    // A renewal, coordinated by another new member, makes no second
+    // handover: only the new key's first record does.
+    let other = new_members
+        .iter()
+        .copied()
+        .find(|i| {
+            !world.nodes[*i]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::HandoverSigned(_)))
+        })
+        .expect("a new member that did not coordinate");
+    let signed_before = world.registered_namespaces.len();
+    let now = world.now + 1_000;
+    world.now = now;
+    world.nodes[other].member.renew_namespace(now);
+    world.run(world.now - T0 + 30_000, |w| {
+        w.registered_namespaces.len() > signed_before
+    });
+    assert!(world.registered_namespaces.len() > signed_before, "renewed");
+    world.pump();
+    assert_eq!(world.handovers.len(), 1, "one handover");
+    assert!(!world.nodes[other]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::HandoverSigned(_))));
     // The leavers gave their shares, unregistered under their old index
     // and stopped.
     for (node, previous_index) in [(2usize, 3u32), (3, 4)] {

@@ -114,7 +114,9 @@ impl Member {
         let Some(rotation) = self.rotation.as_ref() else {
             return;
         };
-        if rotation.collecting.is_some() {
+        // Only for the new key's first record: a member that coordinates
+        // a renewal adopted a record of the new key before.
+        if rotation.collecting.is_some() || self.namespace.is_some() {
             return;
         }
         let Some(old_key) = self.previous_key() else {
@@ -156,8 +158,7 @@ impl Member {
                 publish_attempts: BTreeMap::new(),
             });
         }
-        for (position, _) in previous_members.iter().enumerate() {
-            let index = position as u32 + 1;
+        for index in 1..=previous_members.len() as u32 {
             if Some(index) != own_index {
                 self.ask_handover_share(index);
             }
