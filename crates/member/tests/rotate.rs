@@ -10,126 +10,18 @@
 
 use dkg::DkgConfig;
 use libp2p_identity::Keypair;
-use member::{Event, Member, MemberConfig, MemberError, Peer, QuorumSpec, RotateStart, Start};
+use member::{Event, Member, MemberConfig, MemberError, QuorumSpec, RotateStart, Start};
 use rand_core::SeedableRng;
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::{
-    verify_handover, HandoverRecord, NamespaceRecord, PeerId, QuorumKey, Request, Response,
-    StatusCode,
+    verify_handover, NamespaceRecord, PeerId, QuorumKey, Request, Response, StatusCode,
 };
 
-const T0: u64 = 1_700_000_000_000;
+mod support;
+
+use support::{Node, World, T0};
+
 const PHASE_MS: u64 = 1_000;
-
-struct Node {
-    peer_id: PeerId,
-    member: Member,
-    events: Vec<Event>,
-}
-
-/// The world: the nodes and what the one rendezvous node was asked.
-struct World {
-    nodes: Vec<Node>,
-    handovers: Vec<HandoverRecord>,
-    registered_namespaces: Vec<NamespaceRecord>,
-    unregistered: Vec<(QuorumKey, u32)>,
-    now: u64,
-}
-
-impl World {
-    fn index_of(&self, peer: &PeerId) -> Option<usize> {
-        self.nodes.iter().position(|n| n.peer_id == *peer)
-    }
-
-    fn rendezvous_answer(&mut self, request: &Request) -> Response {
-        match request {
-            Request::PublishHandover(handover) => {
-                match rendezvous_proto::verify_handover(handover, self.now) {
-                    Ok(()) => {
-                        self.handovers.push(handover.clone());
-                        Response::Registered { ttl_ms: 60_000 }
-                    }
-                    Err(code) => Response::Rejected(code),
-                }
-            }
-            Request::RegisterNamespace(record) => {
-                self.registered_namespaces.push(record.clone());
-                Response::Registered { ttl_ms: 60_000 }
-            }
-            Request::RegisterPeer(_) => Response::Registered { ttl_ms: 60_000 },
-            Request::Unregister { quorum_key, index } => {
-                self.unregistered.push((*quorum_key, *index));
-                Response::Unregistered
-            }
-            _ => Response::Rejected(StatusCode::NotAuthorized),
-        }
-    }
-
-    /// Delivers every request (members' by PeerId, the rendezvous node's
-    /// answered here) until none is left, collecting events.
-    fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                while let Some(t) = self.nodes[i].member.poll_transmit() {
-                    moved = true;
-                    let from = self.nodes[i].peer_id;
-                    let target = match t.to {
-                        Peer::Member(j) => {
-                            let peer = self.nodes[i].member.config().quorum.peer(j);
-                            peer.and_then(|p| self.index_of(&p))
-                        }
-                        Peer::Node(peer) => self.index_of(&peer),
-                        Peer::Rendezvous(_) => {
-                            let answer = self.rendezvous_answer(&t.request);
-                            self.nodes[i]
-                                .member
-                                .handle_response(self.now, t.id, Ok(answer));
-                            continue;
-                        }
-                    };
-                    let answer = match target {
-                        Some(j) => Ok(self.nodes[j]
-                            .member
-                            .handle_request(self.now, &from, t.request)),
-                        None => Err(member::TransportError::Unreachable),
-                    };
-                    self.nodes[i].member.handle_response(self.now, t.id, answer);
-                }
-            }
-            for node in &mut self.nodes {
-                while let Some(e) = node.member.poll_event() {
-                    node.events.push(e);
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    /// Runs until `done` or `until` (virtual ms after T0), firing timers.
-    fn run(&mut self, until: u64, done: impl Fn(&World) -> bool) {
-        loop {
-            self.pump();
-            if done(self) {
-                return;
-            }
-            let next = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.member.poll_timeout())
-                .min();
-            let Some(next) = next.filter(|t| *t <= T0 + until) else {
-                return;
-            };
-            self.now = self.now.max(next);
-            for node in &mut self.nodes {
-                node.member.handle_timeout(self.now);
-            }
-        }
-    }
-}
 
 struct Setup {
     world: World,
@@ -200,13 +92,7 @@ fn setup(newcomers_first: bool) -> Setup {
     for (k, identity) in newcomers.into_iter().enumerate() {
         add(identity, None, 10 + k as u8);
     }
-    let world = World {
-        nodes,
-        handovers: Vec::new(),
-        registered_namespaces: Vec::new(),
-        unregistered: Vec::new(),
-        now: T0,
-    };
+    let world = World::new(nodes, None);
     Setup { world, old }
 }
 
