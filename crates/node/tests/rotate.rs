@@ -38,6 +38,7 @@ async fn rotate_a_running_quorum_hands_the_old_key_over_to_the_new_one() {
             .unwrap();
         let old_shares: Vec<dkg::KeyShare> = (1..=4).map(|i| old.key_share(i).unwrap()).collect();
 
+        let started = Instant::now();
         let (next, leavers) = old
             .rotate(&old_shares, &[1, 2], 2, 3, rendezvous.clone(), PHASE)
             .await
@@ -72,6 +73,10 @@ async fn rotate_a_running_quorum_hands_the_old_key_over_to_the_new_one() {
                 }
             }
         };
+        eprintln!(
+            "discovery by the old key reached the new key's 4 members {:?} after the restart",
+            started.elapsed()
+        );
         assert_eq!(followed.chain.hops(), vec![(old_key, new_key)]);
         assert_eq!(followed.answer.epoch(), 1);
         let listed: BTreeSet<PeerId> = followed
