@@ -105,20 +105,7 @@ impl Member {
         match outcome {
             Some(Ok(output)) => {
                 self.dkg = None;
-                self.qual = output.qual.clone();
-                self.key_share = Some(output.key_share.clone());
-                self.events.push_back(Event::DkgFinished(Box::new(output)));
-                self.registering_since = Some(now);
-                // A fresh key: no namespace can exist yet, so the first in
-                // the coordinator order goes at once.
-                self.schedule_renewal(now);
-                if let Some(record) = self.pending_ready.take() {
-                    self.on_namespace_ready(now, record);
-                }
-                if matches!(self.task, NamespaceTask::Waiting { takeover_at } if takeover_at <= now)
-                {
-                    self.coordinate(now);
-                }
+                self.take_new_share(now, output, Event::DkgFinished);
             }
             Some(Err(error)) => {
                 // Not fatal: another run, in a session of its own, after a
@@ -139,6 +126,30 @@ impl Member {
                 });
             }
             None => {}
+        }
+    }
+
+    /// A run (a DKG's or a resharing's) gave this member a new key share:
+    /// keep it, report it (`event`: the run's kind of finish), and start
+    /// the namespace of its key and epoch. No record of that key and epoch
+    /// exists yet, so the first in the coordinator order signs it at once;
+    /// a `NamespaceReady` that came early is taken now.
+    pub(super) fn take_new_share(
+        &mut self,
+        now: u64,
+        output: DkgOutput,
+        event: fn(Box<DkgOutput>) -> Event,
+    ) {
+        self.qual = output.qual.clone();
+        self.key_share = Some(output.key_share.clone());
+        self.events.push_back(event(Box::new(output)));
+        self.registering_since = Some(now);
+        self.schedule_renewal(now);
+        if let Some(record) = self.pending_ready.take() {
+            self.on_namespace_ready(now, record);
+        }
+        if matches!(self.task, NamespaceTask::Waiting { takeover_at } if takeover_at <= now) {
+            self.coordinate(now);
         }
     }
 

@@ -325,21 +325,7 @@ impl Member {
         match outcome {
             Some(Ok(ReshareOutput::NewShare(output))) => {
                 self.resharing = None;
-                self.qual = output.qual.clone();
-                self.key_share = Some(output.key_share.clone());
-                self.events
-                    .push_back(Event::ReshareFinished(Box::new(output)));
-                self.registering_since = Some(now);
-                // The new epoch's namespace record exists nowhere yet: the
-                // first in the coordinator order signs it at once.
-                self.schedule_renewal(now);
-                if let Some(record) = self.pending_ready.take() {
-                    self.on_namespace_ready(now, record);
-                }
-                if matches!(self.task, NamespaceTask::Waiting { takeover_at } if takeover_at <= now)
-                {
-                    self.coordinate(now);
-                }
+                self.take_new_share(now, output, Event::ReshareFinished);
             }
             Some(Ok(ReshareOutput::Dealt)) => {
                 self.resharing = Some(Resharing::Left);
