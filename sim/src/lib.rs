@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod floor;
 pub mod invariants;
 pub mod msg;
 pub mod net;

@@ -44,6 +44,12 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// After each scenario, also measure the cryptographic floor of its
+    /// parameters (the DKG, signatures and checks an honest run cannot do
+    /// without, on every core, no simulation) and print it beside the
+    /// scenario's wall time. See `sim/src/floor.rs`.
+    #[arg(long)]
+    floor: bool,
     /// Draw registered and discoverable peers over virtual time into this SVG file.
     #[arg(long)]
     plot: Option<String>,
@@ -103,11 +109,27 @@ fn main() -> ExitCode {
         let options = RunOptions {
             sample_ms: if cli.plot.is_some() { 500 } else { 0 },
         };
+        let shape = (
+            params.quorums,
+            params.members,
+            params.threshold,
+            params.replication,
+        );
         let Some(report) = sim::run(params, options) else {
             return ExitCode::from(2);
         };
         if !cli.json {
             print!("{}", report.table());
+        }
+        if cli.floor {
+            let (quorums, members, threshold, replicas) = shape;
+            match sim::floor::measure(quorums, members, threshold, replicas, cli.seed) {
+                Ok(floor) => print_floor(&floor, report.wall_s, cli.json),
+                Err(e) => {
+                    eprintln!("floor: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
         if !report.passed {
             eprint!(
@@ -146,6 +168,35 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Prints the floor beside the scenario's wall time (to stderr with
+/// `--json`, whose stdout is the report).
+fn print_floor(floor: &sim::floor::Floor, scenario_wall_s: f64, json: bool) {
+    let wall = floor.wall.as_secs_f64();
+    let p = &floor.parts;
+    let line = format!(
+        "  crypto floor: wall {wall:.2} s on {} threads (scenario / floor = {:.2}); \
+         summed over quorums: dkg {:.1} s, signing {:.1} s, member checks {:.1} s, \
+         replica checks {:.1} s, client checks {:.1} s (total {:.1} s)",
+        floor.threads,
+        if wall > 0.0 {
+            scenario_wall_s / wall
+        } else {
+            0.0
+        },
+        p.dkg.as_secs_f64(),
+        p.signing.as_secs_f64(),
+        p.member_checks.as_secs_f64(),
+        p.replica_checks.as_secs_f64(),
+        p.client_checks.as_secs_f64(),
+        p.total().as_secs_f64(),
+    );
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
 }
 
