@@ -1,6 +1,6 @@
 //! The libp2p side of every role: one `NetworkBehaviour` (Kademlia,
-//! request-response, ping, identify, a block list) and the swarm that
-//! carries it.
+//! request-response, ping, identify, a block list, the discovery client)
+//! and the swarm that carries it.
 //!
 //! Translation only: nothing here decides anything about records; the
 //! drivers hand events to the sans-IO cores.
@@ -49,6 +49,10 @@ mod inner {
         /// Peers whose connections are refused: senders of invalid
         /// signatures, for their penalty (`dht::Output::Disconnect`).
         pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+        /// Discovery with verification (outbound `/rdht/rendezvous/2.0.0`
+        /// only): what `rdht discover` runs, the same behaviour an
+        /// application embeds (`crate::client`).
+        pub client: crate::client::Behaviour,
     }
 }
 
@@ -159,12 +163,17 @@ pub fn build_swarm(
                 IDENTIFY_VERSION.to_owned(),
                 key.public(),
             ));
+            let client = crate::client::Behaviour::new(crate::client::Config {
+                request_timeout: settings.request_timeout,
+                ..crate::client::Config::default()
+            });
             Behaviour {
                 kad: Toggle::from(kad),
                 rr,
                 ping,
                 identify,
                 blocked: allow_block_list::Behaviour::default(),
+                client,
             }
         })
         .map_err(|never| -> SwarmError { match never {} })?

@@ -10,14 +10,15 @@ use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
+use libp2p::PeerId;
 use libp2p::{Multiaddr, Swarm};
 use rendezvous_proto::{
-    discover_answer_may_continue, verify_discover_answer, verify_namespaces_answer, ChainError,
-    HandoverChain, HandoverRecord, Limits, QuorumKey, Request, Response, StatusCode,
-    VerifiedAnswer,
+    ChainError, HandoverChain, HandoverRecord, LookupError, QuorumKey, Request, Response,
+    StatusCode, VerifiedAnswer,
 };
 
 use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, BehaviourEvent, SwarmSettings};
+use crate::client;
 use crate::codec::Frame;
 
 /// Why a request got no answer.
@@ -54,6 +55,9 @@ pub enum ClientError {
     /// chain over the bound).
     #[error("handover not followed: {0}")]
     Chain(#[from] ChainError),
+    /// The lookup ended otherwise (an answer of another kind than asked).
+    #[error("{0}")]
+    Lookup(LookupError),
 }
 
 /// A discover that followed the handovers it was answered with.
@@ -123,59 +127,25 @@ impl Client {
         }
     }
 
-    /// Asks for a namespace and its peers and verifies the answer.
+    /// Asks for a namespace and its peers and verifies the answer (every
+    /// page): [`crate::client::Behaviour`] at one node, not following
+    /// handovers ([`ClientError::HandedOver`]).
     pub async fn discover(
         &mut self,
         target: &Multiaddr,
         quorum_key: QuorumKey,
         timeout: Duration,
     ) -> Result<VerifiedAnswer, ClientError> {
-        let mut merged: Option<VerifiedAnswer> = None;
-        let mut cookie = None;
-        // A node cuts an answer to fit one frame and hands a cookie for the
-        // rest: follow it until a page brings nothing new. A 1,024-member
-        // namespace takes a few pages at most; the cap stops a node that
-        // pages forever.
-        for _ in 0..MAX_DISCOVER_PAGES {
-            let request = Request::Discover {
-                quorum_key,
-                limit: 0,
-                cookie: cookie.take(),
-            };
-            let (page, more) = match self.request(target, request, timeout).await? {
-                Response::Discovered(answer) => {
-                    let more = discover_answer_may_continue(&answer);
-                    let page = verify_discover_answer(
-                        &answer,
-                        &quorum_key,
-                        now_ms(),
-                        &Limits::DEFAULT,
-                        &mut rand::thread_rng(),
-                    )
-                    .map_err(ClientError::Unverified)?;
-                    (page, more)
-                }
-                Response::Rejected(code) => return Err(ClientError::Rejected(code)),
-                Response::HandedOver(h) => return Err(ClientError::HandedOver(Box::new(h))),
-                other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
-            };
-            cookie = Some(page.cookie.clone());
-            // Pages never mix epochs: if the node moved to a new epoch
-            // between two pages, only the later epoch's peers are kept.
-            merged = Some(match merged {
-                None => page,
-                Some(mut all) => {
-                    all.absorb(page);
-                    all
-                }
-            });
-            if !more {
-                break;
-            }
+        let peer = self.add_rendezvous(target)?;
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .client
+            .discover_at_with(peer, quorum_key, false);
+        match self.wait(query, timeout).await? {
+            client::Event::Discovered { found, .. } => Ok(found.answer),
+            other => Err(unexpected_event(other)),
         }
-        // Each member once, its highest seq, in index order (as one page):
-        // `absorb` keeps them so.
-        merged.ok_or(ClientError::Rejected(StatusCode::Internal))
     }
 
     /// [`Client::discover`], following handovers: a retired key's
@@ -189,44 +159,41 @@ impl Client {
         quorum_key: QuorumKey,
         timeout: Duration,
     ) -> Result<Followed, ClientError> {
-        let mut chain = HandoverChain::new(quorum_key);
-        loop {
-            match self.discover(target, chain.current(), timeout).await {
-                Ok(answer) => return Ok(Followed { answer, chain }),
-                Err(ClientError::HandedOver(record)) => {
-                    chain.follow(&record, now_ms())?;
-                }
-                Err(e) => return Err(e),
-            }
+        let peer = self.add_rendezvous(target)?;
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .client
+            .discover_at_with(peer, quorum_key, true);
+        match self.wait(query, timeout).await? {
+            client::Event::Discovered { found, .. } => Ok(Followed {
+                answer: found.answer,
+                chain: found.chain,
+            }),
+            other => Err(unexpected_event(other)),
         }
     }
 
     /// Lists the namespaces of a kind, then discovers and verifies each.
-    /// Namespace records that do not verify are returned apart.
+    /// Namespace records that do not verify, and namespaces whose
+    /// discovery failed, are returned apart, one line each.
     pub async fn discover_kind(
         &mut self,
         target: &Multiaddr,
         kind: &str,
         timeout: Duration,
     ) -> Result<(Vec<VerifiedAnswer>, Vec<String>), ClientError> {
-        let request = Request::DiscoverKind {
-            kind: kind.to_owned(),
-            limit: 0,
-            cookie: None,
+        let peer = self.add_rendezvous(target)?;
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .client
+            .discover_kind_at(peer, kind);
+        let found = match self.wait(query, timeout).await? {
+            client::Event::KindDiscovered { found, .. } => found,
+            other => return Err(unexpected_event(other)),
         };
-        let namespaces = match self.request(target, request, timeout).await? {
-            Response::Namespaces { namespaces, .. } => namespaces,
-            Response::Rejected(code) => return Err(ClientError::Rejected(code)),
-            other => return Err(ClientError::Unexpected(Box::new(Frame::Message(other)))),
-        };
-        let verified = verify_namespaces_answer(
-            &namespaces,
-            kind,
-            now_ms(),
-            &Limits::DEFAULT,
-            &mut rand::thread_rng(),
-        );
-        let mut problems: Vec<String> = verified
+        let mut problems: Vec<String> = found
             .rejected
             .iter()
             .map(|r| {
@@ -238,14 +205,90 @@ impl Client {
                 )
             })
             .collect();
-        let mut answers = Vec::new();
-        for ns in verified.namespaces {
-            match self.discover(target, ns.quorum_key(), timeout).await {
-                Ok(a) => answers.push(a),
-                Err(e) => problems.push(format!("{}: {e}", ns.quorum_key())),
+        problems.extend(
+            found
+                .failed
+                .iter()
+                .map(|(key, e)| format!("{key}: {}", ClientError::from(e.clone()))),
+        );
+        Ok((found.answers, problems))
+    }
+
+    fn add_rendezvous(&mut self, target: &Multiaddr) -> Result<PeerId, ClientError> {
+        self.swarm
+            .behaviour_mut()
+            .client
+            .add_rendezvous_address(target.clone())
+            .map_err(|e| ClientError::NoPeerId(e.0))
+    }
+
+    /// Drives the swarm until `query` ends (or `timeout` passes).
+    async fn wait(
+        &mut self,
+        query: client::QueryId,
+        timeout: Duration,
+    ) -> Result<client::Event, ClientError> {
+        let wait = async {
+            loop {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Client(event)) =
+                    self.swarm.select_next_some().await
+                {
+                    let id = match &event {
+                        client::Event::Discovered { query, .. }
+                        | client::Event::KindDiscovered { query, .. }
+                        | client::Event::Failed { query, .. } => *query,
+                    };
+                    if id == query {
+                        return event;
+                    }
+                }
             }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Err(_) => Err(ClientError::Timeout(timeout)),
+            Ok(client::Event::Failed { error, .. }) => Err(ClientError::from(error)),
+            Ok(event) => Ok(event),
         }
-        Ok((answers, problems))
+    }
+}
+
+/// An event of another kind than the query asked for (never expected).
+fn unexpected_event(event: client::Event) -> ClientError {
+    ClientError::Lookup(LookupError::Unexpected(match event {
+        client::Event::Discovered { .. } => "Discovered",
+        client::Event::KindDiscovered { .. } => "KindDiscovered",
+        client::Event::Failed { .. } => "Failed",
+    }))
+}
+
+impl From<LookupError> for ClientError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Rejected(code) => ClientError::Rejected(code),
+            LookupError::Unverified(code) => ClientError::Unverified(code),
+            LookupError::HandedOver(h) => ClientError::HandedOver(h),
+            LookupError::Chain(e) => ClientError::Chain(e),
+            other => ClientError::Lookup(other),
+        }
+    }
+}
+
+impl From<client::DiscoverError> for ClientError {
+    /// One node was asked: its failure, as the error of a request to it.
+    fn from(e: client::DiscoverError) -> Self {
+        match e {
+            client::DiscoverError::NoRendezvous => ClientError::Rejected(StatusCode::Internal),
+            client::DiscoverError::AllFailed(mut failures) => match failures.pop() {
+                Some((_, client::NodeFailure::Request(e))) => ClientError::Failed(e),
+                Some((_, client::NodeFailure::Malformed(code))) => {
+                    ClientError::Unexpected(Box::new(Frame::Malformed(code)))
+                }
+                Some((_, client::NodeFailure::Lookup(e))) => ClientError::from(e),
+                Some((_, client::NodeFailure::Verifier)) | None => {
+                    ClientError::Rejected(StatusCode::Internal)
+                }
+            },
+        }
     }
 }
 
@@ -355,7 +398,7 @@ pub fn rejected_lines(answer: &VerifiedAnswer) -> Vec<String> {
 }
 
 /// Most pages one [`Client::discover`] follows.
-pub const MAX_DISCOVER_PAGES: usize = 64;
+pub use rendezvous_proto::MAX_DISCOVER_PAGES;
 
 /// Drives `swarm` until the response to request `id` arrives (or the
 /// request fails); every other event is dropped. For one-request-at-a-time

@@ -4,7 +4,9 @@
 //!   (Kademlia, request-response, pings, the database), with its
 //!   [`verifier`] threads.
 //! - [`quorum`]: a quorum member: the driver of `member::Member`.
-//! - [`discover`]: the client that asks a rendezvous and verifies.
+//! - [`client`]: discovery as a `NetworkBehaviour` for any application's
+//!   swarm (verified members of a quorum or of a kind).
+//! - [`discover`]: the `rdht discover` client, built on [`client`].
 //! - [`demo`]: the whole system on loopback, narrated.
 //! - [`flood`]: a hostile peer's Kademlia PUT flood, for tests and the
 //!   load harness.
@@ -20,6 +22,7 @@
 
 pub mod behaviour;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod demo;
 pub mod discover;

@@ -32,6 +32,7 @@ pub mod envelope;
 pub mod error;
 pub mod handover;
 pub mod limits;
+pub mod lookup;
 pub mod messages;
 pub mod records;
 pub mod seat;
@@ -51,6 +52,9 @@ pub use error::{DecodeError, Rejection, StatusCode};
 pub use handover::{verify_handover, HandoverRecord};
 pub use libp2p_identity::PeerId;
 pub use limits::Limits;
+pub use lookup::{
+    Found, KindFound, KindLookup, LookupError, QuorumLookup, Step, MAX_DISCOVER_PAGES,
+};
 pub use messages::{
     Cookie, DiscoverAnswer, DiscoveredPeer, RegisterOutcome, Request, Response, MAX_REGISTER_BATCH,
 };

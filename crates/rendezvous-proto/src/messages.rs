@@ -169,4 +169,20 @@ impl Response {
             _ => StatusCode::Ok,
         }
     }
+
+    /// The variant's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Registered { .. } => "Registered",
+            Response::Unregistered => "Unregistered",
+            Response::Discovered(_) => "Discovered",
+            Response::Namespaces { .. } => "Namespaces",
+            Response::DkgAccepted => "DkgAccepted",
+            Response::NamespaceShare { .. } => "NamespaceShare",
+            Response::Rejected(_) => "Rejected",
+            Response::RegisteredPeers(_) => "RegisteredPeers",
+            Response::Accepted => "Accepted",
+            Response::HandedOver(_) => "HandedOver",
+        }
+    }
 }
