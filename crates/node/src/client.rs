@@ -32,7 +32,10 @@
 //! large answer does not hold the application's event loop. A node that
 //! fails (cannot be reached, refuses, serves what does not verify) is not
 //! fatal: the query moves on to the next known rendezvous node and fails
-//! only when every one did, with each node's reason.
+//! only when every one did, with each node's reason. What verified at a
+//! node that also served forgeries is kept and merged with the next
+//! nodes' answers (each member once, its highest seq, never two epochs),
+//! as the simulator's clients do.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
@@ -152,6 +155,11 @@ pub enum NodeFailure {
     /// does not verify, a handover that cannot be followed.
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// The node's answer verified, but it also served records that do
+    /// not (their codes): an honest node verifies what it stores, so the
+    /// next node is asked too and the answers merged.
+    #[error("served records that do not verify: {0:?}")]
+    Forged(Vec<rendezvous_proto::StatusCode>),
     /// The verification thread is gone (it panicked).
     #[error("verification thread stopped")]
     Verifier,
@@ -208,6 +216,8 @@ struct Query {
     /// on the verification thread).
     lookup: Option<Lookup>,
     failures: Vec<(PeerId, NodeFailure)>,
+    /// What verified at nodes that also served forgeries, merged.
+    merged: Option<Found>,
 }
 
 /// Work for the verification thread: a lookup and the answer to take.
@@ -365,6 +375,7 @@ impl Behaviour {
                 current: first,
                 lookup: Some(lookup),
                 failures: Vec::new(),
+                merged: None,
             },
         );
         self.send(query, first, request);
@@ -393,12 +404,22 @@ impl Behaviour {
                 self.send(query_id, next, request);
             }
             None => {
-                if let Some(query) = self.queries.remove(&query_id) {
-                    self.events.push_back(Event::Failed {
+                let Some(query) = self.queries.remove(&query_id) else {
+                    return;
+                };
+                // What verified anywhere beats nothing: report it, with
+                // the forgeries in `found.answer.rejected`.
+                self.events.push_back(match query.merged {
+                    Some(found) => Event::Discovered {
+                        query: query_id,
+                        rendezvous: query.current,
+                        found,
+                    },
+                    None => Event::Failed {
                         query: query_id,
                         error: DiscoverError::AllFailed(query.failures),
-                    });
-                }
+                    },
+                });
             }
         }
     }
@@ -450,12 +471,25 @@ impl Behaviour {
                 self.send(query_id, rendezvous, request);
             }
             Ok(Outcome::Quorum(_, Step::Done(Ok(found)))) => {
-                self.queries.remove(&query_id);
-                self.events.push_back(Event::Discovered {
-                    query: query_id,
-                    rendezvous,
-                    found,
-                });
+                let forged: Vec<_> = found.answer.forged_codes().collect();
+                let found = match query.merged.take() {
+                    None => found,
+                    Some(mut all) => {
+                        all.answer.absorb(found.answer);
+                        all
+                    }
+                };
+                if forged.is_empty() {
+                    self.queries.remove(&query_id);
+                    self.events.push_back(Event::Discovered {
+                        query: query_id,
+                        rendezvous,
+                        found,
+                    });
+                } else {
+                    query.merged = Some(found);
+                    self.node_failed(query_id, NodeFailure::Forged(forged));
+                }
             }
             Ok(Outcome::Kind(_, Step::Done(Ok(found)))) => {
                 self.queries.remove(&query_id);

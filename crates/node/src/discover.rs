@@ -284,6 +284,9 @@ impl From<client::DiscoverError> for ClientError {
                     ClientError::Unexpected(Box::new(Frame::Malformed(code)))
                 }
                 Some((_, client::NodeFailure::Lookup(e))) => ClientError::from(e),
+                Some((_, client::NodeFailure::Forged(codes))) => {
+                    ClientError::Unverified(codes.first().copied().unwrap_or(StatusCode::Internal))
+                }
                 Some((_, client::NodeFailure::Verifier)) | None => {
                     ClientError::Rejected(StatusCode::Internal)
                 }

@@ -104,6 +104,23 @@ impl StandIn {
     }
 }
 
+/// The member indices of an answer, in order.
+fn indices(answer: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
+    answer.peers.iter().map(|p| p.record.index()).collect()
+}
+
+/// An application swarm that knows these rendezvous nodes, in this order.
+fn app_knowing(nodes: &[&StandIn]) -> Swarm<App> {
+    let mut app = app();
+    for node in nodes {
+        app.behaviour_mut()
+            .rdht
+            .add_rendezvous_address(node.addr.clone())
+            .expect("p2p address");
+    }
+    app
+}
+
 fn app() -> Swarm<App> {
     swarm(App {
         rdht: client::Behaviour::default(),
@@ -120,10 +137,14 @@ async fn next_event(app: &mut Swarm<App>, nodes: &mut [StandIn]) -> client::Even
             }
         }
     };
-    let serve = libp2p::futures::future::join_all(nodes.iter_mut().map(|n| Box::pin(n.serve())));
+    // Stand-ins serve forever (with none, `join_all` ends at once: wait).
+    let serve = async {
+        libp2p::futures::future::join_all(nodes.iter_mut().map(|n| Box::pin(n.serve()))).await;
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         event = drive => event,
-        _ = serve => unreachable!("stand-ins serve forever"),
+        _ = serve => unreachable!("pending forever"),
         _ = tokio::time::sleep(T) => panic!("no discovery event within {T:?}"),
     }
 }
@@ -175,13 +196,7 @@ async fn a_refusing_node_and_a_forging_node_are_passed_over_for_an_honest_one() 
     let honest = stand_in(move |_| honest_response.clone()).await;
     let honest_peer = honest.peer();
 
-    let mut app = app();
-    for node in [&refusing, &forged, &honest] {
-        app.behaviour_mut()
-            .rdht
-            .add_rendezvous_address(node.addr.clone())
-            .expect("p2p address");
-    }
+    let mut app = app_knowing(&[&refusing, &forged, &honest]);
     let query = app.behaviour_mut().rdht.discover(key);
     let mut nodes = [refusing, forged, honest];
     match next_event(&mut app, &mut nodes).await {
@@ -192,14 +207,8 @@ async fn a_refusing_node_and_a_forging_node_are_passed_over_for_an_honest_one() 
         } => {
             assert_eq!(id, query);
             assert_eq!(rendezvous, honest_peer, "answered by the honest node");
-            let indices: Vec<u32> = found
-                .answer
-                .peers
-                .iter()
-                .map(|p| p.record.index())
-                .collect();
             assert_eq!(
-                indices,
+                indices(&found.answer),
                 vec![1, 2, 3, 4],
                 "only verified members, each once"
             );
@@ -216,13 +225,7 @@ async fn when_every_node_fails_each_ones_reason_is_reported() {
     let refusing = stand_in(|_| Response::Rejected(StatusCode::UnknownNamespace)).await;
     let wrong_kind = stand_in(|_| Response::Accepted).await;
     let (first, second) = (refusing.peer(), wrong_kind.peer());
-    let mut app = app();
-    for node in [&refusing, &wrong_kind] {
-        app.behaviour_mut()
-            .rdht
-            .add_rendezvous_address(node.addr.clone())
-            .expect("p2p address");
-    }
+    let mut app = app_knowing(&[&refusing, &wrong_kind]);
     let query = app.behaviour_mut().rdht.discover(q.quorum_key());
     let mut nodes = [refusing, wrong_kind];
     match next_event(&mut app, &mut nodes).await {
@@ -309,5 +312,67 @@ async fn a_kind_is_discovered_namespace_by_namespace() {
             assert!(found.rejected.is_empty() && found.failed.is_empty());
         }
         other => panic!("expected both namespaces, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn what_verified_at_a_forging_node_is_merged_with_the_next_nodes_answer() {
+    let q = quorum(7);
+    let key = q.quorum_key();
+    let now = now();
+    let namespace = q.namespace(0, Some("demo"), now - 1_000, now + NOW_SLACK_MS);
+    let listed = |members: &[u32], forged: Option<u32>| {
+        let mut peers: Vec<DiscoveredPeer> = members
+            .iter()
+            .map(|&i| DiscoveredPeer {
+                record: q.peer(i, 0, 1, now + NOW_SLACK_MS),
+                last_seen_ms: Some(now),
+            })
+            .collect();
+        if let Some(i) = forged {
+            // Member i's record with its seq changed after signing.
+            let record = rendezvous_proto::testkit::with_seq_unsigned(
+                q.peer(i, 0, 1, now + NOW_SLACK_MS),
+                7,
+            );
+            peers.push(DiscoveredPeer {
+                record,
+                last_seen_ms: Some(now),
+            });
+        }
+        Response::Discovered(DiscoverAnswer {
+            namespace: namespace.clone(),
+            peers,
+            cookie: Cookie::default(),
+        })
+    };
+    let (first_answer, second_answer) = (listed(&[1, 2], Some(3)), listed(&[3, 4], None));
+    let forging = stand_in(move |_| first_answer.clone()).await;
+    let honest = stand_in(move |_| second_answer.clone()).await;
+    let honest_peer = honest.peer();
+
+    let mut app = app_knowing(&[&forging, &honest]);
+    let query = app.behaviour_mut().rdht.discover(key);
+    let mut nodes = [forging, honest];
+    match next_event(&mut app, &mut nodes).await {
+        client::Event::Discovered {
+            query: id,
+            rendezvous,
+            found,
+        } => {
+            assert_eq!(id, query);
+            assert_eq!(rendezvous, honest_peer);
+            assert_eq!(
+                indices(&found.answer),
+                vec![1, 2, 3, 4],
+                "both nodes' verified members, merged"
+            );
+            assert_eq!(
+                found.answer.forged_codes().collect::<Vec<_>>(),
+                vec![StatusCode::InvalidEnvelopeSignature],
+                "the forgery is reported, not listed"
+            );
+        }
+        other => panic!("expected the merged members, got {other:?}"),
     }
 }

@@ -66,6 +66,18 @@ impl VerifiedAnswer {
         self.namespace.record().epoch
     }
 
+    /// The codes of the records served that did not verify: every
+    /// rejection but [`StatusCode::StaleSequence`] (a member's older
+    /// record beside its newer one, which an honest node may serve while
+    /// a refresh propagates). A node whose answer has any served something
+    /// it should have refused: an honest node verifies what it stores.
+    pub fn forged_codes(&self) -> impl Iterator<Item = StatusCode> + '_ {
+        self.rejected
+            .iter()
+            .map(|r| r.code)
+            .filter(|c| *c != StatusCode::StaleSequence)
+    }
+
     /// Adds `other`, a verified answer about the same namespace (the next
     /// page behind the cookie, or another node's answer), without ever
     /// mixing epochs: the answer keeps the namespace record of the later

@@ -1,7 +1,9 @@
-//! A client: asks one rendezvous node for a quorum's members with a real
-//! `Request::Discover` (as `rdht discover` does), verifies the answer with
-//! `rendezvous_proto::verify_discover_answer`, and keeps the verified
-//! records by member index (highest seq).
+//! A client: asks one rendezvous node for a quorum's members through
+//! `rendezvous_proto::lookup::QuorumLookup`, the state machine `rdht
+//! discover` and `node::client::Behaviour` run (real `Request::Discover`
+//! pages, every answer verified), and merges what verified across the
+//! nodes it asks (`VerifiedAnswer::absorb`: each member once, its highest
+//! seq, never two epochs).
 //!
 //! A rendezvous node is not trusted: an answer whose namespace record does
 //! not verify, that carries any record that does not verify, or a refusal
@@ -17,7 +19,7 @@ use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use rendezvous_proto::{
-    verify_discover_answer, DiscoverAnswer, PeerRecord, QuorumKey, Request, Response, StatusCode,
+    LookupError, QuorumKey, QuorumLookup, Request, Response, StatusCode, Step, VerifiedAnswer,
 };
 
 use crate::msg::{Addr, Ctx, DiscoveryResult, EventKind, Msg, Note, Timer};
@@ -33,11 +35,10 @@ struct Query {
     asked: Vec<u32>,
     attempts: u32,
     replies: u32,
-    best: BTreeMap<u32, PeerRecord>,
-    /// The namespace epoch every record in `best` is of: answers are
-    /// never mixed across epochs (a later epoch replaces what an earlier
-    /// one gave; an earlier one adds nothing).
-    epoch: Option<u64>,
+    /// The lookup at the current entry node.
+    lookup: Option<QuorumLookup>,
+    /// What verified so far, every node's answer absorbed.
+    merged: Option<VerifiedAnswer>,
     rejected: Vec<StatusCode>,
     namespace_errors: Vec<StatusCode>,
 }
@@ -78,8 +79,8 @@ impl Client {
                     asked: Vec::new(),
                     attempts: 0,
                     replies: 0,
-                    best: BTreeMap::new(),
-                    epoch: None,
+                    lookup: None,
+                    merged: None,
                     rejected: Vec::new(),
                     namespace_errors: Vec::new(),
                 };
@@ -94,16 +95,8 @@ impl Client {
                 msg: Msg::Response { id, response, .. },
                 from: Addr::Rdv(_),
             } => {
-                if let Some(mut query) = self.queries.remove(&id) {
-                    let trusted = match &*response {
-                        Response::Discovered(answer) => self.verify(ctx, &mut query, answer),
-                        _ => false,
-                    };
-                    if trusted {
-                        self.finish(ctx, query);
-                    } else {
-                        self.next_or_finish(ctx, query);
-                    }
+                if let Some(query) = self.queries.remove(&id) {
+                    self.on_answer(ctx, query, (*response).clone());
                 }
             }
             _ => {}
@@ -129,22 +122,21 @@ impl Client {
         };
         query.asked.push(query.entry);
         query.attempts += 1;
+        let (lookup, discover) = QuorumLookup::new(query.key, false);
+        query.lookup = Some(lookup);
+        self.send(ctx, query, discover);
+    }
+
+    /// Sends the lookup's next request to the query's entry node.
+    fn send(&mut self, ctx: &mut Ctx<'_>, query: Query, request: Request) {
         self.next_request += 1;
-        let request = self.next_request;
-        let discover = Request::Discover {
-            quorum_key: query.key,
-            limit: 0,
-            cookie: None,
-        };
-        ctx.send(
-            Addr::Rdv(query.entry),
-            Msg::request(request, discover, self.peer),
-        );
+        let id = self.next_request;
+        ctx.send(Addr::Rdv(query.entry), Msg::request(id, request, self.peer));
         ctx.timer(
             ctx.now + ctx.shared.config.discover_timeout_ms,
-            Timer::DiscoverDeadline { request },
+            Timer::DiscoverDeadline { request: id },
         );
-        self.queries.insert(request, query);
+        self.queries.insert(id, query);
     }
 
     fn next_or_finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
@@ -155,48 +147,47 @@ impl Client {
         }
     }
 
-    /// Verifies one answer into the query. Returns whether everything in
-    /// it verified (the node can be believed to have answered in full).
-    fn verify(&mut self, ctx: &Ctx<'_>, query: &mut Query, answer: &DiscoverAnswer) -> bool {
+    /// Hands the entry node's answer to the lookup: the next page, or the
+    /// node's verified answer merged into the query. A node that served
+    /// something that does not verify lied (an honest node verifies what
+    /// it stores) and is not asked again; a refusal sends the client on.
+    fn on_answer(&mut self, ctx: &mut Ctx<'_>, mut query: Query, response: Response) {
         query.replies += 1;
+        let Some(mut lookup) = query.lookup.take() else {
+            return self.next_or_finish(ctx, query);
+        };
         let limits = ctx.shared.config.store.limits;
-        match verify_discover_answer(answer, &query.key, ctx.now, &limits, &mut self.rng) {
-            Ok(verified) => {
-                let forged: Vec<StatusCode> = verified
-                    .rejected
-                    .iter()
-                    .map(|r| r.code)
-                    .filter(|c| *c != StatusCode::StaleSequence)
-                    .collect();
+        match lookup.handle_response(response, ctx.now, &limits, &mut self.rng) {
+            Step::Send(request) => {
+                query.lookup = Some(lookup);
+                self.send(ctx, query, request);
+            }
+            Step::Done(Ok(found)) => {
+                let forged: Vec<StatusCode> = found.answer.forged_codes().collect();
                 let clean = forged.is_empty();
                 if !clean {
                     self.liars.insert(query.entry);
                 }
                 query.rejected.extend(forged);
-                let epoch = verified.epoch();
-                match query.epoch {
-                    Some(held) if epoch < held => return clean,
-                    Some(held) if epoch > held => query.best.clear(),
-                    _ => {}
-                }
-                query.epoch = Some(epoch);
-                for p in verified.peers {
-                    let index = p.record.index();
-                    let newer = query
-                        .best
-                        .get(&index)
-                        .is_none_or(|b| p.record.seq() > b.seq());
-                    if newer {
-                        query.best.insert(index, p.record);
+                query.merged = Some(match query.merged.take() {
+                    None => found.answer,
+                    Some(mut all) => {
+                        all.absorb(found.answer);
+                        all
                     }
+                });
+                if clean {
+                    self.finish(ctx, query);
+                } else {
+                    self.next_or_finish(ctx, query);
                 }
-                clean
             }
-            Err(code) => {
+            Step::Done(Err(LookupError::Unverified(code))) => {
                 self.liars.insert(query.entry);
                 query.namespace_errors.push(code);
-                false
+                self.next_or_finish(ctx, query);
             }
+            Step::Done(Err(_)) => self.next_or_finish(ctx, query),
         }
     }
 
@@ -204,8 +195,15 @@ impl Client {
         // Ground truth check: a verified record must be exactly what the
         // real member signed (its PeerId and address, this namespace).
         let n = ctx.shared.n();
+        let best: BTreeMap<u32, &rendezvous_proto::PeerRecord> = query
+            .merged
+            .iter()
+            .flat_map(|a| a.peers.iter())
+            .map(|p| (p.record.index(), &p.record))
+            .collect();
+        let epoch = query.merged.as_ref().map(VerifiedAnswer::epoch);
         let mut forged_accepted = 0;
-        for (index, record) in &query.best {
+        for (index, record) in &best {
             let genuine = *index >= 1 && *index <= n && record.quorum_key() == query.key && {
                 let flat = (query.quorum * n + index - 1) as usize;
                 record.peer_id() == ctx.shared.member_peers[flat]
@@ -215,21 +213,20 @@ impl Client {
                 forged_accepted += 1;
             }
         }
-        let mixed_epochs = query
-            .best
+        let mixed_epochs = best
             .values()
-            .filter(|r| Some(r.seat.epoch) != query.epoch)
+            .filter(|r| Some(r.seat.epoch) != epoch)
             .count() as u32;
         ctx.note(Note::Discovery(Box::new(DiscoveryResult {
             client: self.index,
             quorum: query.quorum,
             entry: query.entry,
             replies: query.replies,
-            found: query.best.iter().map(|(i, r)| (*i, r.seq())).collect(),
+            found: best.iter().map(|(i, r)| (*i, r.seq())).collect(),
             rejected: query.rejected,
             namespace_errors: query.namespace_errors,
             forged_accepted,
-            epoch: query.epoch,
+            epoch,
             mixed_epochs,
         })));
     }
