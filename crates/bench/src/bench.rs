@@ -31,7 +31,7 @@
 //! seconds during the timed phase (`/proc/PID/stat` utime + stime) and its
 //! peak resident memory (`VmHWM`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -188,6 +188,11 @@ pub struct BenchReport {
     /// no validation, no store (`rdht-bench bench-floor-server`), under
     /// the `refresh` load.
     pub floor: Option<Figures>,
+    /// The same floor under the top-level load (`batch` records per
+    /// request, as `ours`): what discover latency is on this machine
+    /// under that load when the server does no work at all (measured with
+    /// the baseline; the same run as `floor` when `batch` is 1).
+    pub floor_batched: Option<Figures>,
     /// This machine's pairing limit, measured before our server's first
     /// load and after its `seat` load (empty if it could not be measured).
     pub limits: Vec<Limit>,
@@ -243,6 +248,7 @@ struct JsonReport {
     seat: JsonSeat,
     stored: usize,
     floor: Option<JsonFigures>,
+    floor_batched: Option<JsonFigures>,
 }
 
 impl BenchReport {
@@ -265,6 +271,7 @@ impl BenchReport {
             },
             stored: self.config.stored,
             floor: self.floor.as_ref().map(JsonFigures::from),
+            floor_batched: self.floor_batched.as_ref().map(JsonFigures::from),
         }
     }
 
@@ -276,7 +283,8 @@ impl BenchReport {
 
     /// `{"registrations_per_sec", ..., "baseline": {the same fields},
     /// "refresh": {the same fields}, "seat": {the same fields,
-    /// "pairing_limit_per_sec"}, "stored", "floor": {the same fields}}`.
+    /// "pairing_limit_per_sec"}, "stored", "floor": {the same fields},
+    /// "floor_batched": {the same fields}}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.json_report()).unwrap_or_default()
     }
@@ -335,6 +343,9 @@ impl BenchReport {
         if let Some(f) = &self.floor {
             line("floor", f);
         }
+        if let Some(f) = &self.floor_batched {
+            line("floor-b", f);
+        }
         let detail = |name: &str, f: &Figures| {
             format!(
                 "{name}: {} accepted, refused {:?}, {} failed requests, {} discovers, server RSS by second (MB): {:?}\n",
@@ -378,6 +389,12 @@ impl BenchReport {
                         "floor (our stack answering at once, one record per request) / libp2p: {:.2} x; refresh reached {:.0}% of the floor\n",
                         f.registrations_per_sec / b.registrations_per_sec,
                         100.0 * self.refresh.registrations_per_sec / f.registrations_per_sec.max(1.0)
+                    ));
+                }
+                if let Some(f) = &self.floor_batched {
+                    out.push_str(&format!(
+                        "discover p99 under the top-level load: rdht {:.2} ms, the same load against our stack doing no work {:.2} ms\n",
+                        self.ours.discover_p99_ms, f.discover_p99_ms
                     ));
                 }
             }
@@ -1633,7 +1650,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     )
     .await?;
     let after = measure_limit(calibration.as_ref(), "after the run", config.progress);
-    let (baseline, floor) = if config.baseline {
+    let (baseline, floor, floor_batched) = if config.baseline {
         let baseline = run_baseline(&config, &population).await?;
         let floor = run_ours(
             &config,
@@ -1644,9 +1661,22 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             "floor  ",
         )
         .await?;
-        (Some(baseline), Some(floor))
+        let floor_batched = if config.batch == 1 {
+            floor.clone()
+        } else {
+            run_ours(
+                &config,
+                &population,
+                TimedRecords::Refresh,
+                config.batch,
+                Target::Floor,
+                "floor-b",
+            )
+            .await?
+        };
+        (Some(baseline), Some(floor), Some(floor_batched))
     } else {
-        (None, None)
+        (None, None, None)
     };
     Ok(BenchReport {
         ours,
@@ -1654,6 +1684,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         seat,
         baseline,
         floor,
+        floor_batched,
         limits: before.into_iter().chain(after).collect(),
         config,
     })
@@ -1662,16 +1693,27 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
 /// `rdht-bench bench-floor-server`: rdht's network stack (the swarm every
 /// rdht node builds, TCP + Noise + Yamux, request-response with the rdht
 /// codec) answering every registration `Registered` at once, on the event
-/// loop, with no validation and no store. What one record per request
-/// costs before any work: the floor under `bench`'s `refresh` load.
-/// Discover requests are answered `UnknownNamespace`.
+/// loop, with no validation: what one record per request costs before any
+/// work, the floor under `bench`'s loads. It keeps what it is sent in
+/// plain maps (a namespace record per quorum key, the last record per
+/// member) and answers a discover with them, so discover latency under a
+/// load against it is the floor of the real server's.
 pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
+    use rendezvous_proto::{Cookie, DiscoverAnswer, DiscoveredPeer, NamespaceRecord, PeerRecord};
     let keypair = Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
     let mut swarm =
         build_swarm(keypair, &SwarmSettings::default(), None).map_err(|e| e.to_string())?;
     swarm.listen_on(listen).map_err(|e| e.to_string())?;
     const TTL_MS: u64 = 2 * 3_600_000;
+    let mut namespaces: HashMap<rendezvous_proto::QuorumKey, NamespaceRecord> = HashMap::new();
+    let mut peers: HashMap<rendezvous_proto::QuorumKey, BTreeMap<u32, PeerRecord>> = HashMap::new();
+    let keep = |peers: &mut HashMap<_, BTreeMap<u32, PeerRecord>>, record: PeerRecord| {
+        peers
+            .entry(record.quorum_key())
+            .or_default()
+            .insert(record.index(), record);
+    };
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -1686,10 +1728,37 @@ pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
             })) => {
                 let response = match request {
                     Frame::Message(Request::RegisterPeers(records)) => {
-                        Response::RegisteredPeers(vec![Ok(TTL_MS); records.len()])
+                        let outcomes = vec![Ok(TTL_MS); records.len()];
+                        records.into_iter().for_each(|r| keep(&mut peers, r));
+                        Response::RegisteredPeers(outcomes)
                     }
-                    Frame::Message(Request::RegisterPeer(_) | Request::RegisterNamespace(_)) => {
+                    Frame::Message(Request::RegisterPeer(record)) => {
+                        keep(&mut peers, record);
                         Response::Registered { ttl_ms: TTL_MS }
+                    }
+                    Frame::Message(Request::RegisterNamespace(record)) => {
+                        if let Some(key) = record.quorum_key() {
+                            namespaces.insert(key, record);
+                        }
+                        Response::Registered { ttl_ms: TTL_MS }
+                    }
+                    Frame::Message(Request::Discover { quorum_key, .. }) => {
+                        match namespaces.get(&quorum_key) {
+                            Some(namespace) => Response::Discovered(DiscoverAnswer {
+                                namespace: namespace.clone(),
+                                peers: peers
+                                    .get(&quorum_key)
+                                    .into_iter()
+                                    .flat_map(|m| m.values())
+                                    .map(|record| DiscoveredPeer {
+                                        record: record.clone(),
+                                        last_seen_ms: None,
+                                    })
+                                    .collect(),
+                                cookie: Cookie::default(),
+                            }),
+                            None => Response::Rejected(StatusCode::UnknownNamespace),
+                        }
                     }
                     _ => Response::Rejected(StatusCode::UnknownNamespace),
                 };
