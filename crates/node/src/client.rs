@@ -426,12 +426,13 @@ impl Behaviour {
 
     /// Hands an answer to the verification thread.
     fn verify(&mut self, query_id: QueryId, response: Response) {
-        let Some(lookup) = self
-            .queries
-            .get_mut(&query_id)
-            .and_then(|q| q.lookup.take())
-        else {
+        let Some(query) = self.queries.get_mut(&query_id) else {
             return;
+        };
+        let Some(lookup) = query.lookup.take() else {
+            // One request at a time per query, so its lookup is here: if
+            // not, fail the node rather than leave the query hanging.
+            return self.node_failed(query_id, NodeFailure::Verifier);
         };
         let job = Job {
             query: query_id,
