@@ -61,6 +61,23 @@ pub enum Step<T> {
     Done(Result<T, LookupError>),
 }
 
+/// Runs `step` on an answer unless the lookup has ended (then the answer
+/// is refused as unexpected), and marks the lookup ended when the step
+/// ends it: the rule both kinds of lookup share.
+fn once_done<L, T>(
+    lookup: &mut L,
+    done: fn(&mut L) -> &mut bool,
+    response: Response,
+    step: impl FnOnce(&mut L, Response) -> Step<T>,
+) -> Step<T> {
+    if *done(lookup) {
+        return Step::Done(Err(LookupError::Unexpected(response.name())));
+    }
+    let outcome = step(lookup, response);
+    *done(lookup) = matches!(outcome, Step::Done(_));
+    outcome
+}
+
 /// A quorum found by a [`QuorumLookup`].
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -134,12 +151,12 @@ impl QuorumLookup {
         limits: &Limits,
         rng: &mut R,
     ) -> Step<Found> {
-        if self.done {
-            return Step::Done(Err(LookupError::Unexpected(response.name())));
-        }
-        let step = self.step(response, now_ms, limits, rng);
-        self.done = matches!(step, Step::Done(_));
-        step
+        once_done(
+            self,
+            |l| &mut l.done,
+            response,
+            |l, r| l.step(r, now_ms, limits, rng),
+        )
     }
 
     fn step<R: RngCore>(
@@ -248,12 +265,12 @@ impl KindLookup {
         limits: &Limits,
         rng: &mut R,
     ) -> Step<KindFound> {
-        if self.done {
-            return Step::Done(Err(LookupError::Unexpected(response.name())));
-        }
-        let step = self.step(response, now_ms, limits, rng);
-        self.done = matches!(step, Step::Done(_));
-        step
+        once_done(
+            self,
+            |l| &mut l.done,
+            response,
+            |l, r| l.step(r, now_ms, limits, rng),
+        )
     }
 
     fn step<R: RngCore>(
