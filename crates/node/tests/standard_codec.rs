@@ -257,7 +257,8 @@ fn unknown_fields_are_skipped_and_bad_ones_refused() {
     // An unknown varint field (15) and an unknown bytes field (16) after
     // the known ones: skipped.
     let mut bytes = m.encode();
-    bytes.extend_from_slice(&[15 << 3, 7, 16 << 3 | 2, 0x82, 0x01]);
+    // (16 << 3 | 2 = 130 is itself a two-byte varint.)
+    bytes.extend_from_slice(&[15 << 3, 7, 0x82, 0x01, 0x82, 0x01]);
     bytes.extend_from_slice(&[0u8; 130]);
     assert_eq!(Message::decode(&bytes), Ok(m.clone()));
     // A group (wire type 3): refused.
