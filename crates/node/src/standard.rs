@@ -34,8 +34,9 @@ pub const MAX_STATUS_TEXT_BYTES: usize = 1024;
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// Longest unregister id.
 const MAX_ID_BYTES: usize = 1024;
-/// Deepest nesting is one sub-message (and a registration in a discover
-/// response): no recursion beyond that.
+/// Most registrations in one decoded discover response (each takes at
+/// least 2 bytes of the message). Nesting is fixed (a message, its
+/// sub-message, a registration): the decoder never recurses.
 const MAX_REGISTRATIONS: usize = MAX_MESSAGE_BYTES / 4;
 
 /// `Message.MessageType`.
