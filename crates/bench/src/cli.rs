@@ -37,6 +37,11 @@ pub enum Command {
         /// Members in the namespace.
         #[arg(long, default_value_t = 64)]
         members: u32,
+        /// Also time the same discover through the standard
+        /// `/rendezvous/1.0.0` protocol with libp2p-rendezvous's own client
+        /// (which verifies every record it receives).
+        #[arg(long)]
+        standard: bool,
     },
     /// Registration throughput under load over loopback, beside libp2p's rendezvous server.
     Bench(BenchArgs),
@@ -160,9 +165,13 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::BenchDiscover { requests, members } => {
+        Command::BenchDiscover {
+            requests,
+            members,
+            standard,
+        } => {
             init_logs("warn");
-            match crate::bench_discover::bench_discover(members, requests).await {
+            match crate::bench_discover::bench_discover(members, requests, standard).await {
                 Ok(report) => {
                     println!("{report}");
                     ExitCode::SUCCESS

@@ -28,3 +28,4 @@ pub mod bench_put_flood;
 pub mod cli;
 pub mod error;
 pub mod population;
+pub mod standard_discover;

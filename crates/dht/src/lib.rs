@@ -45,6 +45,10 @@ pub use server::{
     BlockReason, JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError,
     VerifyDone, VerifyJob, MAX_KIND_VALUE_ENTRIES,
 };
+pub use store::standard::{
+    StandardAnswer, StandardPage, StandardRefusal, StandardRegistration, StandardRequest,
+    StandardScope, MAX_STANDARD_LIMIT, REGISTER_REFUSED,
+};
 pub use store::{
     verify_values, CheckedHandover, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport,
     NamespaceStore, PeerRegistration, StoreStats, VerifiedValue, ANSWER_BYTES,

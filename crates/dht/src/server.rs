@@ -27,6 +27,7 @@ use rendezvous_proto::{
 use crate::budget::{BudgetConfig, Budgets};
 use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
+use crate::store::standard::{StandardAnswer, StandardRefusal, StandardRequest, REGISTER_REFUSED};
 use crate::store::{
     verify_values, CheckedHandover, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport,
     NamespaceStore, PeerRegistration, VerifiedValue,
@@ -508,6 +509,10 @@ pub struct ServerCounters {
     /// Senders whose connections were refused a moment for going over
     /// their byte budget.
     pub senders_throttled: u64,
+    /// Standard `/rendezvous/1.0.0` DISCOVERs answered (PROTOCOL.md 16).
+    pub standard_discovers: u64,
+    /// Standard `/rendezvous/1.0.0` REGISTERs refused.
+    pub standard_registers_refused: u64,
 }
 
 /// The rendezvous server role. See the module docs.
@@ -857,6 +862,54 @@ impl Server {
             }
         }
         self.drive(now);
+    }
+
+    /// A standard `/rendezvous/1.0.0` request from `from` (PROTOCOL.md
+    /// 16), answered at once from the store: a `DISCOVER` with the
+    /// members rdht itself serves, a `REGISTER` refused `NotAuthorized`
+    /// (the threshold gate has no standard form), an `UNREGISTER`
+    /// ignored. Nothing here changes the store.
+    pub fn handle_standard(
+        &mut self,
+        now: u64,
+        from: PeerId,
+        request: StandardRequest,
+    ) -> StandardAnswer {
+        let penalized = self
+            .penalized
+            .get(&from)
+            .is_some_and(|&(until, _)| until > now);
+        match request {
+            StandardRequest::Register { .. } => {
+                self.counters.standard_registers_refused += 1;
+                StandardAnswer::Registered(StandardRefusal::NotAuthorized(REGISTER_REFUSED))
+            }
+            StandardRequest::Unregister => StandardAnswer::None,
+            StandardRequest::Discover { .. } if penalized => {
+                self.counters.penalized_requests += 1;
+                StandardAnswer::Discovered(Err(StandardRefusal::Unavailable(
+                    "this peer sent an invalid signature: refused for a while",
+                )))
+            }
+            StandardRequest::Discover {
+                namespace,
+                limit,
+                cookie,
+            } => {
+                self.counters.standard_discovers += 1;
+                let Some(namespace) = namespace else {
+                    return StandardAnswer::Discovered(Err(StandardRefusal::InvalidNamespace(
+                        "a namespace is required: <hex quorum key> or kind:<kind>",
+                    )));
+                };
+                StandardAnswer::Discovered(self.store.standard_discover(
+                    &namespace,
+                    limit,
+                    cookie.as_deref(),
+                    now,
+                ))
+            }
+        }
     }
 
     /// Replicates `quorum_key`'s value at the next replication turn (a

@@ -39,6 +39,7 @@ use crate::value::NamespaceValue;
 
 mod handover;
 mod merge;
+pub mod standard;
 pub use handover::CheckedHandover;
 pub use merge::{verify_values, CheckedValue, VerifiedValue};
 

@@ -53,6 +53,7 @@ pub fn classify(code: StatusCode) -> Class {
         | StatusCode::UnsupportedKeyType
         | StatusCode::InvalidEnvelopeSignature
         | StatusCode::SeatMismatch
+        | StatusCode::StandardRecordMismatch
         | StatusCode::InvalidHandoverSignature
         | StatusCode::NamespaceRetired
         | StatusCode::NotAuthorized => Class::Permanent,

@@ -19,6 +19,7 @@ use libp2p::{
 };
 
 use crate::codec::{RdhtCodec, MAX_FRAME_BYTES, PROTOCOL};
+use crate::standard::{StandardCodec, STANDARD_PROTOCOL};
 
 /// Kademlia protocol name of rdht's DHT (kept apart from the public IPFS
 /// DHT: our values are only meaningful to rdht nodes).
@@ -42,6 +43,9 @@ mod inner {
         pub kad: Toggle<kad::Behaviour<KadStore>>,
         /// `/rdht/rendezvous/2.0.0`: registration, discovery, DKG and co-signing.
         pub rr: request_response::Behaviour<RdhtCodec>,
+        /// `/rendezvous/1.0.0`, inbound only: stock libp2p rendezvous
+        /// clients discover quorums (rendezvous nodes only; PROTOCOL.md 16).
+        pub standard: Toggle<request_response::Behaviour<StandardCodec>>,
         /// Liveness: a pong proves the peer behind an authenticated connection.
         pub ping: ping::Behaviour,
         /// Listen addresses of peers (fed to Kademlia).
@@ -154,6 +158,18 @@ pub fn build_swarm(
                     .with_request_timeout(settings.request_timeout)
                     .with_max_concurrent_streams(256),
             );
+            let standard = settings.kad.then(|| {
+                request_response::Behaviour::with_codec(
+                    StandardCodec,
+                    [(
+                        STANDARD_PROTOCOL,
+                        request_response::ProtocolSupport::Inbound,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(settings.request_timeout)
+                        .with_max_concurrent_streams(256),
+                )
+            });
             let ping = ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(settings.ping_interval)
@@ -170,6 +186,7 @@ pub fn build_swarm(
             Behaviour {
                 kad: Toggle::from(kad),
                 rr,
+                standard: Toggle::from(standard),
                 ping,
                 identify,
                 blocked: allow_block_list::Behaviour::default(),

@@ -10,6 +10,8 @@
 //! - [`demo`]: the whole system on loopback, narrated.
 //! - [`flood`]: a hostile peer's Kademlia PUT flood, for tests and the
 //!   load harness.
+//! - [`standard`]: the standard `/rendezvous/1.0.0` messages and codec
+//!   (DISCOVER served to stock libp2p clients).
 //! - [`behaviour`], [`codec`]: the libp2p plumbing; [`identity`],
 //!   [`quorum_file`], [`duration`], [`metrics`], [`persist`]: the rest.
 //!
@@ -34,4 +36,5 @@ pub mod persist;
 pub mod quorum;
 pub mod quorum_file;
 pub mod rendezvous;
+pub mod standard;
 pub mod verifier;

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub ping_misses: AtomicU64,
     /// Discover requests answered.
     pub discovers: AtomicU64,
+    /// Standard `/rendezvous/1.0.0` DISCOVERs answered.
+    pub standard_discovers: AtomicU64,
+    /// Standard `/rendezvous/1.0.0` REGISTERs refused.
+    pub standard_registers_refused: AtomicU64,
     /// Replicated values merged from other rendezvous nodes.
     pub replications_merged: AtomicU64,
     /// Kademlia lookups started for discovers of namespaces not held here.
@@ -155,6 +159,18 @@ impl Metrics {
             "counter",
             "Discover requests answered.",
             &self.discovers,
+        );
+        metric(
+            "rdht_standard_discovers_total",
+            "counter",
+            "Standard /rendezvous/1.0.0 DISCOVER requests answered.",
+            &self.standard_discovers,
+        );
+        metric(
+            "rdht_standard_registers_refused_total",
+            "counter",
+            "Standard /rendezvous/1.0.0 REGISTER requests refused (E_NOT_AUTHORIZED).",
+            &self.standard_registers_refused,
         );
         metric(
             "rdht_replications_merged_total",

@@ -196,50 +196,110 @@ impl PeerEnvelope {
 
     /// The canonical protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        field(&mut out, 1, &public_key_protobuf(self.key_type, &self.key));
-        field(&mut out, 2, PAYLOAD_TYPE);
-        field(&mut out, 3, &self.payload_bytes);
-        field(&mut out, 5, &self.signature);
-        out
+        write_envelope(
+            self.key_type,
+            &self.key,
+            PAYLOAD_TYPE,
+            &self.payload_bytes,
+            &self.signature,
+        )
     }
 
     /// Decodes a whole buffer strictly (see the module docs).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let public_key = read_field(&mut r, 1, MAX_PUBLIC_KEY_BYTES, "public key")?;
-        let payload_type = read_field(&mut r, 2, PAYLOAD_TYPE.len(), "payload type")?;
-        if payload_type != PAYLOAD_TYPE {
-            return Err(DecodeError::InvalidValue("payload type"));
-        }
-        let payload_bytes = read_field(&mut r, 3, MAX_PAYLOAD_BYTES, "payload")?;
-        let signature = read_field(&mut r, 5, MAX_SIGNATURE_BYTES, "signature")?;
+        let envelope = Self::decode_from(&mut r)?;
         r.finish()?;
-        let mut k = Reader::new(public_key);
-        if k.u8()? != 0x08 {
-            return Err(DecodeError::InvalidValue("key type"));
-        }
-        let key_type = read_varint(&mut k)?;
-        let key = read_field(&mut k, 2, MAX_PUBLIC_KEY_BYTES, "key")?.to_vec();
-        k.finish()?;
+        Ok(envelope)
+    }
+
+    /// Decodes the envelope's four fields from `r` and leaves what
+    /// follows them (a peer record's optional standard record).
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let raw = read_envelope(
+            r,
+            PAYLOAD_TYPE,
+            [MAX_PUBLIC_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_SIGNATURE_BYTES],
+        )?;
         Ok(Self {
-            key_type,
-            key,
-            payload: PeerPayload::decode(payload_bytes)?,
-            payload_bytes: payload_bytes.to_vec(),
-            signature: signature.to_vec(),
+            key_type: raw.key_type,
+            key: raw.key,
+            payload: PeerPayload::decode(raw.payload)?,
+            payload_bytes: raw.payload.to_vec(),
+            signature: raw.signature.to_vec(),
         })
     }
 }
 
-/// The bytes a libp2p signed envelope's signature covers.
+/// The bytes an rdht envelope's signature covers.
 fn signing_bytes(payload: &[u8]) -> Vec<u8> {
+    envelope_signing_bytes(ENVELOPE_DOMAIN, PAYLOAD_TYPE, payload)
+}
+
+/// The bytes a libp2p signed envelope's signature covers:
+/// `varint(len(domain)) || domain || varint(len(payload_type)) ||
+/// payload_type || varint(len(payload)) || payload`.
+pub(crate) fn envelope_signing_bytes(domain: &str, payload_type: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 64);
-    for part in [ENVELOPE_DOMAIN.as_bytes(), PAYLOAD_TYPE, payload] {
+    for part in [domain.as_bytes(), payload_type, payload] {
         write_varint(&mut out, part.len() as u64);
         out.extend_from_slice(part);
     }
     out
+}
+
+/// A libp2p signed envelope's protobuf (fields 1, 2, 3, 5 in order).
+pub(crate) fn write_envelope(
+    key_type: u64,
+    key: &[u8],
+    payload_type: &[u8],
+    payload: &[u8],
+    signature: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + key.len() + signature.len() + 48);
+    field(&mut out, 1, &public_key_protobuf(key_type, key));
+    field(&mut out, 2, payload_type);
+    field(&mut out, 3, payload);
+    field(&mut out, 5, signature);
+    out
+}
+
+/// A signed envelope's fields as read, nothing verified.
+pub(crate) struct RawEnvelope<'a> {
+    pub(crate) key_type: u64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) payload: &'a [u8],
+    pub(crate) signature: &'a [u8],
+}
+
+/// Reads a signed envelope's four fields from `r`, strictly in order,
+/// the payload type exactly `payload_type`, the key, payload and
+/// signature within `caps` (in that order).
+pub(crate) fn read_envelope<'a>(
+    r: &mut Reader<'a>,
+    payload_type: &[u8],
+    caps: [usize; 3],
+) -> Result<RawEnvelope<'a>, DecodeError> {
+    let [key_cap, payload_cap, signature_cap] = caps;
+    let public_key = read_field(r, 1, key_cap, "public key")?;
+    if read_field(r, 2, payload_type.len(), "payload type")? != payload_type {
+        return Err(DecodeError::InvalidValue("payload type"));
+    }
+    let payload = read_field(r, 3, payload_cap, "payload")?;
+    let signature = read_field(r, 5, signature_cap, "signature")?;
+    let mut k = Reader::new(public_key);
+    if k.u8()? != 0x08 {
+        return Err(DecodeError::InvalidValue("key type"));
+    }
+    let key_type = read_varint(&mut k)?;
+    let key = read_field(&mut k, 2, key_cap, "key")?.to_vec();
+    k.finish()?;
+    Ok(RawEnvelope {
+        key_type,
+        key,
+        payload,
+        signature,
+    })
 }
 
 /// A libp2p public key's type number and raw bytes.
@@ -263,7 +323,7 @@ fn split_public_key(key: &PublicKey) -> (u64, Vec<u8>) {
 }
 
 /// libp2p's protobuf `PublicKey { Type, Data }`.
-fn public_key_protobuf(key_type: u64, key: &[u8]) -> Vec<u8> {
+pub(crate) fn public_key_protobuf(key_type: u64, key: &[u8]) -> Vec<u8> {
     let mut out = vec![0x08];
     write_varint(&mut out, key_type);
     field(&mut out, 2, key);
@@ -271,13 +331,13 @@ fn public_key_protobuf(key_type: u64, key: &[u8]) -> Vec<u8> {
 }
 
 /// A length-delimited protobuf field.
-fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+pub(crate) fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
     out.push(number << 3 | 2);
     write_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8 & 0x7f) | 0x80);
         v >>= 7;
@@ -286,7 +346,7 @@ fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A minimal varint of at most 10 bytes.
-fn read_varint(r: &mut Reader<'_>) -> Result<u64, DecodeError> {
+pub(crate) fn read_varint(r: &mut Reader<'_>) -> Result<u64, DecodeError> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let b = r.u8()?;
@@ -303,7 +363,7 @@ fn read_varint(r: &mut Reader<'_>) -> Result<u64, DecodeError> {
 }
 
 /// Field `number` (length-delimited), of at most `cap` bytes.
-fn read_field<'a>(
+pub(crate) fn read_field<'a>(
     r: &mut Reader<'a>,
     number: u8,
     cap: usize,

@@ -86,6 +86,9 @@ pub enum StatusCode {
     InvalidEnvelopeSignature = 127,
     /// The envelope names another seat than the one it came with.
     SeatMismatch = 128,
+    /// The standard signed peer record carried with the envelope names
+    /// another key, PeerId, seq or address list than the envelope.
+    StandardRecordMismatch = 129,
     /// The handover's threshold signature does not verify under the old
     /// quorum key it retires.
     InvalidHandoverSignature = 130,
@@ -105,7 +108,7 @@ pub enum StatusCode {
 
 impl StatusCode {
     /// Every code, in ascending order.
-    pub const ALL: [StatusCode; 27] = [
+    pub const ALL: [StatusCode; 28] = [
         StatusCode::Ok,
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
@@ -127,6 +130,7 @@ impl StatusCode {
         StatusCode::UnsupportedKeyType,
         StatusCode::InvalidEnvelopeSignature,
         StatusCode::SeatMismatch,
+        StatusCode::StandardRecordMismatch,
         StatusCode::InvalidHandoverSignature,
         StatusCode::NamespaceRetired,
         StatusCode::StaleHandover,
@@ -169,6 +173,7 @@ impl StatusCode {
             StatusCode::UnsupportedKeyType => "UnsupportedKeyType",
             StatusCode::InvalidEnvelopeSignature => "InvalidEnvelopeSignature",
             StatusCode::SeatMismatch => "SeatMismatch",
+            StatusCode::StandardRecordMismatch => "StandardRecordMismatch",
             StatusCode::InvalidHandoverSignature => "InvalidHandoverSignature",
             StatusCode::NamespaceRetired => "NamespaceRetired",
             StatusCode::StaleHandover => "StaleHandover",

@@ -37,6 +37,7 @@ pub mod messages;
 pub mod records;
 pub mod seat;
 pub mod seated;
+pub mod standard;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod validate;

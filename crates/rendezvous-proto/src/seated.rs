@@ -5,7 +5,11 @@
 //! ```text
 //! PeerRecord =
 //!   seat       Seat                  (starts with the version byte 0x02)
-//!   envelope   bytes32               the libp2p signed envelope, <= MAX_ENVELOPE_BYTES
+//!   envelope   bytes32               the libp2p signed envelope, <= MAX_ENVELOPE_BYTES,
+//!                                    optionally followed (inside the same bytes32) by
+//!                                    the protobuf field 7 (tag 0x3a, varint length)
+//!                                    holding the member's standard signed peer record
+//!                                    (`standard.rs`, PROTOCOL.md 16)
 //! ```
 //!
 //! Validation ([`check_seated_fields`], then the envelope and the seat
@@ -23,12 +27,21 @@ use crate::error::{DecodeError, StatusCode};
 use crate::limits::Limits;
 use crate::records::{NamespaceRecord, QuorumKey};
 use crate::seat::Seat;
+use crate::standard::{StandardRecord, MAX_STANDARD_BYTES};
 use crate::validate::{check_addrs, check_expiry, VerifiedNamespace};
 use crate::wire::{Reader, Writer};
 
 /// Longest envelope: the largest payload plus the key, type and
 /// signature fields around it.
 pub const MAX_ENVELOPE_BYTES: usize = MAX_PAYLOAD_BYTES + 2048;
+
+/// Longest envelope field of a peer record: the envelope and, after it,
+/// the standard record's field.
+pub const MAX_ENVELOPE_FIELD_BYTES: usize = MAX_ENVELOPE_BYTES + MAX_STANDARD_BYTES + 8;
+
+/// The protobuf tag of the standard record's field after the envelope's
+/// (field 7, length-delimited): libp2p decoders of the envelope skip it.
+const STANDARD_FIELD: u8 = 7;
 
 /// A member's seat and its signed envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +50,11 @@ pub struct PeerRecord {
     pub seat: Seat,
     /// Where it is now (signed with the PeerId's key).
     pub envelope: PeerEnvelope,
+    /// The same PeerId, seq and addresses as a standard libp2p signed
+    /// peer record, for standard rendezvous clients (optional: records
+    /// of members that do not sign one are not served to them). Boxed: a
+    /// record without one stays small.
+    pub standard: Option<Box<StandardRecord>>,
 }
 
 impl PeerRecord {
@@ -58,7 +76,21 @@ impl PeerRecord {
         Self {
             envelope: PeerEnvelope::sign(payload, keypair),
             seat,
+            standard: None,
         }
+    }
+
+    /// The record with a standard signed peer record of the same seq and
+    /// addresses, signed by `keypair` (which should be the seat's
+    /// PeerId's): what a member registers so that standard rendezvous
+    /// clients can discover it.
+    pub fn with_standard(mut self, keypair: &Keypair) -> Self {
+        self.standard = Some(Box::new(StandardRecord::sign(
+            keypair,
+            self.seq(),
+            self.addrs().to_vec(),
+        )));
+        self
     }
 
     /// The namespace.
@@ -94,7 +126,11 @@ impl PeerRecord {
     /// Writes the canonical encoding into `w`.
     pub fn encode_into(&self, w: &mut Writer) {
         self.seat.encode_into(w);
-        w.bytes32(&self.envelope.encode());
+        let mut envelope = self.envelope.encode();
+        if let Some(standard) = &self.standard {
+            crate::envelope::field(&mut envelope, STANDARD_FIELD, standard.encoded());
+        }
+        w.bytes32(&envelope);
     }
 
     /// The canonical encoding.
@@ -108,8 +144,25 @@ impl PeerRecord {
     /// does the rest.
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let seat = Seat::decode_from(r)?;
-        let envelope = PeerEnvelope::decode(r.bytes32(MAX_ENVELOPE_BYTES, "envelope")?)?;
-        Ok(Self { seat, envelope })
+        let mut e = Reader::new(r.bytes32(MAX_ENVELOPE_FIELD_BYTES, "envelope")?);
+        let envelope = PeerEnvelope::decode_from(&mut e)?;
+        let standard = if e.remaining() > 0 {
+            let bytes = crate::envelope::read_field(
+                &mut e,
+                STANDARD_FIELD,
+                MAX_STANDARD_BYTES,
+                "standard",
+            )?;
+            Some(Box::new(StandardRecord::decode(bytes)?))
+        } else {
+            None
+        };
+        e.finish()?;
+        Ok(Self {
+            seat,
+            envelope,
+            standard,
+        })
     }
 
     /// Decodes a whole buffer strictly.
@@ -181,6 +234,27 @@ pub fn check_seated_fields(
     if record.envelope.payload.seat_hash != seat.hash() {
         return Err(StatusCode::SeatMismatch);
     }
+    if let Some(standard) = &record.standard {
+        check_standard_fields(record, standard)?;
+    }
+    Ok(())
+}
+
+/// A standard record must say what the envelope says: the same signing
+/// key (so the same PeerId, the seat's), the seat's PeerId in its
+/// payload, the envelope's seq and exactly its addresses, else
+/// `StandardRecordMismatch`. Its signature is checked with the
+/// envelope's ([`check_envelope`]).
+fn check_standard_fields(record: &PeerRecord, standard: &StandardRecord) -> Result<(), StatusCode> {
+    let envelope = &record.envelope;
+    if standard.key_type() != envelope.key_type
+        || standard.key() != envelope.key
+        || *standard.peer_id() != record.seat.peer_id
+        || standard.seq() != envelope.payload.seq
+        || standard.addrs() != envelope.payload.addrs
+    {
+        return Err(StatusCode::StandardRecordMismatch);
+    }
     Ok(())
 }
 
@@ -196,9 +270,10 @@ pub fn check_seat_epoch(seat_epoch: u64, namespace_epoch: u64) -> Result<(), Sta
     }
 }
 
-/// The envelope's Ed25519 signature, else `InvalidEnvelopeSignature`.
+/// The envelope's Ed25519 signature, and the standard record's if there
+/// is one, else `InvalidEnvelopeSignature`.
 pub fn check_envelope(record: &PeerRecord) -> Result<(), StatusCode> {
-    if record.envelope.verify() {
+    if record.envelope.verify() && record.standard.as_ref().is_none_or(|s| s.verify()) {
         Ok(())
     } else {
         Err(StatusCode::InvalidEnvelopeSignature)

@@ -179,6 +179,7 @@ fn each_refusal_has_its_code() {
         PeerRecord {
             seat: base.seat.clone(),
             envelope: PeerEnvelope::sign(other_seat, &q.identities[1]),
+            standard: None,
         },
         StatusCode::SeatMismatch,
     ));

@@ -123,6 +123,26 @@ fn every_case_validates_to_its_stated_result() {
                         key.verify(&unhex(&envelope.signing_bytes), &unhex(&envelope.signature))
                     );
                 }
+                if let Some(standard) = &case.standard {
+                    let st = record.standard.as_ref().expect("the record carries it");
+                    assert_eq!(hex::encode(st.encoded()), standard.encoded);
+                    assert_eq!(hex::encode(st.signing_bytes()), standard.signing_bytes);
+                    assert_eq!(hex::encode(st.signature()), standard.signature);
+                    // What a stock libp2p client makes of it.
+                    let stock = libp2p_core::SignedEnvelope::from_protobuf_encoding(&unhex(
+                        &standard.encoded,
+                    ))
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| {
+                        libp2p_core::PeerRecord::from_signed_envelope(e).map_err(|e| e.to_string())
+                    });
+                    if case.valid {
+                        let stock = stock.expect("a stock client accepts it");
+                        assert_eq!(stock.peer_id(), record.peer_id(), "{}", case.name);
+                        assert_eq!(stock.addresses(), record.addrs(), "{}", case.name);
+                        assert_eq!(stock.seq(), record.seq(), "{}", case.name);
+                    }
+                }
                 verify_peer(&record, &namespace, vectors.now_ms, &L, None)
             }
             "handover" => {

@@ -30,13 +30,17 @@ impl Member {
             }
             _ => Seat::sign(quorum_key, ns.epoch, self.config.peer_id(), &share.secret),
         };
+        // With the standard signed peer record of the same seq and
+        // addresses (one more Ed25519 signature), so that rendezvous nodes
+        // can answer standard `/rendezvous/1.0.0` clients (PROTOCOL.md 16).
         let record = PeerRecord::sign(
             seat,
             addrs,
             seq,
             now + self.config.peer_ttl_ms,
             &self.config.identity,
-        );
+        )
+        .with_standard(&self.config.identity);
         self.events.push_back(Event::PeerSigned(record.clone()));
         self.record = Some(record);
         self.refresh_at = Some(now + self.config.peer_ttl_ms / 2);

@@ -24,6 +24,7 @@ use crate::behaviour::{now_ms, Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::codec::Frame;
 use crate::metrics::Metrics;
 use crate::persist::RecordDb;
+use crate::standard;
 use crate::verifier::{run_job, JobResult};
 
 type Channel = ResponseChannel<Frame<Response>>;
@@ -333,6 +334,17 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Rr(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => debug!(%peer, "inbound request failed: {error}"),
+            SwarmEvent::Behaviour(BehaviourEvent::Standard(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => self.on_standard(now, peer, request, channel),
+            SwarmEvent::Behaviour(BehaviourEvent::Standard(
+                request_response::Event::InboundFailure { peer, error, .. },
+            )) => debug!(%peer, "inbound /rendezvous/1.0.0 request failed: {error}"),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
                 match result {
                     Ok(_) => {
@@ -374,6 +386,34 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(now, event),
             _ => {}
+        }
+    }
+
+    /// A standard `/rendezvous/1.0.0` request: the core answers at once.
+    fn on_standard(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        request: standard::Message,
+        channel: ResponseChannel<standard::Message>,
+    ) {
+        let Some(request) = standard::to_request(request) else {
+            debug!(%peer, "a /rendezvous/1.0.0 response sent as a request: dropped");
+            return;
+        };
+        let answer = self.core().handle_standard(now, peer, request);
+        let c = self.core().counters();
+        self.metrics
+            .standard_discovers
+            .store(c.standard_discovers, Ordering::Relaxed);
+        self.metrics
+            .standard_registers_refused
+            .store(c.standard_registers_refused, Ordering::Relaxed);
+        if let Some(message) = standard::to_message(answer) {
+            if let Some(rr) = self.swarm.behaviour_mut().standard.as_mut() {
+                // The requester may have gone: nothing to do then.
+                let _ = rr.send_response(channel, message);
+            }
         }
     }
 

@@ -49,6 +49,17 @@ pub struct Signed {
 
 /// One record and its expected validation result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandardCase {
+    /// The signed envelope as a stock libp2p client receives it.
+    pub encoded: String,
+    /// What its signature covers.
+    pub signing_bytes: String,
+    /// The signature.
+    pub signature: String,
+}
+
+/// One record and its expected result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
     /// Unique, descriptive.
     pub name: String,
@@ -84,6 +95,10 @@ pub struct Case {
     /// (it is itself valid at `now_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Peer records that carry one: the standard libp2p signed peer
+    /// record (its encoded envelope, signing bytes, signature and key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<StandardCase>,
 }
 
 /// Renders the vectors exactly as committed: pretty JSON, newline-terminated.
@@ -142,6 +157,7 @@ impl Builder {
             seat: None,
             envelope: None,
             namespace: None,
+            standard: None,
         });
     }
 
@@ -160,6 +176,7 @@ impl Builder {
             seat: None,
             envelope: None,
             namespace: None,
+            standard: None,
         });
     }
 
@@ -194,6 +211,11 @@ impl Builder {
                 public_key: hex::encode(&record.envelope.key),
             }),
             namespace: Some(hex::encode(namespace.encode())),
+            standard: record.standard.as_ref().map(|st| StandardCase {
+                encoded: hex::encode(st.encoded()),
+                signing_bytes: hex::encode(st.signing_bytes()),
+                signature: hex::encode(st.signature()),
+            }),
         });
     }
 }
@@ -432,7 +454,7 @@ pub fn generate() -> Vectors {
     // Member 2's key in the envelope, the signature a stranger's.
     let mut r = a.peer(2, 1, 1, peer_expires);
     let forged = around(a.seat(2, 1), &stranger, addr(2));
-    r.envelope.signature = forged.envelope.signature;
+    r.envelope.signature = forged.envelope.signature.clone();
     v.peer(
         "peer/envelope-signed-by-another-key",
         &r,
@@ -446,6 +468,58 @@ pub fn generate() -> Vectors {
     r.envelope.replace_payload_unsigned(payload);
     v.peer(
         "peer/seq-changed-after-signing",
+        &r,
+        &ns_a,
+        Some(StatusCode::InvalidEnvelopeSignature),
+    );
+
+    // The standard libp2p peer record beside the envelope (PROTOCOL.md 16).
+    let with_standard = a.peer(2, 1, 1, peer_expires).with_standard(&id(&a, 2));
+    v.peer(
+        "peer/valid-with-standard-record",
+        &with_standard,
+        &ns_a,
+        None,
+    );
+    let mut r = with_standard.clone();
+    r.standard = Some(Box::new(rendezvous_proto::standard::StandardRecord::sign(
+        &id(&a, 2),
+        1,
+        addr(3),
+    )));
+    v.peer(
+        "peer/standard-record-of-other-addrs",
+        &r,
+        &ns_a,
+        Some(StatusCode::StandardRecordMismatch),
+    );
+    let mut r = with_standard.clone();
+    r.standard = Some(Box::new(rendezvous_proto::standard::StandardRecord::sign(
+        &stranger,
+        1,
+        r.addrs().to_vec(),
+    )));
+    v.peer(
+        "peer/standard-record-of-another-peer-id",
+        &r,
+        &ns_a,
+        Some(StatusCode::StandardRecordMismatch),
+    );
+    let mut r = with_standard.clone();
+    let mut bytes = with_standard
+        .standard
+        .as_ref()
+        .expect("signed")
+        .encoded()
+        .to_vec();
+    // The signature is the last field: 64 bytes.
+    let at = bytes.len() - 64;
+    bytes[at..].copy_from_slice(&forged.envelope.signature);
+    r.standard = Some(Box::new(
+        rendezvous_proto::standard::StandardRecord::decode(&bytes).expect("decodes"),
+    ));
+    v.peer(
+        "peer/standard-record-signed-by-another-key",
         &r,
         &ns_a,
         Some(StatusCode::InvalidEnvelopeSignature),
