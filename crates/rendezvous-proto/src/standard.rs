@@ -92,6 +92,22 @@ impl StandardRecord {
         Self::assemble(key_type, key, peer_id, seq, addrs, signature, payload)
     }
 
+    /// This record with `seq` changed after signing: its signature no
+    /// longer verifies (tests).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn with_seq_unsigned(&self, seq: u64) -> Self {
+        let payload = encode_payload(&self.peer_id, seq, &self.addrs);
+        Self::assemble(
+            self.key_type,
+            self.key.clone(),
+            self.peer_id,
+            seq,
+            self.addrs.clone(),
+            self.signature.clone(),
+            payload,
+        )
+    }
+
     fn assemble(
         key_type: u64,
         key: Vec<u8>,

@@ -187,12 +187,16 @@ impl TestQuorum {
     }
 }
 
-/// `record` with its seq changed after signing: its envelope no longer
-/// verifies (`InvalidEnvelopeSignature`).
+/// `record` with its seq changed after signing, in the envelope and in
+/// the standard record alike (so the two still agree): neither signature
+/// verifies any more (`InvalidEnvelopeSignature`).
 pub fn with_seq_unsigned(mut record: PeerRecord, seq: u64) -> PeerRecord {
     let mut payload = record.envelope.payload.clone();
     payload.seq = seq;
     record.envelope.replace_payload_unsigned(payload);
+    record.standard = record
+        .standard
+        .map(|standard| Box::new(standard.with_seq_unsigned(seq)));
     record
 }
 
