@@ -466,6 +466,10 @@ struct Lookup {
     /// The DHT query ended: the discovers are answered once the values in
     /// flight are applied (or at the deadline).
     query_done: bool,
+    /// A [`Server::resync`]: it runs to the query's end (or its deadline),
+    /// because the first value found is this node's own (kad reads its
+    /// local store first) and the point is the others'.
+    resync: bool,
 }
 
 /// A value from another node, waiting for or in verification.
@@ -909,6 +913,7 @@ impl Server {
                 deadline: now + self.config.lookup_timeout_ms,
                 values_in_flight: 0,
                 query_done: false,
+                resync: true,
             },
         );
         self.counters.lookups += 1;
@@ -1253,7 +1258,7 @@ impl Server {
                 let held =
                     self.store.namespace(&qk).is_some() || self.store.handover(&qk, now).is_some();
                 let settled = lookup.query_done && lookup.values_in_flight == 0;
-                if clean && held {
+                if clean && held && !lookup.resync {
                     self.answer_lookup(now, qk, false);
                     self.outputs
                         .push_back(Output::LookupDone { quorum_key: qk });
@@ -1431,6 +1436,7 @@ impl Server {
             deadline,
             values_in_flight: 0,
             query_done: false,
+            resync: false,
         });
         let first = lookup.waiting.is_empty();
         lookup.waiting.push((reply, limit, from));

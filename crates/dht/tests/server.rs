@@ -1243,6 +1243,17 @@ fn resync_looks_a_reloaded_namespace_up_and_merges_what_was_missed() {
         peers: vec![q.peer(2, 1, 1, NOW + HOUR)],
     };
     let key = dht::namespace_key(&q.quorum_key());
+    // The first value is this node's own (kad reads its local store
+    // first): the lookup goes on for the others'.
+    let own = dht::NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
+        peers: Vec::new(),
+    };
+    let (_, _, other) = feed(&mut s, NOW, None, &key, &own.encode());
+    assert!(
+        !other.iter().any(|o| matches!(o, Output::LookupDone { .. })),
+        "a resync ended by the node's own value"
+    );
     let (report, replies, _) = feed(&mut s, NOW, None, &key, &value.encode());
     assert_eq!(report.peers_stored, 1);
     assert!(replies.is_empty(), "nobody was waiting");
