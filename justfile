@@ -21,6 +21,13 @@ bench-load *args:
 node:
     cargo run --release -p node --bin rdht -- demo
 
+# Faults on a real network: network namespaces, the rdht-netem link
+# emulator and real rdht processes (needs root; elsewhere the tests say
+# they were skipped). Each scenario prints its figures.
+faults:
+    cargo build --release -p node --bin rdht
+    cargo test --release -p faults -- --nocapture
+
 # The deterministic adversarial simulator (all scenarios).
 sim:
     cargo run --release -p sim

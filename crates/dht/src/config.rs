@@ -83,6 +83,11 @@ pub struct LivenessConfig {
     /// interval) up to this: a node does not keep dialling addresses that
     /// do not answer every few seconds for as long as a record lives.
     pub max_backoff_ms: u64,
+    /// Misses beyond `max_misses` during which an unreachable peer is
+    /// still pinged every interval, before the backoff starts: a peer cut
+    /// off by a partition of up to `steady_retries` intervals is listed
+    /// again within one interval of the heal (24 at 5 s: two minutes).
+    pub steady_retries: u32,
 }
 
 impl Default for LivenessConfig {
@@ -91,6 +96,7 @@ impl Default for LivenessConfig {
             ping_interval_ms: 5_000,
             max_misses: 3,
             max_backoff_ms: 300_000,
+            steady_retries: 24,
         }
     }
 }

@@ -43,7 +43,7 @@ pub use keys::{kind_key, namespace_key, DhtKey};
 pub use liveness::PingTarget;
 pub use server::{
     BlockReason, JobId, Output, ReplyId, Server, ServerConfig, ServerCounters, ValueError,
-    VerifyDone, VerifyJob, MAX_KIND_VALUE_ENTRIES,
+    VerifyDone, VerifyJob, LOOKUP_TIMEOUT_MS, MAX_KIND_VALUE_ENTRIES,
 };
 pub use store::standard::{
     StandardAnswer, StandardPage, StandardRefusal, StandardRegistration, StandardRequest,

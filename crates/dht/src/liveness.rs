@@ -25,6 +25,11 @@ pub struct PingTarget {
     pub peer_id: PeerId,
     /// Where it said it listens (from its latest record).
     pub addrs: Vec<Multiaddr>,
+    /// Its previous ping failed or went unanswered: a connection to it
+    /// that is still open is presumably dead (packets dropped silently
+    /// keep a TCP connection open for tens of seconds), so the check
+    /// should go over a new one.
+    pub after_miss: bool,
 }
 
 /// What a ping outcome changed, so the store can update what it serves.
@@ -83,16 +88,24 @@ impl Liveness {
     }
 
     /// How long until the next ping of `peer_id`: one jittered interval,
-    /// or while it is unreachable, that doubled for every miss beyond the
-    /// allowed ones, at most `max_backoff_ms`.
+    /// or while it is unreachable and past its `steady_retries`, that
+    /// doubled for every further miss, at most `max_backoff_ms`.
     fn wait_after<R: RngCore>(&self, peer_id: &PeerId, rng: &mut R) -> u64 {
         let interval = self.jittered(rng);
         let Some(state) = self.peers.get(peer_id).filter(|s| s.unreachable) else {
             return interval;
         };
+        let steady = self
+            .config
+            .max_misses
+            .max(1)
+            .saturating_add(self.config.steady_retries);
+        if state.misses < steady {
+            return interval;
+        }
         let doublings = state
             .misses
-            .saturating_sub(self.config.max_misses.max(1))
+            .saturating_sub(steady)
             .saturating_add(1)
             .min(32);
         interval
@@ -112,7 +125,7 @@ impl Liveness {
     /// with these addresses. A peer seen for the first time, or one that
     /// registered anew after being unreachable, is pinged at once (after a
     /// jittered fraction of the interval) and counts as reachable until
-    /// it misses.
+    /// it misses: [`Transition::BackAlive`] if it was unreachable.
     pub fn add<R: RngCore>(
         &mut self,
         peer_id: PeerId,
@@ -120,7 +133,7 @@ impl Liveness {
         addrs: Vec<Multiaddr>,
         now_ms: u64,
         rng: &mut R,
-    ) {
+    ) -> Transition {
         let first_ping = now_ms + self.jittered(rng) / 10;
         match self.peers.get_mut(&peer_id) {
             Some(state) => {
@@ -132,7 +145,9 @@ impl Liveness {
                     state.unreachable = false;
                     state.misses = 0;
                     self.reschedule(&peer_id, first_ping);
+                    return Transition::BackAlive;
                 }
+                Transition::None
             }
             None => {
                 let registrations = vec![registration];
@@ -149,6 +164,7 @@ impl Liveness {
                     },
                 );
                 self.schedule.insert((first_ping, peer_id));
+                Transition::None
             }
         }
     }
@@ -200,6 +216,7 @@ impl Liveness {
                 due.push(PingTarget {
                     peer_id,
                     addrs: state.addrs.clone(),
+                    after_miss: state.misses > 0,
                 });
             }
         }

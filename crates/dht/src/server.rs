@@ -104,7 +104,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     /// The node's values: 16,384 queued (1,024 per sender), batches of 32
     /// after at most 2 ms, 64 per job, 2 jobs at once, replication every
-    /// 200 ms, persistence off, lookups answered within 10 s; at most 256
+    /// 200 ms, persistence off, lookups answered within
+    /// [`LOOKUP_TIMEOUT_MS`] (5 s); at most 256
     /// lookups at once, 8 per sender, 256 askers per lookup; a lookup
     /// that found nothing remembered for 5 s (at most 4,096 of them);
     /// liveness dials to global addresses only, at most 60 a minute per
@@ -123,7 +124,7 @@ impl Default for ServerConfig {
             max_jobs: 2,
             replication_period_ms: 200,
             persist_period_ms: 0,
-            lookup_timeout_ms: 10_000,
+            lookup_timeout_ms: LOOKUP_TIMEOUT_MS,
             max_lookups: 256,
             max_lookups_per_peer: 8,
             max_waiting_per_lookup: 256,
@@ -393,13 +394,27 @@ pub enum Output {
         /// What the merge did.
         report: MergeReport,
     },
-    /// `peer` left its last ping unanswered and is no longer listed here
-    /// (until it answers, registers anew, or its records expire): for the
-    /// driver's log and metrics. A miss the driver reported itself
-    /// ([`Server::handle_ping_miss`]) is told by that call's result.
-    Unreachable {
+    /// `peer`'s listing here changed: `listed: false` when it left its
+    /// last allowed ping unanswered (or failed) and is no longer listed
+    /// (until it answers, registers anew, or its records expire),
+    /// `listed: true` when it is listed again. Every change is reported
+    /// once, whatever decided it, for the driver's log and metrics.
+    ListingChanged {
         /// Who.
         peer: PeerId,
+        /// Whether it is listed now.
+        listed: bool,
+    },
+    /// `peer`'s previous ping failed or went unanswered while a connection
+    /// to it is open: close its connections (presumably dead: dropped
+    /// packets keep TCP connections open for tens of seconds) and dial it
+    /// anew, so that its next check goes over a fresh connection and it
+    /// is listed again within one ping interval of a heal.
+    Reconnect {
+        /// Whom.
+        peer: PeerId,
+        /// Where its record says it listens (the dial policy applied).
+        addrs: Vec<Multiaddr>,
     },
 }
 
@@ -452,6 +467,10 @@ struct Lookup {
     /// The DHT query ended: the discovers are answered once the values in
     /// flight are applied (or at the deadline).
     query_done: bool,
+    /// A [`Server::resync`]: it runs to the query's end (or its deadline),
+    /// because the first value found is this node's own (kad reads its
+    /// local store first) and the point is the others'.
+    resync: bool,
 }
 
 /// A value from another node, waiting for or in verification.
@@ -513,7 +532,18 @@ pub struct ServerCounters {
     pub standard_discovers: u64,
     /// Standard `/rendezvous/1.0.0` REGISTERs refused.
     pub standard_registers_refused: u64,
+    /// Connections closed and redialled because their last ping failed.
+    pub reconnects: u64,
+    /// Discovers answered `LookupTimedOut` (the lookup's deadline came
+    /// before the namespace was found).
+    pub lookups_timed_out: u64,
 }
+
+/// How long a discover of a namespace this node does not hold waits for
+/// its lookup by default: found, or `LookupTimedOut`. Half a client's
+/// default timeout (10 s), so that a node answers within the client's
+/// budget even when the lookup finds nothing (a partition).
+pub const LOOKUP_TIMEOUT_MS: u64 = 5_000;
 
 /// The rendezvous server role. See the module docs.
 pub struct Server {
@@ -918,6 +948,34 @@ impl Server {
         self.replicate.insert(quorum_key);
     }
 
+    /// Looks `quorum_key`'s value up at the other replicas (a DHT GET
+    /// nobody waits for), so that a node restarted from its database
+    /// catches up with what it missed: registrations accepted by the
+    /// others while it was down, or by itself after its last write
+    /// before a crash (members do not register again for an hour).
+    /// Values found are merged like any other. Nothing happens if that
+    /// lookup runs already or the lookups are at their cap.
+    pub fn resync(&mut self, now: u64, quorum_key: QuorumKey) {
+        if self.lookups.contains_key(&quorum_key) || self.lookups.len() >= self.config.max_lookups {
+            return;
+        }
+        self.lookups.insert(
+            quorum_key,
+            Lookup {
+                waiting: Vec::new(),
+                deadline: now + self.config.lookup_timeout_ms,
+                values_in_flight: 0,
+                query_done: false,
+                resync: true,
+            },
+        );
+        self.counters.lookups += 1;
+        self.outputs.push_back(Output::Lookup {
+            quorum_key,
+            key: namespace_key(&quorum_key),
+        });
+    }
+
     /// A request whose bytes did not decode: answered with `code`.
     pub fn handle_malformed(&mut self, reply: ReplyId, code: StatusCode) {
         self.reply(reply, Response::Rejected(code));
@@ -962,13 +1020,15 @@ impl Server {
         self.store.expire(now);
         for target in self.store.due_pings(now) {
             self.counters.pings_due += 1;
-            // The ping protocol pings open connections on its own.
+            // The ping protocol pings open connections on its own; one
+            // whose last ping failed is replaced by a new one.
             if !self.connected.contains(&target.peer_id) {
-                self.dial(now, target);
+                self.dial(now, target, false);
+            } else if target.after_miss {
+                self.counters.reconnects += 1;
+                self.connected.remove(&target.peer_id);
+                self.dial(now, target, true);
             }
-        }
-        for peer in self.store.take_newly_unreachable() {
-            self.outputs.push_back(Output::Unreachable { peer });
         }
         let expired: Vec<QuorumKey> = self
             .lookups
@@ -977,7 +1037,7 @@ impl Server {
             .map(|(k, _)| *k)
             .collect();
         for qk in expired {
-            self.answer_lookup(now, qk);
+            self.answer_lookup(now, qk, true);
         }
         self.expire_negative(now);
         while let Some(&(at, peer)) = self.disconnects.front() {
@@ -1039,12 +1099,24 @@ impl Server {
     /// `peer` answered a ping.
     pub fn handle_pong(&mut self, peer: &PeerId, now: u64) {
         self.store.handle_pong(peer, now);
+        self.take_listing_changes();
     }
 
     /// A ping of `peer`, or a dial of it, failed. Returns true if the peer
-    /// just became unreachable (it is no longer listed here).
+    /// just became unreachable (it is no longer listed here; an
+    /// [`Output::ListingChanged`] says so too).
     pub fn handle_ping_miss(&mut self, peer: &PeerId) -> bool {
-        self.store.handle_ping_miss(peer)
+        let became = self.store.handle_ping_miss(peer);
+        self.take_listing_changes();
+        became
+    }
+
+    /// Turns the store's listing changes into outputs.
+    fn take_listing_changes(&mut self) {
+        for (peer, listed) in self.store.take_listing_changes() {
+            self.outputs
+                .push_back(Output::ListingChanged { peer, listed });
+        }
     }
 
     /// A value another node sent (a Kademlia PUT) or served (a GET
@@ -1239,12 +1311,12 @@ impl Server {
                 let held =
                     self.store.namespace(&qk).is_some() || self.store.handover(&qk, now).is_some();
                 let settled = lookup.query_done && lookup.values_in_flight == 0;
-                if clean && held {
-                    self.answer_lookup(now, qk);
+                if clean && held && !lookup.resync {
+                    self.answer_lookup(now, qk, false);
                     self.outputs
                         .push_back(Output::LookupDone { quorum_key: qk });
                 } else if settled {
-                    self.answer_lookup(now, qk);
+                    self.answer_lookup(now, qk, false);
                 }
             }
         }
@@ -1265,13 +1337,16 @@ impl Server {
                 return;
             }
         }
-        self.answer_lookup(now, quorum_key);
+        self.answer_lookup(now, quorum_key, false);
         self.drive(now);
     }
 
     /// Answers the discovers waiting for the lookup of `quorum_key` from
-    /// the store, and ends it.
-    fn answer_lookup(&mut self, now: u64, quorum_key: QuorumKey) {
+    /// the store, and ends it. `timed_out`: the lookup's own deadline
+    /// came first, so a namespace still not held is answered
+    /// `LookupTimedOut` (not found *yet*: nothing is remembered), not
+    /// `UnknownNamespace` (the query ended without finding it).
+    fn answer_lookup(&mut self, now: u64, quorum_key: QuorumKey, timed_out: bool) {
         let Some(lookup) = self.lookups.remove(&quorum_key) else {
             return;
         };
@@ -1288,6 +1363,10 @@ impl Server {
                 Some(h) => Response::HandedOver(h.clone()),
                 None => match self.store.discover(&quorum_key, limit, None, now) {
                     Ok(answer) => Response::Discovered(answer),
+                    Err(StatusCode::UnknownNamespace) if timed_out => {
+                        self.counters.lookups_timed_out += 1;
+                        Response::Rejected(StatusCode::LookupTimedOut)
+                    }
                     Err(code) => {
                         found_nothing |= code == StatusCode::UnknownNamespace;
                         Response::Rejected(code)
@@ -1410,6 +1489,7 @@ impl Server {
             deadline,
             values_in_flight: 0,
             query_done: false,
+            resync: false,
         });
         let first = lookup.waiting.is_empty();
         lookup.waiting.push((reply, limit, from));
@@ -1491,6 +1571,7 @@ impl Server {
 
     /// Submits batches, replicates and persists whatever is due.
     fn drive(&mut self, now: u64) {
+        self.take_listing_changes();
         for peer in std::mem::take(&mut self.offenders) {
             self.penalize(now, peer);
         }
@@ -1722,7 +1803,9 @@ impl Server {
     /// per-IP rate allow; with none left, no dial and a missed ping (a
     /// record naming only a victim's or an internal address is then
     /// dropped from the lists, and dialled ever less often).
-    fn dial(&mut self, now: u64, target: crate::liveness::PingTarget) {
+    /// `reconnect`: its open connections are to be closed first
+    /// ([`Output::Reconnect`]).
+    fn dial(&mut self, now: u64, target: crate::liveness::PingTarget, reconnect: bool) {
         let policy = self.config.dial_policy;
         let total = target.addrs.len();
         let in_scope: Vec<_> = target
@@ -1737,11 +1820,20 @@ impl Server {
         if addrs.is_empty() {
             self.counters.dials_refused += 1;
             self.store.handle_ping_miss(&target.peer_id);
+            if reconnect {
+                // Nowhere to dial: the dead connection still goes.
+                self.outputs.push_back(Output::Reconnect {
+                    peer: target.peer_id,
+                    addrs,
+                });
+            }
             return;
         }
-        self.outputs.push_back(Output::Dial {
-            peer: target.peer_id,
-            addrs,
+        let peer = target.peer_id;
+        self.outputs.push_back(if reconnect {
+            Output::Reconnect { peer, addrs }
+        } else {
+            Output::Dial { peer, addrs }
         });
     }
 

@@ -259,8 +259,10 @@ pub struct NamespaceStore {
     /// first. A stored record's own seat counts as known too.
     verified_seats: HashSet<SeatHash>,
     seat_order: VecDeque<SeatHash>,
-    /// Peers found unreachable by `due_pings`, until taken.
-    newly_unreachable: Vec<PeerId>,
+    /// Every change of a peer's listing (`false`: no longer listed, it
+    /// became unreachable; `true`: listed again), whatever decided it,
+    /// until taken.
+    listing_changes: Vec<(PeerId, bool)>,
     /// Which address scopes a peer record must list at least one address
     /// of to be accepted (`None`: any; a server sets its dial policy).
     address_policy: Option<AddressPolicy>,
@@ -307,7 +309,7 @@ impl NamespaceStore {
             peer_records: 0,
             verified_seats: HashSet::new(),
             seat_order: VecDeque::new(),
-            newly_unreachable: Vec::new(),
+            listing_changes: Vec::new(),
             address_policy: None,
             handovers: handover::Handovers::default(),
         }
@@ -955,6 +957,9 @@ impl NamespaceStore {
     ) -> u64 {
         let quorum_key = entry.verified.quorum_key();
         let index = record.index();
+        // Replacing a record forgets the peer's liveness first: an
+        // unreachable peer registering anew is listed again, and says so.
+        let was_unreachable = self.liveness.is_unreachable(&record.peer_id());
         self.remove_peer_from(entry, index);
         if let Some((_, expires)) = entry.withdrawn.remove(&index) {
             self.withdrawn_expiry.remove(&(expires, quorum_key, index));
@@ -962,13 +967,18 @@ impl NamespaceStore {
         let version = self.bump_version();
         self.expiry
             .insert((record.expires_at_ms(), quorum_key, index));
-        self.liveness.add(
+        let transition = self.liveness.add(
             record.peer_id(),
             (quorum_key, index),
             record.addrs().to_vec(),
             now_ms,
             &mut self.rng,
         );
+        let transition = match transition {
+            Transition::None if was_unreachable => Transition::BackAlive,
+            t => t,
+        };
+        self.note_transition(record.peer_id(), transition);
         let wire_len = u32::try_from(len).unwrap_or(u32::MAX);
         self.hold(source, via, wire_len as usize);
         self.peer_records += 1;
@@ -1333,33 +1343,44 @@ impl NamespaceStore {
     /// unanswered takes a miss first (see [`crate::liveness::Liveness::due_pings`]).
     pub fn due_pings(&mut self, now_ms: u64) -> Vec<PingTarget> {
         let (due, transitions) = self.liveness.due_pings(now_ms, &mut self.rng);
-        self.newly_unreachable.extend(
-            transitions
-                .into_iter()
-                .filter(|(_, t)| *t == Transition::BecameUnreachable)
-                .map(|(peer, _)| peer),
-        );
+        for (peer, transition) in transitions {
+            self.note_transition(peer, transition);
+        }
         due
     }
 
-    /// The peers that [`NamespaceStore::due_pings`] found unreachable
-    /// (an unanswered ping) since the last call: no longer listed here.
-    /// (A miss reported through [`NamespaceStore::handle_ping_miss`] is
-    /// told by its return value instead.)
-    pub fn take_newly_unreachable(&mut self) -> Vec<PeerId> {
-        std::mem::take(&mut self.newly_unreachable)
+    fn note_transition(&mut self, peer: PeerId, transition: Transition) {
+        match transition {
+            Transition::None => {}
+            Transition::BecameUnreachable => self.listing_changes.push((peer, false)),
+            Transition::BackAlive => self.listing_changes.push((peer, true)),
+        }
+    }
+
+    /// Every change of a peer's listing since the last call, in order:
+    /// `(peer, false)` when it became unreachable (a ping unanswered at
+    /// [`NamespaceStore::due_pings`], or failed at
+    /// [`NamespaceStore::handle_ping_miss`]) and is no longer listed here,
+    /// `(peer, true)` when it is listed again (it answered a ping, or
+    /// registered anew). A driver logs and counts each one.
+    pub fn take_listing_changes(&mut self) -> Vec<(PeerId, bool)> {
+        std::mem::take(&mut self.listing_changes)
     }
 
     /// A peer answered a ping over a connection authenticated as `peer_id`.
     pub fn handle_pong(&mut self, peer_id: &PeerId, now_ms: u64) {
         if self.liveness.handle_pong(peer_id, now_ms) == Transition::BackAlive {
             self.touch_peer(peer_id);
+            self.note_transition(*peer_id, Transition::BackAlive);
         }
     }
 
-    /// A ping to `peer_id` failed.
+    /// A ping to `peer_id` failed. Returns true if the peer just became
+    /// unreachable (also reported by [`NamespaceStore::take_listing_changes`]).
     pub fn handle_ping_miss(&mut self, peer_id: &PeerId) -> bool {
-        self.liveness.handle_miss(peer_id) == Transition::BecameUnreachable
+        let transition = self.liveness.handle_miss(peer_id);
+        self.note_transition(*peer_id, transition);
+        transition == Transition::BecameUnreachable
     }
 
     /// Whether the peer is currently considered unreachable here.

@@ -95,6 +95,18 @@ fn feed(
     (report, replies, other)
 }
 
+/// A server holding `q`'s namespace and member 1's record, outputs drained.
+fn with_member_1(q: &TestQuorum) -> Server {
+    let mut s = with_namespace(q, one_per_job());
+    register(&mut s, q, 1, 1);
+    let (_, jobs, _) = drain(&mut s);
+    for job in jobs {
+        s.handle_verified(NOW, run(job));
+    }
+    drain(&mut s);
+    s
+}
+
 fn with_namespace(q: &TestQuorum, config: ServerConfig) -> Server {
     let mut s = server(config);
     let ns = q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR);
@@ -300,7 +312,9 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
         };
         assert_eq!(answer.peers.len(), 1);
     }
-    // A lookup that finds nothing is answered when it times out.
+    // A lookup that finds nothing is answered when it times out, with
+    // its own status (not found *yet*), within half a client's default
+    // timeout, and nothing is remembered: the next asker looks again.
     let other = quorum(3, 6);
     let discover = Request::Discover {
         quorum_key: other.quorum_key(),
@@ -312,12 +326,23 @@ fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
     assert!(s.poll_timeout().unwrap() <= deadline);
     s.handle_timeout(deadline - 1);
     assert!(drain(&mut s).0.is_empty(), "answered before its deadline");
+    assert!(ServerConfig::default().lookup_timeout_ms <= 5_000);
     s.handle_timeout(deadline);
     let (replies, _, _) = drain(&mut s);
     assert_eq!(
         replies,
-        vec![(ReplyId(3), Response::Rejected(StatusCode::UnknownNamespace))]
+        vec![(ReplyId(3), Response::Rejected(StatusCode::LookupTimedOut))]
     );
+    assert_eq!(s.counters().lookups_timed_out, 1);
+    s.handle_request(
+        deadline + 1,
+        asker,
+        ReplyId(4),
+        discover_of(other.quorum_key()),
+    );
+    let (replies, _, outputs) = drain(&mut s);
+    assert!(replies.is_empty(), "a timed-out lookup is not remembered");
+    assert_eq!(lookups_started(&outputs), vec![other.quorum_key()]);
 }
 
 fn discover_of(qk: QuorumKey) -> Request {
@@ -848,13 +873,7 @@ fn changed_namespaces_are_replicated_once_per_period() {
 #[test]
 fn a_peer_that_stops_answering_is_reported_unreachable_once() {
     let q = quorum(3, 9);
-    let mut s = with_namespace(&q, one_per_job());
-    register(&mut s, &q, 1, 1);
-    let (_, jobs, _) = drain(&mut s);
-    for job in jobs {
-        s.handle_verified(NOW, run(job));
-    }
-    drain(&mut s);
+    let mut s = with_member_1(&q);
     // Connected (no dials), and silent: every due ping goes unanswered.
     s.handle_connected(q.peer_id(1));
     let mut reports = Vec::new();
@@ -868,12 +887,74 @@ fn a_peer_that_stops_answering_is_reported_unreachable_once() {
         s.handle_timeout(now);
         let (_, _, other) = drain(&mut s);
         reports.extend(other.into_iter().filter_map(|o| match o {
-            Output::Unreachable { peer } => Some(peer),
+            Output::ListingChanged {
+                peer,
+                listed: false,
+            } => Some(peer),
             _ => None,
         }));
     }
     assert!(s.store().is_unreachable(&q.peer_id(1)));
     assert_eq!(reports, vec![q.peer_id(1)], "reported once, by name");
+}
+
+/// #16: a partition drops packets silently, so the connection a member
+/// came in on stays open, dead, for tens of seconds. The core must not
+/// wait for TCP: once a ping is missed over an open connection, the next
+/// due check closes it and dials anew, and a pong over the new connection
+/// lists the peer again at once, reported as a change of listing.
+#[test]
+fn a_missed_ping_over_an_open_connection_reconnects_and_a_pong_relists() {
+    let q = quorum(3, 19);
+    let mut s = with_member_1(&q);
+    let peer = q.peer_id(1);
+    s.handle_connected(peer);
+    let interval = dht::LivenessConfig::default().ping_interval_ms;
+    let mut now = NOW;
+    let mut reconnects = Vec::new();
+    let mut dials = 0;
+    let mut changes = Vec::new();
+    // Silent (a partition) until it is no longer listed.
+    while !s.store().is_unreachable(&peer) {
+        now = s.poll_timeout().unwrap().max(now);
+        assert!(now < NOW + 60_000, "never unreachable");
+        s.handle_timeout(now);
+        for o in drain(&mut s).2 {
+            match o {
+                Output::Reconnect { peer: p, addrs } => {
+                    assert_eq!(p, peer);
+                    assert!(!addrs.is_empty());
+                    reconnects.push(now);
+                }
+                Output::Dial { .. } => dials += 1,
+                Output::ListingChanged { peer: p, listed } => changes.push((p, listed)),
+                _ => {}
+            }
+        }
+    }
+    // The first miss closed the connection and redialled; the dials
+    // that failed after it (partitioned) were plain dials.
+    assert_eq!(reconnects.len(), 1, "{reconnects:?}");
+    assert!(dials >= 1);
+    assert_eq!(changes, vec![(peer, false)]);
+    // Still pinged every interval while unreachable (its steady retries),
+    // so the heal is noticed within one interval.
+    let next = s.poll_timeout().unwrap();
+    assert!(next - now <= interval + interval / 10, "{} ms", next - now);
+    // The heal: the dial connects, the ping protocol's pong arrives.
+    s.handle_connected(peer);
+    s.handle_pong(&peer, next);
+    let changes: Vec<_> = drain(&mut s)
+        .2
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ListingChanged { peer, listed } => Some((peer, listed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, vec![(peer, true)]);
+    assert!(!s.store().is_unreachable(&peer));
+    assert_eq!(s.counters().reconnects, 1);
 }
 
 /// A kind index of `count` distinct junk namespace records (valid points,
@@ -1143,4 +1224,41 @@ fn event_loop_stall_through_kad_a_sender_over_its_byte_budget_is_throttled() {
     assert!(!replies
         .iter()
         .any(|(_, r)| *r == Response::Rejected(StatusCode::QuotaExceeded)));
+}
+
+/// #16: a node restarted from its database asks the other replicas for
+/// each namespace it reloaded (a lookup nobody waits for), and merges
+/// the registrations it missed.
+#[test]
+fn resync_looks_a_reloaded_namespace_up_and_merges_what_was_missed() {
+    let q = quorum(3, 23);
+    let mut s = with_namespace(&q, one_per_job());
+    s.resync(NOW, q.quorum_key());
+    s.resync(NOW, q.quorum_key());
+    let (replies, _, other) = drain(&mut s);
+    assert!(replies.is_empty());
+    assert_eq!(lookups_started(&other), vec![q.quorum_key()], "one lookup");
+    let value = dht::NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
+        peers: vec![q.peer(2, 1, 1, NOW + HOUR)],
+    };
+    let key = dht::namespace_key(&q.quorum_key());
+    // The first value is this node's own (kad reads its local store
+    // first): the lookup goes on for the others'.
+    let own = dht::NamespaceValue {
+        namespace: q.namespace(1, Some("farmer"), NOW, NOW + 2 * HOUR),
+        peers: Vec::new(),
+    };
+    let (_, _, other) = feed(&mut s, NOW, None, &key, &own.encode());
+    assert!(
+        !other.iter().any(|o| matches!(o, Output::LookupDone { .. })),
+        "a resync ended by the node's own value"
+    );
+    let (report, replies, _) = feed(&mut s, NOW, None, &key, &value.encode());
+    assert_eq!(report.peers_stored, 1);
+    assert!(replies.is_empty(), "nobody was waiting");
+    assert_eq!(s.store().stats().peer_records, 1);
+    // Its deadline answers nobody and remembers nothing.
+    s.handle_timeout(NOW + ServerConfig::default().lookup_timeout_ms);
+    assert!(drain(&mut s).0.is_empty());
 }

@@ -890,20 +890,7 @@ fn unanswered_pings_count_as_misses_without_a_driver_timer() {
 
 #[test]
 fn only_misses_of_due_pings_count_and_unreachable_peers_back_off() {
-    let config = StoreConfig {
-        liveness: LivenessConfig {
-            ping_interval_ms: 1_000,
-            max_misses: 2,
-            max_backoff_ms: 8_000,
-        },
-        ..StoreConfig::default()
-    };
-    let q = quorum(2, 1, 14);
-    let mut s = store_with(config);
-    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
-        .unwrap();
-    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
-        .unwrap();
+    let (q, mut s) = one_peer_pinged_every_second(0, 14);
     let peer = q.peer_id(1);
     // Failures nobody here asked for (no ping was due) change nothing,
     // however many arrive.
@@ -1424,4 +1411,65 @@ fn quorum_with(n: u32) -> (NamespaceStore, rendezvous_proto::QuorumKey) {
             .is_ok());
     }
     (s, q.quorum_key())
+}
+
+/// #16: an unreachable peer is still pinged every interval for its
+/// `steady_retries`, then backs off; every change of listing (silent,
+/// answered, silent again, registered anew) is reported once, in order.
+#[test]
+fn steady_retries_then_backoff_and_every_listing_change_is_reported() {
+    let (q, mut s) = one_peer_pinged_every_second(3, 15);
+    let peer = q.peer_id(1);
+    let mut now = NOW;
+    let mut pings = Vec::new();
+    while now < NOW + 30_000 {
+        now = s.poll_timeout().unwrap().max(now);
+        if !s.due_pings(now).is_empty() {
+            pings.push(now);
+        }
+    }
+    assert!(s.is_unreachable(&peer));
+    assert_eq!(s.take_listing_changes(), vec![(peer, false)]);
+    let gaps: Vec<u64> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    // Two intervals to become unreachable, three steady retries, then
+    // about 2, 4, 8 s.
+    assert!(gaps[..5].iter().all(|g| *g <= 1_100), "{gaps:?}");
+    assert!((1_800..=2_200).contains(&gaps[5]), "{gaps:?}");
+    assert!((3_600..=4_400).contains(&gaps[6]), "{gaps:?}");
+    // It answers: listed again, reported.
+    s.handle_pong(&peer, now);
+    assert_eq!(s.take_listing_changes(), vec![(peer, true)]);
+    // Silent again, then it registers anew while unreachable.
+    while !s.is_unreachable(&peer) {
+        now = s.poll_timeout().unwrap().max(now);
+        s.due_pings(now);
+    }
+    assert_eq!(s.take_listing_changes(), vec![(peer, false)]);
+    s.register_peer(reg(&q, q.peer(1, 1, 2, now + HOUR)), now)
+        .unwrap();
+    assert!(!s.is_unreachable(&peer));
+    assert_eq!(s.take_listing_changes(), vec![(peer, true)]);
+    assert!(s.take_listing_changes().is_empty(), "reported once");
+}
+
+/// A store holding member 1 of a fresh quorum, pinged every second,
+/// unreachable after 2 misses, backing off up to 8 s after `steady`
+/// steady retries.
+fn one_peer_pinged_every_second(steady: u32, seed: u64) -> (TestQuorum, NamespaceStore) {
+    let config = StoreConfig {
+        liveness: LivenessConfig {
+            ping_interval_ms: 1_000,
+            max_misses: 2,
+            max_backoff_ms: 8_000,
+            steady_retries: steady,
+        },
+        ..StoreConfig::default()
+    };
+    let q = quorum(2, 1, seed);
+    let mut s = store_with(config);
+    s.register_namespace(q.namespace(1, None, NOW, NOW + HOUR), None, NOW)
+        .unwrap();
+    s.register_peer(reg(&q, q.peer(1, 1, 1, NOW + HOUR)), NOW)
+        .unwrap();
+    (q, s)
 }

@@ -36,7 +36,9 @@ pub fn classify(code: StatusCode) -> Class {
         | StatusCode::StaleEpoch
         | StatusCode::StaleHandover => Class::AlreadyHeld,
         StatusCode::UnknownNamespace | StatusCode::EpochMismatch => Class::NeedsNamespace,
-        StatusCode::QuotaExceeded | StatusCode::Internal => Class::Transient,
+        StatusCode::QuotaExceeded | StatusCode::Internal | StatusCode::LookupTimedOut => {
+            Class::Transient
+        }
         StatusCode::Decode
         | StatusCode::RecordTooLarge
         | StatusCode::Expired
@@ -122,7 +124,11 @@ mod tests {
             .collect();
         assert_eq!(
             transient,
-            vec![StatusCode::Internal, StatusCode::QuotaExceeded]
+            vec![
+                StatusCode::Internal,
+                StatusCode::QuotaExceeded,
+                StatusCode::LookupTimedOut
+            ]
         );
         assert_eq!(
             classify(StatusCode::UnknownNamespace),

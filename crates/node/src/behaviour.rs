@@ -73,6 +73,8 @@ pub struct SwarmSettings {
     pub request_timeout: Duration,
     /// How long an idle connection is kept open.
     pub idle_timeout: Duration,
+    /// How long a dial (and its handshake) may take.
+    pub connection_timeout: Duration,
 }
 
 impl Default for SwarmSettings {
@@ -83,8 +85,17 @@ impl Default for SwarmSettings {
             ping_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            connection_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Kademlia's own query timeout. Longer than the rendezvous core's lookup
+/// deadline (`dht::LOOKUP_TIMEOUT_MS`, 5 s), which answers the waiting
+/// discovers `LookupTimedOut` first: a query that kad ends by timing out
+/// would read as "not found" (`UnknownNamespace`, remembered for 5 s).
+pub fn kad_config_query_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Kademlia configured for rdht: validating inserts (every replica
@@ -94,7 +105,7 @@ pub fn kad_config() -> kad::Config {
     let mut cfg = kad::Config::new(KAD_PROTOCOL);
     cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_max_packet_size(MAX_FRAME_BYTES + 64 * 1024)
-        .set_query_timeout(Duration::from_secs(10))
+        .set_query_timeout(kad_config_query_timeout())
         .set_replication_factor(NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN))
         // Our store has no kad-level expiry; we republish what we accept.
         .set_record_ttl(None)
@@ -195,6 +206,7 @@ pub fn build_swarm(
         })
         .map_err(|never| -> SwarmError { match never {} })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(settings.idle_timeout))
+        .with_connection_timeout(settings.connection_timeout)
         .build();
     Ok(swarm)
 }

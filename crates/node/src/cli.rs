@@ -142,7 +142,9 @@ pub struct DiscoverArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// How long to wait for the answer.
+    /// How long to wait for the answer. The default leaves room for a
+    /// node's own lookup (5 s, `dht::LOOKUP_TIMEOUT_MS`): a node that does
+    /// not hold the namespace answers within it, found or `LookupTimedOut`.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
@@ -616,5 +618,36 @@ mod tests {
         if let Some(dir) = path.parent() {
             std::fs::remove_dir_all(dir).ok();
         }
+    }
+
+    /// #16 problem 4: a node's own lookup deadline is at most half the
+    /// client's default timeout, so a discover at a node that does not
+    /// hold the namespace gets an answer (found, or `LookupTimedOut`),
+    /// not the client's "no answer". With both at 10 s (before) it fails.
+    #[test]
+    fn the_client_default_timeout_leaves_room_for_the_nodes_lookup() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "rdht",
+            "discover",
+            "--rendezvous",
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "--kind",
+            "farmer",
+        ])
+        .expect("parses");
+        let Command::Discover(args) = cli.command else {
+            panic!("not a discover");
+        };
+        let lookup = Duration::from_millis(dht::LOOKUP_TIMEOUT_MS);
+        assert!(
+            args.timeout >= 2 * lookup,
+            "{:?} vs {lookup:?}",
+            args.timeout
+        );
+        assert!(
+            crate::behaviour::kad_config_query_timeout() > lookup,
+            "the core's deadline must come before kad's own query timeout"
+        );
     }
 }

@@ -33,6 +33,15 @@ pub struct Metrics {
     pub standard_discovers: AtomicU64,
     /// Standard `/rendezvous/1.0.0` REGISTERs refused.
     pub standard_registers_refused: AtomicU64,
+    /// Peers no longer listed here (they left a ping unanswered): every
+    /// change of listing is logged and counted.
+    pub unlisted: AtomicU64,
+    /// Peers listed here again (they answered, or registered anew).
+    pub relisted: AtomicU64,
+    /// Connections closed and redialled because their last ping failed.
+    pub reconnects: AtomicU64,
+    /// Discovers answered `LookupTimedOut`.
+    pub lookups_timed_out: AtomicU64,
     /// Replicated values merged from other rendezvous nodes.
     pub replications_merged: AtomicU64,
     /// Kademlia lookups started for discovers of namespaces not held here.
@@ -135,6 +144,30 @@ impl Metrics {
             "gauge",
             "Peer records served (not unreachable).",
             &self.reachable_peers,
+        );
+        metric(
+            "rdht_unlisted_total",
+            "counter",
+            "Peers no longer listed here (a ping failed or went unanswered).",
+            &self.unlisted,
+        );
+        metric(
+            "rdht_relisted_total",
+            "counter",
+            "Peers listed here again (they answered, or registered anew).",
+            &self.relisted,
+        );
+        metric(
+            "rdht_reconnects_total",
+            "counter",
+            "Connections closed and redialled because their last ping failed.",
+            &self.reconnects,
+        );
+        metric(
+            "rdht_lookups_timed_out_total",
+            "counter",
+            "Discovers answered LookupTimedOut (the lookup found nothing in time).",
+            &self.lookups_timed_out,
         );
         metric(
             "rdht_pings_total",

@@ -18,6 +18,23 @@ const TTL: Duration = Duration::from_secs(10);
 const DKG_PHASE: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A loopback rendezvous configuration with a fresh data directory.
+fn persistent_config(tag: &str) -> (std::path::PathBuf, node::rendezvous::RendezvousConfig) {
+    let dir = std::env::temp_dir().join(format!(
+        "rdht-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let mut config = node::rendezvous::RendezvousConfig {
+        listen: vec![node::demo::loopback()],
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    config.store.liveness.ping_interval_ms = PING.as_millis() as u64;
+    config.store.liveness.max_misses = MISSES;
+    (dir, config)
+}
+
 fn indices(a: &rendezvous_proto::VerifiedAnswer) -> Vec<u32> {
     a.peers.iter().map(|p| p.record.index()).collect()
 }
@@ -166,19 +183,8 @@ async fn two_quorums_three_rendezvous_refusals_liveness_and_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_member_is_listed_again_and_records_survive_a_restart() {
     tokio::time::timeout(Duration::from_secs(90), async {
-        let dir = std::env::temp_dir().join(format!(
-            "rdht-persist-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let (dir, mut config) = persistent_config("persist");
         let keypair = Keypair::generate_ed25519();
-        let mut config = node::rendezvous::RendezvousConfig {
-            listen: vec![node::demo::loopback()],
-            data_dir: Some(dir.clone()),
-            ..Default::default()
-        };
-        config.store.liveness.ping_interval_ms = PING.as_millis() as u64;
-        config.store.liveness.max_misses = MISSES;
         let r = node::rendezvous::start(keypair.clone(), config.clone())
             .await
             .unwrap();
@@ -233,6 +239,62 @@ async fn restarted_member_is_listed_again_and_records_survive_a_restart() {
             m.kill();
         }
         r2.shutdown().await;
+        std::fs::remove_dir_all(&dir).ok();
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// #16 problem 1: the first rendezvous node (started without
+/// `--bootstrap`), restarted on its data directory, must rejoin the DHT
+/// through the rendezvous peers it knew, not serve alone: a namespace
+/// registered there after the restart reaches the other node. (Without
+/// the saved peers its routing table is empty and nothing replicates.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_first_rendezvous_rejoins_through_its_saved_peers() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (dir, config) = persistent_config("rejoin");
+        let keypair = Keypair::generate_ed25519();
+        let a = node::rendezvous::start(keypair.clone(), config.clone())
+            .await
+            .unwrap();
+        let mut b_config = config.clone();
+        b_config.data_dir = None;
+        b_config.bootstrap = vec![a.addr()];
+        let b = node::rendezvous::start(Keypair::generate_ed25519(), b_config)
+            .await
+            .unwrap();
+        // A quorum registered at A reaches B: A and B know each other.
+        let q1 = start_quorum(3, 2, None, vec![a.addr()], TTL, DKG_PHASE)
+            .await
+            .unwrap();
+        let key1 = q1.wait_registered(1, WAIT).await.unwrap();
+        let mut client = Client::ephemeral().unwrap();
+        discover_until(&mut client, &b.addr(), key1, WAIT, |x| x.peers.len() == 3)
+            .await
+            .unwrap();
+
+        // A restarts on its data dir, on another port, with no --bootstrap.
+        a.shutdown().await;
+        let a2 = node::rendezvous::start(keypair, config).await.unwrap();
+        let q2 = start_quorum(3, 2, None, vec![a2.addr()], TTL, DKG_PHASE)
+            .await
+            .unwrap();
+        let key2 = q2.wait_registered(1, WAIT).await.unwrap();
+        let started = Instant::now();
+        discover_until(&mut client, &b.addr(), key2, WAIT, |x| x.peers.len() == 3)
+            .await
+            .expect("a namespace registered at the restarted node reaches the other one");
+        println!(
+            "restarted rendezvous: new namespace at the other node after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+
+        for m in q1.members.into_iter().chain(q2.members).flatten() {
+            m.kill();
+        }
+        a2.shutdown().await;
+        b.shutdown().await;
         std::fs::remove_dir_all(&dir).ok();
     })
     .await

@@ -104,6 +104,11 @@ pub enum StatusCode {
     Internal = 300,
     /// A quota is full (namespaces, registrations per peer, peers per namespace).
     QuotaExceeded = 400,
+    /// The node does not hold the namespace and its lookup in the DHT
+    /// reached its deadline without finding it: not found *yet* (a
+    /// partition, a slow network), unlike `UnknownNamespace` (the lookup
+    /// ended without finding it). Worth asking again, or another node.
+    LookupTimedOut = 401,
 }
 
 impl StatusCode {
@@ -137,6 +142,7 @@ impl StatusCode {
         StatusCode::NotAuthorized,
         StatusCode::Internal,
         StatusCode::QuotaExceeded,
+        StatusCode::LookupTimedOut,
     ];
 
     /// The numeric wire value.
@@ -180,6 +186,7 @@ impl StatusCode {
             StatusCode::NotAuthorized => "NotAuthorized",
             StatusCode::Internal => "Internal",
             StatusCode::QuotaExceeded => "QuotaExceeded",
+            StatusCode::LookupTimedOut => "LookupTimedOut",
         }
     }
 }
@@ -237,5 +244,6 @@ mod tests {
         assert_eq!(StatusCode::InvalidHandoverSignature.as_u16(), 130);
         assert_eq!(StatusCode::NamespaceRetired.as_u16(), 131);
         assert_eq!(StatusCode::StaleHandover.as_u16(), 132);
+        assert_eq!(StatusCode::LookupTimedOut.as_u16(), 401);
     }
 }

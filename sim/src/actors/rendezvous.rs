@@ -488,7 +488,7 @@ impl Rendezvous {
                 Output::LookupDone { quorum_key } => {
                     self.lookups.retain(|_, l| l.quorum_key != quorum_key);
                 }
-                Output::Dial { peer, addrs } => {
+                Output::Dial { peer, addrs } | Output::Reconnect { peer, addrs } => {
                     ctx.note(Note::Dial {
                         rdv: self.index,
                         addrs,
@@ -501,7 +501,7 @@ impl Rendezvous {
                 // a penalized sender's requests all the same.
                 Output::Persist(_)
                 | Output::PersistHandovers(_)
-                | Output::Unreachable { .. }
+                | Output::ListingChanged { .. }
                 | Output::Disconnect { .. }
                 | Output::Unblock { .. } => {}
             }

@@ -43,8 +43,12 @@ pub(super) struct Driver {
     /// From the verification threads.
     pub(super) verified: mpsc::UnboundedReceiver<JobResult>,
     /// The gauges are refreshed at most once a second (counting is
-    /// O(records)).
+    /// O(records)), and within a second of any change.
     pub(super) stats_due: std::time::Instant,
+    /// Something the gauges count may have changed since they were set.
+    pub(super) stats_dirty: bool,
+    /// Rendezvous peers saved to the database, with the addresses saved.
+    pub(super) saved_peers: HashMap<PeerId, Vec<libp2p::Multiaddr>>,
 }
 
 impl Driver {
@@ -61,12 +65,18 @@ impl Driver {
         loop {
             self.pump();
             let now = now_ms();
-            let sleep = self
+            let mut sleep = self
                 .core()
                 .poll_timeout()
                 .map_or(Duration::from_secs(3600), |at| {
                     Duration::from_millis(at.saturating_sub(now))
                 });
+            if self.stats_dirty {
+                let until_stats = self
+                    .stats_due
+                    .saturating_duration_since(std::time::Instant::now());
+                sleep = sleep.min(until_stats);
+            }
             let waiting = self.core().has_jobs();
             tokio::select! {
                 event = self.swarm.select_next_some() => {
@@ -178,18 +188,43 @@ impl Driver {
                     }
                 }
                 Output::Dial { peer, addrs } => {
+                    // The core dials only peers it holds no connection to;
+                    // one it closed (`Output::Reconnect`) may still be
+                    // closing in the swarm, so only a dial under way
+                    // stops this one.
                     let opts = DialOpts::peer_id(peer)
                         .addresses(addrs)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .condition(PeerCondition::NotDialing)
                         .build();
                     if let Err(e) = self.swarm.dial(opts) {
                         debug!(%peer, "ping dial not started: {e}");
                     }
                 }
-                Output::Unreachable { peer } => {
-                    info!(%peer, "peer unreachable (ping unanswered): no longer listed here");
+                Output::ListingChanged { peer, listed } => {
+                    self.stats_dirty = true;
+                    if listed {
+                        info!(%peer, "peer answers again: listed again here");
+                        self.metrics.relisted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        info!(%peer, "peer unreachable (ping failed or unanswered): no longer listed here");
+                        self.metrics.unlisted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Output::Reconnect { peer, addrs } => {
+                    debug!(%peer, "last ping failed: closing its connections, dialling anew");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    if !addrs.is_empty() {
+                        let opts = DialOpts::peer_id(peer)
+                            .addresses(addrs)
+                            .condition(PeerCondition::NotDialing)
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            debug!(%peer, "ping redial not started: {e}");
+                        }
+                    }
                 }
                 Output::Merged { from, report, .. } => {
+                    self.stats_dirty = true;
                     if report.namespace_rejected.is_some()
                         || report.handover_rejected.is_some()
                         || !report.peers_rejected.is_empty()
@@ -221,6 +256,7 @@ impl Driver {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
                 }
                 Output::Persist(updates) => {
+                    self.stats_dirty = true;
                     if let Some(db) = &self.db {
                         if let Err(e) = db.save(&updates) {
                             warn!("saving records: {e}");
@@ -258,10 +294,16 @@ impl Driver {
             (&m.values_over_budget, c.values_over_budget),
             (&m.values_busy, c.values_busy),
             (&m.senders_throttled, c.senders_throttled),
+            (&m.reconnects, c.reconnects),
+            (&m.lookups_timed_out, c.lookups_timed_out),
         ] {
             metric.store(value, Ordering::Relaxed);
         }
-        if std::time::Instant::now() >= self.stats_due {
+        // Counting is O(records): at most once a second, but a change is
+        // never left out of the gauges for longer (`run` wakes up for it),
+        // so they agree with what discover answers.
+        if self.stats_dirty && std::time::Instant::now() >= self.stats_due {
+            self.stats_dirty = false;
             self.stats_due = std::time::Instant::now() + Duration::from_secs(1);
             let stats = self.core().store().stats();
             let m = &self.metrics;
@@ -379,10 +421,11 @@ impl Driver {
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
                 if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                    for addr in info.listen_addrs {
-                        kad.add_address(&peer_id, addr);
+                    for addr in &info.listen_addrs {
+                        kad.add_address(&peer_id, addr.clone());
                     }
                 }
+                self.save_peer(peer_id, info.listen_addrs);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(now, event),
             _ => {}
@@ -417,11 +460,33 @@ impl Driver {
         }
     }
 
+    /// The core logs the listing change, if any (`Output::ListingChanged`).
     fn ping_miss(&mut self, peer: &PeerId) {
-        if self.core().handle_ping_miss(peer) {
-            info!(%peer, "peer unreachable: no longer listed here");
-        }
+        self.core().handle_ping_miss(peer);
         self.metrics.ping_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers another rendezvous node in the database (if there is
+    /// one and what it says changed), so that a restart rejoins the DHT
+    /// through it without `--bootstrap`.
+    fn save_peer(&mut self, peer: PeerId, mut addrs: Vec<libp2p::Multiaddr>) {
+        addrs.sort();
+        addrs.dedup();
+        let Some(db) = &self.db else { return };
+        if addrs.is_empty() || self.saved_peers.get(&peer) == Some(&addrs) {
+            return;
+        }
+        if self.saved_peers.len() >= crate::persist::MAX_KNOWN_PEERS
+            && !self.saved_peers.contains_key(&peer)
+        {
+            return;
+        }
+        match db.save_peer(&peer, &addrs) {
+            Ok(()) => {
+                self.saved_peers.insert(peer, addrs);
+            }
+            Err(e) => warn!("saving rendezvous peer {peer}: {e}"),
+        }
     }
 
     fn on_kad(&mut self, now: u64, event: kad::Event) {

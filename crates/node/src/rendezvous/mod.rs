@@ -24,6 +24,7 @@ use dht::{
     AddressPolicy, KadStore, NamespaceStore, NamespaceValue, Server, ServerConfig, StoreConfig,
 };
 use libp2p::identity::Keypair;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -161,7 +162,9 @@ pub async fn start(
         None => None,
     };
     let mut loaded = Vec::new();
+    let mut known_peers = Vec::new();
     if let Some(db) = &db {
+        known_peers = db.load_peers()?;
         let now = now_ms();
         for bytes in db.load_all()? {
             match NamespaceValue::decode(&bytes, &config.store.limits) {
@@ -203,8 +206,13 @@ pub async fn start(
         ..ServerConfig::default()
     };
     let mut core = Server::new(server_config, store);
+    // Offer what was reloaded to the others, and ask them for what this
+    // node missed while down (#16: a crash loses the last second of
+    // registrations, which members renew only an hour later).
+    let now = now_ms();
     for qk in loaded {
         core.republish(qk);
+        core.resync(now, qk);
     }
     let interval = Duration::from_millis(config.store.liveness.ping_interval_ms.max(2));
     let settings = SwarmSettings {
@@ -213,6 +221,11 @@ pub async fn start(
         // holds at least one ping of a live peer.
         ping_interval: interval / 2,
         ping_timeout: interval.max(Duration::from_millis(500)),
+        // A liveness dial into a partition gives up before the next one is
+        // due, so that each interval tries anew (a SYN lost at the heal
+        // would otherwise wait for TCP's own retransmission, seconds on).
+        connection_timeout: (interval * 4 / 5)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10)),
         idle_timeout: Duration::from_secs(60).max(interval * 4),
         ..SwarmSettings::default()
     };
@@ -238,22 +251,45 @@ pub async fn start(
     if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
         kad.store_mut().inner_mut().set_dial_policy(policy);
     }
-    let bootstrapping = !config.bootstrap.is_empty();
+    // Rendezvous peers this node met before a restart (its database)
+    // rejoin it to the DHT as `--bootstrap` would.
+    let mut saved_peers = HashMap::new();
+    let mut bootstrap: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
     for addr in &config.bootstrap {
         let Some((peer, base)) = split_p2p(addr) else {
             warn!("--bootstrap {addr} has no /p2p/<peer id>; skipped");
             continue;
         };
-        if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
-            kad.add_address(&peer, base);
-        }
-        if let Err(e) = swarm.dial(addr.clone()) {
-            warn!("dialing bootstrap node {addr}: {e}");
+        bootstrap.push((peer, vec![base]));
+    }
+    if !known_peers.is_empty() {
+        info!(
+            peers = known_peers.len(),
+            "rejoining through the rendezvous peers known before"
+        );
+    }
+    for (peer, addrs) in known_peers {
+        saved_peers.insert(peer, addrs.clone());
+        if peer != peer_id {
+            bootstrap.push((peer, addrs));
         }
     }
-    if bootstrapping {
+    for (peer, addrs) in &bootstrap {
         if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
-            let _ = kad.bootstrap();
+            for addr in addrs {
+                kad.add_address(peer, addr.clone());
+            }
+        }
+        let opts = DialOpts::peer_id(*peer).addresses(addrs.clone()).build();
+        if let Err(e) = swarm.dial(opts) {
+            warn!("dialing rendezvous node {peer}: {e}");
+        }
+    }
+    if !bootstrap.is_empty() {
+        if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+            if let Err(e) = kad.bootstrap() {
+                warn!("bootstrap not started: {e}");
+            }
         }
     }
     let (tx, rx) = mpsc::channel(16);
@@ -268,6 +304,8 @@ pub async fn start(
         jobs,
         verified,
         stats_due: std::time::Instant::now(),
+        stats_dirty: true,
+        saved_peers,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(RendezvousHandle {
