@@ -113,7 +113,7 @@ pub enum StatusCode {
 
 impl StatusCode {
     /// Every code, in ascending order.
-    pub const ALL: [StatusCode; 28] = [
+    pub const ALL: [StatusCode; 29] = [
         StatusCode::Ok,
         StatusCode::Decode,
         StatusCode::RecordTooLarge,
