@@ -99,15 +99,7 @@ impl StockClient {
                 .map_err(|_| MeasureError::Timeout("a standard discover answer"))?;
             match event {
                 SwarmEvent::Behaviour(client::Event::Discovered { registrations, .. }) => {
-                    let elapsed = t.elapsed();
-                    if registrations.len() != self.members {
-                        return Err(MeasureError::Incomplete {
-                            expected: self.members,
-                            verified: registrations.len(),
-                            rejected: 0,
-                        });
-                    }
-                    return Ok(elapsed);
+                    return complete(t.elapsed(), registrations.len(), self.members);
                 }
                 SwarmEvent::Behaviour(client::Event::DiscoverFailed { .. }) => {
                     return Err(MeasureError::Usage("the standard discover was refused"))
@@ -178,15 +170,7 @@ impl RawClient {
                         },
                     ..
                 }) => {
-                    let elapsed = t.elapsed();
-                    if registrations.len() != self.members {
-                        return Err(MeasureError::Incomplete {
-                            expected: self.members,
-                            verified: registrations.len(),
-                            rejected: 0,
-                        });
-                    }
-                    return Ok(elapsed);
+                    return complete(t.elapsed(), registrations.len(), self.members);
                 }
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
                     return Err(MeasureError::Timeout("a raw standard discover answer"))
@@ -194,5 +178,18 @@ impl RawClient {
                 _ => {}
             }
         }
+    }
+}
+
+/// A standard answer's round trip, if it listed every member.
+fn complete(elapsed: Duration, listed: usize, members: usize) -> Result<Duration, MeasureError> {
+    if listed == members {
+        Ok(elapsed)
+    } else {
+        Err(MeasureError::Incomplete {
+            expected: members,
+            verified: listed,
+            rejected: 0,
+        })
     }
 }
