@@ -207,8 +207,12 @@ pub fn verify_discover_answer<R: RngCore>(
         // Seats are left to rendezvous nodes: the namespace's member list
         // (under the quorum's signature) binds each index to its PeerId,
         // and the envelope proves the PeerId's owner signed the record.
-        let prepared =
-            PendingPeer::prepare_with(peer.record.clone(), &namespace, now_ms, limits, None, true);
+        // The standard peer record (PROTOCOL.md 16) is for standard
+        // clients: an rdht client uses the envelope, so it neither checks
+        // nor keeps it (one Ed25519 verification per member saved).
+        let mut record = peer.record.clone();
+        record.standard = None;
+        let prepared = PendingPeer::prepare_with(record, &namespace, now_ms, limits, None, true);
         match prepared {
             Ok(p) => {
                 pending.push(p);
