@@ -30,6 +30,111 @@ pub const IDENTIFY_VERSION: &str = "/rdht/1.0.0";
 
 pub use inner::{Behaviour, BehaviourEvent};
 
+/// The parts of `NetworkBehaviour` a role behaviour hands unchanged to the
+/// behaviour it wraps (the field `$inner`): connection set-up and the
+/// handlers' events. Each role writes its own `on_swarm_event` and `poll`.
+macro_rules! delegate_connections {
+    ($inner:ident) => {
+        fn handle_pending_inbound_connection(
+            &mut self,
+            connection_id: libp2p::swarm::ConnectionId,
+            local_addr: &libp2p::Multiaddr,
+            remote_addr: &libp2p::Multiaddr,
+        ) -> Result<(), libp2p::swarm::ConnectionDenied> {
+            self.$inner
+                .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+        }
+
+        fn handle_established_inbound_connection(
+            &mut self,
+            connection_id: libp2p::swarm::ConnectionId,
+            peer: libp2p::PeerId,
+            local_addr: &libp2p::Multiaddr,
+            remote_addr: &libp2p::Multiaddr,
+        ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+            self.$inner.handle_established_inbound_connection(
+                connection_id,
+                peer,
+                local_addr,
+                remote_addr,
+            )
+        }
+
+        fn handle_pending_outbound_connection(
+            &mut self,
+            connection_id: libp2p::swarm::ConnectionId,
+            maybe_peer: Option<libp2p::PeerId>,
+            addresses: &[libp2p::Multiaddr],
+            effective_role: libp2p::core::Endpoint,
+        ) -> Result<Vec<libp2p::Multiaddr>, libp2p::swarm::ConnectionDenied> {
+            self.$inner.handle_pending_outbound_connection(
+                connection_id,
+                maybe_peer,
+                addresses,
+                effective_role,
+            )
+        }
+
+        fn handle_established_outbound_connection(
+            &mut self,
+            connection_id: libp2p::swarm::ConnectionId,
+            peer: libp2p::PeerId,
+            addr: &libp2p::Multiaddr,
+            role_override: libp2p::core::Endpoint,
+            port_use: libp2p::core::transport::PortUse,
+        ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+            self.$inner.handle_established_outbound_connection(
+                connection_id,
+                peer,
+                addr,
+                role_override,
+                port_use,
+            )
+        }
+
+        fn on_connection_handler_event(
+            &mut self,
+            peer: libp2p::PeerId,
+            connection_id: libp2p::swarm::ConnectionId,
+            event: libp2p::swarm::THandlerOutEvent<Self>,
+        ) {
+            self.$inner
+                .on_connection_handler_event(peer, connection_id, event);
+        }
+    };
+}
+pub(crate) use delegate_connections;
+
+/// Polls a role's inner behaviour until it has nothing ready: returns its
+/// events (for the role's core), queues the first action of another kind
+/// (a dial, a message to a handler) in `pending`, and says whether
+/// anything happened. Events are collected rather than handled in place
+/// because handling them needs the role, which owns `inner`.
+pub(crate) fn poll_inner<B: NetworkBehaviour, E>(
+    inner: &mut B,
+    cx: &mut std::task::Context<'_>,
+    pending: &mut std::collections::VecDeque<
+        libp2p::swarm::ToSwarm<E, libp2p::swarm::THandlerInEvent<B>>,
+    >,
+) -> (Vec<B::ToSwarm>, bool) {
+    use libp2p::swarm::ToSwarm;
+    use std::task::Poll;
+    let mut events = Vec::new();
+    loop {
+        match inner.poll(cx) {
+            Poll::Ready(ToSwarm::GenerateEvent(event)) => events.push(event),
+            Poll::Ready(other) => {
+                pending.push_back(other.map_out(|_| unreachable!("GenerateEvent is taken above")));
+                return (events, true);
+            }
+            Poll::Pending => {
+                let progressed = !events.is_empty();
+                return (events, progressed);
+            }
+        }
+    }
+}
+
 // The derive generates `BehaviourEvent` without docs.
 #[allow(missing_docs)]
 mod inner {
@@ -142,7 +247,74 @@ pub fn build_swarm(
     settings: &SwarmSettings,
     store: Option<KadStore>,
 ) -> Result<Swarm<Behaviour>, SwarmError> {
-    let settings = settings.clone();
+    let settings_for_behaviour = settings.clone();
+    build_swarm_with(keypair, settings, move |key| {
+        let settings = settings_for_behaviour;
+        let peer_id = key.public().to_peer_id();
+        let kad = match (settings.kad, store) {
+            (true, Some(store)) => {
+                let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config());
+                // Loopback and test networks never confirm an external
+                // address, so server mode must be set explicitly.
+                kad.set_mode(Some(kad::Mode::Server));
+                Some(kad)
+            }
+            _ => None,
+        };
+        let rr = request_response::Behaviour::with_codec(
+            RdhtCodec,
+            [(PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(settings.request_timeout)
+                .with_max_concurrent_streams(256),
+        );
+        let standard = settings.kad.then(|| {
+            request_response::Behaviour::with_codec(
+                StandardCodec,
+                [(
+                    STANDARD_PROTOCOL,
+                    request_response::ProtocolSupport::Inbound,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(settings.request_timeout)
+                    .with_max_concurrent_streams(256),
+            )
+        });
+        let ping = ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(settings.ping_interval)
+                .with_timeout(settings.ping_timeout),
+        );
+        let identify = identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_VERSION.to_owned(),
+            key.public(),
+        ));
+        let client = crate::client::Behaviour::new(crate::client::Config {
+            request_timeout: settings.request_timeout,
+            ..crate::client::Config::default()
+        });
+        Behaviour {
+            kad: Toggle::from(kad),
+            rr,
+            standard: Toggle::from(standard),
+            ping,
+            identify,
+            blocked: allow_block_list::Behaviour::default(),
+            client,
+        }
+    })
+}
+
+/// Builds a swarm (TCP, Noise, Yamux, the settings' timeouts) around any
+/// behaviour: how the `rdht` binary runs each role's behaviour
+/// ([`crate::rendezvous::Behaviour`], [`crate::quorum::Behaviour`],
+/// [`crate::client::Behaviour`]), and the shortest way for an
+/// application to run one.
+pub fn build_swarm_with<B: NetworkBehaviour>(
+    keypair: Keypair,
+    settings: &SwarmSettings,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Result<Swarm<B>, SwarmError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -150,60 +322,7 @@ pub fn build_swarm(
             noise::Config::new,
             yamux::Config::default,
         )?
-        .with_behaviour(move |key| {
-            let peer_id = key.public().to_peer_id();
-            let kad = match (settings.kad, store) {
-                (true, Some(store)) => {
-                    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config());
-                    // Loopback and test networks never confirm an external
-                    // address, so server mode must be set explicitly.
-                    kad.set_mode(Some(kad::Mode::Server));
-                    Some(kad)
-                }
-                _ => None,
-            };
-            let rr = request_response::Behaviour::with_codec(
-                RdhtCodec,
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(settings.request_timeout)
-                    .with_max_concurrent_streams(256),
-            );
-            let standard = settings.kad.then(|| {
-                request_response::Behaviour::with_codec(
-                    StandardCodec,
-                    [(
-                        STANDARD_PROTOCOL,
-                        request_response::ProtocolSupport::Inbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(settings.request_timeout)
-                        .with_max_concurrent_streams(256),
-                )
-            });
-            let ping = ping::Behaviour::new(
-                ping::Config::new()
-                    .with_interval(settings.ping_interval)
-                    .with_timeout(settings.ping_timeout),
-            );
-            let identify = identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_VERSION.to_owned(),
-                key.public(),
-            ));
-            let client = crate::client::Behaviour::new(crate::client::Config {
-                request_timeout: settings.request_timeout,
-                ..crate::client::Config::default()
-            });
-            Behaviour {
-                kad: Toggle::from(kad),
-                rr,
-                standard: Toggle::from(standard),
-                ping,
-                identify,
-                blocked: allow_block_list::Behaviour::default(),
-                client,
-            }
-        })
+        .with_behaviour(|key| behaviour(key))
         .map_err(|never| -> SwarmError { match never {} })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(settings.idle_timeout))
         .with_connection_timeout(settings.connection_timeout)
@@ -230,8 +349,8 @@ pub fn now_ms() -> u64 {
 
 /// Listens on every address and waits until each listener reports its
 /// resolved address (ports of `/tcp/0` are known afterwards).
-pub async fn listen_all(
-    swarm: &mut Swarm<Behaviour>,
+pub async fn listen_all<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
     addrs: &[Multiaddr],
 ) -> Result<Vec<Multiaddr>, SwarmError> {
     let mut pending = std::collections::HashSet::new();

@@ -1,11 +1,25 @@
-//! rdht's node: tokio + libp2p drivers of the sans-IO cores.
+//! rdht's node: the sans-IO cores as libp2p `NetworkBehaviour`s, and the
+//! `rdht` binary built from them.
 //!
-//! - [`rendezvous`]: a rendezvous node: the driver of `dht::Server`
-//!   (Kademlia, request-response, pings, the database), with its
-//!   [`verifier`] threads.
-//! - [`quorum`]: a quorum member: the driver of `member::Member`.
-//! - [`client`]: discovery as a `NetworkBehaviour` for any application's
-//!   swarm (verified members of a quorum or of a kind).
+//! Three behaviours an application composes into its own swarm (with
+//! `#[derive(NetworkBehaviour)]`), and that the `rdht` binary runs:
+//!
+//! | role | behaviour | core |
+//! | --- | --- | --- |
+//! | discover verified members of a quorum or a kind | [`client::Behaviour`] ([`ClientBehaviour`]) | `rendezvous_proto::lookup` |
+//! | a quorum member: register, refresh, co-sign, DKG | [`quorum::Behaviour`] ([`MemberBehaviour`]) | `member::Member` |
+//! | a rendezvous node, with its verification threads | [`rendezvous::Behaviour`] ([`ServerBehaviour`], built by [`rendezvous::Builder`]) | `dht::Server` |
+//!
+//! [`behaviour::build_swarm_with`] puts any of them on TCP, Noise and
+//! Yamux. The modules:
+//!
+//! - [`rendezvous`]: the rendezvous behaviour and the `rdht node` process
+//!   around it (Kademlia, request-response, pings, the database), with
+//!   its [`verifier`] threads.
+//! - [`quorum`]: the member behaviour and the `rdht node --quorum`
+//!   process around it (status, the key share file).
+//! - [`client`]: the discovery behaviour (verified members of a quorum or
+//!   of a kind).
 //! - [`discover`]: the `rdht discover` client, built on [`client`].
 //! - [`demo`]: the whole system on loopback, narrated.
 //! - [`flood`]: a hostile peer's Kademlia PUT flood, for tests and the
@@ -38,3 +52,7 @@ pub mod quorum_file;
 pub mod rendezvous;
 pub mod standard;
 pub mod verifier;
+
+pub use client::Behaviour as ClientBehaviour;
+pub use quorum::Behaviour as MemberBehaviour;
+pub use rendezvous::Behaviour as ServerBehaviour;

@@ -1,37 +1,30 @@
-//! The member's event loop: swarm events, answers and timeouts go to the
-//! core ([`member::Member`]); its requests go out over request-response;
-//! its events become status, metrics, logs and the key share file.
+//! The `rdht node --quorum` process's event loop: polls the swarm (the
+//! member [`Behaviour`] runs the core inside) and turns the core's events
+//! into status, metrics, logs and the key share file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::futures::StreamExt;
-use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm};
-use member::{Event, Member, Peer, RequestId, TransportError};
-use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
+use libp2p::{Multiaddr, Swarm};
+use member::Event;
+use rendezvous_proto::QuorumKey;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::{MemberError, MemberStatus};
-use crate::behaviour::{now_ms, Behaviour, BehaviourEvent};
-use crate::codec::Frame;
+use super::{Behaviour, MemberError, MemberStatus};
+use crate::behaviour::now_ms;
 use crate::metrics::Metrics;
-use crate::quorum_file::QuorumFile;
 
 pub(super) struct Driver {
     pub(super) swarm: Swarm<Behaviour>,
-    pub(super) core: Member,
     pub(super) index: u32,
-    pub(super) quorum: QuorumFile,
-    pub(super) rendezvous: Vec<(PeerId, Multiaddr)>,
-    /// libp2p's ids of the core's requests.
-    pub(super) in_flight: HashMap<OutboundRequestId, RequestId>,
+    /// The configured rendezvous addresses (to name them in the log).
+    pub(super) rendezvous: Vec<Multiaddr>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) key_share_path: Option<PathBuf>,
     pub(super) status: watch::Sender<MemberStatus>,
@@ -45,25 +38,19 @@ impl Driver {
         mut self,
         mut shutdown: oneshot::Receiver<()>,
     ) -> Result<(), MemberError> {
-        let mut redial = tokio::time::interval(Duration::from_secs(1));
         loop {
-            self.flush()?;
-            if self.core.is_shut_down() {
+            self.report();
+            if self.swarm.behaviour().is_shut_down() {
                 // A member that left at a resharing has unregistered.
                 info!(index = self.index, "stopping");
                 return Ok(());
             }
-            let now = now_ms();
-            let sleep = self
-                .core
-                .poll_timeout()
-                .map_or(Duration::from_secs(3600), |at| {
-                    Duration::from_millis(at.saturating_sub(now))
-                });
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_event(event),
-                _ = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
-                _ = redial.tick() => self.dial_members(),
+                event = self.swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(event) = event {
+                        self.on_core_event(event)?;
+                    }
+                }
                 _ = &mut shutdown => {
                     self.unregister().await;
                     return Ok(());
@@ -72,57 +59,26 @@ impl Driver {
         }
     }
 
-    /// Sends what the core queued and acts on what it reports.
-    fn flush(&mut self) -> Result<(), MemberError> {
-        while let Some(t) = self.core.poll_transmit() {
-            let target = match t.to {
-                Peer::Member(j) => self.quorum.member(j).map(|m| (m.peer_id, m.addr.clone())),
-                Peer::Rendezvous(r) => self.rendezvous.get(r).cloned(),
-                Peer::Node(peer) => self.quorum.address_of(&peer).map(|a| (peer, a.clone())),
-            };
-            let Some((peer, addr)) = target else {
-                self.core
-                    .handle_response(now_ms(), t.id, Err(TransportError::Unreachable));
-                continue;
-            };
-            if matches!(t.request, Request::Dkg(_)) {
-                self.metrics.dkg_messages.fetch_add(1, Ordering::Relaxed);
-            }
-            let id = self.swarm.behaviour_mut().rr.send_request_with_addresses(
-                &peer,
-                Frame::Message(t.request),
-                vec![addr],
-            );
-            self.in_flight.insert(id, t.id);
-        }
-        while let Some(event) = self.core.poll_event() {
-            self.on_core_event(event)?;
-        }
-        let status = self.core.status(now_ms());
+    /// Publishes the member's status and its gauges.
+    fn report(&mut self) {
+        let next = self.swarm.behaviour().status();
         self.metrics
             .member_registered_at
-            .store(status.registered_at as u64, Ordering::Relaxed);
+            .store(next.registered_at as u64, Ordering::Relaxed);
         self.metrics
             .member_rendezvous_dropped
-            .store(status.dropped as u64, Ordering::Relaxed);
-        let next = MemberStatus {
-            quorum_key: status.quorum_key,
-            key_share: self.core.key_share().cloned(),
-            registered_at: status.registered_at,
-            namespace_registered: status.namespace_known,
-            dropped: status.dropped,
-        };
+            .store(next.dropped as u64, Ordering::Relaxed);
         self.status.send_if_modified(|s| {
             let changed = *s != next;
             *s = next;
             changed
         });
-        Ok(())
     }
 
     fn rendezvous_peer(&self, r: usize) -> String {
         self.rendezvous
             .get(r)
+            .and_then(crate::behaviour::split_p2p)
             .map_or_else(|| format!("#{r}"), |(p, _)| p.to_string())
     }
 
@@ -150,7 +106,7 @@ impl Driver {
                 self.note_disqualified(&output.disqualified);
                 info!(
                     index,
-                    epoch = self.core.config().epoch,
+                    epoch = self.epoch(),
                     quorum_key = %QuorumKey::from(output.key_share.quorum_key()),
                     qual = ?output.qual,
                     transcript = %hex::encode(output.transcript_hash.0),
@@ -261,7 +217,7 @@ impl Driver {
         let Some(path) = &self.key_share_path else {
             return Ok(());
         };
-        let epoch = self.core.config().epoch;
+        let epoch = self.epoch();
         let json =
             super::KeyShareFile::encode(share, epoch).map_err(|e| MemberError::WriteKeyShare {
                 path: path.clone(),
@@ -290,112 +246,27 @@ impl Driver {
         }
     }
 
-    /// Until the DKG starts, keeps dialling fellow members that are not
-    /// connected.
-    fn dial_members(&mut self) {
-        for j in self.core.members_to_connect() {
-            let Some(m) = self.quorum.member(j) else {
-                continue;
-            };
-            let opts = DialOpts::peer_id(m.peer_id)
-                .addresses(vec![m.addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            let _ = self.swarm.dial(opts);
-        }
-    }
-
-    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
-                peer,
-                message,
-                ..
-            })) => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(id) = self.in_flight.remove(&request_id) {
-                        let response = match response {
-                            Frame::Message(r) => Ok(r),
-                            _ => Err(TransportError::Protocol),
-                        };
-                        self.core.handle_response(now_ms(), id, response);
-                    }
-                }
-            },
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                },
-            )) => {
-                if let Some(id) = self.in_flight.remove(&request_id) {
-                    self.core
-                        .handle_response(now_ms(), id, Err(transport_error(&error)));
-                }
-            }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                if let Some(j) = self.quorum.index_of(&peer_id) {
-                    self.core.handle_connected(now_ms(), j);
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                if let Some(j) = self.quorum.index_of(&peer_id) {
-                    self.core.handle_disconnected(j);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_request(
-        &mut self,
-        peer: PeerId,
-        frame: Frame<Request>,
-        channel: ResponseChannel<Frame<Response>>,
-    ) {
-        let response = match frame {
-            Frame::Message(request) => self.core.handle_request(now_ms(), &peer, request),
-            Frame::Malformed(code) => Response::Rejected(code),
-            Frame::Raw(_) => Response::Rejected(StatusCode::Decode),
-        };
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .rr
-            .send_response(channel, Frame::Message(response));
+    /// The member's epoch (that of the key share it writes).
+    fn epoch(&self) -> u64 {
+        self.swarm
+            .behaviour()
+            .core()
+            .map_or(0, |core| core.config().epoch)
     }
 
     /// Withdraws this member's record from every rendezvous node that
     /// holds it (bounded wait), for a graceful shutdown.
     async fn unregister(&mut self) {
-        self.core.shutdown(now_ms());
+        self.swarm.behaviour_mut().shutdown();
         let wait = async {
-            while !self.core.is_shut_down() {
-                // Errors here only report; the member is stopping anyway.
-                let _ = self.flush();
-                let event = self.swarm.select_next_some().await;
-                self.on_event(event);
+            while !self.swarm.behaviour().is_shut_down() {
+                if let SwarmEvent::Behaviour(event) = self.swarm.select_next_some().await {
+                    // Errors here only report; the member is stopping anyway.
+                    let _ = self.on_core_event(event);
+                }
             }
         };
         let _ = tokio::time::timeout(UNREGISTER_WAIT, wait).await;
         info!(index = self.index, "stopping");
-    }
-}
-
-fn transport_error(error: &OutboundFailure) -> TransportError {
-    match error {
-        OutboundFailure::DialFailure => TransportError::Unreachable,
-        OutboundFailure::Timeout => TransportError::Timeout,
-        OutboundFailure::ConnectionClosed => TransportError::ConnectionClosed,
-        OutboundFailure::UnsupportedProtocols | OutboundFailure::Io(_) => TransportError::Protocol,
     }
 }

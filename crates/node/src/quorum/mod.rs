@@ -9,9 +9,9 @@
 //! This file is the public side (configuration, errors, status, binding
 //! and starting a member); `driver.rs` is the event loop.
 
+mod behaviour;
 mod driver;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +19,14 @@ use std::time::Duration;
 use dkg::{DkgConfig, KeyShare};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use member::{Member, QuorumSpec, Start};
+use member::{QuorumSpec, Start};
 use rendezvous_proto::QuorumKey;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
-use crate::behaviour::listen_all;
-use crate::behaviour::{build_swarm, now_ms, split_p2p, Behaviour, SwarmSettings};
+pub use behaviour::Behaviour;
+
+use crate::behaviour::{build_swarm_with, listen_all, SwarmSettings};
 use crate::metrics::Metrics;
 use crate::quorum_file::QuorumFile;
 
@@ -169,6 +169,9 @@ pub enum MemberError {
         "this node joins the quorum by resharing: the quorum file needs [previous] quorum_key"
     )]
     QuorumKeyNeeded,
+    /// [`Behaviour::start`] was called on a member already started.
+    #[error("the member is already started")]
+    AlreadyStarted,
     /// The member could not listen.
     #[error("listening: {0}")]
     Listen(crate::behaviour::SwarmError),
@@ -257,7 +260,7 @@ pub async fn bind(
         idle_timeout: Duration::from_secs(120),
         ..SwarmSettings::default()
     };
-    let mut swarm = build_swarm(keypair.clone(), &settings, None)?;
+    let mut swarm = build_swarm_with(keypair.clone(), &settings, |_| Behaviour::new())?;
     let listen_addrs = listen_all(&mut swarm, listen).await?;
     Ok(BoundMember {
         swarm,
@@ -268,7 +271,7 @@ pub async fn bind(
 }
 
 /// The core's configuration for a member of `file` at `index`.
-fn core_config(
+pub(super) fn core_config(
     config: &MemberConfig,
     index: u32,
     identity: Keypair,
@@ -302,7 +305,7 @@ fn core_config(
 /// resharing) and how its member core starts: with the key share of the
 /// file's epoch, with a DKG (epoch 0, no share), or with a resharing from
 /// the previous epoch (its share of that epoch, or none for a newcomer).
-fn start_of(config: &MemberConfig, me: &PeerId) -> Result<(u32, Start), MemberError> {
+pub(super) fn start_of(config: &MemberConfig, me: &PeerId) -> Result<(u32, Start), MemberError> {
     let file = &config.quorum;
     let new_index = file.index_of(me);
     let held = config.key_share.as_ref().map(|_| config.epoch);
@@ -438,76 +441,21 @@ impl BoundMember {
     /// Starts the member as a tokio task. Fails at once if this node is
     /// not in the quorum file, no rendezvous address is usable, or the key
     /// share does not match its public key set.
-    pub fn start(self, config: MemberConfig) -> Result<MemberHandle, MemberError> {
-        let (index, start) = start_of(&config, &self.peer_id)?;
-        let rendezvous: Vec<(PeerId, Multiaddr)> = config
-            .rendezvous
-            .iter()
-            .filter_map(|a| {
-                let split = split_p2p(a);
-                if split.is_none() {
-                    warn!("--rendezvous {a} has no /p2p/<peer id>; skipped");
-                }
-                split
-            })
-            .collect();
-        if rendezvous.is_empty() {
-            return Err(MemberError::NoRendezvous);
-        }
-        let core_config = core_config(
-            &config,
-            index,
+    pub fn start(mut self, config: MemberConfig) -> Result<MemberHandle, MemberError> {
+        self.swarm.behaviour_mut().start(
             self.identity.clone(),
+            &config,
             self.listen_addrs.clone(),
-            rendezvous.len(),
-        );
-        let seed = member::seed_from(&mut rand::rngs::OsRng);
-        let core = Member::new(core_config, start, now_ms(), seed)?;
-        match core.key_share() {
-            Some(share) => info!(
-                index,
-                quorum_key = %QuorumKey::from(share.quorum_key()),
-                "key share loaded and checked: skipping the DKG"
-            ),
-            None if config
-                .quorum
-                .transition
-                .as_ref()
-                .is_some_and(|t| t.mode == crate::quorum_file::Mode::Rotate) =>
-            {
-                info!(
-                    index,
-                    epoch = config.quorum.epoch,
-                    n = config.quorum.n(),
-                    threshold = config.quorum.threshold,
-                    "rotating the quorum key: a new DKG, then the previous members sign the handover"
-                )
-            }
-            None if config.quorum.transition.is_some() => info!(
-                index,
-                epoch = config.quorum.epoch,
-                n = config.quorum.n(),
-                threshold = config.quorum.threshold,
-                "resharing the quorum key to the new epoch's members"
-            ),
-            None => info!(
-                index,
-                n = config.quorum.n(),
-                threshold = config.quorum.threshold,
-                "no key share: waiting for the other members to run the DKG"
-            ),
-        }
+        )?;
+        let index = self.swarm.behaviour().index().unwrap_or(0);
         let (status_tx, status_rx) = watch::channel(MemberStatus::default());
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let driver = Driver {
             swarm: self.swarm,
-            core,
             index,
-            rendezvous,
-            in_flight: HashMap::new(),
             metrics: config.metrics.clone(),
             key_share_path: config.key_share_path.clone(),
-            quorum: config.quorum,
+            rendezvous: config.rendezvous.clone(),
             status: status_tx,
         };
         let task = tokio::spawn(driver.run(shutdown_rx));
