@@ -52,11 +52,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rendezvous,
                 first: true,
                 ..
-            }) => {
-                println!("registered at rendezvous node #{rendezvous}")
-            }
+            }) => println!("registered at rendezvous node #{rendezvous}"),
+            SwarmEvent::Behaviour(member::Event::Refused {
+                rendezvous, code, ..
+            }) => println!("rendezvous node #{rendezvous} refused: {code:?} (retrying)"),
             SwarmEvent::Behaviour(member::Event::Failed(e)) => return Err(e.into()),
-            SwarmEvent::Behaviour(event) => println!("{event:?}"),
             _ => {}
         }
     }

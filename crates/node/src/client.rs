@@ -48,8 +48,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{FromSwarm, NetworkBehaviour, THandlerInEvent, ToSwarm};
 use libp2p::{Multiaddr, PeerId};
 use rendezvous_proto::{
-    Found, KindFound, KindLookup, Limits, LookupError, QuorumKey, QuorumLookup, Request, Response,
-    Step,
+    Found, Gather, Gathered, KindFound, KindLookup, Limits, LookupError, QuorumKey, QuorumLookup,
+    Request, Response, Step,
 };
 
 use crate::behaviour::{now_ms, split_p2p};
@@ -212,7 +212,7 @@ struct Query {
     lookup: Option<Lookup>,
     failures: Vec<(PeerId, NodeFailure)>,
     /// What verified at nodes that also served forgeries, merged.
-    merged: Option<Found>,
+    gathered: Gathered,
 }
 
 /// Work for the verification thread: a lookup and the answer to take.
@@ -370,7 +370,7 @@ impl Behaviour {
                 current: first,
                 lookup: Some(lookup),
                 failures: Vec::new(),
-                merged: None,
+                gathered: Gathered::new(),
             },
         );
         self.send(query, first, request);
@@ -404,7 +404,7 @@ impl Behaviour {
                 };
                 // What verified anywhere beats nothing: report it, with
                 // the forgeries in `found.answer.rejected`.
-                self.events.push_back(match query.merged {
+                self.events.push_back(match query.gathered.finish() {
                     Some(found) => Event::Discovered {
                         query: query_id,
                         rendezvous: query.current,
@@ -466,27 +466,17 @@ impl Behaviour {
                 query.lookup = Some(Lookup::Kind(lookup));
                 self.send(query_id, rendezvous, request);
             }
-            Ok(Outcome::Quorum(_, Step::Done(Ok(found)))) => {
-                let forged: Vec<_> = found.answer.forged_codes().collect();
-                let found = match query.merged.take() {
-                    None => found,
-                    Some(mut all) => {
-                        all.answer.absorb(found.answer);
-                        all
-                    }
-                };
-                if forged.is_empty() {
+            Ok(Outcome::Quorum(_, Step::Done(Ok(found)))) => match query.gathered.add(found) {
+                Gather::Done(found) => {
                     self.queries.remove(&query_id);
                     self.events.push_back(Event::Discovered {
                         query: query_id,
                         rendezvous,
-                        found,
+                        found: *found,
                     });
-                } else {
-                    query.merged = Some(found);
-                    self.node_failed(query_id, NodeFailure::Forged(forged));
                 }
-            }
+                Gather::Forged(forged) => self.node_failed(query_id, NodeFailure::Forged(forged)),
+            },
             Ok(Outcome::Kind(_, Step::Done(Ok(found)))) => {
                 self.queries.remove(&query_id);
                 self.events.push_back(Event::KindDiscovered {

@@ -54,7 +54,8 @@ pub use handover::{verify_handover, HandoverRecord};
 pub use libp2p_identity::PeerId;
 pub use limits::Limits;
 pub use lookup::{
-    Found, KindFound, KindLookup, LookupError, QuorumLookup, Step, MAX_DISCOVER_PAGES,
+    Found, Gather, Gathered, KindFound, KindLookup, LookupError, QuorumLookup, Step,
+    MAX_DISCOVER_PAGES,
 };
 pub use messages::{
     Cookie, DiscoverAnswer, DiscoveredPeer, RegisterOutcome, Request, Response, MAX_REGISTER_BATCH,

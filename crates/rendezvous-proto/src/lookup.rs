@@ -328,6 +328,68 @@ impl KindLookup {
     }
 }
 
+/// What a client makes of the answers of the several nodes it asks for
+/// one quorum, one after the other (PROTOCOL.md 6.3): a node whose
+/// answer verified entirely ends the search; one that also served
+/// records that do not verify lied, so what verified of it is kept and
+/// the next node is asked; when no node is left, everything that
+/// verified anywhere is the answer. Every client driver (the embeddable
+/// behaviour, the simulator's clients) runs this, so the rule has one
+/// implementation.
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    merged: Option<Found>,
+}
+
+/// What to do after a node's verified answer ([`Gathered::add`]).
+#[derive(Debug)]
+pub enum Gather {
+    /// The node's answer verified entirely: here is everything verified
+    /// so far, this answer merged in. Stop asking.
+    Done(Box<Found>),
+    /// The node also served records that do not verify (their codes):
+    /// what did verify is kept; ask another node.
+    Forged(Vec<StatusCode>),
+}
+
+impl Gathered {
+    /// Nothing gathered yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes one node's result of a [`QuorumLookup`]. Records served that
+    /// do not verify, other than stale sequence numbers (an honest node
+    /// may lag), make the node a liar.
+    pub fn add(&mut self, found: Found) -> Gather {
+        let forged: Vec<StatusCode> = found.answer.forged_codes().collect();
+        let merged = match self.merged.take() {
+            None => found,
+            Some(mut all) => {
+                all.answer.absorb(found.answer);
+                all
+            }
+        };
+        if forged.is_empty() {
+            Gather::Done(Box::new(merged))
+        } else {
+            self.merged = Some(merged);
+            Gather::Forged(forged)
+        }
+    }
+
+    /// What verified so far, merged.
+    pub fn answer(&self) -> Option<&VerifiedAnswer> {
+        self.merged.as_ref().map(|f| &f.answer)
+    }
+
+    /// No node is left to ask: everything that verified anywhere, if
+    /// anything did (the forgeries are in its `answer.rejected`).
+    pub fn finish(self) -> Option<Found> {
+        self.merged
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,5 +634,60 @@ mod tests {
                 LookupError::Rejected(StatusCode::UnknownNamespace)
             )]
         );
+    }
+
+    #[test]
+    fn a_liar_is_merged_and_passed_over_and_a_clean_answer_ends_the_search() {
+        let q = quorum(9);
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let limits = Limits::default();
+        let found = |response: Response, rng: &mut ChaCha20Rng| {
+            let (mut lookup, _) = QuorumLookup::new(q.quorum_key(), false);
+            match lookup.handle_response(response, NOW, &limits, rng) {
+                Step::Done(Ok(found)) => found,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        // Node A serves member 1 and a forged record of member 2.
+        let forged = crate::testkit::with_seq_unsigned(q.peer(2, 0, 5, LATER), 6);
+        let mut liar = answer(&q, &[1], b"");
+        if let Response::Discovered(a) = &mut liar {
+            a.peers.push(DiscoveredPeer {
+                record: forged,
+                last_seen_ms: None,
+            });
+        }
+        let mut gathered = Gathered::new();
+        match gathered.add(found(liar, &mut rng)) {
+            Gather::Forged(codes) => assert_eq!(codes, vec![StatusCode::InvalidEnvelopeSignature]),
+            Gather::Done(_) => panic!("a forged record was not noticed"),
+        }
+        assert_eq!(gathered.answer().map(|a| a.peers.len()), Some(1));
+        // Node B answers cleanly with member 3: both are reported.
+        match gathered.add(found(answer(&q, &[3], b""), &mut rng)) {
+            Gather::Done(all) => {
+                let mut indices: Vec<u32> =
+                    all.answer.peers.iter().map(|p| p.record.index()).collect();
+                indices.sort_unstable();
+                assert_eq!(indices, vec![1, 3]);
+            }
+            Gather::Forged(codes) => panic!("a clean answer was called forged: {codes:?}"),
+        }
+        // Only liars: what verified is still the answer.
+        let mut only_liars = Gathered::new();
+        let mut liar = answer(&q, &[1], b"");
+        if let Response::Discovered(a) = &mut liar {
+            a.peers.push(DiscoveredPeer {
+                record: crate::testkit::with_seq_unsigned(q.peer(2, 0, 5, LATER), 6),
+                last_seen_ms: None,
+            });
+        }
+        assert!(matches!(
+            only_liars.add(found(liar, &mut rng)),
+            Gather::Forged(_)
+        ));
+        let finished = only_liars.finish().expect("what verified");
+        assert_eq!(finished.answer.peers.len(), 1);
+        assert!(!finished.answer.rejected.is_empty());
     }
 }

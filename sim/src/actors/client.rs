@@ -19,7 +19,8 @@ use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use rendezvous_proto::{
-    LookupError, QuorumKey, QuorumLookup, Request, Response, StatusCode, Step, VerifiedAnswer,
+    Gather, Gathered, LookupError, QuorumKey, QuorumLookup, Request, Response, StatusCode, Step,
+    VerifiedAnswer,
 };
 
 use crate::msg::{Addr, Ctx, DiscoveryResult, EventKind, Msg, Note, Timer};
@@ -38,7 +39,9 @@ struct Query {
     /// The lookup at the current entry node.
     lookup: Option<QuorumLookup>,
     /// What verified so far, every node's answer absorbed.
-    merged: Option<VerifiedAnswer>,
+    /// What the nodes asked served that verified, merged (one rule for
+    /// every client: `rendezvous_proto::Gathered`).
+    gathered: Gathered,
     rejected: Vec<StatusCode>,
     namespace_errors: Vec<StatusCode>,
 }
@@ -80,7 +83,7 @@ impl Client {
                     attempts: 0,
                     replies: 0,
                     lookup: None,
-                    merged: None,
+                    gathered: Gathered::new(),
                     rejected: Vec::new(),
                     namespace_errors: Vec::new(),
                 };
@@ -139,11 +142,12 @@ impl Client {
         self.queries.insert(id, query);
     }
 
-    fn next_or_finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
+    fn next_or_finish(&mut self, ctx: &mut Ctx<'_>, mut query: Query) {
         if query.attempts < MAX_ATTEMPTS {
             self.ask(ctx, query, None);
         } else {
-            self.finish(ctx, query);
+            let answer = std::mem::take(&mut query.gathered).finish();
+            self.finish(ctx, query, answer.map(|found| found.answer));
         }
     }
 
@@ -162,26 +166,14 @@ impl Client {
                 query.lookup = Some(lookup);
                 self.send(ctx, query, request);
             }
-            Step::Done(Ok(found)) => {
-                let forged: Vec<StatusCode> = found.answer.forged_codes().collect();
-                let clean = forged.is_empty();
-                if !clean {
+            Step::Done(Ok(found)) => match query.gathered.add(found) {
+                Gather::Done(all) => self.finish(ctx, query, Some(all.answer)),
+                Gather::Forged(forged) => {
                     self.liars.insert(query.entry);
-                }
-                query.rejected.extend(forged);
-                query.merged = Some(match query.merged.take() {
-                    None => found.answer,
-                    Some(mut all) => {
-                        all.absorb(found.answer);
-                        all
-                    }
-                });
-                if clean {
-                    self.finish(ctx, query);
-                } else {
+                    query.rejected.extend(forged);
                     self.next_or_finish(ctx, query);
                 }
-            }
+            },
             Step::Done(Err(LookupError::Unverified(code))) => {
                 self.liars.insert(query.entry);
                 query.namespace_errors.push(code);
@@ -191,17 +183,17 @@ impl Client {
         }
     }
 
-    fn finish(&mut self, ctx: &mut Ctx<'_>, query: Query) {
+    /// Reports the query's result: `answer`, everything that verified.
+    fn finish(&mut self, ctx: &mut Ctx<'_>, query: Query, answer: Option<VerifiedAnswer>) {
         // Ground truth check: a verified record must be exactly what the
         // real member signed (its PeerId and address, this namespace).
         let n = ctx.shared.n();
-        let best: BTreeMap<u32, &rendezvous_proto::PeerRecord> = query
-            .merged
+        let best: BTreeMap<u32, &rendezvous_proto::PeerRecord> = answer
             .iter()
             .flat_map(|a| a.peers.iter())
             .map(|p| (p.record.index(), &p.record))
             .collect();
-        let epoch = query.merged.as_ref().map(VerifiedAnswer::epoch);
+        let epoch = answer.as_ref().map(VerifiedAnswer::epoch);
         let mut forged_accepted = 0;
         for (index, record) in &best {
             let genuine = *index >= 1 && *index <= n && record.quorum_key() == query.key && {
