@@ -27,7 +27,9 @@ use rendezvous_proto::{
 use crate::budget::{BudgetConfig, Budgets};
 use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
-use crate::store::standard::{StandardAnswer, StandardRefusal, StandardRequest, REGISTER_REFUSED};
+use crate::store::standard::{
+    StandardAnswer, StandardRefusal, StandardRequest, StandardScope, REGISTER_REFUSED,
+};
 use crate::store::{
     verify_values, CheckedHandover, CheckedNamespace, CheckedPeer, CheckedValue, MergeReport,
     NamespaceStore, PeerRegistration, VerifiedValue,
@@ -320,6 +322,14 @@ pub enum Output {
         /// What.
         response: Response,
     },
+    /// Send this answer to a standard `/rendezvous/1.0.0` request that
+    /// waited for a lookup ([`Server::handle_standard`] returned `None`).
+    StandardReply {
+        /// Where.
+        to: ReplyId,
+        /// What.
+        answer: StandardAnswer,
+    },
     /// Run this job (any thread) and hand its result back.
     Verify(VerifyJob),
     /// Replicate this namespace's value to the replicas (a Kademlia PUT
@@ -459,8 +469,8 @@ struct MultiReply {
 
 /// Discovers waiting for a lookup.
 struct Lookup {
-    /// Who waits: where the answer goes, the limit asked for, the asker.
-    waiting: Vec<(ReplyId, u32, PeerId)>,
+    /// Who waits, and the asker.
+    waiting: Vec<(Waiter, PeerId)>,
     deadline: u64,
     /// Values found for it that are being verified.
     values_in_flight: usize,
@@ -471,6 +481,21 @@ struct Lookup {
     /// because the first value found is this node's own (kad reads its
     /// local store first) and the point is the others'.
     resync: bool,
+}
+
+/// A discover waiting for a lookup: where its answer goes and what it
+/// asked.
+#[derive(Debug)]
+enum Waiter {
+    /// An rdht `Discover`, with its limit.
+    Rdht { reply: ReplyId, limit: u32 },
+    /// A standard `DISCOVER` of one quorum, answered as the standard page
+    /// of `namespace` (the key's lowercase hex) the store then gives.
+    Standard {
+        reply: ReplyId,
+        namespace: String,
+        limit: Option<u64>,
+    },
 }
 
 /// A value from another node, waiting for or in verification.
@@ -854,7 +879,7 @@ impl Server {
                 // caps, unless it was just looked up in vain), then answer
                 // from what the store accepted of it.
                 Err(StatusCode::UnknownNamespace) if cookie.is_none() => {
-                    self.look_up(now, from, quorum_key, reply, limit)
+                    self.look_up(now, from, quorum_key, Waiter::Rdht { reply, limit })
                 }
                 Err(code) => self.reply(reply, Response::Rejected(code)),
             },
@@ -895,16 +920,19 @@ impl Server {
     }
 
     /// A standard `/rendezvous/1.0.0` request from `from` (PROTOCOL.md
-    /// 16), answered at once from the store: a `DISCOVER` with the
-    /// members rdht itself serves, a `REGISTER` refused `NotAuthorized`
-    /// (the threshold gate has no standard form), an `UNREGISTER`
-    /// ignored. Nothing here changes the store.
+    /// 16): `REGISTER` is refused (`E_NOT_AUTHORIZED`: the threshold gate
+    /// is never bypassed), `DISCOVER` is answered from the store's verified
+    /// records. A `DISCOVER` of one quorum this node does not hold waits
+    /// for a lookup, as an rdht `Discover` does (within the same caps):
+    /// then this returns `None`, and the answer comes out later as
+    /// [`Output::StandardReply`] to `reply`.
     pub fn handle_standard(
         &mut self,
         now: u64,
         from: PeerId,
+        reply: ReplyId,
         request: StandardRequest,
-    ) -> StandardAnswer {
+    ) -> Option<StandardAnswer> {
         let penalized = self
             .penalized
             .get(&from)
@@ -912,13 +940,17 @@ impl Server {
         match request {
             StandardRequest::Register { .. } => {
                 self.counters.standard_registers_refused += 1;
-                StandardAnswer::Registered(StandardRefusal::NotAuthorized(REGISTER_REFUSED))
+                Some(StandardAnswer::Registered(StandardRefusal::NotAuthorized(
+                    REGISTER_REFUSED,
+                )))
             }
-            StandardRequest::Unregister => StandardAnswer::None,
+            StandardRequest::Unregister => Some(StandardAnswer::None),
             StandardRequest::Discover { .. } if penalized => {
                 self.counters.penalized_requests += 1;
-                StandardAnswer::Discovered(Err(StandardRefusal::Unavailable(
-                    "this peer sent an invalid signature: refused for a while",
+                Some(StandardAnswer::Discovered(Err(
+                    StandardRefusal::Unavailable(
+                        "this peer sent an invalid signature: refused for a while",
+                    ),
                 )))
             }
             StandardRequest::Discover {
@@ -928,16 +960,40 @@ impl Server {
             } => {
                 self.counters.standard_discovers += 1;
                 let Some(namespace) = namespace else {
-                    return StandardAnswer::Discovered(Err(StandardRefusal::InvalidNamespace(
-                        "a namespace is required: <hex quorum key> or kind:<kind>",
+                    return Some(StandardAnswer::Discovered(Err(
+                        StandardRefusal::InvalidNamespace(
+                            "a namespace is required: <hex quorum key> or kind:<kind>",
+                        ),
                     )));
                 };
-                StandardAnswer::Discovered(self.store.standard_discover(
-                    &namespace,
-                    limit,
-                    cookie.as_deref(),
+                let answer =
+                    self.store
+                        .standard_discover(&namespace, limit, cookie.as_deref(), now);
+                // One quorum not held here (and not a page of an earlier
+                // answer): look it up. A kind is answered from what this
+                // node holds, as an rdht `DiscoverKind` is.
+                let max_kind_bytes = self.store.config().limits.max_kind_bytes;
+                let quorum_key = match StandardScope::parse(&namespace, max_kind_bytes) {
+                    Ok(StandardScope::Quorum(key))
+                        if cookie.is_none()
+                            && answer.as_ref().is_ok_and(|p| p.registrations.is_empty())
+                            && self.store.namespace(&key).is_none() =>
+                    {
+                        key
+                    }
+                    _ => return Some(StandardAnswer::Discovered(answer)),
+                };
+                self.look_up(
                     now,
-                ))
+                    from,
+                    quorum_key,
+                    Waiter::Standard {
+                        reply,
+                        namespace,
+                        limit,
+                    },
+                );
+                None
             }
         }
     }
@@ -1351,13 +1407,32 @@ impl Server {
             return;
         };
         let mut found_nothing = false;
-        for (reply, limit, asker) in lookup.waiting {
+        for (waiter, asker) in lookup.waiting {
             if let Some(count) = self.lookups_by_peer.get_mut(&asker) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
                     self.lookups_by_peer.remove(&asker);
                 }
             }
+            let (reply, limit) = match waiter {
+                Waiter::Rdht { reply, limit } => (reply, limit),
+                Waiter::Standard {
+                    reply,
+                    namespace,
+                    limit,
+                } => {
+                    // A stock client gets what the store now holds (an
+                    // empty page if nothing verified): the standard
+                    // protocol has no "not found".
+                    let answer = self.store.standard_discover(&namespace, limit, None, now);
+                    found_nothing |= self.store.namespace(&quorum_key).is_none();
+                    self.outputs.push_back(Output::StandardReply {
+                        to: reply,
+                        answer: StandardAnswer::Discovered(answer),
+                    });
+                    continue;
+                }
+            };
             // A retired key is answered with its handover.
             let response = match self.store.handover(&quorum_key, now) {
                 Some(h) => Response::HandedOver(h.clone()),
@@ -1457,21 +1532,14 @@ impl Server {
         self.queue.push((registration, reply));
     }
 
-    fn look_up(
-        &mut self,
-        now: u64,
-        from: PeerId,
-        quorum_key: QuorumKey,
-        reply: ReplyId,
-        limit: u32,
-    ) {
+    fn look_up(&mut self, now: u64, from: PeerId, quorum_key: QuorumKey, waiter: Waiter) {
         if self
             .negative
             .get(&quorum_key)
             .is_some_and(|&until| until > now)
         {
             self.counters.negative_hits += 1;
-            return self.reply(reply, Response::Rejected(StatusCode::UnknownNamespace));
+            return self.refuse_waiter(now, waiter, StatusCode::UnknownNamespace);
         }
         let asked = self.lookups_by_peer.get(&from).copied().unwrap_or(0);
         let over = match self.lookups.get(&quorum_key) {
@@ -1480,7 +1548,7 @@ impl Server {
         };
         if over || asked >= self.config.max_lookups_per_peer {
             self.counters.lookups_refused += 1;
-            return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
+            return self.refuse_waiter(now, waiter, StatusCode::QuotaExceeded);
         }
         *self.lookups_by_peer.entry(from).or_insert(0) += 1;
         let deadline = now + self.config.lookup_timeout_ms;
@@ -1492,13 +1560,38 @@ impl Server {
             resync: false,
         });
         let first = lookup.waiting.is_empty();
-        lookup.waiting.push((reply, limit, from));
+        lookup.waiting.push((waiter, from));
         if first {
             self.counters.lookups += 1;
             self.outputs.push_back(Output::Lookup {
                 quorum_key,
                 key: namespace_key(&quorum_key),
             });
+        }
+    }
+
+    /// Answers a discover that will not wait for a lookup: `code` for an
+    /// rdht one; for a standard one, what the store holds (nothing, the
+    /// standard protocol has no "not found") or, over the caps, a refusal.
+    fn refuse_waiter(&mut self, now: u64, waiter: Waiter, code: StatusCode) {
+        match waiter {
+            Waiter::Rdht { reply, .. } => self.reply(reply, Response::Rejected(code)),
+            Waiter::Standard {
+                reply,
+                namespace,
+                limit,
+            } => {
+                let answer = match code {
+                    StatusCode::QuotaExceeded => Err(StandardRefusal::Unavailable(
+                        "too many lookups under way: try again later",
+                    )),
+                    _ => self.store.standard_discover(&namespace, limit, None, now),
+                };
+                self.outputs.push_back(Output::StandardReply {
+                    to: reply,
+                    answer: StandardAnswer::Discovered(answer),
+                });
+            }
         }
     }
 

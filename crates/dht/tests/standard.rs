@@ -3,8 +3,8 @@
 //! REGISTER refused; nothing a standard request does changes the state.
 
 use dht::{
-    NamespaceStore, PeerRegistration, Server, ServerConfig, StandardAnswer, StandardRefusal,
-    StandardRequest, StoreConfig,
+    NamespaceStore, Output, PeerRegistration, ReplyId, Server, ServerConfig, StandardAnswer,
+    StandardRefusal, StandardRequest, StoreConfig,
 };
 use libp2p_identity::PeerId;
 use rand_chacha::ChaCha20Rng;
@@ -255,42 +255,47 @@ fn the_server_refuses_register_and_answers_discover_without_changing_state() {
     let answer = server.handle_standard(
         NOW,
         stranger,
+        ReplyId(1),
         StandardRequest::Register {
             namespace: ns.clone(),
         },
     );
     match answer {
-        StandardAnswer::Registered(StandardRefusal::NotAuthorized(reason)) => {
+        Some(StandardAnswer::Registered(StandardRefusal::NotAuthorized(reason))) => {
             assert!(reason.contains("/rdht/rendezvous/2.0.0"), "{reason}")
         }
         other => panic!("REGISTER answered {other:?}"),
     }
     assert_eq!(
-        server.handle_standard(NOW, stranger, StandardRequest::Unregister),
-        StandardAnswer::None
+        server.handle_standard(NOW, stranger, ReplyId(2), StandardRequest::Unregister),
+        Some(StandardAnswer::None)
     );
     assert!(matches!(
         server.handle_standard(
             NOW,
             stranger,
+            ReplyId(3),
             StandardRequest::Discover {
                 namespace: None,
                 limit: None,
                 cookie: None
             }
         ),
-        StandardAnswer::Discovered(Err(StandardRefusal::InvalidNamespace(_)))
+        Some(StandardAnswer::Discovered(Err(
+            StandardRefusal::InvalidNamespace(_)
+        )))
     ));
     match server.handle_standard(
         NOW,
         stranger,
+        ReplyId(4),
         StandardRequest::Discover {
             namespace: Some(ns),
             limit: None,
             cookie: None,
         },
     ) {
-        StandardAnswer::Discovered(Ok(page)) => assert_eq!(page.registrations.len(), 3),
+        Some(StandardAnswer::Discovered(Ok(page))) => assert_eq!(page.registrations.len(), 3),
         other => panic!("DISCOVER answered {other:?}"),
     }
     assert_eq!(server.store().fingerprint(), before);
@@ -300,4 +305,114 @@ fn the_server_refuses_register_and_answers_discover_without_changing_state() {
     );
     let c = server.counters();
     assert_eq!((c.standard_discovers, c.standard_registers_refused), (2, 1));
+}
+
+/// A stock client asking a node that does not hold the quorum: the node
+/// looks it up in the DHT as it would for an rdht `Discover`, answers when
+/// the value found is verified, and remembers a lookup that found nothing.
+#[test]
+fn a_standard_discover_of_a_quorum_not_held_waits_for_a_lookup() {
+    let q = quorum(3, 7);
+    // The value another replica holds (and serves to the lookup).
+    let mut replica = NamespaceStore::new(StoreConfig::default(), [4; 32]);
+    register(
+        &mut replica,
+        &q,
+        "farmer",
+        (1..=3).map(|i| std_peer(&q, i, 1)).collect(),
+    );
+    let value = replica
+        .namespace_value(&q.quorum_key(), NOW)
+        .expect("value");
+    // The testkit's records list loopback addresses.
+    let mut server = Server::new(
+        ServerConfig {
+            dial_policy: dht::AddressPolicy::LOCAL,
+            ..ServerConfig::default()
+        },
+        NamespaceStore::new(StoreConfig::default(), [5; 32]),
+    );
+    let stranger = PeerId::random();
+    let discover = |ns: &str| StandardRequest::Discover {
+        namespace: Some(ns.to_owned()),
+        limit: None,
+        cookie: None,
+    };
+    let ns = q.quorum_key().to_hex();
+    assert_eq!(
+        server.handle_standard(NOW, stranger, ReplyId(7), discover(&ns)),
+        None,
+        "not held here: the answer waits for the lookup"
+    );
+    let key = match server.poll_output() {
+        Some(Output::Lookup { quorum_key, key }) => {
+            assert_eq!(quorum_key, q.quorum_key());
+            key
+        }
+        other => panic!("expected a lookup, got {other:?}"),
+    };
+    server
+        .handle_value(NOW, Some(PeerId::random()), &key, &value.encode())
+        .expect("queued");
+    server.flush(NOW);
+    let mut answered = None;
+    for _ in 0..16 {
+        while let Some(output) = server.poll_output() {
+            match output {
+                Output::Verify(job) => {
+                    let done = job.run(&mut ChaCha20Rng::seed_from_u64(1), None);
+                    server.handle_verified(NOW, done);
+                }
+                Output::StandardReply { to, answer } => answered = Some((to, answer)),
+                _ => {}
+            }
+        }
+        if answered.is_some() {
+            break;
+        }
+        server.handle_lookup_done(NOW, q.quorum_key());
+    }
+    match answered {
+        Some((ReplyId(7), StandardAnswer::Discovered(Ok(page)))) => {
+            assert_eq!(page.registrations.len(), 3)
+        }
+        other => panic!("the waiting DISCOVER was answered {other:?}"),
+    }
+
+    // A quorum nobody holds: an empty page once the lookup ends, and the
+    // next ask is answered at once from the negative cache.
+    let nobody = quorum(3, 8).quorum_key().to_hex();
+    assert_eq!(
+        server.handle_standard(NOW, stranger, ReplyId(8), discover(&nobody)),
+        None
+    );
+    let unknown = quorum(3, 8).quorum_key();
+    server.handle_lookup_done(NOW, unknown);
+    let mut empty = false;
+    while let Some(output) = server.poll_output() {
+        if let Output::StandardReply {
+            to: ReplyId(8),
+            answer: StandardAnswer::Discovered(Ok(page)),
+        } = output
+        {
+            empty = page.registrations.is_empty();
+        }
+    }
+    assert!(
+        empty,
+        "the lookup that found nothing answered an empty page"
+    );
+    assert_eq!(
+        server.handle_standard(NOW + 1, stranger, ReplyId(9), discover(&nobody)),
+        None
+    );
+    match server.poll_output() {
+        Some(Output::StandardReply {
+            to: ReplyId(9),
+            answer: StandardAnswer::Discovered(Ok(page)),
+        }) => assert!(page.registrations.is_empty()),
+        other => panic!("the negative cache did not answer at once: {other:?}"),
+    }
+    assert!(server.poll_output().is_none(), "a second lookup started");
+    assert_eq!(server.counters().negative_hits, 1);
 }

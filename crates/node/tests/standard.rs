@@ -177,6 +177,72 @@ async fn stock_client_discovers_a_quorum_and_every_record_verifies() {
     .expect("test timed out");
 }
 
+/// A stock client asking a rendezvous node that does not hold the quorum
+/// (it joined the DHT after the quorum registered, so no replica was PUT
+/// to it): the node looks the quorum up, as it would for rdht's own
+/// discover, and answers with every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_client_is_answered_by_a_node_that_looks_the_quorum_up() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let first = start_rendezvous_nodes(1, PING, MISSES).await.unwrap();
+        let at = first[0].addr();
+        let quorum = start_quorum(3, 2, None, vec![at.clone()], TTL, DKG_PHASE)
+            .await
+            .unwrap();
+        let key = quorum.wait_registered(1, WAIT).await.unwrap();
+        let mut ours = Client::ephemeral().unwrap();
+        discover_until(&mut ours, &at, key, WAIT, |a| a.peers.len() == 3)
+            .await
+            .unwrap();
+        let mut config = node::rendezvous::RendezvousConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: vec![at.clone()],
+            ..Default::default()
+        };
+        config.store.liveness.ping_interval_ms = PING.as_millis() as u64;
+        config.store.liveness.max_misses = MISSES;
+        let late = node::rendezvous::start(Keypair::generate_ed25519(), config)
+            .await
+            .unwrap();
+        assert_eq!(
+            late.stats().await.unwrap().namespaces,
+            0,
+            "the late node holds nothing yet"
+        );
+        let mut stock = stock_swarm();
+        let rdv = connect(&mut stock, &late.addr()).await;
+        // The late node may not know its DHT neighbour for a moment after
+        // joining: ask until it answers with every member.
+        let deadline = Instant::now() + WAIT;
+        let registrations = loop {
+            let (registrations, _) = stock_discover(&mut stock, rdv, &key.to_hex(), None, None)
+                .await
+                .expect("a DISCOVER answer");
+            if registrations.len() == 3 {
+                break registrations;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never answered with the 3 members"
+            );
+        };
+        for r in &registrations {
+            reverify(r);
+        }
+        assert_eq!(
+            late.stats().await.unwrap().namespaces,
+            1,
+            "the lookup's value was kept"
+        );
+        late.shutdown().await;
+        for n in first {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("bounded in time");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_client_pages_a_kind_with_cookies() {
     tokio::time::timeout(Duration::from_secs(120), async {

@@ -414,6 +414,9 @@ impl Rendezvous {
         while let Some(output) = self.server.poll_output() {
             match output {
                 Output::Reply { to, response } => self.reply(ctx, to, response),
+                // The simulated clients speak rdht's own protocol only: no
+                // standard request is handed to this core.
+                Output::StandardReply { .. } => {}
                 Output::Verify(job) => {
                     let done = job.run(&mut self.rng, None);
                     self.server.handle_verified(ctx.now, done);

@@ -289,6 +289,7 @@ impl Builder {
             db: self.db,
             metrics: self.metrics,
             replies: HashMap::new(),
+            standard_replies: HashMap::new(),
             next_reply: 0,
             lookups: HashMap::new(),
             jobs,
@@ -413,6 +414,8 @@ pub struct Behaviour {
     metrics: Arc<Metrics>,
     /// Where the core's replies go.
     replies: HashMap<u64, Channel>,
+    /// Where its answers to standard requests that waited for a lookup go.
+    standard_replies: HashMap<u64, ResponseChannel<standard::Message>>,
     next_reply: u64,
     /// Kademlia GETs under way, and the namespace each looks up.
     lookups: HashMap<kad::QueryId, QuorumKey>,
@@ -535,6 +538,11 @@ impl Behaviour {
     fn on_output(&mut self, output: Output) {
         match output {
             Output::Reply { to, response } => self.reply(to, response),
+            Output::StandardReply { to, answer } => {
+                if let Some(channel) = self.standard_replies.remove(&to.0) {
+                    self.standard_reply(channel, answer);
+                }
+            }
             Output::Verify(job) => {
                 if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(job) {
                     let done = run_job(job, &mut rand::thread_rng());
@@ -808,7 +816,8 @@ impl Behaviour {
         }
     }
 
-    /// A standard `/rendezvous/1.0.0` request: the core answers at once.
+    /// A standard `/rendezvous/1.0.0` request: the core answers at once,
+    /// or after a lookup (`Output::StandardReply`).
     fn on_standard(
         &mut self,
         now: u64,
@@ -820,7 +829,21 @@ impl Behaviour {
             debug!(%peer, "a /rendezvous/1.0.0 response sent as a request: dropped");
             return;
         };
-        let answer = self.core().handle_standard(now, peer, request);
+        let reply = ReplyId(self.next_reply);
+        self.next_reply += 1;
+        match self.core().handle_standard(now, peer, reply, request) {
+            Some(answer) => self.standard_reply(channel, answer),
+            None => {
+                self.standard_replies.insert(reply.0, channel);
+            }
+        }
+    }
+
+    fn standard_reply(
+        &mut self,
+        channel: ResponseChannel<standard::Message>,
+        answer: dht::StandardAnswer,
+    ) {
         if let Some(message) = standard::to_message(answer) {
             // The requester may have gone: nothing to do then.
             let _ = self.inner.standard.send_response(channel, message);
