@@ -124,9 +124,91 @@ impl Budgets {
     }
 }
 
+/// A per-peer request rate: `per_sec` requests a second, banking at most
+/// `burst`, as one token bucket per peer (discovers, #15: answering one
+/// costs the node encoding and encryption, so a flood of them is paid
+/// for by its sender's budget, not by every client's latency). Peers
+/// beyond the first 65,536 tracked share one bucket.
+#[derive(Debug)]
+pub struct RequestRate {
+    per_sec: u64,
+    burst: u64,
+    peers: BTreeMap<Option<PeerId>, Bucket>,
+}
+
+impl RequestRate {
+    /// `per_sec` requests a second per peer, `burst` at once; a `per_sec`
+    /// of 0 admits everything.
+    pub fn new(per_sec: u64, burst: u64) -> Self {
+        Self {
+            per_sec,
+            burst: burst.max(1),
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `peer` may make one more request now (counted if so).
+    pub fn admit(&mut self, now_ms: u64, peer: PeerId) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let key = if self.peers.len() >= MAX_SENDERS && !self.peers.contains_key(&Some(peer)) {
+            None
+        } else {
+            Some(peer)
+        };
+        let (per_sec, burst) = (self.per_sec, self.burst);
+        let bucket = self
+            .peers
+            .entry(key)
+            .or_insert_with(|| Bucket::full(burst, now_ms));
+        bucket.refill(now_ms, per_sec, burst);
+        if bucket.tokens == 0 {
+            return false;
+        }
+        bucket.tokens -= 1;
+        true
+    }
+
+    /// Forgets peers whose buckets are full again.
+    pub fn sweep(&mut self, now_ms: u64) {
+        let (per_sec, burst) = (self.per_sec, self.burst);
+        self.peers.retain(|_, b| {
+            b.refill(now_ms, per_sec, burst);
+            b.tokens < burst
+        });
+    }
+
+    /// Peers tracked.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_spends_its_request_burst_then_earns_at_its_rate() {
+        let mut r = RequestRate::new(10, 3);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!((0..3).all(|_| r.admit(0, a)));
+        assert!(!r.admit(0, a), "over the burst");
+        assert!(r.admit(0, b), "another peer has its own budget");
+        assert!(!r.admit(99, a), "1 token earned after 100 ms, not before");
+        assert!(r.admit(100, a));
+        assert!(!r.admit(100, a));
+        r.sweep(10_000);
+        assert!(r.is_empty(), "full buckets are forgotten");
+        let mut off = RequestRate::new(0, 0);
+        assert!((0..10_000).all(|_| off.admit(0, a)));
+    }
 
     const C: BudgetConfig = BudgetConfig {
         work_us_per_sec: 1_000,

@@ -24,7 +24,7 @@ use rendezvous_proto::{
     Response, StatusCode, VerifiedNamespace,
 };
 
-use crate::budget::{BudgetConfig, Budgets};
+use crate::budget::{BudgetConfig, Budgets, RequestRate};
 use crate::dial::{AddressPolicy, DialLimiter};
 use crate::keys::{kind_key, namespace_key};
 use crate::store::standard::{
@@ -98,6 +98,13 @@ pub struct ServerConfig {
     /// Most estimated verification work (µs) of values waiting or being
     /// verified, from every sender; a value beyond it is dropped.
     pub max_queued_value_us: u64,
+    /// Discovers (rdht's `Discover` and `DiscoverKind`, and standard
+    /// `DISCOVER`) one peer may make per second, banking at most
+    /// `discover_burst`; beyond, they are refused at once
+    /// (`QuotaExceeded`, standard `E_UNAVAILABLE`). 0: no limit.
+    pub discovers_per_sec: u64,
+    /// See `discovers_per_sec`.
+    pub discover_burst: u64,
     /// A sender over its byte budget has its connections refused this
     /// long (0: never), so the node does not keep reading what it drops.
     pub value_throttle_ms: u64,
@@ -143,6 +150,10 @@ impl Default for ServerConfig {
                 burst_bytes: 8 << 20,
             },
             max_queued_value_us: 4_000_000,
+            // A loopback client asking as fast as it can (about 1 ms a
+            // discover of 64 members) stays within it.
+            discovers_per_sec: 1_000,
+            discover_burst: 2_000,
             value_throttle_ms: 2_000,
         }
     }
@@ -557,6 +568,9 @@ pub struct ServerCounters {
     pub standard_discovers: u64,
     /// Standard `/rendezvous/1.0.0` REGISTERs refused.
     pub standard_registers_refused: u64,
+    /// Discovers refused because their sender was over its rate
+    /// (`ServerConfig::discovers_per_sec`).
+    pub discovers_throttled: u64,
     /// Connections closed and redialled because their last ping failed.
     pub reconnects: u64,
     /// Discovers answered `LookupTimedOut` (the lookup's deadline came
@@ -635,6 +649,8 @@ pub struct Server {
     /// The next free job slot goes to values (both kinds waiting).
     values_next: bool,
     budgets: Budgets,
+    /// Each peer's discover rate.
+    discover_rate: RequestRate,
     counters: ServerCounters,
 }
 
@@ -688,6 +704,7 @@ impl Server {
             queued_value_us: 0,
             values_next: false,
             budgets: Budgets::new(config.value_budget),
+            discover_rate: RequestRate::new(config.discovers_per_sec, config.discover_burst),
             counters: ServerCounters::default(),
         }
     }
@@ -786,6 +803,14 @@ impl Server {
                 _ => Response::Rejected(StatusCode::QuotaExceeded),
             };
             return self.reply(reply, response);
+        }
+        if matches!(
+            request,
+            Request::Discover { .. } | Request::DiscoverKind { .. }
+        ) && !self.discover_rate.admit(now, from)
+        {
+            self.counters.discovers_throttled += 1;
+            return self.reply(reply, Response::Rejected(StatusCode::QuotaExceeded));
         }
         match request {
             Request::RegisterPeer(record) => {
@@ -951,6 +976,12 @@ impl Server {
                     StandardRefusal::Unavailable(
                         "this peer sent an invalid signature: refused for a while",
                     ),
+                )))
+            }
+            StandardRequest::Discover { .. } if !self.discover_rate.admit(now, from) => {
+                self.counters.discovers_throttled += 1;
+                Some(StandardAnswer::Discovered(Err(
+                    StandardRefusal::Unavailable("too many discovers from this peer: slow down"),
                 )))
             }
             StandardRequest::Discover {
@@ -1135,9 +1166,12 @@ impl Server {
             self.penalized
                 .retain(|_, (until, _)| until.saturating_add(keep) > now);
         }
-        if !self.budgets.is_empty() && now >= self.next_budget_sweep {
+        if (!self.budgets.is_empty() || !self.discover_rate.is_empty())
+            && now >= self.next_budget_sweep
+        {
             self.next_budget_sweep = now.saturating_add(PENALTY_SWEEP_MS);
             self.budgets.sweep(now);
+            self.discover_rate.sweep(now);
         }
         self.drive(now);
     }

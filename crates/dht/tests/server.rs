@@ -1262,3 +1262,61 @@ fn resync_looks_a_reloaded_namespace_up_and_merges_what_was_missed() {
     s.handle_timeout(NOW + ServerConfig::default().lookup_timeout_ms);
     assert!(drain(&mut s).0.is_empty());
 }
+
+/// A peer asking discovers faster than its rate is refused at once
+/// (`QuotaExceeded`, standard `E_UNAVAILABLE`), on both protocols and from
+/// one budget, while another peer is served; its budget refills with time.
+#[test]
+fn discovers_over_a_peers_rate_are_refused_and_others_are_served() {
+    let mut s = server(ServerConfig {
+        discovers_per_sec: 10,
+        discover_burst: 3,
+        ..local()
+    });
+    let (flooder, other) = (PeerId::random(), PeerId::random());
+    let discover = || Request::Discover {
+        quorum_key: quorum(3, 5).quorum_key(),
+        limit: 0,
+        cookie: None,
+    };
+    for i in 0..2 {
+        s.handle_request(NOW, flooder, ReplyId(i), discover());
+    }
+    let standard = dht::StandardRequest::Discover {
+        namespace: Some("kind:farmer".into()),
+        limit: None,
+        cookie: None,
+    };
+    assert!(
+        matches!(
+            s.handle_standard(NOW, flooder, ReplyId(2), standard.clone()),
+            Some(dht::StandardAnswer::Discovered(Ok(_)))
+        ),
+        "the third discover is within the burst"
+    );
+    s.handle_request(NOW, flooder, ReplyId(3), discover());
+    s.handle_request(NOW, other, ReplyId(4), discover());
+    assert!(matches!(
+        s.handle_standard(NOW, flooder, ReplyId(5), standard.clone()),
+        Some(dht::StandardAnswer::Discovered(Err(
+            dht::StandardRefusal::Unavailable(_)
+        )))
+    ));
+    let (replies, _, _) = drain(&mut s);
+    let refused: Vec<u64> = replies
+        .iter()
+        .filter(|(_, r)| *r == Response::Rejected(StatusCode::QuotaExceeded))
+        .map(|(id, _)| id.0)
+        .collect();
+    assert_eq!(refused, vec![3], "only the flooder's fourth rdht discover");
+    assert_eq!(s.counters().discovers_throttled, 2);
+    // 100 ms later it has earned one more.
+    s.handle_request(NOW + 100, flooder, ReplyId(6), discover());
+    let (replies, _, _) = drain(&mut s);
+    assert!(
+        replies
+            .iter()
+            .all(|(_, r)| *r != Response::Rejected(StatusCode::QuotaExceeded)),
+        "{replies:?}"
+    );
+}

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub standard_discovers: AtomicU64,
     /// Standard `/rendezvous/1.0.0` REGISTERs refused.
     pub standard_registers_refused: AtomicU64,
+    /// Discovers (both protocols) refused: their sender was over its rate.
+    pub discovers_throttled: AtomicU64,
     /// Peers no longer listed here (they left a ping unanswered): every
     /// change of listing is logged and counted.
     pub unlisted: AtomicU64,
@@ -204,6 +206,12 @@ impl Metrics {
             "counter",
             "Standard /rendezvous/1.0.0 REGISTER requests refused (E_NOT_AUTHORIZED).",
             &self.standard_registers_refused,
+        );
+        metric(
+            "rdht_discovers_throttled_total",
+            "counter",
+            "Discovers (rdht and standard) refused because their sender was over its rate.",
+            &self.discovers_throttled,
         );
         metric(
             "rdht_replications_merged_total",

@@ -706,6 +706,7 @@ impl Behaviour {
             (&m.lookups_timed_out, c.lookups_timed_out),
             (&m.standard_discovers, c.standard_discovers),
             (&m.standard_registers_refused, c.standard_registers_refused),
+            (&m.discovers_throttled, c.discovers_throttled),
         ] {
             metric.store(value, Ordering::Relaxed);
         }
