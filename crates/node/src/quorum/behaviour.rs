@@ -68,6 +68,10 @@ use crate::codec::{Frame, RdhtCodec, PROTOCOL};
 use crate::metrics::Metrics;
 use crate::quorum_file::{Mode, QuorumFile};
 
+/// Rounds of work one `poll` does before it yields (and asks to be polled
+/// again at once).
+const MAX_ROUNDS_PER_POLL: usize = 64;
+
 /// How often fellow members that are not connected are dialled, until the
 /// DKG starts.
 const REDIAL_EVERY: Duration = Duration::from_secs(1);
@@ -481,7 +485,7 @@ impl NetworkBehaviour for Behaviour {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
         self.waker = Some(cx.waker().clone());
-        loop {
+        for _ in 0..MAX_ROUNDS_PER_POLL {
             if let Some(action) = self.pending.pop_front() {
                 return Poll::Ready(action);
             }
@@ -502,5 +506,8 @@ impl NetworkBehaviour for Behaviour {
                 return Poll::Pending;
             }
         }
+        // Still busy: let the swarm's other work run, and come back at once.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

@@ -77,6 +77,10 @@ use crate::verifier::{run_job, spawn_verifiers, JobResult};
 /// everything.
 pub const PERSIST_PERIOD_MS: u64 = 1_000;
 
+/// Rounds of work one `poll` does before it yields (and asks to be polled
+/// again at once): a flood of work never holds the swarm's task.
+const MAX_ROUNDS_PER_POLL: usize = 64;
+
 /// What the rendezvous behaviour reports to the application. Everything
 /// else (replies, replication, liveness) it does on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +309,7 @@ impl Builder {
             pending: VecDeque::new(),
             waker: None,
             flush_requested: false,
+            verifiers_gone: false,
         };
         // Rendezvous peers this node met before a restart (its database)
         // rejoin it to the DHT as `--bootstrap` would.
@@ -446,6 +451,9 @@ pub struct Behaviour {
     waker: Option<Waker>,
     /// [`Behaviour::flush`] was called and [`Event::Flushed`] is owed.
     flush_requested: bool,
+    /// Every verification thread has stopped: jobs run on the swarm's
+    /// task (`Output::Verify`), and the channel is not polled again.
+    verifiers_gone: bool,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -1028,18 +1036,20 @@ impl NetworkBehaviour for Behaviour {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
         self.waker = Some(cx.waker().clone());
-        loop {
+        for _ in 0..MAX_ROUNDS_PER_POLL {
             if let Some(action) = self.pending.pop_front() {
                 return Poll::Ready(action);
             }
             // Verdicts first: they free job slots for what waits.
             let mut progressed = false;
-            while let Poll::Ready(done) = self.verified.poll_recv(cx) {
-                let gone = done.is_none();
-                self.on_job(done);
-                progressed = true;
-                if gone {
-                    break;
+            while !self.verifiers_gone {
+                match self.verified.poll_recv(cx) {
+                    Poll::Ready(done) => {
+                        self.verifiers_gone = done.is_none();
+                        self.on_job(done);
+                        progressed = true;
+                    }
+                    Poll::Pending => break,
                 }
             }
             // Take everything the sub-behaviours have ready before acting
@@ -1065,6 +1075,10 @@ impl NetworkBehaviour for Behaviour {
                 return Poll::Pending;
             }
         }
+        // Still busy: let the swarm's other work (and the executor's
+        // other tasks) run, and come back at once.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
