@@ -2,8 +2,9 @@
 //! version-1 records (one BLS share signature each, batched) and the
 //! version-2 ones (the namespace's threshold signature under C_0, then one
 //! Ed25519 envelope per member, seats unchecked), beside the floors: one
-//! plain BLS verification and one Ed25519 verification. Everything on one
-//! core.
+//! plain BLS verification, one Ed25519 verification (libp2p's, and
+//! ZIP-215's which rdht envelopes use) and a batch of 64 Ed25519
+//! signatures alone. Everything on one core.
 //!
 //! Run: `cargo bench -p benches --bench client`.
 
@@ -12,7 +13,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use rendezvous_proto::seated::verify_served;
+use rendezvous_proto::ed25519::{verify_ed25519_batch, Ed25519Item};
+use rendezvous_proto::seated::{check_envelope, check_seated_fields, verify_served};
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::validate::check_namespace_signature;
 use rendezvous_proto::{
@@ -40,6 +42,10 @@ fn answer_of_64(c: &mut Criterion) {
     let key = q.quorum_key();
     let mut g = c.benchmark_group("client_verifies_64_member_answer");
     g.sample_size(20);
+    // The whole client path of `rdht discover` and the node's client
+    // (`verify_discover_answer`: the namespace record with its 43
+    // commitments decoded, then the envelopes batched). Until protocol
+    // v2 this was the v1 answer (64 BLS shares), hence its name.
     g.bench_function("v1_bls_shares_batched", |b| {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         b.iter(|| {
@@ -47,7 +53,29 @@ fn answer_of_64(c: &mut Criterion) {
             assert_eq!(a.peers.len(), 64);
         })
     });
-    g.bench_function("v2_threshold_then_ed25519_envelopes", |b| {
+    // Version 2, the envelopes one at a time: libp2p's check (the rule
+    // before ZIP-215), and ZIP-215's single check.
+    g.bench_function("v2_threshold_then_ed25519_single_libp2p_rule", |b| {
+        b.iter(|| {
+            check_namespace_signature(black_box(&namespace), NOW, &limits).unwrap();
+            for r in black_box(&v2) {
+                check_seated_fields(r, &namespace, NOW, &limits, None).unwrap();
+                let key = r.envelope.public_key().unwrap();
+                assert!(key.verify(&r.envelope.signing_bytes(), &r.envelope.signature));
+            }
+        })
+    });
+    g.bench_function("v2_threshold_then_ed25519_single_zip215", |b| {
+        b.iter(|| {
+            check_namespace_signature(black_box(&namespace), NOW, &limits).unwrap();
+            for r in black_box(&v2) {
+                check_seated_fields(r, &namespace, NOW, &limits, None).unwrap();
+                check_envelope(r).unwrap();
+            }
+        })
+    });
+    // What a client runs (`verify_served`): the envelopes in one batch.
+    g.bench_function("v2_threshold_then_ed25519_batched", |b| {
         b.iter(|| {
             check_namespace_signature(black_box(&namespace), NOW, &limits).unwrap();
             let results = verify_served(black_box(&v2), &namespace, NOW, &limits);
@@ -72,6 +100,27 @@ fn answer_of_64(c: &mut Criterion) {
     g.bench_function("one_ed25519_verify", |b| {
         b.iter(|| assert!(ed.verify(black_box(&msg), &env.signature)))
     });
+    let messages: Vec<Vec<u8>> = v2.iter().map(|r| r.envelope.signing_bytes()).collect();
+    let items: Vec<Ed25519Item<'_>> = v2
+        .iter()
+        .zip(&messages)
+        .map(|(r, message)| Ed25519Item {
+            key: &r.envelope.key,
+            signature: &r.envelope.signature,
+            message,
+        })
+        .collect();
+    g.bench_function("one_ed25519_verify_zip215", |b| {
+        b.iter(|| assert!(black_box(&items[0]).verify()))
+    });
+    for n in [16, 64] {
+        g.bench_function(format!("ed25519_batch_of_{n}_alone"), |b| {
+            b.iter(|| {
+                let verdicts = verify_ed25519_batch(black_box(&items[..n]), [0; 32]);
+                assert!(verdicts.iter().all(|v| *v));
+            })
+        });
+    }
     g.finish();
 }
 

@@ -268,6 +268,56 @@ fn register_peers_is_answered_once_with_every_outcome_in_order() {
 }
 
 #[test]
+fn refreshes_arriving_together_are_checked_in_one_batched_job_and_a_bad_one_is_named() {
+    let q = quorum(24, 9);
+    let config = ServerConfig {
+        min_batch: 100,
+        max_batch_wait_ms: 1_000,
+        ..local()
+    };
+    let mut s = with_namespace(&q, config);
+    // Round 1 seats the 24 members; in round 2 every member refreshes
+    // (envelopes only, batched) and member 7's envelope is tampered.
+    for round in 1..=2u64 {
+        for i in 1..=24u32 {
+            let mut record = q.peer(i, 1, round, NOW + HOUR);
+            if i == 7 && round == 2 {
+                record = with_seq_unsigned(record, 3);
+            }
+            let reply = ReplyId(round * 100 + u64::from(i));
+            s.handle_request(NOW, q.peer_id(i), reply, Request::RegisterPeer(record));
+        }
+        s.flush(NOW);
+        let (replies, jobs, _) = drain(&mut s);
+        assert!(replies.is_empty());
+        assert_eq!(
+            jobs.len(),
+            1,
+            "one job for the refreshes that came together"
+        );
+        let mut checkpoints = 0;
+        for job in jobs {
+            let mut rng = ChaCha20Rng::seed_from_u64(round);
+            let done = job.run(&mut rng, Some(&mut || checkpoints += 1));
+            s.handle_verified(NOW, done);
+        }
+        assert!(checkpoints >= 2, "the envelopes went in steps");
+        let (replies, _, _) = drain(&mut s);
+        let expected: Vec<(ReplyId, Response)> = (1..=24u32)
+            .map(|i| {
+                let response = if i == 7 && round == 2 {
+                    Response::Rejected(StatusCode::InvalidEnvelopeSignature)
+                } else {
+                    Response::Registered { ttl_ms: HOUR }
+                };
+                (ReplyId(round * 100 + u64::from(i)), response)
+            })
+            .collect();
+        assert_eq!(replies, expected, "round {round}");
+    }
+}
+
+#[test]
 fn lookups_for_an_unknown_namespace_are_deduplicated_and_bounded_in_time() {
     let q = quorum(3, 5);
     let mut s = server(local());

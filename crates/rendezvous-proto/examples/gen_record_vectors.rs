@@ -7,6 +7,8 @@
 //! Deterministic (fixed seeds, fixed times); `tests/vectors.rs` checks the
 //! committed file is byte for byte what this prints.
 
+#[path = "../tests/support/crafted_ed25519.rs"]
+mod crafted_ed25519;
 #[path = "../tests/support/record_vectors.rs"]
 mod record_vectors;
 

@@ -34,6 +34,9 @@
 
 use libp2p_identity::{Keypair, PeerId, PublicKey};
 use multiaddr::Multiaddr;
+use rand_core::RngCore;
+
+use crate::ed25519::{verify_ed25519_steps, Ed25519Item};
 
 use crate::error::DecodeError;
 use crate::records::{decode_addrs, encode_addrs, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
@@ -188,10 +191,29 @@ impl PeerEnvelope {
         peer_id.to_bytes() == expected
     }
 
-    /// Whether the signature verifies under the envelope's own key.
+    /// Whether the signature verifies under the envelope's own key: for
+    /// an Ed25519 key (the only type validation accepts) under ZIP-215's
+    /// rules ([`crate::ed25519`], PROTOCOL.md 6.4), which
+    /// [`verify_envelopes`] applies to many at once with the same
+    /// verdicts; other key types with libp2p's own check.
     pub fn verify(&self) -> bool {
-        self.public_key()
-            .is_some_and(|k| k.verify(&self.signing_bytes(), &self.signature))
+        let message = self.signing_bytes();
+        match self.ed25519_item(&message) {
+            Some(item) => item.verify(),
+            None => self
+                .public_key()
+                .is_some_and(|k| k.verify(&message, &self.signature)),
+        }
+    }
+
+    /// The envelope's signature as an Ed25519 check of `message` (its
+    /// [`Self::signing_bytes`]), if its key is of type Ed25519.
+    fn ed25519_item<'a>(&'a self, message: &'a [u8]) -> Option<Ed25519Item<'a>> {
+        (self.key_type == KEY_TYPE_ED25519).then_some(Ed25519Item {
+            key: &self.key,
+            signature: &self.signature,
+            message,
+        })
     }
 
     /// The canonical protobuf encoding.
@@ -229,6 +251,38 @@ impl PeerEnvelope {
             signature: raw.signature.to_vec(),
         })
     }
+}
+
+/// [`PeerEnvelope::verify`] of each envelope, in order, with the Ed25519
+/// signatures checked in batches of at most `step` (calling `checkpoint`
+/// after each) that fall back to single checks to name the bad ones: the
+/// verdicts are exactly the single checks' ([`crate::ed25519`]). The
+/// batches' coefficients are seeded from `rng` and from the envelopes.
+pub fn verify_envelopes<R: RngCore>(
+    envelopes: &[&PeerEnvelope],
+    rng: &mut R,
+    step: usize,
+    checkpoint: &mut dyn FnMut(),
+) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = envelopes.iter().map(|e| e.signing_bytes()).collect();
+    let mut verdicts = vec![false; envelopes.len()];
+    let mut positions = Vec::with_capacity(envelopes.len());
+    let mut items = Vec::with_capacity(envelopes.len());
+    for (position, (envelope, message)) in envelopes.iter().zip(&messages).enumerate() {
+        match envelope.ed25519_item(message) {
+            Some(item) => {
+                positions.push(position);
+                items.push(item);
+            }
+            // Not Ed25519 (refused by validation before any signature).
+            None => verdicts[position] = envelope.verify(),
+        }
+    }
+    let batched = verify_ed25519_steps(&items, rng, step, checkpoint);
+    for (position, ok) in positions.into_iter().zip(batched) {
+        verdicts[position] = ok;
+    }
+    verdicts
 }
 
 /// The bytes an rdht envelope's signature covers.

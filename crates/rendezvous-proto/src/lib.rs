@@ -28,6 +28,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod ed25519;
 pub mod envelope;
 pub mod error;
 pub mod handover;

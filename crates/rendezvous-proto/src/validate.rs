@@ -14,10 +14,11 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use rand_core::RngCore;
 
+use crate::ed25519::STEP_ENVELOPES;
 use crate::error::StatusCode;
 use crate::limits::Limits;
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey, WIRE_MAX_ADDRS, WIRE_MAX_ADDR_BYTES};
-use crate::seated::{check_envelope, check_seated_fields};
+use crate::seated::{check_envelope, check_envelopes, check_seated_fields};
 
 /// Whether a kind label is well formed: 1 to `max` bytes of `[a-z0-9-]`.
 pub fn is_valid_kind(kind: &str, max: usize) -> bool {
@@ -385,32 +386,38 @@ impl PendingPeer {
 }
 
 /// Verifies many pending records, returning one result per input in
-/// order: every envelope alone, then the seats left to check in one safe
-/// batch (bisecting on failure). One bad signature never fails the
-/// others.
+/// order: the envelopes in one Ed25519 batch (checked one by one only if
+/// it fails, to name the bad ones), then the seats left to check in one
+/// safe batch (bisecting on failure). One bad signature never fails the
+/// others, and every verdict is the one [`PendingPeer::verify`] gives.
 pub fn verify_batch<R: RngCore>(
     pending: &[PendingPeer],
     rng: &mut R,
 ) -> Vec<Result<(), StatusCode>> {
-    verify_batch_with(pending, rng, &mut || {})
+    verify_peers_in_steps(pending, rng, usize::MAX, &mut || {})
 }
 
 /// [`verify_batch`], calling `checkpoint` between the steps of the batch
-/// check (see [`dkg::batch_verify_with`]) and after each envelope: for a
-/// driver that shares its cores with latency work.
+/// check (see [`dkg::batch_verify_with`]) and after each Ed25519 batch of
+/// at most [`STEP_ENVELOPES`] envelopes: for a driver that shares its
+/// cores with latency work.
 pub fn verify_batch_with<R: RngCore>(
     pending: &[PendingPeer],
     rng: &mut R,
     checkpoint: &mut dyn FnMut(),
 ) -> Vec<Result<(), StatusCode>> {
-    let mut results: Vec<Result<(), StatusCode>> = pending
-        .iter()
-        .map(|p| {
-            let r = check_envelope(&p.record);
-            checkpoint();
-            r
-        })
-        .collect();
+    verify_peers_in_steps(pending, rng, STEP_ENVELOPES, checkpoint)
+}
+
+/// [`verify_batch`] with Ed25519 batches of at most `step` envelopes.
+fn verify_peers_in_steps<R: RngCore>(
+    pending: &[PendingPeer],
+    rng: &mut R,
+    step: usize,
+    checkpoint: &mut dyn FnMut(),
+) -> Vec<Result<(), StatusCode>> {
+    let records: Vec<&PeerRecord> = pending.iter().map(|p| &p.record).collect();
+    let mut results = check_envelopes(&records, rng, step, checkpoint);
     let mut positions = Vec::new();
     let mut items = Vec::new();
     for (position, (p, result)) in pending.iter().zip(&results).enumerate() {

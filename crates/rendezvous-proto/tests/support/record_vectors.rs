@@ -473,6 +473,13 @@ pub fn generate() -> Vectors {
         Some(StatusCode::InvalidEnvelopeSignature),
     );
 
+    // ZIP-215 (PROTOCOL.md 6.4): member 2 signed its envelope with a
+    // nonce point that carries a torsion component (order 8). Valid for
+    // rdht (cofactored equation); libp2p's cofactorless check refuses it.
+    let mut r = a.peer(2, 1, 1, peer_expires);
+    crate::crafted_ed25519::resign_with_torsion(&mut r.envelope, &id(&a, 2), 1);
+    v.peer("peer/valid-envelope-r-with-torsion", &r, &ns_a, None);
+
     // The standard libp2p peer record beside the envelope (PROTOCOL.md 16).
     let with_standard = a.peer(2, 1, 1, peer_expires).with_standard(&id(&a, 2));
     v.peer(
