@@ -105,6 +105,43 @@ macro_rules! delegate_connections {
 }
 pub(crate) use delegate_connections;
 
+/// Wakes a role behaviour at its core's next deadline (Unix ms): one
+/// `futures_timer::Delay`, made anew only when the deadline moves.
+#[derive(Default)]
+pub(crate) struct Alarm {
+    armed: Option<(u64, std::pin::Pin<Box<futures_timer::Delay>>)>,
+}
+
+impl Alarm {
+    /// Arms the alarm for `at` (`None`: nothing due) and says whether
+    /// `at` has come (the alarm is then disarmed; the caller runs its
+    /// timeouts).
+    pub(crate) fn poll(&mut self, cx: &mut std::task::Context<'_>, at: Option<u64>) -> bool {
+        use std::future::Future;
+        let Some(at) = at else {
+            self.armed = None;
+            return false;
+        };
+        let now = now_ms();
+        if at <= now {
+            self.armed = None;
+            return true;
+        }
+        if self.armed.as_ref().is_none_or(|(armed, _)| *armed != at) {
+            let delay = futures_timer::Delay::new(Duration::from_millis(at - now));
+            self.armed = Some((at, Box::pin(delay)));
+        }
+        let fired = self
+            .armed
+            .as_mut()
+            .is_some_and(|(_, delay)| delay.as_mut().poll(cx).is_ready());
+        if fired {
+            self.armed = None;
+        }
+        fired
+    }
+}
+
 /// Polls a role's inner behaviour until it has nothing ready: returns its
 /// events (for the role's core), queues the first action of another kind
 /// (a dial, a message to a handler) in `pending`, and says whether

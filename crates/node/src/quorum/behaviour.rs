@@ -63,7 +63,7 @@ use rendezvous_proto::{QuorumKey, Request, Response, StatusCode};
 use tracing::{info, warn};
 
 use super::{core_config, start_of, MemberConfig, MemberError, MemberStatus};
-use crate::behaviour::{now_ms, poll_inner, split_p2p};
+use crate::behaviour::{now_ms, poll_inner, split_p2p, Alarm};
 use crate::codec::{Frame, RdhtCodec, PROTOCOL};
 use crate::metrics::Metrics;
 use crate::quorum_file::{Mode, QuorumFile};
@@ -111,7 +111,7 @@ pub struct Behaviour {
     /// Open connections per peer.
     connections: HashMap<PeerId, usize>,
     /// Wakes the behaviour at the core's next deadline.
-    timer: Option<(u64, Pin<Box<futures_timer::Delay>>)>,
+    alarm: Alarm,
     /// Dials fellow members until the DKG starts.
     redial: Pin<Box<futures_timer::Delay>>,
     pending: VecDeque<ToSwarm<Event, THandlerInEvent<Inner>>>,
@@ -150,7 +150,7 @@ impl Behaviour {
             },
             running: None,
             connections: HashMap::new(),
-            timer: None,
+            alarm: Alarm::default(),
             redial: Box::pin(futures_timer::Delay::new(REDIAL_EVERY)),
             pending: VecDeque::new(),
             waker: None,
@@ -369,34 +369,17 @@ impl Behaviour {
         }
     }
 
-    /// Runs the core's timeouts when due (and re-arms the timer); true if
+    /// Runs the core's timeouts when due (and re-arms the alarm); true if
     /// they ran.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(r) = &mut self.running else {
             return false;
         };
-        let Some(at) = r.core.poll_timeout() else {
-            self.timer = None;
+        if !self.alarm.poll(cx, r.core.poll_timeout()) {
             return false;
-        };
-        let now = now_ms();
-        if at <= now {
-            self.timer = None;
-            r.core.handle_timeout(now);
-            return true;
         }
-        if self.timer.as_ref().is_none_or(|(armed, _)| *armed != at) {
-            let delay = futures_timer::Delay::new(Duration::from_millis(at - now));
-            self.timer = Some((at, Box::pin(delay)));
-        }
-        if let Some((_, delay)) = &mut self.timer {
-            if delay.as_mut().poll(cx).is_ready() {
-                self.timer = None;
-                r.core.handle_timeout(now_ms());
-                return true;
-            }
-        }
-        false
+        r.core.handle_timeout(now_ms());
+        true
     }
 }
 

@@ -39,8 +39,6 @@
 //! same swarm would never see its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -61,7 +59,7 @@ use rendezvous_proto::{QuorumKey, Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::behaviour::{kad_config, now_ms, poll_inner, IDENTIFY_VERSION, KAD_PROTOCOL};
+use crate::behaviour::{kad_config, now_ms, poll_inner, Alarm, IDENTIFY_VERSION, KAD_PROTOCOL};
 use crate::codec::{Frame, RdhtCodec, PROTOCOL};
 use crate::metrics::Metrics;
 use crate::persist::{DbError, RecordDb};
@@ -298,9 +296,8 @@ impl Builder {
             lookups: HashMap::new(),
             jobs,
             verified,
-            timer: None,
-            timer_at: None,
-            stats_due: std::time::Instant::now(),
+            alarm: Alarm::default(),
+            stats_due_ms: now_ms(),
             stats_dirty: true,
             saved_peers: HashMap::new(),
             connections: HashMap::new(),
@@ -429,12 +426,11 @@ pub struct Behaviour {
     /// From the verification threads.
     verified: mpsc::UnboundedReceiver<JobResult>,
     /// Wakes the behaviour at the core's next deadline (or to refresh the
-    /// gauges), and when it fires.
-    timer: Option<Pin<Box<futures_timer::Delay>>>,
-    timer_at: Option<std::time::Instant>,
+    /// gauges).
+    alarm: Alarm,
     /// The gauges are refreshed at most once a second (counting is
-    /// O(records)), and within a second of any change.
-    stats_due: std::time::Instant,
+    /// O(records)), and within a second of any change (Unix ms).
+    stats_due_ms: u64,
     /// Something the gauges count may have changed since they were set.
     stats_dirty: bool,
     /// Rendezvous peers saved to the database, with the addresses saved.
@@ -718,9 +714,9 @@ impl Behaviour {
         ] {
             metric.store(value, Ordering::Relaxed);
         }
-        if self.stats_dirty && std::time::Instant::now() >= self.stats_due {
+        if self.stats_dirty && now_ms() >= self.stats_due_ms {
             self.stats_dirty = false;
-            self.stats_due = std::time::Instant::now() + Duration::from_secs(1);
+            self.stats_due_ms = now_ms() + 1_000;
             let stats = self.store().stats();
             let m = &self.metrics;
             for (metric, value) in [
@@ -950,35 +946,14 @@ impl Behaviour {
         self.core().set_dial_policy(policy);
     }
 
-    /// Arms the timer for the core's next deadline and the gauges'
+    /// Arms the alarm for the core's next deadline and the gauges'
     /// refresh; true if it fired (the caller runs the core's timeouts).
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = now_ms();
-        let mut at = self
-            .core()
-            .poll_timeout()
-            .map(|at| std::time::Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+        let mut at = self.core().poll_timeout();
         if self.stats_dirty {
-            at = Some(at.map_or(self.stats_due, |a| a.min(self.stats_due)));
+            at = Some(at.map_or(self.stats_due_ms, |a| a.min(self.stats_due_ms)));
         }
-        let Some(at) = at else {
-            self.timer = None;
-            self.timer_at = None;
-            return false;
-        };
-        if self.timer_at != Some(at) {
-            let wait = at.saturating_duration_since(std::time::Instant::now());
-            self.timer = Some(Box::pin(futures_timer::Delay::new(wait)));
-            self.timer_at = Some(at);
-        }
-        match self.timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => {
-                self.timer = None;
-                self.timer_at = None;
-                true
-            }
-            _ => false,
-        }
+        self.alarm.poll(cx, at)
     }
 }
 
