@@ -150,7 +150,10 @@ fn reshare_members_switch_epochs_and_the_leaver_unregisters() {
     )
     .expect("it verifies");
     assert_eq!(verified.quorum_key(), q.quorum_key());
-    assert_eq!(verified.key_set(), &outputs[0].key_share.public_key_set);
+    assert_eq!(
+        verified.key_set(),
+        Some(&outputs[0].key_share.public_key_set)
+    );
     assert_eq!(
         record.members.as_deref(),
         Some(world.nodes[1].member.config().quorum.members.as_slice())

@@ -16,7 +16,7 @@ use crate::limits::Limits;
 use crate::messages::{Cookie, DiscoverAnswer};
 use crate::records::{NamespaceRecord, PeerRecord, QuorumKey};
 use crate::validate::{
-    verify_batch, verify_namespace, verify_namespaces, PendingPeer, VerifiedNamespace,
+    check_namespace, verify_batch, verify_namespaces, PendingPeer, VerifiedNamespace,
 };
 
 /// A peer record of a discover answer that verified.
@@ -198,7 +198,8 @@ pub fn verify_discover_answer<R: RngCore>(
     if answer.namespace.quorum_key().as_ref() != Some(expected_quorum_key) {
         return Err(StatusCode::UnknownNamespace);
     }
-    let namespace = verify_namespace(&answer.namespace, now_ms, limits)?;
+    // A client decodes `C_0` only: it checks envelopes, not seats.
+    let namespace = check_namespace(&answer.namespace, now_ms, limits)?;
 
     let mut rejected = Vec::new();
     let mut pending = Vec::new();

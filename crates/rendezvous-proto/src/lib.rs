@@ -64,6 +64,6 @@ pub use messages::{
 pub use multiaddr::Multiaddr;
 pub use records::{NamespaceRecord, PeerRecord, QuorumKey};
 pub use validate::{
-    check_namespace_update, verify_batch, verify_batch_with, verify_namespace, verify_namespaces,
-    verify_namespaces_with, verify_peer, PendingPeer, VerifiedNamespace,
+    check_namespace, check_namespace_update, verify_batch, verify_batch_with, verify_namespace,
+    verify_namespaces, verify_namespaces_with, verify_peer, PendingPeer, VerifiedNamespace,
 };

@@ -54,13 +54,25 @@ pub fn check_expiry(expires_at_ms: u64, now_ms: u64, limits: &Limits) -> Result<
     Ok(())
 }
 
-/// A namespace record whose signature and fields have been verified, with
-/// its decoded key set and a cache of member public key shares.
+/// A namespace record whose fields and threshold signature (under `C_0`)
+/// have been verified, with its key set and a cache of member public key
+/// shares.
+///
+/// A node's record ([`verify_namespace`], [`verify_namespaces`]) has every
+/// commitment decoded before it is returned, so its key set is always
+/// there. A client's ([`check_namespace`]) decodes the commitments after
+/// `C_0` only when the key set is first asked for: a client checks
+/// envelopes against the member list, not seats, and 42 point decodings
+/// cost it about as much as the rest of a 64-member answer (PROTOCOL.md
+/// 6.3).
 #[derive(Debug)]
 pub struct VerifiedNamespace {
     record: NamespaceRecord,
     quorum_key: QuorumKey,
-    key_set: PublicKeySet,
+    quorum_pk: PublicKey,
+    /// `None` once decoding found a commitment that is not a subgroup
+    /// point (possible only for a record from [`check_namespace`]).
+    key_set: OnceLock<Option<PublicKeySet>>,
     share_keys: Vec<OnceLock<PublicKey>>,
 }
 
@@ -75,9 +87,14 @@ impl VerifiedNamespace {
         self.quorum_key
     }
 
-    /// The decoded public key set.
-    pub fn key_set(&self) -> &PublicKeySet {
-        &self.key_set
+    /// The decoded public key set, decoded now if it was not yet; `None`
+    /// if a commitment after `C_0` is not a valid point, which only a
+    /// record from [`check_namespace`] can have (the quorum signed it, so
+    /// it is the quorum's own mistake).
+    pub fn key_set(&self) -> Option<&PublicKeySet> {
+        self.key_set
+            .get_or_init(|| decode_key_set(self.quorum_pk, &self.record).ok())
+            .as_ref()
     }
 
     /// Quorum size.
@@ -85,16 +102,20 @@ impl VerifiedNamespace {
         self.record.n
     }
 
-    /// Shares needed to sign.
+    /// Shares needed to sign (the number of commitments).
     pub fn threshold(&self) -> u32 {
-        self.key_set.threshold()
+        self.record.threshold()
     }
 
     /// Member `index`'s public key share, derived once and cached; `None`
-    /// outside `1..=n`.
+    /// outside `1..=n`, or if the key set does not decode.
     pub fn share_key(&self, index: u32) -> Option<PublicKey> {
         let slot = self.share_keys.get((index as usize).checked_sub(1)?)?;
-        Some(*slot.get_or_init(|| self.key_set.public_key_share(index)))
+        if let Some(key) = slot.get() {
+            return Some(*key);
+        }
+        let key = self.key_set()?.public_key_share(index);
+        Some(*slot.get_or_init(|| key))
     }
 }
 
@@ -103,6 +124,7 @@ impl Clone for VerifiedNamespace {
         Self {
             record: self.record.clone(),
             quorum_key: self.quorum_key,
+            quorum_pk: self.quorum_pk,
             key_set: self.key_set.clone(),
             share_keys: self.share_keys.clone(),
         }
@@ -156,6 +178,23 @@ pub fn verify_namespace(
     PendingNamespace::prepare(record, now_ms, limits)?.verify()
 }
 
+/// A client's check of a namespace record: what [`verify_namespace`]
+/// checks except the commitments after `C_0`, which decode only if
+/// [`VerifiedNamespace::key_set`] is asked for (PROTOCOL.md 6.3: a client
+/// checks envelopes against the signed member list, and only nodes derive
+/// `PK_i` to check seats). Never use it where seats are checked.
+pub fn check_namespace(
+    record: &NamespaceRecord,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<VerifiedNamespace, StatusCode> {
+    let pending = PendingNamespace::prepare(record, now_ms, limits)?;
+    if !pending.verify_signature() {
+        return Err(StatusCode::InvalidNamespaceSignature);
+    }
+    Ok(pending.into_checked())
+}
+
 /// What a client needs of a namespace record in protocol version 2: its
 /// fields (6.1 steps 1-5), and its threshold signature under `C_0`
 /// (`Decode` if `C_0` or the signature is not a valid point). The other
@@ -167,18 +206,7 @@ pub fn check_namespace_signature(
     now_ms: u64,
     limits: &Limits,
 ) -> Result<(), StatusCode> {
-    check_namespace_fields(record, now_ms, limits)?;
-    let signature = Signature::from_bytes(&record.signature).map_err(|_| StatusCode::Decode)?;
-    let quorum_key = record
-        .quorum_key()
-        .ok_or(StatusCode::InvalidParameters)?
-        .decode()
-        .map_err(|_| StatusCode::Decode)?;
-    if quorum_key.verify(&record.signing_bytes(), &signature) {
-        Ok(())
-    } else {
-        Err(StatusCode::InvalidNamespaceSignature)
-    }
+    check_namespace(record, now_ms, limits).map(drop)
 }
 
 /// Validates many namespace records, checking every signature that gets
@@ -264,35 +292,59 @@ impl PendingNamespace {
         }
     }
 
+    fn verify_signature(&self) -> bool {
+        self.quorum_pk.verify(&self.signing_bytes, &self.signature)
+    }
+
     fn verify(self) -> Result<VerifiedNamespace, StatusCode> {
-        if !self.quorum_pk.verify(&self.signing_bytes, &self.signature) {
+        if !self.verify_signature() {
             return Err(StatusCode::InvalidNamespaceSignature);
         }
         self.into_verified()
+    }
+
+    /// Only after the signature was checked: the record with its key set
+    /// left to decode on first use (a client's record).
+    fn into_checked(self) -> VerifiedNamespace {
+        VerifiedNamespace {
+            share_keys: (0..self.record.n).map(|_| OnceLock::new()).collect(),
+            quorum_key: QuorumKey::from(self.quorum_pk),
+            quorum_pk: self.quorum_pk,
+            record: self.record,
+            key_set: OnceLock::new(),
+        }
     }
 
     /// Only after the signature was checked (alone or in a batch): decodes
     /// the commitments after `C_0`. The quorum signed them, so a point
     /// that does not decode here is the quorum's own mistake (`Decode`).
     fn into_verified(self) -> Result<VerifiedNamespace, StatusCode> {
-        let commitments = std::iter::once(Ok(self.quorum_pk))
-            .chain(
-                self.record
-                    .commitments
-                    .iter()
-                    .skip(1)
-                    .map(|c| PublicKey::from_bytes(c)),
-            )
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| StatusCode::Decode)?;
-        let key_set = PublicKeySet::new(commitments).map_err(|_| StatusCode::InvalidParameters)?;
-        Ok(VerifiedNamespace {
-            share_keys: (0..self.record.n).map(|_| OnceLock::new()).collect(),
-            quorum_key: QuorumKey::from(self.quorum_pk),
-            record: self.record,
-            key_set,
-        })
+        let key_set = decode_key_set(self.quorum_pk, &self.record)?;
+        let verified = self.into_checked();
+        // A fresh OnceLock: this cannot fail.
+        let _ = verified.key_set.set(Some(key_set));
+        Ok(verified)
     }
+}
+
+/// The key set of a record whose `C_0` decoded to `quorum_pk`: every
+/// other commitment decoded and subgroup-checked (`Decode` if one is not
+/// a valid point).
+fn decode_key_set(
+    quorum_pk: PublicKey,
+    record: &NamespaceRecord,
+) -> Result<PublicKeySet, StatusCode> {
+    let commitments = std::iter::once(Ok(quorum_pk))
+        .chain(
+            record
+                .commitments
+                .iter()
+                .skip(1)
+                .map(|c| PublicKey::from_bytes(c)),
+        )
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StatusCode::Decode)?;
+    PublicKeySet::new(commitments).map_err(|_| StatusCode::InvalidParameters)
 }
 
 /// Whether `new` may replace `stored` (same quorum key): its (epoch,

@@ -12,9 +12,9 @@ use rendezvous_proto::records::G2_BYTES;
 use rendezvous_proto::testkit::TestQuorum;
 use rendezvous_proto::validate::check_namespace_fields;
 use rendezvous_proto::{
-    check_namespace_update, verify_batch, verify_batch_with, verify_namespace, verify_peer,
-    DecodeError, Limits, Multiaddr, NamespaceRecord, PeerId, PeerRecord, PendingPeer, QuorumKey,
-    StatusCode, VerifiedNamespace,
+    check_namespace, check_namespace_update, verify_batch, verify_batch_with, verify_namespace,
+    verify_peer, DecodeError, Limits, Multiaddr, NamespaceRecord, PeerId, PeerRecord, PendingPeer,
+    QuorumKey, StatusCode, VerifiedNamespace,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -294,6 +294,52 @@ fn namespace_commitment_not_a_point_is_decode() {
             sign_namespace(q, &mut record);
             assert_eq!(ns_result(&record), Err(StatusCode::Decode), "at {at}");
         }
+    }
+}
+
+/// A client decodes `C_0` only (PROTOCOL.md 6.3). A record the quorum
+/// signed with a junk later commitment passes a client's check, with no
+/// key set and no share keys, while a node refuses it (`Decode`). A junk
+/// `C_0`, or a later commitment changed after signing, fails the client
+/// too; an honest record's key set, decoded on first use, is the node's.
+#[test]
+fn a_client_decodes_c0_only() {
+    let q = quorum_a();
+    let mut junk_later = namespace_a();
+    let mut bad = [0x22u8; 48];
+    bad[0] = 0x02; // compression flag clear
+    junk_later.commitments[1] = bad;
+    sign_namespace(q, &mut junk_later);
+    let checked = check_namespace(&junk_later, NOW, &L).expect("a client accepts it");
+    assert!(checked.key_set().is_none());
+    assert_eq!(checked.share_key(1), None);
+    assert_eq!(checked.threshold(), junk_later.commitments.len() as u32);
+    assert_eq!(
+        verify_namespace(&junk_later, NOW, &L).err(),
+        Some(StatusCode::Decode)
+    );
+
+    let mut junk_c0 = namespace_a();
+    junk_c0.commitments[0] = bad;
+    sign_namespace(q, &mut junk_c0);
+    assert_eq!(
+        check_namespace(&junk_c0, NOW, &L).err(),
+        Some(StatusCode::Decode)
+    );
+    let mut tampered = namespace_a();
+    tampered.commitments[1] = quorum_b().namespace_unsigned(1, None, 0, 0).commitments[1];
+    assert_eq!(
+        check_namespace(&tampered, NOW, &L).err(),
+        Some(StatusCode::InvalidNamespaceSignature)
+    );
+
+    let honest = namespace_a();
+    let client = check_namespace(&honest, NOW, &L).expect("valid");
+    let node = verify_namespace(&honest, NOW, &L).expect("valid");
+    assert!(client.key_set().is_some());
+    assert_eq!(client.key_set(), node.key_set());
+    for index in 1..=q.n() {
+        assert_eq!(client.share_key(index), node.share_key(index));
     }
 }
 

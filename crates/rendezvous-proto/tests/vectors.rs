@@ -94,6 +94,7 @@ fn every_case_validates_to_its_stated_result() {
                 assert_eq!(
                     namespace
                         .key_set()
+                        .expect("a verified namespace has its key set")
                         .public_key_share(record.index())
                         .to_hex(),
                     seat.public_key,

@@ -126,7 +126,10 @@ impl Member {
         if !fits {
             return;
         }
-        let key_set = verified.key_set().clone();
+        // A node-verified record: its key set was decoded with it.
+        let Some(key_set) = verified.key_set().cloned() else {
+            return;
+        };
         let Some(Resharing::Fetching { start, early, .. }) = self.resharing.take() else {
             return;
         };

@@ -190,7 +190,10 @@ impl Builder {
         let verified = verify_namespace(namespace, NOW_MS, &L).expect("case namespace is valid");
         let got = verify_peer(record, &verified, NOW_MS, &L, None).err();
         assert_eq!(got, error, "case {name}: validation disagrees");
-        let share_key = verified.key_set().public_key_share(record.index());
+        let share_key = verified
+            .key_set()
+            .expect("a verified namespace has its key set")
+            .public_key_share(record.index());
         self.cases.push(Case {
             name: name.to_owned(),
             record_type: "peer".to_owned(),
