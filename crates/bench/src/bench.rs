@@ -149,6 +149,15 @@ pub struct Figures {
     pub cpu_s: f64,
     /// The server's peak resident memory (MB, VmHWM).
     pub peak_rss_mb: f64,
+    /// CPU seconds of the server's verification threads (`rdht-verify`)
+    /// in the timed phase: the rest of `cpu_s` is its event loop and
+    /// connections. 0 for a server without them.
+    #[serde(skip)]
+    pub verify_cpu_s: f64,
+    /// CPU seconds of this process (the load generator and the discover
+    /// prober) in the timed phase.
+    #[serde(skip)]
+    pub load_generator_cpu_s: f64,
     /// Registrations accepted in the timed phase.
     #[serde(skip)]
     pub accepted: u64,
@@ -236,6 +245,13 @@ struct JsonSeat {
     #[serde(flatten)]
     figures: JsonFigures,
     pairing_limit_per_sec: f64,
+    /// CPU seconds of the server's verification threads.
+    verify_cpu_s: f64,
+    /// CPU seconds of the load generator (this process).
+    load_generator_cpu_s: f64,
+    /// What the verification threads could reach with the cores the load
+    /// generator and the server's event loop left them at this load.
+    pairing_ceiling_per_sec: f64,
 }
 
 /// What `rdht-bench bench --json` prints.
@@ -260,6 +276,21 @@ impl BenchReport {
         self.limits.iter().map(|l| l.per_sec).sum::<f64>() / self.limits.len() as f64
     }
 
+    /// The `seat` load's ceiling on this machine: the pairing limit
+    /// scaled to the share of the cores that neither the load generator
+    /// (on the same machine) nor the server's own event loop used during
+    /// that load. The verification threads cannot do more than the
+    /// limit's work in the cores left to them; at a higher rate the
+    /// other two would need more, not less.
+    pub fn pairing_ceiling_per_sec(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let seconds = self.seat.seconds.max(f64::EPSILON);
+        let others =
+            (self.seat.cpu_s - self.seat.verify_cpu_s).max(0.0) + self.seat.load_generator_cpu_s;
+        let left = (cores - others / seconds).max(0.0) / cores;
+        self.pairing_limit_per_sec() * left
+    }
+
     fn json_report(&self) -> JsonReport {
         JsonReport {
             ours: (&self.ours).into(),
@@ -268,6 +299,9 @@ impl BenchReport {
             seat: JsonSeat {
                 figures: (&self.seat).into(),
                 pairing_limit_per_sec: round3(self.pairing_limit_per_sec()),
+                verify_cpu_s: round3(self.seat.verify_cpu_s),
+                load_generator_cpu_s: round3(self.seat.load_generator_cpu_s),
+                pairing_ceiling_per_sec: round3(self.pairing_ceiling_per_sec()),
             },
             stored: self.config.stored,
             floor: self.floor.as_ref().map(JsonFigures::from),
@@ -375,6 +409,16 @@ impl BenchReport {
                 each.join(", "),
                 100.0 * self.seat.registrations_per_sec / self.pairing_limit_per_sec().max(1.0)
             ));
+            let seconds = self.seat.seconds.max(f64::EPSILON);
+            out.push_str(&format!(
+                "during seat: verification threads {:.2} cores, the server's other threads {:.2} cores, load generator {:.2} cores; ceiling {:.0}/s ({:.0}% of the limit), seat reached {:.0}% of it\n",
+                self.seat.verify_cpu_s / seconds,
+                (self.seat.cpu_s - self.seat.verify_cpu_s).max(0.0) / seconds,
+                self.seat.load_generator_cpu_s / seconds,
+                self.pairing_ceiling_per_sec(),
+                100.0 * self.pairing_ceiling_per_sec() / self.pairing_limit_per_sec().max(1.0),
+                100.0 * self.seat.registrations_per_sec / self.pairing_ceiling_per_sec().max(1.0)
+            ));
         }
         if let Some(b) = &self.baseline {
             out.push_str(&detail("libp2p", b));
@@ -472,6 +516,11 @@ impl ServerProcess {
         proc_cpu_s(&self.pid().to_string(), self.clock_ticks)
     }
 
+    /// User + system CPU seconds so far of its verification threads.
+    fn verify_cpu_s(&self) -> f64 {
+        threads_cpu_s(self.pid(), VERIFY_THREAD, self.clock_ticks)
+    }
+
     /// A `kB` line of /proc/PID/status, in MB.
     fn status_mb(&self, key: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -497,13 +546,39 @@ impl Drop for ServerProcess {
 /// User + system CPU seconds of a process (`self` for this one).
 fn proc_cpu_s(pid: &str, clock_ticks: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start with
-    // the state, field 3: utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
+    stat_cpu_s(&stat, clock_ticks).map(|(_, cpu)| cpu)
+}
+
+/// The name `rdht rendezvous` gives its verification threads.
+const VERIFY_THREAD: &str = "rdht-verify";
+
+/// User + system CPU seconds of the threads of `pid` whose name starts
+/// with `prefix` (0 if there are none, or /proc cannot be read).
+fn threads_cpu_s(pid: u32, prefix: &str, clock_ticks: f64) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| stat_cpu_s(&stat, clock_ticks))
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(_, cpu)| cpu)
+        .sum()
+}
+
+/// The command name and user + system CPU seconds of a `stat` line.
+fn stat_cpu_s(stat: &str, clock_ticks: f64) -> Option<(String, f64)> {
+    // The name is between the first '(' and the last ')' (it may hold
+    // spaces or parentheses); the fields after it start with the state,
+    // field 3: utime and stime are fields 14 and 15.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let rest = stat.get(close + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks)
+    Some((name, (utime + stime) / clock_ticks))
 }
 
 fn clock_ticks() -> f64 {
@@ -700,6 +775,8 @@ async fn measure(
 ) -> Result<Figures, BenchError> {
     tokio::time::sleep_until(TokioInstant::from_std(phase.start)).await;
     let cpu0 = server.cpu_s().unwrap_or(0.0);
+    let verify0 = server.verify_cpu_s();
+    let own0 = proc_cpu_s("self", server.clock_ticks).unwrap_or(0.0);
     let mut rss = Vec::new();
     let mut last_accepted = 0;
     let mut last_cpu = cpu0;
@@ -732,6 +809,8 @@ async fn measure(
     }
     tokio::time::sleep_until(TokioInstant::from_std(phase.deadline)).await;
     let cpu1 = server.cpu_s().unwrap_or(0.0);
+    let verify1 = server.verify_cpu_s();
+    let own1 = proc_cpu_s("self", server.clock_ticks).unwrap_or(0.0);
     let peak = server.status_mb("VmHWM").unwrap_or(0.0);
     let mut latencies = Vec::new();
     let mut figures = Figures::default();
@@ -757,6 +836,8 @@ async fn measure(
     figures.discover_p99_ms = percentile(&discover, 0.99);
     figures.discovers = discover.len();
     figures.cpu_s = cpu1 - cpu0;
+    figures.verify_cpu_s = verify1 - verify0;
+    figures.load_generator_cpu_s = own1 - own0;
     figures.peak_rss_mb = peak;
     figures.rss_mb = rss;
     figures.seconds = seconds;

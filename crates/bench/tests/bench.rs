@@ -52,6 +52,17 @@ async fn bench_reports_every_field_for_both_servers() {
             .unwrap_or(0.0)
             > 0.0
     );
+    // The seat load's CPU split: the verification threads did the
+    // pairings, and the ceiling is the limit less what the others used.
+    let seat = &json["seat"];
+    let limit = seat["pairing_limit_per_sec"].as_f64().unwrap_or(0.0);
+    let ceiling = seat["pairing_ceiling_per_sec"].as_f64().unwrap_or(-1.0);
+    assert!(seat["verify_cpu_s"].as_f64().unwrap_or(0.0) > 0.0, "{json}");
+    assert!(
+        seat["load_generator_cpu_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{json}"
+    );
+    assert!(ceiling > 0.0 && ceiling < limit, "{json}");
     assert_eq!(json["stored"].as_u64(), Some(24), "{json}");
     let printed: serde_json::Value =
         serde_json::from_str(&report.to_json_string()).expect("--json prints JSON");
