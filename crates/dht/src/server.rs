@@ -593,9 +593,6 @@ pub struct Server {
     queue: Vec<(PeerRegistration, ReplyTo)>,
     /// When the oldest of them arrived.
     queued_since: Option<u64>,
-    /// How many of them carry a seat this node has not verified (a
-    /// pairing each): only those gain from waiting for a fuller batch.
-    queued_seats: usize,
     /// Registrations waiting or being verified, per sender.
     queued_by_peer: BTreeMap<PeerId, usize>,
     multi: BTreeMap<u64, MultiReply>,
@@ -676,7 +673,6 @@ impl Server {
             store,
             outputs: VecDeque::new(),
             queue: Vec::new(),
-            queued_seats: 0,
             queued_since: None,
             queued_by_peer: BTreeMap::new(),
             multi: BTreeMap::new(),
@@ -1567,9 +1563,6 @@ impl Server {
     fn enqueue(&mut self, now: u64, registration: PeerRegistration, reply: ReplyTo) {
         *self.queued_by_peer.entry(reply.peer()).or_insert(0) += 1;
         self.queued_since.get_or_insert(now);
-        if !self.store.knows_seat(&registration.record) {
-            self.queued_seats += 1;
-        }
         self.queue.push((registration, reply));
     }
 
@@ -1834,16 +1827,9 @@ impl Server {
         id
     }
 
-    ///
-    /// A queue of refreshes only (every seat verified before) goes at
-    /// once: checking envelopes in a batch saves little past a few of
-    /// them (PROTOCOL.md 6.4), so waiting for `min_batch` would only add
-    /// latency. While every verification thread is busy the queue still
-    /// fills, so a loaded node checks them in batches all the same.
     fn should_submit(&self, now: u64) -> bool {
         !self.queue.is_empty()
-            && (self.queued_seats == 0
-                || self.queue.len() >= self.config.min_batch
+            && (self.queue.len() >= self.config.min_batch
                 || self
                     .queued_since
                     .is_none_or(|t| now >= t + self.config.max_batch_wait_ms))
@@ -1856,14 +1842,9 @@ impl Server {
         let batch = if self.queue.len() > max {
             let rest = self.queue.split_off(max);
             self.queued_since = Some(now);
-            self.queued_seats = rest
-                .iter()
-                .filter(|(r, _)| !self.store.knows_seat(&r.record))
-                .count();
             std::mem::replace(&mut self.queue, rest)
         } else {
             self.queued_since = None;
-            self.queued_seats = 0;
             std::mem::take(&mut self.queue)
         };
         let (registrations, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();

@@ -325,15 +325,6 @@ impl NamespaceStore {
             || self.verified_seats.contains(&record.seat.hash())
     }
 
-    /// Whether this node verified `record`'s seat before (so verifying
-    /// the record is one Ed25519 check, no pairing). `false` for a
-    /// namespace not held here.
-    pub fn knows_seat(&self, record: &PeerRecord) -> bool {
-        self.namespaces
-            .get(&record.quorum_key())
-            .is_some_and(|entry| self.seat_known(entry, record))
-    }
-
     /// Remembers a seat that verified here.
     fn remember_seat(&mut self, record: &PeerRecord) {
         let hash = record.seat.hash();

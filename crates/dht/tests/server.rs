@@ -273,7 +273,6 @@ fn refreshes_arriving_together_are_checked_in_one_batched_job_and_a_bad_one_is_n
     let config = ServerConfig {
         min_batch: 100,
         max_batch_wait_ms: 1_000,
-        max_jobs: 1,
         ..local()
     };
     let mut s = with_namespace(&q, config);
@@ -291,13 +290,10 @@ fn refreshes_arriving_together_are_checked_in_one_batched_job_and_a_bad_one_is_n
         s.flush(NOW);
         let (replies, jobs, _) = drain(&mut s);
         assert!(replies.is_empty());
-        // New seats wait for a batch; the first refresh goes at once, and
-        // the others, arriving while the one thread is busy, go together.
-        let expected: &[usize] = if round == 1 { &[24] } else { &[1, 23] };
         assert_eq!(
-            jobs.iter().map(VerifyJob::len).collect::<Vec<_>>(),
-            expected,
-            "round {round}"
+            jobs.len(),
+            1,
+            "one job for the refreshes that came together"
         );
         let mut checkpoints = 0;
         for job in jobs {
@@ -319,60 +315,6 @@ fn refreshes_arriving_together_are_checked_in_one_batched_job_and_a_bad_one_is_n
             .collect();
         assert_eq!(replies, expected, "round {round}");
     }
-}
-
-/// Only new seats wait for a fuller batch (they are pairings, which a
-/// batch makes cheaper): a refresh, whose seat this node verified before,
-/// goes to a free verification thread at once, and a queue holding a new
-/// seat waits for `min_batch` or the window as before.
-#[test]
-fn a_refresh_goes_to_verification_at_once_and_a_new_seat_waits_for_its_batch() {
-    let q = quorum(4, 12);
-    let config = ServerConfig {
-        min_batch: 100,
-        max_batch_wait_ms: 1_000,
-        ..local()
-    };
-    let mut s = with_namespace(&q, config);
-    register(&mut s, &q, 1, 1);
-    assert!(drain(&mut s).1.is_empty(), "a new seat waits");
-    s.flush(NOW);
-    assert_eq!(
-        settle(&mut s, NOW).0,
-        vec![(ReplyId(1), Response::Registered { ttl_ms: HOUR })]
-    );
-
-    // Member 1 refreshes: one Ed25519 check, handed out at once.
-    let refresh = q.peer(1, 1, 2, NOW + HOUR);
-    s.handle_request(
-        NOW,
-        q.peer_id(1),
-        ReplyId(2),
-        Request::RegisterPeer(refresh),
-    );
-    let (_, jobs, _) = drain(&mut s);
-    assert_eq!(jobs.iter().map(VerifyJob::len).collect::<Vec<_>>(), [1]);
-    for job in jobs {
-        s.handle_verified(NOW, run(job));
-    }
-    assert_eq!(
-        drain(&mut s).0,
-        vec![(ReplyId(2), Response::Registered { ttl_ms: HOUR })]
-    );
-
-    // A new seat queued beside a refresh: the queue waits for its window.
-    register(&mut s, &q, 2, 3);
-    let refresh = q.peer(1, 1, 3, NOW + HOUR);
-    s.handle_request(
-        NOW,
-        q.peer_id(1),
-        ReplyId(4),
-        Request::RegisterPeer(refresh),
-    );
-    assert!(drain(&mut s).1.is_empty(), "the seat's batch waits");
-    s.handle_timeout(NOW + 1_000);
-    let (_, jobs, _) = drain(&mut s);
-    assert_eq!(jobs.iter().map(VerifyJob::len).collect::<Vec<_>>(), [2]);
 }
 
 #[test]
