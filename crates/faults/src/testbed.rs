@@ -20,6 +20,19 @@ use std::time::{Duration, Instant};
 /// Every testbed namespace's name starts so.
 pub const PREFIX: &str = "rdhtf-";
 
+/// Set, the testbed keeps its directory (logs, data directories) also
+/// when its test passes: the figures of a passing run can be explained
+/// from its logs.
+pub const KEEP_LOGS: &str = "RDHT_FAULTS_KEEP";
+
+/// Set, the processes' `RUST_LOG` (default `info`): e.g.
+/// `info,node=debug,libp2p_swarm=debug` to see every dial.
+pub const LOG_FILTER: &str = "RDHT_FAULTS_LOG";
+
+fn log_filter() -> String {
+    std::env::var(LOG_FILTER).unwrap_or_else(|_| "info".to_owned())
+}
+
 /// Why this machine cannot run a testbed (the tests then say so and pass).
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -235,7 +248,7 @@ impl Testbed {
         let err = file.try_clone().map_err(|e| e.to_string())?;
         let child = self
             .command(host, program, args)?
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter())
             .stdout(file)
             .stderr(err)
             .spawn()
@@ -319,7 +332,7 @@ impl Drop for Testbed {
         for host in &self.hosts {
             let _ = ip(&["netns", "del", &host.netns]);
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os(KEEP_LOGS).is_some() {
             eprintln!("testbed logs kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -4,7 +4,9 @@
 //! figures (`cargo test --release -p faults -- --nocapture`, or `just
 //! faults`). They need root and network namespaces: elsewhere each says
 //! why it was skipped, and passes. The scenarios in `UNFINISHED` run
-//! only with `RDHT_FAULTS_ALL=1`.
+//! only with `RDHT_FAULTS_ALL=1`. `RDHT_FAULTS_KEEP=1` keeps each
+//! testbed's logs also when its test passes, and `RDHT_FAULTS_LOG` sets
+//! the processes' `RUST_LOG` (`faults::testbed`).
 
 use std::time::{Duration, Instant};
 
@@ -19,9 +21,13 @@ const ALL: [usize; 3] = [0, 1, 2];
 /// Scenarios whose goals are not met yet or whose figures still vary
 /// with the machine's load (see BENCHMARKS.md, 2026-12-01): run only with
 /// `RDHT_FAULTS_ALL=1`, so that CI stays green. "lossy" is here because
-/// its DKG took 17-38 s on a loaded machine and did not finish within
-/// 90 s in a fresh-clone CI run (00:38 UTC): a DKG under loss is too slow.
-const UNFINISHED: &[&str] = &["cut-rdv", "cut-all", "kill", "roll-kill", "reg", "lossy"];
+/// its DKG took 17-38 s on a loaded machine (31.9 s at 05:29 UTC) and did
+/// not finish within 90 s in a fresh-clone CI run (00:38 UTC): a DKG
+/// under loss is too slow. The cuts, the partition during registration
+/// and the SIGKILLs met their goals in every run (2 or 3 each) of the
+/// role behaviours' binary (BENCHMARKS.md, 2026-12-01 05:14-05:37 UTC):
+/// CI runs them.
+const UNFINISHED: &[&str] = &["lossy"];
 
 /// The network of a scenario, or `None` (printed) where it cannot run.
 fn network(tag: &str, settings: Settings) -> Option<Net> {
@@ -138,9 +144,10 @@ fn cut_and_heal(tag: &str, others: &str) {
             interval.as_secs_f64()
         );
         assert_eq!(complete, answers, "r2/r3 during the cut: {bad:?}");
-        // Not the 25-31 s of waiting for TCP to give up (#16 problem 2).
+        // The goal (one interval + 1 s), and 1 s for the polling: each
+        // discover is a new client process with its own handshake.
         assert!(
-            relisted <= 2 * interval + Duration::from_secs(2),
+            relisted <= interval + Duration::from_secs(2),
             "re-listing took {relisted:?}"
         );
     }

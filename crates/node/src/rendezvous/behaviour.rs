@@ -339,6 +339,31 @@ impl Builder {
     }
 }
 
+/// A liveness dial of `peer` (`Output::Dial`, `Output::Reconnect`), from
+/// a new local port.
+///
+/// Not from the listen port (libp2p's default, `PortUse::Reuse`): a
+/// member dials this node from its own listen port, so a liveness dial
+/// from ours is the very 4-tuple of the member's connection. After a
+/// partition the member still holds that connection, dead but
+/// ESTABLISHED (its side never saw the close this node sent into the
+/// cut), and our SYN for the same 4-tuple is answered with a challenge
+/// ACK instead of a SYN-ACK: the connection only comes up after our RST
+/// killed the member's socket and a retransmitted SYN, a second or more
+/// after the heal (#16; the testbed's `ss` showed r1 in SYN-SENT
+/// 10.99.0.1:4001 -> 10.99.0.5:4002 while m2 held 10.99.0.5:4002 <->
+/// 10.99.0.1:4001 ESTABLISHED with unacknowledged data). Only a dial
+/// already under way stops this one: the core dials only peers it holds
+/// no connection to, and one it closed (`Output::Reconnect`) may still
+/// be closing in the swarm.
+fn liveness_dial(peer: PeerId, addrs: Vec<Multiaddr>) -> DialOpts {
+    DialOpts::peer_id(peer)
+        .addresses(addrs)
+        .condition(PeerCondition::NotDialing)
+        .allocate_new_port()
+        .build()
+}
+
 /// The liveness interval of `store` (at least 2 ms).
 fn ping_interval(store: &StoreConfig) -> Duration {
     Duration::from_millis(store.liveness.ping_interval_ms.max(2))
@@ -585,14 +610,9 @@ impl Behaviour {
                 }
             }
             Output::Dial { peer, addrs } => {
-                // The core dials only peers it holds no connection to; one
-                // it closed (`Output::Reconnect`) may still be closing in
-                // the swarm, so only a dial under way stops this one.
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(PeerCondition::NotDialing)
-                    .build();
-                self.pending.push_back(ToSwarm::Dial { opts });
+                self.pending.push_back(ToSwarm::Dial {
+                    opts: liveness_dial(peer, addrs),
+                });
             }
             Output::ListingChanged { peer, listed } => {
                 self.stats_dirty = true;
@@ -616,11 +636,9 @@ impl Behaviour {
                     connection: CloseConnection::All,
                 });
                 if !addrs.is_empty() {
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(addrs)
-                        .condition(PeerCondition::NotDialing)
-                        .build();
-                    self.pending.push_back(ToSwarm::Dial { opts });
+                    self.pending.push_back(ToSwarm::Dial {
+                        opts: liveness_dial(peer, addrs),
+                    });
                 }
             }
             Output::Merged { from, report, .. } => {
@@ -1060,6 +1078,64 @@ impl NetworkBehaviour for Behaviour {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A liveness dial leaves from a new port, not the listen port the
+    /// member's own connection to this node may still occupy on its side
+    /// (see [`liveness_dial`]): the dialled node sees a source port other
+    /// than the dialler's listen port. With libp2p's default (port reuse)
+    /// it sees the listen port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_liveness_dial_does_not_leave_from_the_listen_port() {
+        use libp2p::futures::StreamExt;
+        use libp2p::swarm::{dummy, SwarmEvent};
+
+        let settings = crate::behaviour::SwarmSettings::default();
+        let swarm = |_: &libp2p::identity::Keypair| dummy::Behaviour;
+        let build = |settings| {
+            let key = libp2p::identity::Keypair::generate_ed25519();
+            crate::behaviour::build_swarm_with(key, settings, swarm).map_err(|e| e.to_string())
+        };
+        let mut dialler = build(&settings).unwrap();
+        let mut member = build(&settings).unwrap();
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        dialler.listen_on(loopback.clone()).unwrap();
+        member.listen_on(loopback).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Both listen before the dial (port reuse needs a listener).
+        let (mut dialler_addr, mut member_addr) = (None, None);
+        while dialler_addr.is_none() || member_addr.is_none() {
+            tokio::select! {
+                e = dialler.select_next_some() => if let SwarmEvent::NewListenAddr { address, .. } = e {
+                    dialler_addr = Some(address);
+                },
+                e = member.select_next_some() => if let SwarmEvent::NewListenAddr { address, .. } = e {
+                    member_addr = Some(address);
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("not listening"),
+            }
+        }
+        let port = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        };
+        let dialler_port = dialler_addr.as_ref().and_then(port).unwrap();
+        let member_id = *member.local_peer_id();
+        dialler
+            .dial(liveness_dial(member_id, vec![member_addr.unwrap()]))
+            .unwrap();
+        let source = loop {
+            tokio::select! {
+                _ = dialler.select_next_some() => {},
+                e = member.select_next_some() => if let SwarmEvent::ConnectionEstablished { endpoint, .. } = e {
+                    break endpoint.get_remote_address().clone();
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("no connection"),
+            }
+        };
+        assert_ne!(port(&source), Some(dialler_port), "dialled from {source}");
+    }
 
     #[test]
     fn swarm_settings_follow_the_liveness_interval() {
