@@ -232,6 +232,37 @@ impl Default for SwarmSettings {
     }
 }
 
+/// A dial of `peer` at `addrs` under `condition`, from a new local port.
+///
+/// libp2p dials from the listen port by default (`PortUse::Reuse`), so a
+/// dial between two listening nodes uses the same 4-tuple whichever side
+/// starts it. Two things then go wrong on a real network (both seen in
+/// the faults testbed, #16):
+/// - two members that dial each other at the same moment (they redial
+///   every second until connected) make a TCP simultaneous open: one
+///   connection on which both sides start Noise as the initiator, so the
+///   handshake fails (`InvalidData`) every time. Under 50 ms of delay the
+///   SYNs crossed in flight on every attempt, and no member connected to
+///   any other for the 30 s before the DKG gave up waiting;
+/// - after a partition a peer still holds its old connection to us
+///   ESTABLISHED, and our SYN for the same 4-tuple gets a challenge ACK:
+///   the new connection comes up a SYN retransmission (a second or more)
+///   late.
+///
+/// Nothing of rdht needs the listen port as the source (no hole
+/// punching; the peers' listen addresses are known).
+pub fn dial_from_new_port(
+    peer: libp2p::PeerId,
+    addrs: Vec<libp2p::Multiaddr>,
+    condition: libp2p::swarm::dial_opts::PeerCondition,
+) -> libp2p::swarm::dial_opts::DialOpts {
+    libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+        .addresses(addrs)
+        .condition(condition)
+        .allocate_new_port()
+        .build()
+}
+
 /// Kademlia's own query timeout. Longer than the rendezvous core's lookup
 /// deadline (`dht::LOOKUP_TIMEOUT_MS`, 5 s), which answers the waiting
 /// discovers `LookupTimedOut` first: a query that kad ends by timing out

@@ -55,7 +55,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{
     self, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, ToSwarm};
 use libp2p::{ping, Multiaddr, PeerId};
 use member::{Event, Member, Peer, RequestId, TransportError};
@@ -361,10 +361,14 @@ impl Behaviour {
             let Some(m) = r.quorum.member(j) else {
                 continue;
             };
-            let opts = DialOpts::peer_id(m.peer_id)
-                .addresses(vec![m.addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
+            // From a new port: fellow members dial each other every
+            // second, and from the listen port their dials would be one
+            // TCP simultaneous open (see `dial_from_new_port`).
+            let opts = crate::behaviour::dial_from_new_port(
+                m.peer_id,
+                vec![m.addr.clone()],
+                PeerCondition::DisconnectedAndNotDialing,
+            );
             self.pending.push_back(ToSwarm::Dial { opts });
         }
     }

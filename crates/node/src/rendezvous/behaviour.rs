@@ -327,7 +327,12 @@ impl Builder {
             for addr in addrs {
                 behaviour.inner.kad.add_address(peer, addr.clone());
             }
-            let opts = DialOpts::peer_id(*peer).addresses(addrs.clone()).build();
+            // Rendezvous nodes that restart together dial each other.
+            let opts = crate::behaviour::dial_from_new_port(
+                *peer,
+                addrs.clone(),
+                PeerCondition::DisconnectedAndNotDialing,
+            );
             behaviour.pending.push_back(ToSwarm::Dial { opts });
         }
         if !bootstrap.is_empty() {
@@ -340,7 +345,7 @@ impl Builder {
 }
 
 /// A liveness dial of `peer` (`Output::Dial`, `Output::Reconnect`), from
-/// a new local port.
+/// a new local port ([`crate::behaviour::dial_from_new_port`]).
 ///
 /// Not from the listen port (libp2p's default, `PortUse::Reuse`): a
 /// member dials this node from its own listen port, so a liveness dial
@@ -357,11 +362,7 @@ impl Builder {
 /// no connection to, and one it closed (`Output::Reconnect`) may still
 /// be closing in the swarm.
 fn liveness_dial(peer: PeerId, addrs: Vec<Multiaddr>) -> DialOpts {
-    DialOpts::peer_id(peer)
-        .addresses(addrs)
-        .condition(PeerCondition::NotDialing)
-        .allocate_new_port()
-        .build()
+    crate::behaviour::dial_from_new_port(peer, addrs, PeerCondition::NotDialing)
 }
 
 /// The liveness interval of `store` (at least 2 ms).
