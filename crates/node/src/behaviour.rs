@@ -459,3 +459,69 @@ pub async fn listen_all<B: NetworkBehaviour>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dial from [`dial_from_new_port`] (liveness, fellow-member and
+    /// bootstrap dials) leaves from a new port, not the listen port: the
+    /// dialled node sees a source port other than the dialler's listen
+    /// port. With libp2p's default (port reuse) it sees the listen port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dial_from_a_new_port_does_not_leave_from_the_listen_port() {
+        use libp2p::futures::StreamExt;
+        use libp2p::swarm::{dummy, SwarmEvent};
+
+        let settings = SwarmSettings::default();
+        let swarm = |_: &libp2p::identity::Keypair| dummy::Behaviour;
+        let build = |settings| {
+            let key = libp2p::identity::Keypair::generate_ed25519();
+            build_swarm_with(key, settings, swarm).map_err(|e| e.to_string())
+        };
+        let mut dialler = build(&settings).unwrap();
+        let mut member = build(&settings).unwrap();
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        dialler.listen_on(loopback.clone()).unwrap();
+        member.listen_on(loopback).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Both listen before the dial (port reuse needs a listener).
+        let (mut dialler_addr, mut member_addr) = (None, None);
+        while dialler_addr.is_none() || member_addr.is_none() {
+            tokio::select! {
+                e = dialler.select_next_some() => if let SwarmEvent::NewListenAddr { address, .. } = e {
+                    dialler_addr = Some(address);
+                },
+                e = member.select_next_some() => if let SwarmEvent::NewListenAddr { address, .. } = e {
+                    member_addr = Some(address);
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("not listening"),
+            }
+        }
+        let port = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        };
+        let dialler_port = dialler_addr.as_ref().and_then(port).unwrap();
+        let member_id = *member.local_peer_id();
+        dialler
+            .dial(dial_from_new_port(
+                member_id,
+                vec![member_addr.unwrap()],
+                libp2p::swarm::dial_opts::PeerCondition::NotDialing,
+            ))
+            .unwrap();
+        let source = loop {
+            tokio::select! {
+                _ = dialler.select_next_some() => {},
+                e = member.select_next_some() => if let SwarmEvent::ConnectionEstablished { endpoint, .. } = e {
+                    break endpoint.get_remote_address().clone();
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("no connection"),
+            }
+        };
+        assert_ne!(port(&source), Some(dialler_port), "dialled from {source}");
+    }
+}
