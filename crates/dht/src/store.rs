@@ -68,6 +68,9 @@ pub struct CheckedPeer {
     /// This node verified this very seat before: only the envelope is
     /// left to check.
     seat_known: bool,
+    /// The record's encoded size (what the byte quotas count), computed
+    /// once by the precheck.
+    wire_len: usize,
 }
 
 impl CheckedPeer {
@@ -316,18 +319,21 @@ impl NamespaceStore {
     }
 
     /// Whether this node verified `record`'s seat before: it is the seat
-    /// of the record stored in its slot, or one remembered by hash.
+    /// of the record stored in its slot, or one remembered by hash. Only
+    /// for a record whose fields were checked (`check_seated_fields`), so
+    /// that the hash its envelope names is its seat's.
     fn seat_known(&self, entry: &NamespaceEntry, record: &PeerRecord) -> bool {
         entry
             .peers
             .get(&record.index())
             .is_some_and(|p| p.record.seat == record.seat)
-            || self.verified_seats.contains(&record.seat.hash())
+            || self.verified_seats.contains(&record.checked_seat_hash())
     }
 
-    /// Remembers a seat that verified here.
+    /// Remembers a seat that verified here (of a record whose fields were
+    /// checked, as [`NamespaceStore::seat_known`]).
     fn remember_seat(&mut self, record: &PeerRecord) {
-        let hash = record.seat.hash();
+        let hash = record.checked_seat_hash();
         if self.verified_seats.insert(hash) {
             self.seat_order.push_back(hash);
             while self.seat_order.len() > REMEMBERED_SEATS {
@@ -636,7 +642,8 @@ impl NamespaceStore {
                         if dropped.record.seat.epoch < epoch {
                             // A seat of an epoch the namespace left never
                             // validates again: no need to remember it.
-                            self.verified_seats.remove(&dropped.record.seat.hash());
+                            self.verified_seats
+                                .remove(&dropped.record.checked_seat_hash());
                         }
                     }
                 }
@@ -733,15 +740,15 @@ impl NamespaceStore {
         Some(peer)
     }
 
-    /// Sequence and quota checks for putting `record` in its slot.
-    /// Returns the record's encoded size (what the byte quotas counted).
+    /// Sequence and quota checks for putting `record`, `len` bytes
+    /// encoded, in its slot.
     fn check_slot(
         &self,
         entry: &NamespaceEntry,
         record: &PeerRecord,
+        len: usize,
         source: Option<&PeerId>,
-    ) -> Result<usize, StatusCode> {
-        let len = record.encode().len();
+    ) -> Result<(), StatusCode> {
         match entry.peers.get(&record.index()) {
             Some(stored) => {
                 if record.seq() <= stored.record.seq() {
@@ -773,7 +780,7 @@ impl NamespaceStore {
                 }
             }
         }
-        Ok(len)
+        Ok(())
     }
 
     /// Registers one peer record. Returns the TTL granted (ms).
@@ -865,12 +872,19 @@ impl NamespaceStore {
             &self.config.limits,
             registration.remote.as_ref(),
         )?;
-        self.check_slot(entry, &registration.record, registration.remote.as_ref())?;
+        let wire_len = registration.record.encode().len();
+        self.check_slot(
+            entry,
+            &registration.record,
+            wire_len,
+            registration.remote.as_ref(),
+        )?;
         if !self.addrs_acceptable(&registration.record) {
             return Err(StatusCode::NotAuthorized);
         }
         Ok(CheckedPeer {
             seat_known: self.seat_known(entry, &registration.record),
+            wire_len,
             registration,
             namespace: Arc::clone(&entry.verified),
         })
@@ -898,6 +912,7 @@ impl NamespaceStore {
 
     fn apply_checked(&mut self, checked: CheckedPeer, now_ms: u64) -> Result<u64, StatusCode> {
         let PeerRegistration { record, remote } = checked.registration;
+        let wire_len = checked.wire_len;
         let entry = self
             .namespaces
             .get(&record.quorum_key())
@@ -923,7 +938,7 @@ impl NamespaceStore {
             .verify()?;
         }
         self.remember_seat(&record);
-        self.apply_peer(record, remote, now_ms)
+        self.apply_peer(record, wire_len, remote, now_ms)
     }
 
     /// Stores a verified record, re-checking its slot (earlier records of
@@ -931,6 +946,7 @@ impl NamespaceStore {
     fn apply_peer(
         &mut self,
         record: PeerRecord,
+        len: usize,
         source: Option<PeerId>,
         now_ms: u64,
     ) -> Result<u64, StatusCode> {
@@ -939,8 +955,8 @@ impl NamespaceStore {
             return Err(StatusCode::UnknownNamespace);
         };
         let outcome = self
-            .check_slot(&entry, &record, source.as_ref())
-            .map(|len| self.put_peer(&mut entry, record, len, source, None, now_ms));
+            .check_slot(&entry, &record, len, source.as_ref())
+            .map(|()| self.put_peer(&mut entry, record, len, source, None, now_ms));
         self.namespaces.insert(quorum_key, entry);
         outcome
     }

@@ -118,6 +118,16 @@ impl PeerRecord {
         self.envelope.payload.seq
     }
 
+    /// The seat hash the envelope names. Once [`check_seated_fields`]
+    /// passed on this record it equals `self.seat.hash()` (step 10 checks
+    /// exactly that), and it costs nothing, where the hash encodes the
+    /// seat and runs SHA-256: what a store that checked the record's
+    /// fields uses to remember its seat. Before that check it is only a
+    /// claim.
+    pub fn checked_seat_hash(&self) -> crate::seat::SeatHash {
+        self.envelope.payload.seat_hash
+    }
+
     /// When the record expires.
     pub fn expires_at_ms(&self) -> u64 {
         self.envelope.payload.expires_at_ms
