@@ -202,6 +202,12 @@ pub struct BenchReport {
     /// under that load when the server does no work at all (measured with
     /// the baseline; the same run as `floor` when `batch` is 1).
     pub floor_batched: Option<Figures>,
+    /// The floor of a protocol that must check one Ed25519 signature per
+    /// record (measured with the baseline): the `floor` server checking
+    /// each record's envelope ([`rendezvous_proto::seated::check_envelope`]) on
+    /// its event loop before it answers, as libp2p-rendezvous checks its
+    /// signed peer records, under the `refresh` load. Nothing else.
+    pub floor_verified: Option<Figures>,
     /// This machine's pairing limit, measured before our server's first
     /// load and after its `seat` load (empty if it could not be measured).
     pub limits: Vec<Limit>,
@@ -265,6 +271,7 @@ struct JsonReport {
     stored: usize,
     floor: Option<JsonFigures>,
     floor_batched: Option<JsonFigures>,
+    floor_verified: Option<JsonFigures>,
 }
 
 impl BenchReport {
@@ -306,6 +313,7 @@ impl BenchReport {
             stored: self.config.stored,
             floor: self.floor.as_ref().map(JsonFigures::from),
             floor_batched: self.floor_batched.as_ref().map(JsonFigures::from),
+            floor_verified: self.floor_verified.as_ref().map(JsonFigures::from),
         }
     }
 
@@ -318,7 +326,8 @@ impl BenchReport {
     /// `{"registrations_per_sec", ..., "baseline": {the same fields},
     /// "refresh": {the same fields}, "seat": {the same fields,
     /// "pairing_limit_per_sec"}, "stored", "floor": {the same fields},
-    /// "floor_batched": {the same fields}}`.
+    /// "floor_batched": {the same fields}, "floor_verified": {the same
+    /// fields}}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.json_report()).unwrap_or_default()
     }
@@ -380,6 +389,9 @@ impl BenchReport {
         if let Some(f) = &self.floor_batched {
             line("floor-b", f);
         }
+        if let Some(f) = &self.floor_verified {
+            line("floor-v", f);
+        }
         let detail = |name: &str, f: &Figures| {
             format!(
                 "{name}: {} accepted, refused {:?}, {} failed requests, {} discovers, server RSS by second (MB): {:?}\n",
@@ -431,6 +443,13 @@ impl BenchReport {
                 if let Some(f) = &self.floor {
                     out.push_str(&format!(
                         "floor (our stack answering at once, one record per request) / libp2p: {:.2} x; refresh reached {:.0}% of the floor\n",
+                        f.registrations_per_sec / b.registrations_per_sec,
+                        100.0 * self.refresh.registrations_per_sec / f.registrations_per_sec.max(1.0)
+                    ));
+                }
+                if let Some(f) = &self.floor_verified {
+                    out.push_str(&format!(
+                        "floor with one Ed25519 check per record (our stack, the envelope checked on the event loop, nothing stored) / libp2p: {:.2} x; refresh reached {:.0}% of it\n",
                         f.registrations_per_sec / b.registrations_per_sec,
                         100.0 * self.refresh.registrations_per_sec / f.registrations_per_sec.max(1.0)
                     ));
@@ -1311,6 +1330,8 @@ enum Target {
     /// `rdht-bench bench-floor-server`: the same network stack answering
     /// every request at once, with no validation and no store.
     Floor,
+    /// The same, checking each record's envelope signature first.
+    FloorVerified,
 }
 
 /// One load on a fresh server: the namespaces, the warm-up (prefill and
@@ -1339,16 +1360,18 @@ async fn run_ours(
             ],
             "warn,libp2p_kad=error",
         )?,
-        Target::Floor => ServerProcess::spawn(
-            &config.baseline_exe,
-            &[
+        Target::Floor | Target::FloorVerified => {
+            let mut args = vec![
                 "bench-floor-server",
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
                 "--exit-with-stdin",
-            ],
-            "error",
-        )?,
+            ];
+            if target == Target::FloorVerified {
+                args.push("--verify-envelopes");
+            }
+            ServerProcess::spawn(&config.baseline_exe, &args, "error")?
+        }
     };
     let t = Instant::now();
     register_namespaces(&server.addr, population.namespaces(timed)).await?;
@@ -1358,7 +1381,7 @@ async fn run_ours(
         .map(TestQuorum::quorum_key)
         .ok_or("no quorum")?;
     let mut members = population.members(timed);
-    if target == Target::Floor {
+    if target != Target::Rdht {
         // Nothing is stored there: only the home seat, to connect.
         for m in &mut members {
             let keep = m.warmup.len().saturating_sub(1);
@@ -1731,7 +1754,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     )
     .await?;
     let after = measure_limit(calibration.as_ref(), "after the run", config.progress);
-    let (baseline, floor, floor_batched) = if config.baseline {
+    let (baseline, floor, floor_batched, floor_verified) = if config.baseline {
         let baseline = run_baseline(&config, &population).await?;
         let floor = run_ours(
             &config,
@@ -1755,9 +1778,23 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             )
             .await?
         };
-        (Some(baseline), Some(floor), Some(floor_batched))
+        let floor_verified = run_ours(
+            &config,
+            &population,
+            TimedRecords::Refresh,
+            1,
+            Target::FloorVerified,
+            "floor-v",
+        )
+        .await?;
+        (
+            Some(baseline),
+            Some(floor),
+            Some(floor_batched),
+            Some(floor_verified),
+        )
     } else {
-        (None, None, None)
+        (None, None, None, None)
     };
     Ok(BenchReport {
         ours,
@@ -1766,6 +1803,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         baseline,
         floor,
         floor_batched,
+        floor_verified,
         limits: before.into_iter().chain(after).collect(),
         config,
     })
@@ -1779,7 +1817,14 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
 /// plain maps (a namespace record per quorum key, the last record per
 /// member) and answers a discover with them, so discover latency under a
 /// load against it is the floor of the real server's.
-pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
+///
+/// With `verify_envelopes`, each peer record's envelope signature is
+/// checked first ([`rendezvous_proto::seated::check_envelope`], on the event
+/// loop, as libp2p-rendezvous checks its signed peer records), and a
+/// record that fails is answered `InvalidEnvelopeSignature` and not kept:
+/// the floor of a protocol that must check one Ed25519 signature per
+/// record.
+pub async fn run_floor_server(listen: Multiaddr, verify_envelopes: bool) -> Result<(), BenchError> {
     use rendezvous_proto::{Cookie, DiscoverAnswer, DiscoveredPeer, NamespaceRecord, PeerRecord};
     let keypair = Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
@@ -1795,6 +1840,13 @@ pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
             .or_default()
             .insert(record.index(), record);
     };
+    let checked = |record: &PeerRecord| {
+        if verify_envelopes {
+            rendezvous_proto::seated::check_envelope(record)
+        } else {
+            Ok(())
+        }
+    };
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -1809,14 +1861,23 @@ pub async fn run_floor_server(listen: Multiaddr) -> Result<(), BenchError> {
             })) => {
                 let response = match request {
                     Frame::Message(Request::RegisterPeers(records)) => {
-                        let outcomes = vec![Ok(TTL_MS); records.len()];
-                        records.into_iter().for_each(|r| keep(&mut peers, r));
+                        let outcomes = records
+                            .into_iter()
+                            .map(|r| {
+                                checked(&r)?;
+                                keep(&mut peers, r);
+                                Ok(TTL_MS)
+                            })
+                            .collect();
                         Response::RegisteredPeers(outcomes)
                     }
-                    Frame::Message(Request::RegisterPeer(record)) => {
-                        keep(&mut peers, record);
-                        Response::Registered { ttl_ms: TTL_MS }
-                    }
+                    Frame::Message(Request::RegisterPeer(record)) => match checked(&record) {
+                        Ok(()) => {
+                            keep(&mut peers, record);
+                            Response::Registered { ttl_ms: TTL_MS }
+                        }
+                        Err(code) => Response::Rejected(code),
+                    },
                     Frame::Message(Request::RegisterNamespace(record)) => {
                         if let Some(key) = record.quorum_key() {
                             namespaces.insert(key, record);

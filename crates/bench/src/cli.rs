@@ -90,6 +90,10 @@ pub enum Command {
         /// Stop when standard input closes.
         #[arg(long)]
         exit_with_stdin: bool,
+        /// Check each peer record's envelope signature before answering
+        /// (the `floor-v` load).
+        #[arg(long)]
+        verify_envelopes: bool,
     },
     /// libp2p-rendezvous's server, for `rdht-bench bench` to measure (prints its address).
     #[command(hide = true)]
@@ -247,10 +251,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::BenchFloorServer {
             listen,
             exit_with_stdin,
+            verify_envelopes,
         } => {
             init_logs("warn");
             tokio::select! {
-                result = crate::bench::run_floor_server(listen) => match result {
+                result = crate::bench::run_floor_server(listen, verify_envelopes) => match result {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 },

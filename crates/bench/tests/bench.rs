@@ -31,7 +31,14 @@ async fn bench_reports_every_field_for_both_servers() {
     let fields = FIGURE_FIELDS;
     for field in fields {
         assert!(json[field].is_number(), "ours lacks {field}: {json}");
-        for object in ["baseline", "refresh", "seat", "floor", "floor_batched"] {
+        for object in [
+            "baseline",
+            "refresh",
+            "seat",
+            "floor",
+            "floor_batched",
+            "floor_verified",
+        ] {
             assert!(
                 json[object][field].is_number(),
                 "{object} lacks {field}: {json}"
@@ -40,7 +47,7 @@ async fn bench_reports_every_field_for_both_servers() {
     }
     // The floor server answers the prober's discovers from what it was
     // sent, so its discover latency is a floor, not a zero.
-    for floor in ["floor", "floor_batched"] {
+    for floor in ["floor", "floor_batched", "floor_verified"] {
         assert!(
             json[floor]["discover_p50_ms"].as_f64().unwrap_or(0.0) > 0.0,
             "{floor} timed no discover: {json}"

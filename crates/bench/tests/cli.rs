@@ -51,6 +51,7 @@ fn the_binary_prints_json() {
             "stored",
             "floor",
             "floor_batched",
+            "floor_verified",
         ])
         .collect();
     let object = json.as_object().expect("a JSON object");
@@ -67,7 +68,9 @@ fn the_binary_prints_json() {
     }
     assert!(json["baseline"].is_null());
     assert!(
-        json["floor"].is_null() && json["floor_batched"].is_null(),
+        json["floor"].is_null()
+            && json["floor_batched"].is_null()
+            && json["floor_verified"].is_null(),
         "the floors are measured with the baseline"
     );
     assert_eq!(json["stored"].as_u64(), Some(0));
