@@ -256,6 +256,8 @@ pub struct NamespaceStore {
     via_bytes: BTreeMap<PeerId, usize>,
     liveness: Liveness,
     next_version: u64,
+    /// Changes to what [`NamespaceStore::stats`] counts, so far.
+    changes: u64,
     peer_records: usize,
     /// Seats this node verified (by hash), so that a refresh costs one
     /// Ed25519 verification, not a pairing; bounded, oldest forgotten
@@ -309,6 +311,7 @@ impl NamespaceStore {
             source_bytes: BTreeMap::new(),
             via_bytes: BTreeMap::new(),
             next_version: 1,
+            changes: 0,
             peer_records: 0,
             verified_seats: HashSet::new(),
             seat_order: VecDeque::new(),
@@ -409,6 +412,14 @@ impl NamespaceStore {
     /// Registrations a source currently holds.
     pub fn source_count(&self, source: &PeerId) -> usize {
         self.sources.get(source).copied().unwrap_or(0)
+    }
+
+    /// How many times what [`NamespaceStore::stats`] counts may have
+    /// changed (a namespace or peer record stored or dropped, a peer's
+    /// listing changed), however it happened: a driver that shows the
+    /// stats counts them again when this moved.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn bump_version(&mut self) -> u64 {
@@ -693,6 +704,7 @@ impl NamespaceStore {
                 .insert(quorum_key);
         }
         self.namespaces.insert(quorum_key, entry);
+        self.changes += 1;
     }
 
     fn unindex_kind(&mut self, kind: &str, quorum_key: &QuorumKey) {
@@ -709,6 +721,7 @@ impl NamespaceStore {
         let Some(mut entry) = self.namespaces.remove(quorum_key) else {
             return;
         };
+        self.changes += 1;
         let indices: Vec<u32> = entry.peers.keys().copied().collect();
         for index in indices {
             self.remove_peer_from(&mut entry, index);
@@ -729,6 +742,7 @@ impl NamespaceStore {
 
     fn remove_peer_from(&mut self, entry: &mut NamespaceEntry, index: u32) -> Option<PeerEntry> {
         let peer = entry.peers.remove(&index)?;
+        self.changes += 1;
         let quorum_key = entry.verified.quorum_key();
         entry.by_version.remove(&peer.version);
         self.expiry
@@ -981,6 +995,7 @@ impl NamespaceStore {
             self.withdrawn_expiry.remove(&(expires, quorum_key, index));
         }
         let version = self.bump_version();
+        self.changes += 1;
         self.expiry
             .insert((record.expires_at_ms(), quorum_key, index));
         let transition = self.liveness.add(
@@ -1367,10 +1382,11 @@ impl NamespaceStore {
 
     fn note_transition(&mut self, peer: PeerId, transition: Transition) {
         match transition {
-            Transition::None => {}
+            Transition::None => return,
             Transition::BecameUnreachable => self.listing_changes.push((peer, false)),
             Transition::BackAlive => self.listing_changes.push((peer, true)),
         }
+        self.changes += 1;
     }
 
     /// Every change of a peer's listing since the last call, in order:

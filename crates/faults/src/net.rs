@@ -1,8 +1,11 @@
 //! An rdht network on a [`Testbed`]: three rendezvous nodes (`r1` started
 //! without `--bootstrap`, `r2` and `r3` joining it), one quorum of four
 //! members (`m1`..`m4`, threshold 3, registered at all three) and a
-//! client, each in its own namespace, all real `rdht` processes.
+//! client, each in its own namespace, all real `rdht` processes. Each
+//! rendezvous node serves its metrics on 127.0.0.1:9100 of its own
+//! namespace ([`Net::gauges`]).
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,8 @@ pub const RDV: [&str; 3] = ["r1", "r2", "r3"];
 pub const MEMBERS: [&str; 4] = ["m1", "m2", "m3", "m4"];
 /// Every host, in address order (10.99.0.1 ...).
 pub const HOSTS: [&str; 8] = ["r1", "r2", "r3", "m1", "m2", "m3", "m4", "client"];
+/// Where each rendezvous node serves its metrics, in its own namespace.
+pub const METRICS_ADDR: &str = "127.0.0.1:9100";
 
 /// How the network is run.
 #[derive(Debug, Clone)]
@@ -69,6 +74,84 @@ impl Answer {
             Answer::Failed(_) => 0,
         }
     }
+}
+
+/// One member as a discover answer listed it (the client's verified
+/// `--json`: `index`, `peer_id`, `seq`, `addrs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Its index in the quorum.
+    pub index: u64,
+    /// Its PeerId.
+    pub peer_id: String,
+    /// Its record's sequence number.
+    pub seq: u64,
+    /// Its record's addresses.
+    pub addrs: Vec<String>,
+}
+
+/// A rendezvous node's gauges of peer records (its metrics endpoint);
+/// the testbed holds one quorum, so they count that quorum's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gauges {
+    /// `rdht_peers`: peer records stored.
+    pub peers: u64,
+    /// `rdht_reachable_peers`: peer records served (not unreachable).
+    pub reachable_peers: u64,
+}
+
+/// A discover at one node between two reads of its gauges.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The gauges just before the discover.
+    pub before: Result<Gauges, String>,
+    /// The answer.
+    pub answer: Answer,
+    /// The gauges just after it.
+    pub after: Result<Gauges, String>,
+}
+
+impl Sample {
+    /// Whether the metrics agree with the answer: the gauges did not
+    /// change around it, the served ones equal the members listed, and
+    /// no more are served than stored.
+    pub fn agrees(&self) -> bool {
+        match (&self.before, &self.answer, &self.after) {
+            (Ok(before), Answer::Listed(listed), Ok(after)) => {
+                before == after
+                    && after.reachable_peers == listed.len() as u64
+                    && after.peers >= after.reachable_peers
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One HTTP GET of the metrics at `addr` (from the caller's namespace).
+fn metrics_text(addr: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("metrics {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("metrics {addr}: {e}"))?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("metrics {addr}: {e}"))?;
+    Ok(text)
+}
+
+/// A metric's value in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Result<u64, String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no {name} in the metrics"))
 }
 
 /// The network.
@@ -156,6 +239,8 @@ impl Net {
                 ms(st.ping_interval),
                 s("--ping-misses"),
                 s(st.ping_misses),
+                s("--metrics"),
+                s(METRICS_ADDR),
             ];
             if i > 0 {
                 args.extend([s("--bootstrap"), rdv_addrs[0].clone()]);
@@ -242,6 +327,27 @@ impl Net {
         Ok(())
     }
 
+    /// Gives member `i` (0-based) only the rendezvous nodes `nodes` as its
+    /// `--rendezvous`, from its next start on.
+    pub fn member_rendezvous(&mut self, i: usize, nodes: &[usize]) -> Result<(), String> {
+        let addrs: Vec<String> = nodes.iter().map(|&n| self.rdv_addr(n)).collect();
+        let member = self.members.get_mut(i).ok_or("no such member")?;
+        let mut args = Vec::new();
+        let mut old = std::mem::take(&mut member.args).into_iter();
+        while let Some(arg) = old.next() {
+            if arg == "--rendezvous" {
+                old.next();
+            } else {
+                args.push(arg);
+            }
+        }
+        for a in addrs {
+            args.extend([s("--rendezvous"), a]);
+        }
+        member.args = args;
+        Ok(())
+    }
+
     /// Sends `signal` to a node's process and waits for it to exit.
     pub fn stop(&mut self, node: &mut Option<usize>, signal: libc::c_int) -> Result<(), String> {
         if let Some(proc) = node.take() {
@@ -319,8 +425,9 @@ impl Net {
         Ok(())
     }
 
-    /// A discover of the quorum at rendezvous node `i`, from the client.
-    pub fn discover(&self, i: usize, timeout: Duration) -> Answer {
+    /// A discover of the quorum at rendezvous node `i`, from the client:
+    /// the members listed, or the refusal or error as the client printed it.
+    pub fn discover_listings(&self, i: usize, timeout: Duration) -> Result<Vec<Listing>, String> {
         let args = vec![
             s("discover"),
             s("--rendezvous"),
@@ -331,19 +438,84 @@ impl Net {
             s("--timeout"),
             ms(timeout),
         ];
-        match self.tb.run("client", &self.rdht, &args) {
-            Ok(out) if out.status.success() => {
-                let json: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
-                match json.as_ref().and_then(|j| j["peers"].as_array()) {
-                    Some(peers) => {
-                        Answer::Listed(peers.iter().filter_map(|p| p["index"].as_u64()).collect())
-                    }
-                    None => Answer::Failed("unreadable answer".into()),
-                }
-            }
-            Ok(out) => Answer::Failed(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        let out = self.tb.run("client", &self.rdht, &args)?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        let json: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        let peers = json
+            .as_ref()
+            .and_then(|j| j["peers"].as_array())
+            .ok_or("unreadable answer")?;
+        Ok(peers
+            .iter()
+            .filter_map(|p| {
+                Some(Listing {
+                    index: p["index"].as_u64()?,
+                    peer_id: p["peer_id"].as_str()?.to_owned(),
+                    seq: p["seq"].as_u64()?,
+                    addrs: p["addrs"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+
+    /// [`Net::discover_listings`], as the indices listed.
+    pub fn discover(&self, i: usize, timeout: Duration) -> Answer {
+        match self.discover_listings(i, timeout) {
+            Ok(listed) => Answer::Listed(listed.iter().map(|l| l.index).collect()),
             Err(e) => Answer::Failed(e),
         }
+    }
+
+    /// Rendezvous node `i`'s gauges of peer records, read from its
+    /// metrics endpoint inside its namespace.
+    pub fn gauges(&self, i: usize) -> Result<Gauges, String> {
+        let text = self.tb.in_netns(RDV[i], || metrics_text(METRICS_ADDR))??;
+        Ok(Gauges {
+            peers: metric(&text, "rdht_peers")?,
+            reachable_peers: metric(&text, "rdht_reachable_peers")?,
+        })
+    }
+
+    /// A discover at node `i` between two reads of its gauges.
+    pub fn sample(&self, i: usize, timeout: Duration) -> Sample {
+        let before = self.gauges(i);
+        let answer = self.discover(i, timeout);
+        let after = self.gauges(i);
+        Sample {
+            before,
+            answer,
+            after,
+        }
+    }
+
+    /// Polls every rendezvous node in `nodes` until its metrics agree
+    /// with its discover answer ([`Sample::agrees`]); returns each node's
+    /// time (in `nodes`' order), or at the deadline the last sample of
+    /// each node that never agreed.
+    pub fn wait_gauges_agree(
+        &self,
+        nodes: &[usize],
+        timeout: Duration,
+    ) -> Result<Vec<Duration>, Vec<(usize, Sample)>> {
+        let mut last = std::collections::BTreeMap::new();
+        poll_each(nodes, timeout, |i| {
+            let sample = self.sample(i, Duration::from_secs(10));
+            let agrees = sample.agrees();
+            last.insert(i, sample);
+            agrees
+        })
+        .map_err(|missing| {
+            missing
+                .into_iter()
+                .filter_map(|i| last.remove(&i).map(|s| (i, s)))
+                .collect()
+        })
     }
 
     /// Polls every rendezvous node in `nodes` until each lists `want`
@@ -361,20 +533,10 @@ impl Net {
         want: usize,
         timeout: Duration,
     ) -> Option<Vec<Duration>> {
-        let started = Instant::now();
-        let mut done: Vec<Option<Duration>> = vec![None; nodes.len()];
-        while started.elapsed() < timeout {
-            for (k, &i) in nodes.iter().enumerate() {
-                if done[k].is_none() && self.discover(i, Duration::from_secs(10)).count() == want {
-                    done[k] = Some(started.elapsed());
-                }
-            }
-            if done.iter().all(|d| d.is_some()) {
-                return Some(done.into_iter().flatten().collect());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        poll_each(nodes, timeout, |i| {
+            self.discover(i, Duration::from_secs(10)).count() == want
+        })
+        .ok()
     }
 
     /// The log of host `host` (every run of it) since the last line
@@ -395,5 +557,36 @@ impl Net {
         std::fs::read_to_string(path)
             .map(|l| l.matches("no longer listed here").count())
             .unwrap_or(0)
+    }
+}
+
+/// Polls `done(i)` for every node `i` in `nodes` until it held once
+/// for each: each node's time (in `nodes`' order), or at the deadline
+/// the nodes for which it never held.
+pub fn poll_each(
+    nodes: &[usize],
+    timeout: Duration,
+    mut done: impl FnMut(usize) -> bool,
+) -> Result<Vec<Duration>, Vec<usize>> {
+    let started = Instant::now();
+    let mut at: Vec<Option<Duration>> = vec![None; nodes.len()];
+    loop {
+        for (k, &i) in nodes.iter().enumerate() {
+            if at[k].is_none() && done(i) {
+                at[k] = Some(started.elapsed());
+            }
+        }
+        if at.iter().all(|d| d.is_some()) {
+            return Ok(at.into_iter().flatten().collect());
+        }
+        if started.elapsed() >= timeout {
+            return Err(nodes
+                .iter()
+                .zip(&at)
+                .filter(|(_, d)| d.is_none())
+                .map(|(&i, _)| i)
+                .collect());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -264,6 +264,31 @@ impl Testbed {
             .map_err(|e| format!("running {} in {host}: {e}", program.display()))
     }
 
+    /// Runs `f` on a thread of its own that entered `host`'s network
+    /// namespace, so the sockets it opens are that namespace's (its
+    /// loopback, e.g. a node's metrics endpoint on 127.0.0.1): no
+    /// process started, no packet through the emulator.
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        host: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        // Where `ip netns add` keeps its namespaces.
+        let path = Path::new("/run/netns").join(&self.host(host)?.netns);
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is a namespace file held open for the
+            // call; setns changes this thread's network namespace only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns: {}", std::io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| format!("the thread in {host}'s namespace panicked"))?
+    }
+
     /// Sends `signal` to a process started by [`Testbed::spawn`].
     pub fn signal(&mut self, handle: usize, signal: libc::c_int) -> Result<(), String> {
         let proc = self

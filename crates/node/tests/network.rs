@@ -300,3 +300,65 @@ async fn a_restarted_first_rendezvous_rejoins_through_its_saved_peers() {
     .await
     .expect("test timed out");
 }
+
+/// #16: "the metrics agree with the answers". A rendezvous node without
+/// a data directory (nothing persisted, so no persistence step to mark
+/// its gauges stale) counts in `rdht_peers` and `rdht_reachable_peers`
+/// the members its answers list; a member that stops answering leaves
+/// the reachable gauge and the answers together, and its record stays
+/// stored. (The gauges used to be refreshed only after a persistence
+/// step, a replicated value or a listing change: such a node showed 0
+/// while it listed every member.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gauges_agree_with_the_answers_without_a_data_dir() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let mut config = node::rendezvous::RendezvousConfig {
+            listen: vec![node::demo::loopback()],
+            ..Default::default()
+        };
+        config.store.liveness.ping_interval_ms = PING.as_millis() as u64;
+        config.store.liveness.max_misses = MISSES;
+        let metrics = config.metrics.clone();
+        let r = node::rendezvous::start(Keypair::generate_ed25519(), config)
+            .await
+            .unwrap();
+        let mut q = start_quorum(3, 2, None, vec![r.addr()], TTL, DKG_PHASE)
+            .await
+            .unwrap();
+        let key = q.wait_registered(1, WAIT).await.unwrap();
+        let mut client = Client::ephemeral().unwrap();
+        for listed in [3u64, 2] {
+            if listed == 2 {
+                q.members[2].take().unwrap().kill();
+            }
+            discover_until(&mut client, &r.addr(), key, WAIT, |x| {
+                x.peers.len() as u64 == listed
+            })
+            .await
+            .unwrap();
+            // A change reaches the gauges within a second.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let peers = metrics.peers.load(std::sync::atomic::Ordering::Relaxed);
+                let reachable = metrics
+                    .reachable_peers
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if (peers, reachable) == (3, listed) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rdht_peers {peers}, rdht_reachable_peers {reachable} while the answer \
+                     lists {listed} of 3 stored"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        for m in q.members.into_iter().flatten() {
+            m.kill();
+        }
+        r.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

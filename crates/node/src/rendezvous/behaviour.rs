@@ -298,7 +298,7 @@ impl Builder {
             verified,
             alarm: Alarm::default(),
             stats_due_ms: now_ms(),
-            stats_dirty: true,
+            stats_counted: None,
             saved_peers: HashMap::new(),
             connections: HashMap::new(),
             listen_addrs: Vec::new(),
@@ -457,8 +457,9 @@ pub struct Behaviour {
     /// The gauges are refreshed at most once a second (counting is
     /// O(records)), and within a second of any change (Unix ms).
     stats_due_ms: u64,
-    /// Something the gauges count may have changed since they were set.
-    stats_dirty: bool,
+    /// The store's [`NamespaceStore::changes`] when the gauges were last
+    /// counted (`None`: not yet): they are stale while it differs.
+    stats_counted: Option<u64>,
     /// Rendezvous peers saved to the database, with the addresses saved.
     saved_peers: HashMap<PeerId, Vec<Multiaddr>>,
     /// Open connections per peer (a failed dial to a connected peer is
@@ -616,7 +617,6 @@ impl Behaviour {
                 });
             }
             Output::ListingChanged { peer, listed } => {
-                self.stats_dirty = true;
                 if listed {
                     info!(%peer, "peer answers again: listed again here");
                     self.metrics.relisted.fetch_add(1, Ordering::Relaxed);
@@ -643,7 +643,6 @@ impl Behaviour {
                 }
             }
             Output::Merged { from, report, .. } => {
-                self.stats_dirty = true;
                 if report.namespace_rejected.is_some()
                     || report.handover_rejected.is_some()
                     || !report.peers_rejected.is_empty()
@@ -681,7 +680,6 @@ impl Behaviour {
                 self.inner.blocked.unblock_peer(peer);
             }
             Output::Persist(updates) => {
-                self.stats_dirty = true;
                 if let Some(db) = &self.db {
                     if let Err(e) = db.save(&updates) {
                         warn!("saving records: {e}");
@@ -696,6 +694,14 @@ impl Behaviour {
                 }
             }
         }
+    }
+
+    /// Whether something the gauges count changed since they were
+    /// counted: any change of the store, whatever made it (a direct
+    /// registration counts even on a node with nothing to persist).
+    fn stats_stale(&mut self) -> bool {
+        let changes = self.store().changes();
+        self.stats_counted != Some(changes)
     }
 
     /// Copies the core's counters into the metrics; the gauges that count
@@ -733,8 +739,8 @@ impl Behaviour {
         ] {
             metric.store(value, Ordering::Relaxed);
         }
-        if self.stats_dirty && now_ms() >= self.stats_due_ms {
-            self.stats_dirty = false;
+        if self.stats_stale() && now_ms() >= self.stats_due_ms {
+            self.stats_counted = Some(self.store().changes());
             self.stats_due_ms = now_ms() + 1_000;
             let stats = self.store().stats();
             let m = &self.metrics;
@@ -969,7 +975,7 @@ impl Behaviour {
     /// refresh; true if it fired (the caller runs the core's timeouts).
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let mut at = self.core().poll_timeout();
-        if self.stats_dirty {
+        if self.stats_stale() {
             at = Some(at.map_or(self.stats_due_ms, |a| a.min(self.stats_due_ms)));
         }
         self.alarm.poll(cx, at)
